@@ -1,0 +1,37 @@
+"""kernelscope: from linear systems to neural networks, through kernels.
+
+Public modules: ``linsys`` (least norm, pseudoinverse, subspaces), ``data`` (spirals, digits, toy sets),
+``tour`` (the story as a report). Later chapters add ``kernels``, ``nets``, ``empirical``, ``dynamics``...
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public submodules, imported on first use so that `import kernelscope` stays light.
+_SUBMODULES = ("linsys", "data", "tour", "plots", "kernels", "nets", "regression", "solvers", "empirical",
+               "dynamics", "experiments", "scale")
+# Public names re-exported at the top level: name -> module that defines it.
+_NAMES = {
+    "KernelRegressor": "regression",
+    "gradient_flow": "regression",
+    "ValidationError": "_arrays",
+    "MemoryBudgetError": "_arrays",
+    "KernelscopeWarning": "_arrays",
+}
+
+__all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'kernelscope' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

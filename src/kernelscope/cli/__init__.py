@@ -1,0 +1,84 @@
+"""The ``kernelscope`` command.
+
+Every module of this package that defines ``register(app: typer.Typer)`` adds its subcommands; the command
+discovers them, so each chapter brings its own subcommand without touching the others.
+
+Errors from bad input (unreadable file, bad shape, NaN, a bad option value) print one line to stderr and exit
+with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click as typer._click; older versions use click itself
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as _cx
+
+app = typer.Typer(
+    name="kernelscope",
+    help="From linear systems to neural networks, through kernels. Run `kernelscope tour --out DIR` for the story.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """From linear systems to neural networks, through kernels."""
+
+
+class UserError(Exception):
+    """An error the command reports in one line (exit status 2)."""
+
+
+def _register_all() -> None:
+    pkg = sys.modules[__name__]
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        reg = getattr(mod, "register", None)
+        if callable(reg):
+            reg(app)
+
+
+_register_all()
+
+
+def fail(message: str) -> None:
+    """Raise the one-line error of a subcommand."""
+    raise UserError(message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, _cx.Abort if hasattr(_cx, "Abort") else typer.Abort):
+        print("kernelscope: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except _cx.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except _cx.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("kernelscope: interrupted; what was finished is saved, run the same command again to resume",
+              file=sys.stderr)
+        sys.exit(130)
+    except (UserError, ValueError, OSError, MemoryError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"kernelscope: error: {msg}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(rv if isinstance(rv, int) else 0)

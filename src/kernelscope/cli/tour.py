@@ -1,0 +1,35 @@
+"""``kernelscope tour``: the whole story into one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def tour(
+        out: Path = typer.Option(Path("tour-out"), "--out", "-o", help="Folder for index.html, results.json, figures/."),
+        quick: bool = typer.Option(False, "--quick", help="Small sizes: the whole story in a few minutes."),
+        force: bool = typer.Option(False, "--force", help="Redo chapters that are already done."),
+        only: Optional[List[str]] = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),
+        seed: int = typer.Option(0, "--seed", help="Base random seed."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+        list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
+    ) -> None:
+        """Run every chapter (resuming what is done) and write OUT/index.html, OUT/results.json and figures."""
+        from ..tour import chapters, run_tour
+
+        if list_chapters:
+            for ch in chapters():
+                typer.echo(f"{ch.key:12s} {ch.title}")
+            return
+        res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
+        typer.echo(f"report: {res.out / 'index.html'}  (done {len(res.done)}, resumed {len(res.skipped)}, "
+                   f"failed {len(res.failed)})")
+        if res.failed:
+            for key, msg in res.failed.items():
+                typer.echo(f"chapter {key} failed: {msg} (details in {res.out}/steps/{key}.error.txt)", err=True)
+            raise typer.Exit(1)

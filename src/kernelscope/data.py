@@ -1,0 +1,122 @@
+"""Data the story uses, all generated or bundled (no downloads).
+
+- :func:`spirals` - K interleaved spiral arms (the NYU Deep Learning course's generator).
+- :func:`digits` - scikit-learn's bundled 8x8 digits (1797 images), scaled to [0, 1].
+- :func:`regression_1d` - a smooth 1-D target with noise, for curves you can look at.
+- :func:`regression_nd` - a smooth target on d-dimensional inputs.
+- :func:`sphere` - points on the unit sphere (kernels of normalised data depend on angles alone).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._arrays import ValidationError, check_int, check_nonnegative
+
+__all__ = ["spirals", "digits", "regression_1d", "regression_nd", "sphere", "TARGETS_1D"]
+
+
+def spirals(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: int = 0,
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """K interleaved spiral arms in the plane.
+
+    For class ``k`` and ``t`` in ``linspace(0, 1, n_per_class)``: radius ``0.8 t + 0.2``, angle
+    ``(2 t + k) 2 pi / K + noise * randn``, point ``radius * (sin(angle), cos(angle))`` - the generator of the
+    NYU Deep Learning 2021 course (noise 0.2, 1000 points per class, K = 5 in the lecture).
+
+    Returns
+    -------
+    X : ndarray of shape (n_per_class * classes, 2), float64
+    y : ndarray of shape (n_per_class * classes,), int64 class labels 0..classes-1
+    """
+    n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
+    classes = check_int(classes, "classes", minimum=2)
+    noise = check_nonnegative(noise, "noise")
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    t = np.linspace(0.0, 1.0, n_per_class)
+    xs, ys = [], []
+    for k in range(classes):
+        radius = 0.8 * t + 0.2
+        angle = (2.0 * t + k) * 2.0 * math.pi / classes + noise * rng.standard_normal(n_per_class)
+        xs.append(np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1))
+        ys.append(np.full(n_per_class, k, dtype=np.int64))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def digits(n: int | None = None, *, seed: int = 0, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits, pixels scaled to [0, 1].
+
+    Parameters
+    ----------
+    n : number of images to return (a random subset drawn with ``seed``); ``None`` for all 1797.
+    classes : keep only the digits ``0 .. classes-1``.
+
+    Returns
+    -------
+    X : ndarray of shape (n, 64), float64 ; y : ndarray of shape (n,), int64
+    """
+    from sklearn.datasets import load_digits
+
+    classes = check_int(classes, "classes", minimum=2, maximum=10)
+    d = load_digits()
+    X = d.data.astype(np.float64) / 16.0
+    y = d.target.astype(np.int64)
+    keep = y < classes
+    X, y = X[keep], y[keep]
+    if n is not None:
+        n = check_int(n, "n", minimum=1, maximum=len(y))
+        idx = np.random.default_rng(check_int(seed, "seed", minimum=0)).permutation(len(y))[:n]
+        X, y = X[idx], y[idx]
+    return X, y
+
+
+TARGETS_1D = {
+    "sin": lambda x: np.sin(3.0 * x),
+    "bump": lambda x: np.exp(-8.0 * x**2) - 0.5 * x,
+    "step": lambda x: np.sign(x) * 0.8,
+    "cubic": lambda x: 2.0 * x**3 - x,
+}
+
+
+def regression_1d(n: int = 20, *, noise: float = 0.05, seed: int = 0, target: str = "sin",
+                  low: float = -1.0, high: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A 1-D regression set: ``x`` uniform in [low, high], ``y = target(x) + noise * randn``.
+
+    Returns X of shape (n, 1) (sorted) and y of shape (n,). ``target`` is one of :data:`TARGETS_1D`.
+    """
+    n = check_int(n, "n", minimum=1)
+    noise = check_nonnegative(noise, "noise")
+    if target not in TARGETS_1D:
+        raise ValidationError("target", "one of " + ", ".join(TARGETS_1D), repr(target))
+    if not high > low:
+        raise ValidationError("high", f"a number greater than low={low}", repr(high))
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    x = np.sort(rng.uniform(low, high, n))
+    y = TARGETS_1D[target](x) + noise * rng.standard_normal(n)
+    return x[:, None], y
+
+
+def regression_nd(n: int = 200, d: int = 8, *, noise: float = 0.05, seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``x ~ N(0, I_d / d)`` and a smooth nonlinear target ``y = sin(u.x) + 0.5 (v.x)^2 + noise``.
+
+    Returns X of shape (n, d) and y of shape (n,).
+    """
+    n = check_int(n, "n", minimum=1)
+    d = check_int(d, "d", minimum=1)
+    noise = check_nonnegative(noise, "noise")
+    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    u, v = rng.standard_normal(d), rng.standard_normal(d)
+    X = rng.standard_normal((n, d)) / math.sqrt(d)
+    y = np.sin(X @ u) + 0.5 * (X @ v) ** 2 + noise * rng.standard_normal(n)
+    return X, y
+
+
+def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
+    """``n`` points uniform on the unit sphere in R^d: an ndarray of shape (n, d) with unit rows."""
+    n = check_int(n, "n", minimum=1)
+    d = check_int(d, "d", minimum=1)
+    X = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal((n, d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)

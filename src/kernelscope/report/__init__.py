@@ -1,0 +1,90 @@
+"""The tour's report: one self-contained, readable HTML page (no scripts, no network)."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+__all__ = ["render_report", "format_cell"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+     line-height:1.55;color:#1d2330;background:#fcfcfd}
+h1{font-size:2em;margin-bottom:.2em} h2{border-bottom:2px solid #e2e6ef;padding-bottom:.2em;margin-top:2.2em}
+.sub{color:#5a6478;margin-top:0} nav ol{columns:2} code{background:#eef1f6;padding:0 .25em;border-radius:3px}
+figure{margin:1.2em 0;text-align:center} figure img{max-width:100%;border:1px solid #e2e6ef;border-radius:4px}
+figcaption{color:#434b5c;font-size:.93em;margin-top:.3em}
+table{border-collapse:collapse;margin:1em 0;font-size:.92em} caption{font-weight:600;text-align:left;padding:.3em 0}
+th,td{border:1px solid #d6dbe6;padding:.3em .7em;text-align:right} th{background:#eef1f6}
+td:first-child,th:first-child{text-align:left}
+.findings{background:#f1f7ee;border-left:4px solid #6aa84f;padding:.5em 1em}
+.error{background:#fbeeee;border-left:4px solid #c0392b;padding:.5em 1em}
+.note{color:#5a6478;font-size:.9em}
+"""
+
+
+def format_cell(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        a = abs(v)
+        if a != 0 and (a < 1e-3 or a >= 1e6):
+            return f"{v:.3e}"
+        return f"{v:.4g}"
+    if v is None:
+        return "—"
+    return html.escape(str(v))
+
+
+def _table(t) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
+    body = "".join("<tr>" + "".join(f"<td>{format_cell(v)}</td>" for v in row) + "</tr>" for row in t.rows)
+    note = f'<p class="note">{html.escape(t.note)}</p>' if t.note else ""
+    return f"<table><caption>{html.escape(t.title)}</caption><tr>{head}</tr>{body}</table>{note}"
+
+
+def render_report(chapters, results, failed, *, quick: bool = False) -> str:
+    """HTML of the whole story: each chapter's text, findings, figures and tables."""
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<title>kernelscope tour</title>",
+        f"<link rel='icon' href='data:,'><style>{_CSS}</style></head><body>",
+        "<h1>kernelscope</h1>",
+        "<p class='sub'>From linear systems to neural networks, through kernels"
+        + (" &mdash; <em>quick run</em> (small sizes)" if quick else "") + ".</p>",
+        "<nav><ol>",
+    ]
+    for ch in chapters:
+        state = "" if ch.key in results else (" (failed)" if ch.key in failed else " (not run yet)")
+        parts.append(f"<li><a href='#{ch.key}'>{html.escape(ch.title)}</a>{state}</li>")
+    parts.append("</ol></nav>")
+    for ch in chapters:
+        parts.append(f"<section id='{ch.key}'><h2>{html.escape(ch.title)}</h2>{ch.intro}")
+        if ch.key in failed:
+            parts.append(f"<p class='error'>This chapter failed: {html.escape(failed[ch.key])}</p>")
+        res = results.get(ch.key)
+        if res is None:
+            if ch.key not in failed:
+                parts.append("<p class='note'>Not run yet: <code>kernelscope tour --only "
+                             f"{ch.key}</code>.</p>")
+            parts.append("</section>")
+            continue
+        if res.findings:
+            parts.append("<div class='findings'><strong>What the numbers show</strong><ul>"
+                         + "".join(f"<li>{f}</li>" for f in res.findings) + "</ul></div>")
+        for fig in res.figures:
+            src = html.escape(fig.file)
+            parts.append(f"<figure><img src='{src}' alt='{html.escape(fig.caption)}' loading='eager'>"
+                         f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>")
+        for t in res.tables:
+            parts.append(_table(t))
+        parts.append("</section>")
+    parts.append("<p class='note'>Numbers: <a href='results.json'>results.json</a>. Made by "
+                 "<code>kernelscope tour</code>.</p></body></html>")
+    return "\n".join(parts)
