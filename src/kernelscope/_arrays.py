@@ -131,7 +131,8 @@ def _to_numpy_raw(x: Any, name: str) -> np.ndarray:
 
 def _check_numeric(arr: np.ndarray, name: str, original: Any) -> None:
     if arr.dtype == object or arr.dtype.kind in "USV" or arr.dtype.kind == "M":
-        raise ValidationError(name, "numeric data (int or float)", f"{_describe(original)}",
+        raise ValidationError(name, "numeric data (int or float)",
+                              f"{type(original).__name__} holding {arr.dtype} data",
                               "Convert strings/objects to numbers first.")
     if arr.dtype.kind == "c":
         raise ValidationError(name, "real numbers", "complex dtype " + str(arr.dtype))

@@ -1,0 +1,391 @@
+"""Linear systems: least norm, least squares and the pseudoinverse (THEORY.md §1).
+
+``Ax = b`` with ``A`` of shape (m, n) has
+
+- exactly one solution when ``A`` is square and invertible (``kind='unique'``);
+- infinitely many when ``b`` is in the column space but ``A`` has a null space: the one of least norm,
+  ``x* = A⁺b = Aᵀ(AAᵀ)⁻¹b`` for full row rank, lies in the **row space** of A (``kind='least_norm'``);
+- none when ``b`` is not in the column space: ``A⁺b`` is then the least-squares solution of least norm and the
+  residual ``b − Ax*`` lies in the left null space (``kind='least_squares'``).
+
+Every solution is the unique row-space part plus a free null-space part (:func:`decompose`).
+
+Numerics are float64 LAPACK through SciPy. ``rcond`` follows NumPy's convention: singular values below
+``rcond · σ_max`` are treated as zero, with default ``rcond = eps · max(m, n)`` (``numpy.linalg.lstsq``/``pinv``
+with ``rcond=None``). Sparse matrices and ``scipy.sparse.linalg.LinearOperator`` go to SciPy's LSMR, never to a
+dense SVD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from ._arrays import ArrayKind, ValidationError, as_numpy, check_int, check_positive, warn
+
+__all__ = ["SolveResult", "Subspaces", "PowerResult", "solve", "pinv", "subspaces", "decompose",
+           "power_iteration", "default_rcond"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def default_rcond(shape: tuple[int, int]) -> float:
+    """NumPy's default cut-off for small singular values: ``eps · max(m, n)``."""
+    return _EPS * max(shape)
+
+
+@dataclass
+class SolveResult:
+    """The answer of :func:`solve`.
+
+    Attributes
+    ----------
+    x : ndarray of shape (n,) or (n, k) - the minimum-norm (least-squares) solution ``A⁺b``.
+    kind : 'unique' | 'least_norm' | 'least_squares' (for several right-hand sides: the most general of the
+        columns' kinds; see ``kinds``).
+    kinds : tuple of str, one per right-hand side.
+    rank : numerical rank of A (``None`` for LSMR, which does not compute it).
+    residual : ndarray like b - ``b − A x``.
+    row_part, null_part : x split into its row-space and null-space components (``null_part`` is zero up to
+        rounding: the least-norm solution has no null-space component).
+    method : 'svd', 'qr' (full-rank fast path) or 'lsmr'.
+    shape : (m, n) of A.
+    info : solver details (LSMR iterations and stop reason, singular values when computed...).
+    """
+
+    x: Any
+    kind: str
+    kinds: tuple[str, ...]
+    rank: int | None
+    residual: Any
+    row_part: Any
+    null_part: Any
+    method: str
+    shape: tuple[int, int]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def residual_norm(self) -> float:
+        return float(np.linalg.norm(np.asarray(_to_np(self.residual))))
+
+    @property
+    def nullity(self) -> int | None:
+        return None if self.rank is None else self.shape[1] - self.rank
+
+
+@dataclass
+class Subspaces:
+    """Orthonormal bases (as columns) of the four fundamental subspaces of A (m × n, rank r).
+
+    row : (n, r) = V[:, :r]; null : (n, n − r) = V[:, r:]; col : (m, r) = U[:, :r]; left_null : (m, m − r) = U[:, r:].
+    """
+
+    row: Any
+    null: Any
+    col: Any
+    left_null: Any
+    rank: int
+    singular_values: Any
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {"row": self.row.shape[1], "null": self.null.shape[1], "col": self.col.shape[1],
+                "left_null": self.left_null.shape[1]}
+
+
+@dataclass
+class PowerResult:
+    """Dominant eigenpair from :func:`power_iteration`: ``A v ≈ eigenvalue · v``, ``‖v‖ = 1``."""
+
+    eigenvalue: float
+    eigenvector: Any
+    iterations: int
+    converged: bool
+    residual: float  # ‖Av − λv‖ at the end
+    history: list[float] = field(default_factory=list)  # Rayleigh quotient vᵀAv at each iteration
+
+
+def _to_np(a: Any) -> Any:
+    try:
+        import torch
+
+        if isinstance(a, torch.Tensor):
+            return a.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover
+        pass
+    return a
+
+
+def _is_operator(A: Any) -> bool:
+    return sp.issparse(A) or isinstance(A, spla.LinearOperator)
+
+
+def _check_matrix(A: Any, name: str = "A") -> np.ndarray:
+    return as_numpy(A, name, ndim=2, shape_hint="(n_rows, n_cols)")
+
+
+def _check_rcond(rcond: float | None, shape: tuple[int, int]) -> float:
+    if rcond is None:
+        return default_rcond(shape)
+    return check_positive(rcond, "rcond", allow_zero=True)
+
+
+def _check_rhs(b: Any, m: int) -> np.ndarray:
+    b_np = as_numpy(b, "b", ndim=(1, 2), shape_hint="(n_rows,) or (n_rows, n_rhs)")
+    if b_np.shape[0] != m:
+        raise ValidationError("b", f"{m} rows (as many as A has rows)", f"shape {tuple(b_np.shape)}")
+    return b_np
+
+
+def _in_col_space(A_norm: float, x: np.ndarray, b: np.ndarray, r: np.ndarray, m: int, n: int) -> np.ndarray:
+    """Per right-hand side: is the residual at rounding level, i.e. is b in the column space?"""
+    x2 = x if x.ndim == 2 else x[:, None]
+    b2 = b if b.ndim == 2 else b[:, None]
+    r2 = r if r.ndim == 2 else r[:, None]
+    scale = A_norm * np.linalg.norm(x2, axis=0) + np.linalg.norm(b2, axis=0)
+    tol = 100.0 * _EPS * max(m, n) * np.maximum(scale, np.finfo(np.float64).tiny)
+    return np.linalg.norm(r2, axis=0) <= tol
+
+
+def _kinds(square_full_rank: bool, has_null: bool, in_col: np.ndarray) -> tuple[str, ...]:
+    out = []
+    for inside in np.atleast_1d(in_col):
+        if not inside:
+            out.append("least_squares")
+        elif has_null:
+            out.append("least_norm")
+        else:
+            out.append("unique")
+    return tuple(out)
+
+
+_KIND_ORDER = {"unique": 0, "least_norm": 1, "least_squares": 2}
+
+
+def solve(A: Any, b: Any, rcond: float | None = None, *, atol: float = 1e-12, btol: float = 1e-12,
+          max_iter: int | None = None) -> SolveResult:
+    """Minimum-norm (least-squares) solution of ``Ax = b``, and what kind of solution it is.
+
+    Parameters
+    ----------
+    A : array-like of shape (m, n), a ``scipy.sparse`` matrix, or a ``scipy.sparse.linalg.LinearOperator``.
+        Dense input is solved through LAPACK (a rank-revealing QR fast path when A is clearly of full rank,
+        otherwise the SVD); sparse input and operators go to LSMR.
+    b : array-like of shape (m,) or (m, k) (k right-hand sides).
+    rcond : singular values below ``rcond · σ_max`` count as zero; ``None`` means ``eps · max(m, n)`` (NumPy).
+    atol, btol, max_iter : LSMR stopping rules (sparse/operator input only).
+
+    Returns
+    -------
+    SolveResult with ``x`` = A⁺b of shape (n,) or (n, k), ``kind``, ``rank``, ``residual``, ``row_part`` and
+    ``null_part``. NumPy in -> NumPy out; torch in -> torch out.
+
+    Singular and ill-conditioned systems are not errors: they are answered by the pseudoinverse.
+    """
+    if _is_operator(A):
+        return _solve_lsmr(A, b, atol=atol, btol=btol, max_iter=max_iter)
+    kind_of = ArrayKind.of(A, b)
+    A_np = _check_matrix(A)
+    m, n = A_np.shape
+    b_np = _check_rhs(b, m)
+    cutoff = _check_rcond(rcond, (m, n))
+
+    x, rank, method, info = _dense_min_norm(A_np, b_np, cutoff)
+    residual = b_np - A_np @ x
+    A_norm = info.get("sigma_max") or np.linalg.norm(A_np, 2 if min(m, n) <= 64 else "fro")
+    in_col = _in_col_space(float(A_norm), x, b_np, residual, m, n)
+    has_null = rank < n
+    kinds = _kinds(m == n and rank == n, has_null, in_col)
+    kind = max(kinds, key=_KIND_ORDER.__getitem__)
+    if has_null and method == "svd":
+        V_r = info.pop("_V_r")
+        row_part = V_r @ (V_r.T @ x)
+    else:
+        info.pop("_V_r", None)
+        row_part = x.copy()  # x = A⁺b always lies in the row space (QR path: full rank)
+    null_part = x - row_part
+    if rank < min(m, n):
+        warn(f"A is rank deficient (rank {rank} < min(m, n) = {min(m, n)}); answered by the pseudoinverse.")
+    w = kind_of.wrap
+    return SolveResult(x=w(x), kind=kind, kinds=kinds, rank=int(rank), residual=w(residual),
+                       row_part=w(row_part), null_part=w(null_part), method=method, shape=(m, n), info=info)
+
+
+def _dense_min_norm(A: np.ndarray, b: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, str, dict]:
+    """x = A⁺b. Fast path: LAPACK gelsy (QR with column pivoting) when A is clearly of full rank; else the SVD."""
+    m, n = A.shape
+    # gelsy declares full rank when its condition estimate of R is below 1/cond. We ask it with a cut-off 1e4
+    # times stricter than ours, so that "full rank" there means full rank under the SVD rule too (condition
+    # estimators are accurate to a small factor); anything closer to the edge goes to the SVD.
+    strict = min(cutoff * 1e4, 1e-2)
+    try:
+        x, _, rank, _ = sla.lstsq(A, b, cond=strict, lapack_driver="gelsy", check_finite=False)
+    except (np.linalg.LinAlgError, ValueError):
+        rank = -1
+    if rank == min(m, n) and cutoff > 0:
+        return np.asarray(x), int(rank), "qr", {"rcond": cutoff}
+    try:
+        U, s, Vt = sla.svd(A, full_matrices=False, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:  # gesdd can fail to converge on nasty matrices; gesvd is slower but robust
+        U, s, Vt = sla.svd(A, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+    sigma_max = float(s[0]) if s.size else 0.0
+    r = int(np.sum(s > cutoff * sigma_max)) if sigma_max > 0 else 0
+    coef = (U[:, :r].T @ b) / (s[:r, None] if b.ndim == 2 else s[:r])
+    x = Vt[:r].T @ coef
+    return x, r, "svd", {"rcond": cutoff, "sigma_max": sigma_max, "singular_values": s, "_V_r": Vt[:r].T}
+
+
+def _solve_lsmr(A: Any, b: Any, *, atol: float, btol: float, max_iter: int | None) -> SolveResult:
+    m, n = A.shape
+    kind_of = ArrayKind.of(b)
+    b_np = _check_rhs(b, m)
+    if max_iter is not None:
+        max_iter = check_int(max_iter, "max_iter", minimum=1)
+    B = b_np if b_np.ndim == 2 else b_np[:, None]
+    xs, stops, iters = [], [], []
+    for j in range(B.shape[1]):
+        out = spla.lsmr(A, B[:, j], atol=atol, btol=btol, maxiter=max_iter)
+        xs.append(out[0])
+        stops.append(int(out[1]))
+        iters.append(int(out[2]))
+    X = np.stack(xs, axis=1)
+    R = B - np.column_stack([A @ X[:, j] for j in range(X.shape[1])])
+    # LSMR's stop codes: 1 = Ax = b solved to atol/btol (b in the column space), 2 = least squares, 7 = max_iter.
+    in_col = np.array([s in (0, 1, 4) for s in stops])
+    if any(s == 7 for s in stops):
+        warn(f"LSMR stopped at its iteration limit ({max(iters)} iterations); the answer may be inaccurate.")
+    # LSMR started at 0 stays in the row space (a Krylov space of AᵀA built from Aᵀb): its answer is least-norm.
+    # Whether a null space exists is not known without the rank; "least_norm" is reported when m < n.
+    kinds = _kinds(False, n > m, in_col)
+    kind = max(kinds, key=_KIND_ORDER.__getitem__)
+    if b_np.ndim == 1:
+        X, R = X[:, 0], R[:, 0]
+    w = kind_of.wrap
+    return SolveResult(x=w(X), kind=kind, kinds=kinds, rank=None, residual=w(R), row_part=w(X.copy()),
+                       null_part=w(np.zeros_like(X)), method="lsmr", shape=(m, n),
+                       info={"iterations": iters, "istop": stops})
+
+
+def pinv(A: Any, rcond: float | None = None) -> Any:
+    """Moore–Penrose pseudoinverse ``A⁺ = V Σ⁺ Uᵀ`` of shape (n, m).
+
+    Singular values below ``rcond · σ_max`` are treated as zero (default ``eps · max(m, n)``, NumPy's
+    convention). NumPy in -> NumPy out; torch in -> torch out (same device).
+    """
+    kind_of = ArrayKind.of(A)
+    A_np = _check_matrix(A)
+    cutoff = _check_rcond(rcond, A_np.shape)
+    try:
+        U, s, Vt = sla.svd(A_np, full_matrices=False, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:
+        U, s, Vt = sla.svd(A_np, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+    r = int(np.sum(s > cutoff * s[0])) if s.size and s[0] > 0 else 0
+    P = (Vt[:r].T / s[:r]) @ U[:, :r].T
+    return kind_of.wrap(P)
+
+
+def subspaces(A: Any, rcond: float | None = None) -> Subspaces:
+    """Orthonormal bases of the four fundamental subspaces of A (m × n) from its full SVD ``A = U Σ Vᵀ``.
+
+    Returns :class:`Subspaces` with ``row`` (n, r), ``null`` (n, n−r), ``col`` (m, r), ``left_null`` (m, m−r),
+    ``rank`` r and the singular values. ``rank`` counts singular values above ``rcond · σ_max``.
+    """
+    kind_of = ArrayKind.of(A)
+    A_np = _check_matrix(A)
+    cutoff = _check_rcond(rcond, A_np.shape)
+    U, s, Vt = sla.svd(A_np, full_matrices=True, lapack_driver="gesdd", check_finite=False)
+    r = int(np.sum(s > cutoff * s[0])) if s.size and s[0] > 0 else 0
+    V = Vt.T
+    w = kind_of.wrap
+    return Subspaces(row=w(V[:, :r]), null=w(V[:, r:]), col=w(U[:, :r]), left_null=w(U[:, r:]), rank=r,
+                     singular_values=w(s))
+
+
+def decompose(A: Any, x: Any, rcond: float | None = None) -> tuple[Any, Any]:
+    """Split any x (n,) or (n, k) into its row-space part (unique) and null-space part (free) for A (m × n).
+
+    Returns ``(row_part, null_part)`` with ``row_part + null_part = x``.
+    """
+    kind_of = ArrayKind.of(A, x)
+    A_np = _check_matrix(A)
+    x_np = as_numpy(x, "x", ndim=(1, 2))
+    if x_np.shape[0] != A_np.shape[1]:
+        raise ValidationError("x", f"{A_np.shape[1]} rows (as many as A has columns)", f"shape {x_np.shape}")
+    S = subspaces(A_np, rcond)
+    row = S.row @ (S.row.T @ x_np)
+    return kind_of.wrap(row), kind_of.wrap(x_np - row)
+
+
+def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int = 1000, n: int | None = None,
+                    v0: Any = None) -> PowerResult:
+    """Dominant eigenpair by power iteration ``v ← Av / ‖Av‖``.
+
+    Parameters
+    ----------
+    A : a square array (n, n) or a callable ``matvec(v) -> Av`` (then give ``n`` or ``v0``).
+    seed : seed of the random start vector (ignored when ``v0`` is given).
+    tol : stop when ``‖Av − λv‖ ≤ tol · |λ|`` with λ the Rayleigh quotient ``vᵀAv``.
+    max_iter : iteration limit; a :class:`~kernelscope.KernelscopeWarning` says when it was reached.
+
+    Returns :class:`PowerResult` (eigenvalue, unit eigenvector with its largest entry positive, iterations,
+    converged, residual). Converges at rate |λ₂/λ₁|; for a dominant pair ±λ it cannot converge (and says so).
+    """
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    kind_of = ArrayKind.of(A, v0)
+    if callable(A) and not hasattr(A, "shape"):
+        matvec: Callable[[np.ndarray], np.ndarray] = lambda v: np.asarray(_to_np(A(v)), dtype=np.float64)
+        if v0 is None and n is None:
+            raise ValidationError("n", "the dimension of the vectors A acts on (or v0) when A is a callable",
+                                  "neither")
+    else:
+        if _is_operator(A):
+            op = A
+            dim = A.shape
+        else:
+            op = _check_matrix(A)
+            dim = op.shape
+        if dim[0] != dim[1]:
+            raise ValidationError("A", "a square matrix (n, n)", f"shape {tuple(dim)}")
+        matvec = lambda v: np.asarray(op @ v, dtype=np.float64)
+        n = dim[0]
+    if v0 is not None:
+        v = as_numpy(v0, "v0", ndim=1).copy()
+        if n is not None and v.shape[0] != n:
+            raise ValidationError("v0", f"a vector of length {n}", f"shape {v.shape}")
+    else:
+        n = check_int(n, "n", minimum=1)
+        v = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal(n)
+    nv = np.linalg.norm(v)
+    if nv == 0:
+        raise ValidationError("v0", "a non-zero start vector", "the zero vector")
+    v /= nv
+    lam, res, converged, it = 0.0, np.inf, False, 0
+    history: list[float] = []
+    for it in range(1, max_iter + 1):
+        Av = matvec(v)
+        lam = float(v @ Av)
+        history.append(lam)
+        res = float(np.linalg.norm(Av - lam * v))
+        if res <= tol * max(abs(lam), np.finfo(np.float64).tiny):
+            converged = True
+            break
+        nAv = np.linalg.norm(Av)
+        if nAv == 0:  # v is in the null space: the dominant eigenvalue seen from here is 0
+            converged = True
+            lam, res = 0.0, 0.0
+            break
+        v = Av / nAv
+    if not converged:
+        warn(f"power_iteration did not converge in {max_iter} iterations (residual {res:.3e}); "
+             "the two largest |eigenvalues| may be (nearly) equal.")
+    k = int(np.argmax(np.abs(v)))
+    if v[k] < 0:
+        v = -v
+    return PowerResult(eigenvalue=lam, eigenvector=kind_of.wrap(v), iterations=it, converged=converged,
+                       residual=res, history=history)

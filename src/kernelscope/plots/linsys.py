@@ -1,0 +1,203 @@
+"""Figures of the linear-systems chapter (THEORY.md §1). Each takes a :class:`~kernelscope.linsys.SolveResult`
+(or :class:`~kernelscope.linsys.Subspaces`) and the system it answers, draws, and returns the Axes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._arrays import ValidationError, as_numpy
+from ..linsys import SolveResult, subspaces
+
+__all__ = ["plot_line", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system", "plot_power_iteration"]
+
+_SOL = dict(color="#c0392b", s=60, zorder=5)
+
+
+def _new_axes(ax, projection=None, figsize=(5.2, 5.0)):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax
+    fig = plt.figure(figsize=figsize)
+    return fig.add_subplot(111, projection=projection)
+
+
+def _np(a):
+    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a, dtype=np.float64)
+
+
+def plot_line(result: SolveResult, A, b, ax=None):
+    """One equation in two unknowns ``a·x = b``: the solution line, the least-norm point ``x*`` on the normal
+    direction, and the perpendicular from the origin (its length ``|b|/‖a‖`` is the distance to the line)."""
+    A = as_numpy(A, "A", ndim=2)
+    if A.shape != (1, 2):
+        raise ValidationError("A", "shape (1, 2) (one equation, two unknowns)", f"shape {A.shape}")
+    a = A[0]
+    beta = float(np.ravel(_np(b))[0])
+    x = _np(result.x).ravel()
+    ax = _new_axes(ax)
+    r = max(1.5 * np.linalg.norm(x), 1.0)
+    lim = (-0.4 * r, 1.6 * r)
+    direction = np.array([-a[1], a[0]]) / np.linalg.norm(a)
+    t = np.linspace(-3 * r, 3 * r, 2)
+    pts = x[None, :] + t[:, None] * direction[None, :]
+    ax.plot(pts[:, 0], pts[:, 1], color="#2c5aa0", lw=2,
+            label=f"{a[0]:g}x + {a[1]:g}y = {beta:g}  (all solutions)")
+    ax.annotate("", xy=x, xytext=(0, 0), arrowprops=dict(arrowstyle="->", color="#c0392b", lw=1.8))
+    ax.scatter(*x, **_SOL, label=f"least-norm x* = ({x[0]:.4g}, {x[1]:.4g}), ‖x*‖ = {np.linalg.norm(x):.4g}")
+    n_hat = a / np.linalg.norm(a)
+    ax.plot([0, 1.4 * r * n_hat[0]], [0, 1.4 * r * n_hat[1]], ls=":", color="gray", label="normal direction a")
+    # right-angle marker where the perpendicular meets the line
+    s = 0.06 * r
+    corner = np.array([x - s * n_hat, x - s * n_hat + s * direction, x + s * direction])
+    ax.plot(corner[:, 0], corner[:, 1], color="k", lw=0.8)
+    ax.scatter([0], [0], color="k", s=15)
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="#bbb", lw=0.6)
+    ax.axvline(0, color="#bbb", lw=0.6)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title("The solution closest to the origin lies on the normal")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def _plane_patch(ax, a, beta, center, half, color, alpha=0.25):
+    a = np.asarray(a, float)
+    n_hat = a / np.linalg.norm(a)
+    # two orthonormal directions inside the plane
+    helper = np.eye(3)[np.argmin(np.abs(n_hat))]
+    u = np.cross(n_hat, helper)
+    u /= np.linalg.norm(u)
+    v = np.cross(n_hat, u)
+    s, t = np.meshgrid(np.linspace(-half, half, 2), np.linspace(-half, half, 2))
+    P = center[None, None, :] + s[..., None] * u + t[..., None] * v
+    ax.plot_surface(P[..., 0], P[..., 1], P[..., 2], color=color, alpha=alpha, linewidth=0, shade=False)
+
+
+def plot_plane(result: SolveResult, A, b, ax=None):
+    """One equation in three unknowns: the plane of solutions, its normal, and the least-norm point on it."""
+    A = as_numpy(A, "A", ndim=2)
+    if A.shape != (1, 3):
+        raise ValidationError("A", "shape (1, 3) (one plane in 3-D)", f"shape {A.shape}")
+    x = _np(result.x).ravel()
+    ax = _new_axes(ax, projection="3d")
+    r = max(np.linalg.norm(x), 1.0)
+    _plane_patch(ax, A[0], float(np.ravel(_np(b))[0]), x, 1.2 * r, "#2c5aa0")
+    ax.plot([0, x[0]], [0, x[1]], [0, x[2]], color="#c0392b", lw=2, label="perpendicular from 0")
+    ax.scatter(*x, **_SOL, label=f"x* = ({x[0]:.3g}, {x[1]:.3g}, {x[2]:.3g})")
+    n_hat = A[0] / np.linalg.norm(A[0])
+    ax.quiver(*x, *(0.6 * r * n_hat), color="k", arrow_length_ratio=0.15, label="normal a")
+    ax.scatter([0], [0], [0], color="k", s=15)
+    _equal_3d(ax, np.vstack([np.zeros(3), x, x + 1.2 * r, x - 1.2 * r]))
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_zlabel("z")
+    ax.set_title("A plane: x* is along its normal")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_two_planes(result: SolveResult, A, b, ax=None):
+    """Two equations in three unknowns: two planes, their line of intersection and the least-norm point, which
+    lies in the span of both normals (perpendicular to the line)."""
+    A = as_numpy(A, "A", ndim=2)
+    if A.shape != (2, 3):
+        raise ValidationError("A", "shape (2, 3) (two planes in 3-D)", f"shape {A.shape}")
+    bb = _np(b).ravel()
+    x = _np(result.x).ravel()
+    ax = _new_axes(ax, projection="3d")
+    r = max(np.linalg.norm(x), 1.0)
+    _plane_patch(ax, A[0], bb[0], x, 1.3 * r, "#2c5aa0", 0.2)
+    _plane_patch(ax, A[1], bb[1], x, 1.3 * r, "#27ae60", 0.2)
+    S = subspaces(A)
+    if S.null.shape[1]:
+        d = S.null[:, 0]
+        t = np.linspace(-1.5 * r, 1.5 * r, 2)
+        L = x[None, :] + t[:, None] * d[None, :]
+        ax.plot(L[:, 0], L[:, 1], L[:, 2], color="k", lw=2, label="intersection line (x* + null space)")
+    ax.plot([0, x[0]], [0, x[1]], [0, x[2]], color="#c0392b", lw=2, label="perpendicular from 0")
+    ax.scatter(*x, **_SOL, label=f"x* = ({x[0]:.3g}, {x[1]:.3g}, {x[2]:.3g})")
+    ax.scatter([0], [0], [0], color="k", s=15)
+    _equal_3d(ax, np.vstack([np.zeros(3), x + 1.3 * r, x - 1.3 * r]))
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_zlabel("z")
+    ax.set_title("Two planes: x* is in the span of both normals")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def _equal_3d(ax, pts):
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    c, h = (lo + hi) / 2, (hi - lo).max() / 2
+    ax.set_xlim(c[0] - h, c[0] + h)
+    ax.set_ylim(c[1] - h, c[1] + h)
+    ax.set_zlim(c[2] - h, c[2] + h)
+    try:
+        ax.set_box_aspect((1, 1, 1))
+    except AttributeError:  # pragma: no cover
+        pass
+
+
+def plot_subspaces(result: SolveResult, A, b, ax=None, *, title: str | None = None):
+    """A general system: bars of the solution x, its row-space and null-space parts, b and the residual, with
+    the four subspaces' dimensions and the kind of solution in the title."""
+    A = as_numpy(A, "A", ndim=2)
+    S = subspaces(A)
+    x = _np(result.x).ravel()
+    bb = _np(b).ravel()
+    res = _np(result.residual).ravel()
+    ax = _new_axes(ax, figsize=(7.5, 4.2))
+    n, m = len(x), len(bb)
+    ax.bar(np.arange(n) - 0.2, x, width=0.4, color="#c0392b", label="x = A⁺b (row-space part)")
+    ax.bar(np.arange(n) + 0.2, _np(result.null_part).ravel(), width=0.4, color="#7f8c8d",
+           label="null-space part of x (≈ 0)")
+    off = n + 1.5
+    ax.bar(off + np.arange(m) - 0.2, bb, width=0.4, color="#2c5aa0", label="b")
+    ax.bar(off + np.arange(m) + 0.2, res, width=0.4, color="#f39c12", label="residual b − Ax")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(n + 0.25, color="#bbb", lw=0.8)
+    ax.set_xticks(list(range(n)) + list(off + np.arange(m)))
+    ax.set_xticklabels([f"x{i + 1}" for i in range(n)] + [f"b{i + 1}" for i in range(m)], fontsize=7)
+    d = S.dims
+    ax.set_title(title or (f"{result.kind}: rank {S.rank}, dim row {d['row']}, null {d['null']}, "
+                           f"col {d['col']}, left null {d['left_null']}; ‖r‖ = {result.residual_norm:.2e}"),
+                 fontsize=9)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    return ax
+
+
+def plot_system(result: SolveResult, A, b, ax=None):
+    """The picture that fits the system's shape: a line (1×2), a plane (1×3), two planes (2×3), otherwise bars."""
+    shape = as_numpy(A, "A", ndim=2).shape
+    if shape == (1, 2):
+        return plot_line(result, A, b, ax)
+    if shape == (1, 3):
+        return plot_plane(result, A, b, ax)
+    if shape == (2, 3):
+        return plot_two_planes(result, A, b, ax)
+    return plot_subspaces(result, A, b, ax)
+
+
+def plot_power_iteration(result, true_eigenvalues, ax=None):
+    """Error of the Rayleigh quotient along power iteration against the rate ``(λ₂/λ₁)^{2k}`` expected for a
+    symmetric matrix. ``true_eigenvalues``: the matrix's eigenvalues (any order)."""
+    ev = np.sort(np.abs(np.asarray(true_eigenvalues, dtype=float)))[::-1]
+    lam1 = ev[0]
+    hist = np.asarray(result.history, dtype=float)
+    k = np.arange(1, len(hist) + 1)
+    err = np.abs(hist - lam1) / lam1
+    ax = _new_axes(ax, figsize=(6, 4))
+    ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0", label="|λ_k − λ₁| / λ₁ (Rayleigh quotient)")
+    rate = (ev[1] / lam1) ** 2
+    ref = err[0] * rate ** (k - 1)
+    ax.semilogy(k, np.maximum(ref, 1e-17), "--", color="#c0392b", label=f"(λ₂/λ₁)^(2k), λ₂/λ₁ = {ev[1] / lam1:.3f}")
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel("relative error")
+    ax.set_title(f"Power iteration: λ₁ = {result.eigenvalue:.10g} in {result.iterations} steps")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return ax
