@@ -1,0 +1,482 @@
+"""Empirical NTK and NNGP of any ``torch.nn.Module``, and its linearisation (THEORY.md §5).
+
+For a model ``f(x; w)`` with O outputs and trainable weights ``w`` (P numbers), the empirical neural tangent
+kernel is the Gram matrix of the parameter gradients (the Jacobian ``J(x) = ∂f(x; w)/∂w`` of shape (O, P))::
+
+    Θ(x, x')[o, o'] = Σ_p ∂f_o(x)/∂w_p · ∂f_o'(x')/∂w_p = (J(x) J(x')ᵀ)[o, o'].
+
+Three ways to compute it, all through ``torch.func`` / autograd (no hand-written backprop):
+
+``'jacobian'``   the Jacobian of a chunk of examples (``torch.func.jacrev``), contracted: memory O(chunk·O·P).
+``'ntvp'``       NTK-vector products ``Θ v = J₁ (J₂ᵀ v)``: a VJP (``torch.func.vjp``) then a JVP
+                 (``torch.func.jvp``) per basis vector, vmapped over a chunk of them; no Jacobian of x1 is formed.
+``'structured'`` for ``nn.Linear`` layers ``z = W a + b``: ``∂f/∂W = Σ_u g_u a_uᵀ`` (``g = ∂f/∂z``, one term per
+                 use ``u`` of the layer: weight sharing, sequence positions), so the layer's contribution is
+                 ``Σ_{u,u'} (g_u·g'_{u'}) (a_u·a'_{u'} + 1)`` — for a layer used once, (output-gradient Gram) ⊙
+                 (input Gram with a ones column for the bias). Layer inputs are captured with forward hooks and
+                 output gradients with one backward pass per output; the N×P Jacobian is never built.
+``'auto'``       ``'structured'`` when every trainable parameter belongs to an ``nn.Linear``, else ``'jacobian'``.
+
+Also :func:`nngp` (the kernel of the readout layer's input features) and :func:`linearize` (a module computing
+``f(x; w₀) + J(x)(w − w₀)`` by forward-mode products, trainable with any torch optimiser).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev, jvp, vjp, vmap
+
+from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, \
+    check_nonnegative, memory_budget_bytes
+
+__all__ = ["ntk", "nngp", "linearize", "LinearizedModel", "METHODS", "StructuredUnsupported",
+           "trainable_parameters"]
+
+METHODS = ("auto", "jacobian", "ntvp", "structured")
+
+
+class StructuredUnsupported(ValueError):
+    """``method='structured'`` cannot handle this model (a trainable parameter outside ``nn.Linear``...)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation of the model and the inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+def trainable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's trainable parameters by name (``requires_grad=True``), detached; an error if there are none."""
+    if not isinstance(model, nn.Module):
+        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValidationError("model", "a module with trainable parameters (requires_grad=True)",
+                              f"{type(model).__name__} with none",
+                              "The NTK is the Gram matrix of parameter gradients: unfreeze some parameters.")
+    return params
+
+
+def _check_fixed_function(model: nn.Module) -> None:
+    """Refuse modules whose forward changes state (BatchNorm in training mode updates its running statistics)."""
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.training:
+            raise ValidationError(
+                "model", "a fixed function of its input",
+                f"{type(mod).__name__} '{name or type(model).__name__}' in training mode, which updates its running "
+                "statistics on every call and mixes the examples of a batch",
+                "The NTK is defined for a fixed function: call model.eval() first.")
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float64
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor | None, ArrayKind]:
+    kind = ArrayKind.of(x1, x2)
+    dtype, device = _model_dtype(model), _model_device(model)
+    t1 = as_tensor(x1, "x1", dtype=dtype, device=device)
+    if t1.ndim == 0:
+        raise ValidationError("x1", "an array of examples (N, ...)", "a scalar")
+    t2 = None
+    if x2 is not None:
+        t2 = as_tensor(x2, "x2", dtype=dtype, device=device)
+        if tuple(t2.shape[1:]) != tuple(t1.shape[1:]):
+            raise ValidationError("x2", f"examples of shape {tuple(t1.shape[1:])} (like x1)",
+                                  f"shape {tuple(t2.shape)}")
+    return t1, t2, kind
+
+
+def _output_dim(model: nn.Module, x: torch.Tensor) -> int:
+    """O, the number of outputs per example: model(x) of shape (N,) or (N, 1) -> 1, (N, O) -> O."""
+    with torch.no_grad():
+        out = model(x[:2])
+    if not isinstance(out, torch.Tensor):
+        raise ValidationError("model", "a model returning one tensor", f"{type(out).__name__}")
+    n = min(2, len(x))
+    if out.ndim == 1 and out.shape[0] == n:
+        return 1
+    if out.ndim == 2 and out.shape[0] == n:
+        return int(out.shape[1])
+    raise ValidationError("model output", f"shape ({n},) or ({n}, O) for {n} examples",
+                          f"shape {tuple(out.shape)}",
+                          "Wrap the model so that it returns one row of outputs per example.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 'structured': per-layer factorisation for nn.Linear
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class LinearFeatures:
+    """What one ``nn.Linear`` layer contributes to the NTK of a batch of n examples.
+
+    A : (n, U, d_in) layer inputs, one row per use ``u`` (calls of a shared layer, sequence positions)
+    G : (n, U, O, d_out) gradients of each output ``f_o`` with respect to the layer's output ``z_u``
+    weight, bias : whether W and b are trainable (b absent -> False)
+    """
+
+    A: torch.Tensor
+    G: torch.Tensor
+    weight: bool
+    bias: bool
+
+
+def _linear_layers(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """The ``nn.Linear`` layers with a trainable parameter; an error if a trainable parameter lies elsewhere."""
+    layers, covered = [], set()
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            own = [(f"{name}.{pn}" if name else pn, p) for pn, p in mod.named_parameters(recurse=False)]
+            if any(p.requires_grad for _, p in own):
+                layers.append((name, mod))
+                covered.update(id(p) for _, p in own)
+    others = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+    if others:
+        owners = {type(model.get_submodule(n.rpartition(".")[0])).__name__ if "." in n else type(model).__name__
+                  for n in others}
+        raise StructuredUnsupported(
+            f"method='structured' handles models whose trainable parameters all belong to nn.Linear layers; "
+            f"{', '.join(repr(n) for n in others[:4])}{' ...' if len(others) > 4 else ''} belong to "
+            f"{', '.join(sorted(owners))}. Use method='jacobian' or method='ntvp'.")
+    return layers
+
+
+def linear_features(model: nn.Module, x: torch.Tensor, n_out: int,
+                    params: dict[str, torch.Tensor] | None = None) -> list[LinearFeatures]:
+    """Layer inputs and output gradients of every trainable ``nn.Linear`` for the examples ``x`` (n, ...).
+
+    One forward pass with hooks (``params`` optionally replaces the weights, via ``functional_call``) and one
+    backward pass per output. A zero tensor ``ε`` is added to each layer output so that ``∂f/∂z = ∂f/∂ε`` even if
+    a later in-place operation (``ReLU(inplace=True)``) overwrites ``z``.
+    """
+    layers = _linear_layers(model)
+    n = x.shape[0]
+    records: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {id(m): [] for _, m in layers}
+
+    def hook(mod, inputs, out):
+        a = inputs[0]
+        if a.shape[0] != n or out.shape[0] != n:
+            raise StructuredUnsupported(
+                f"method='structured' needs every nn.Linear to see the batch as its first dimension ({n} examples); "
+                f"a layer got input of shape {tuple(a.shape)}. Use method='jacobian' or method='ntvp'.")
+        eps = torch.zeros_like(out, requires_grad=True)
+        records[id(mod)].append((a.detach(), eps))
+        return out + eps
+
+    handles = [m.register_forward_hook(hook) for _, m in layers]
+    try:
+        with torch.enable_grad():
+            out = functional_call(model, params, (x,)) if params is not None else model(x)
+            out = out.reshape(n, n_out)
+            eps_all = [e for _, m in layers for _, e in records[id(m)]]
+            grads = [torch.autograd.grad(out[:, o].sum(), eps_all, retain_graph=o < n_out - 1, allow_unused=True)
+                     for o in range(n_out)]
+    finally:
+        for h in handles:
+            h.remove()
+    feats, k = [], 0
+    for _, mod in layers:
+        uses = records[id(mod)]
+        if not uses:  # a layer not used by forward contributes nothing
+            continue
+        A = torch.cat([a.reshape(n, -1, a.shape[-1]) for a, _ in uses], dim=1)  # (n, U, d_in)
+        Gs = []
+        for o in range(n_out):
+            go = [grads[o][k + j] if grads[o][k + j] is not None else torch.zeros_like(e)
+                  for j, (_, e) in enumerate(uses)]
+            Gs.append(torch.cat([g.reshape(n, -1, g.shape[-1]) for g in go], dim=1))  # (n, U, d_out)
+        k += len(uses)
+        G = torch.stack(Gs, dim=2)  # (n, U, O, d_out)
+        feats.append(LinearFeatures(A, G, mod.weight.requires_grad,
+                                    mod.bias is not None and mod.bias.requires_grad))
+    return feats
+
+
+def _slice(feats: list[LinearFeatures], rows: slice) -> list[LinearFeatures]:
+    return [LinearFeatures(f.A[rows], f.G[rows], f.weight, f.bias) for f in feats]
+
+
+def structured_gram(F1: list[LinearFeatures], F2: list[LinearFeatures], trace: bool = False) -> torch.Tensor:
+    """Σ over layers of ``Σ_{u,u'} (g_u·g'_{u'}) (w·a_u·a'_{u'} + b)``: (n1, n2, O, O), or (n1, n2) if ``trace``.
+
+    The two feature lists may come from different weights of the same architecture (the path kernel uses this).
+    """
+    K = None
+    for f1, f2 in zip(F1, F2):
+        n1, U1, O, _ = f1.G.shape
+        n2, U2 = f2.G.shape[:2]
+        if U1 == 1 and U2 == 1:
+            AA = f1.A[:, 0] @ f2.A[:, 0].T if f1.weight else f1.A.new_zeros(n1, n2)  # (n1, n2)
+            if f1.bias:
+                AA = AA + 1.0
+            if trace:
+                part = (f1.G[:, 0].reshape(n1, -1) @ f2.G[:, 0].reshape(n2, -1).T) * AA  # (n1, n2)
+            elif O == 1:
+                part = ((f1.G[:, 0, 0] @ f2.G[:, 0, 0].T) * AA)[:, :, None, None]  # (n1, n2, 1, 1)
+            else:
+                part = torch.einsum("nok,mpk->nmop", f1.G[:, 0], f2.G[:, 0]) * AA[:, :, None, None]
+        else:
+            AA = (torch.einsum("nua,mva->nmuv", f1.A, f2.A) if f1.weight
+                  else f1.A.new_zeros(n1, n2, U1, U2))  # (n1, n2, U1, U2)
+            if f1.bias:
+                AA = AA + 1.0
+            if trace:
+                part = torch.einsum("nmuv,nuok,mvok->nm", AA, f1.G, f2.G)
+            else:
+                part = torch.einsum("nmuv,nuok,mvpk->nmop", AA, f1.G, f2.G)
+        K = part if K is None else K + part
+    return K
+
+
+def _ntk_structured(model, x1, x2, n_out, trace, chunk):
+    F1 = _features_chunked(model, x1, n_out, chunk)
+    F2 = F1 if x2 is None else _features_chunked(model, x2, n_out, chunk)
+    n1 = x1.shape[0]
+    blocks = [structured_gram(_slice(F1, slice(i, i + chunk)), F2, trace) for i in range(0, n1, chunk)]
+    return torch.cat(blocks, dim=0)
+
+
+def _features_chunked(model, x, n_out, chunk):
+    parts = [linear_features(model, x[i:i + chunk], n_out) for i in range(0, x.shape[0], chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return [LinearFeatures(torch.cat([p[j].A for p in parts]), torch.cat([p[j].G for p in parts]),
+                           parts[0][j].weight, parts[0][j].bias) for j in range(len(parts[0]))]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 'jacobian' and 'ntvp' through torch.func
+# ---------------------------------------------------------------------------------------------------------------
+
+def _batched_fn(model: nn.Module, n_out: int):
+    """``f(params, x) -> (n, O)`` through ``functional_call`` (non-trainable parameters and buffers stay put)."""
+
+    def f(params, x):
+        return functional_call(model, params, (x,)).reshape(x.shape[0], n_out)
+
+    return f
+
+
+def jacobian(model: nn.Module, x: torch.Tensor, n_out: int, params: dict[str, torch.Tensor] | None = None
+             ) -> torch.Tensor:
+    """Per-example Jacobians ``∂f(x_n)/∂w`` of a batch: (n, O, P), parameters flattened in ``named_parameters``
+    order. ``vmap(jacrev(f))`` over the examples (each example is a batch of one inside the model)."""
+    params = trainable_parameters(model) if params is None else params
+
+    def f_single(p, xi):
+        return functional_call(model, p, (xi.unsqueeze(0),)).reshape(n_out)
+
+    J = vmap(jacrev(f_single), in_dims=(None, 0))(params, x)  # dict name -> (n, O, *shape)
+    n = x.shape[0]
+    return torch.cat([J[k].reshape(n, n_out, -1) for k in params], dim=2)  # (n, O, P)
+
+
+def _contract(J1: torch.Tensor, J2: torch.Tensor, trace: bool) -> torch.Tensor:
+    if trace:
+        return torch.einsum("nop,mop->nm", J1, J2)
+    return torch.einsum("nop,mqp->nmoq", J1, J2)
+
+
+def _ntk_jacobian(model, x1, x2, n_out, trace, chunk):
+    params = trainable_parameters(model)
+    P = sum(p.numel() for p in params.values())
+    itemsize = torch.finfo(_model_dtype(model)).bits // 8
+    check_memory(2 * chunk * n_out * P * itemsize, "method='jacobian' (two Jacobian chunks)",
+                 "Use method='structured' (nn.Linear models), method='ntvp', or a smaller chunk_size.")
+    xs2 = x1 if x2 is None else x2
+    n2 = xs2.shape[0]
+    # Keep the Jacobians of x2 when they fit the budget, else recompute them for each row block.
+    keep = n2 * n_out * P * itemsize < 0.25 * memory_budget_bytes()
+    cache: dict[int, torch.Tensor] = {}
+
+    def J2(j):
+        if j in cache:
+            return cache[j]
+        J = jacobian(model, xs2[j:j + chunk], n_out, params)
+        if keep:
+            cache[j] = J
+        return J
+
+    rows = []
+    for i in range(0, x1.shape[0], chunk):
+        J1 = jacobian(model, x1[i:i + chunk], n_out, params)
+        rows.append(torch.cat([_contract(J1, J2(j), trace) for j in range(0, n2, chunk)], dim=1))
+    return torch.cat(rows, dim=0)
+
+
+def _ntk_ntvp(model, x1, x2, n_out, trace, chunk):
+    """Columns of Θ as NTK-vector products: for the basis vector e_(j,q) of x2's outputs, ``J₁ (J₂ᵀ e)``."""
+    params = trainable_parameters(model)
+    f = _batched_fn(model, n_out)
+    xs2 = x1 if x2 is None else x2
+    n1, n2 = x1.shape[0], xs2.shape[0]
+    cols = []
+    for j in range(0, n2, chunk):
+        xb = xs2[j:j + chunk]
+        nb = xb.shape[0]
+        _, vjp_fn = vjp(lambda p: f(p, xb), params)
+        basis = torch.eye(nb * n_out, dtype=x1.dtype, device=x1.device).reshape(nb * n_out, nb, n_out)
+        (tangents,) = vmap(vjp_fn)(basis)  # dict name -> (nb*O, *shape): J₂ᵀ e for each basis vector
+
+        def jvp_x1(t):
+            return jvp(lambda p: f(p, x1), (params,), (t,))[1]  # (n1, O)
+
+        col = vmap(jvp_x1)(tangents)  # (nb*O, n1, O)
+        col = col.reshape(nb, n_out, n1, n_out).permute(2, 0, 3, 1)  # (n1, nb, O, O')
+        cols.append(torch.diagonal(col, dim1=2, dim2=3).sum(-1) if trace else col)
+    return torch.cat(cols, dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------------------------
+
+def _resolve(model: nn.Module, method: str) -> str:
+    if method != "auto":
+        return method
+    try:
+        _linear_layers(model)
+        return "structured"
+    except StructuredUnsupported:
+        return "jacobian"
+
+
+def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trace: bool = False,
+        chunk_size: int = 256) -> Any:
+    """Empirical neural tangent kernel ``Θ(x, x') = J(x) J(x')ᵀ`` of a torch model at its current weights.
+
+    Parameters
+    ----------
+    model : torch.nn.Module mapping inputs of shape (N, ...) to outputs of shape (N,) or (N, O). Every trainable
+        parameter (``requires_grad=True``) counts. BatchNorm layers must be in eval mode (a fixed function).
+    x1 : array of shape (N1, ...) ; x2 : array of shape (N2, ...) or None (meaning x1).
+    method : 'auto', 'jacobian', 'ntvp' or 'structured' (see the module docstring).
+    trace : for O outputs, return the trace over outputs ``Σ_o Θ[o, o]`` of shape (N1, N2).
+    chunk_size : examples per chunk; bounds the memory of every method.
+
+    Returns
+    -------
+    Θ of shape (N1, N2) for a scalar-output model (or with ``trace=True``), else (N1, N2, O, O); NumPy in ->
+    NumPy out, a tensor in -> a tensor out (in the model's dtype, on its device).
+    """
+    method = check_choice(method, "method", METHODS)
+    chunk = check_int(chunk_size, "chunk_size", minimum=1)
+    trainable_parameters(model)
+    _check_fixed_function(model)
+    t1, t2, kind = _inputs(model, x1, x2)
+    n_out = _output_dim(model, t1)
+    n2 = t1.shape[0] if t2 is None else t2.shape[0]
+    itemsize = torch.finfo(t1.dtype).bits // 8
+    check_memory(t1.shape[0] * n2 * (1 if trace else n_out * n_out) * itemsize, "the NTK matrix",
+                 "Compute it in blocks of rows of x1, or use trace=True.")
+    method = _resolve(model, method)
+    fn = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": _ntk_structured}[method]
+    K = fn(model, t1, t2, n_out, trace, chunk)
+    if not trace:
+        K = K[:, :, 0, 0] if n_out == 1 else K
+    return kind.wrap(K.detach())
+
+
+def nngp(model: nn.Module, x1: Any, x2: Any = None, *, w_std: float = 1.0, b_std: float = 0.0,
+         layer: str | None = None) -> Any:
+    """Empirical NNGP kernel: the kernel of the features entering the readout layer.
+
+    With ``φ(x)`` (of width n) the input of the last ``nn.Linear`` called in forward (or of the ``nn.Linear`` named
+    ``layer``)::
+
+        K(x, x') = w_std² φ(x)·φ(x') / n + b_std²,
+
+    the covariance of a readout ``(w_std/√n) W φ + b_std b`` over standard normal ``W, b`` (NTK parameterisation,
+    THEORY.md §4), which converges to the infinite-width NNGP Σ of the whole network.
+
+    Returns (N1, N2); NumPy in -> NumPy out.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
+    _check_fixed_function(model)
+    w_std = check_nonnegative(w_std, "w_std")
+    b_std = check_nonnegative(b_std, "b_std")
+    t1, t2, kind = _inputs(model, x1, x2)
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if layer is not None:
+        linears = [(n, m) for n, m in linears if n == layer]
+        if not linears:
+            names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+            raise ValidationError("layer", "the name of an nn.Linear of the model (" + ", ".join(names) + ")",
+                                  repr(layer))
+    if not linears:
+        raise ValidationError("model", "a model with an nn.Linear readout layer", "no nn.Linear")
+
+    def features(x):
+        seen: list[torch.Tensor] = []
+        hs = [m.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach())) for _, m in linears]
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in hs:
+                h.remove()
+        phi = seen[-1]
+        return phi.reshape(phi.shape[0], -1) if phi.shape[0] == x.shape[0] else phi.reshape(x.shape[0], -1)
+
+    p1 = features(t1)
+    p2 = p1 if t2 is None else features(t2)
+    K = w_std**2 * (p1 @ p2.T) / p1.shape[1] + b_std**2
+    return kind.wrap(K)
+
+
+class LinearizedModel(nn.Module):
+    """``f_lin(x; w) = f(x; w₀) + J(x; w₀)(w − w₀)``, computed with ``torch.func.jvp`` (no Jacobian stored).
+
+    The trainable weights ``w`` start at ``w₀`` and are ordinary ``nn.Parameter`` s (``params``), so any torch
+    optimiser trains the linearised model; ``w₀`` and the base network are frozen copies.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        trainable_parameters(model)
+        _check_fixed_function(model)
+        base = copy.deepcopy(model)
+        self._names = [n for n, p in base.named_parameters() if p.requires_grad]
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.base = base
+        self.params = nn.ParameterList([nn.Parameter(base.get_parameter(n).detach().clone()) for n in self._names])
+        for i, n in enumerate(self._names):
+            self.register_buffer(f"w0_{i}", base.get_parameter(n).detach().clone())
+
+    def w0(self) -> dict[str, torch.Tensor]:
+        return {n: getattr(self, f"w0_{i}") for i, n in enumerate(self._names)}
+
+    def w(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in zip(self._names, self.params)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w0, w = self.w0(), self.w()
+        dw = {n: w[n] - w0[n] for n in self._names}
+        f0, df = jvp(lambda p: functional_call(self.base, p, (x,)), (w0,), (dw,))
+        return f0 + df
+
+
+def linearize(model: nn.Module) -> LinearizedModel:
+    """The first-order Taylor model of ``model`` around its current weights ``w₀`` (THEORY.md §5).
+
+    ``linearize(model)(x) = f(x; w₀) + ∇_w f(x; w₀)ᵀ (w − w₀)``; equal to ``model(x)`` at ``w = w₀``; train its
+    ``parameters()`` with any torch optimiser. The caller's model is not modified.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
+    return LinearizedModel(model)
