@@ -1,0 +1,540 @@
+"""Infinite-width networks described once: each layer knows its kernel map *and* its finite torch module.
+
+The idea is neural-tangents' ``stax``: a layer is a pair (kernel recursion, finite module) and combinators
+compose both at once. The kernel recursion of THEORY.md §4 acts on a :class:`KState` — the NNGP ``Σ``, the NTK
+``Θ`` and the variances ``Σ(x, x)`` and ``Σ(x', x')`` the activations need — flowing from the input kernel
+``Σ⁰(x, x') = x·x'/d`` (``Θ⁰ = 0``) to the readout.
+
+Parameterisations of ``Dense(out, w_std, b_std, parameterization)`` (both exactly as in neural-tangents):
+
+- ``'ntk'`` (default, THEORY.md §4): ``z = (w_std/√n_in) W x + b_std b`` with ``W, b ~ N(0, 1)``.
+  Kernel: ``Σ' = w_std² Σ + b_std²``, ``Θ' = Σ' + w_std² Θ``. Width-independent NTK.
+- ``'standard'``: ``z = W x + b`` with ``W ~ N(0, w_std²/n_in)``, ``b ~ N(0, b_std²)``.
+  Same NNGP, but ``Θ' = n_in Σ + 1 + w_std² Θ`` (``Σ``, ``Θ`` the kernels *entering* the layer): the NTK grows
+  with the declared widths ``n_in`` (it has no finite infinite-width limit, one reason the 'ntk' form exists).
+
+An activation maps ``Σ' = E[φ(u)φ(v)]``, ``Σ̇ = E[φ'(u)φ'(v)]``, ``Θ' = Σ̇ Θ`` with
+``(u, v) ~ N(0, [[Σ(x,x), Σ(x,x')], [Σ(x,x'), Σ(x',x')]])`` (see :mod:`kernelscope.nets.dual`).
+``FanOut(n)`` copies the kernel, ``parallel`` maps branches, ``FanInSum`` adds the branches' kernels: exact when
+the branches are uncorrelated, e.g. a residual block ``x + Dense(ReLU(Dense(x)))`` (a branch ending in a fresh
+zero-mean Dense is uncorrelated with any other) — the same assumption as neural-tangents.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int,
+                       check_memory, check_nonnegative, check_positive, format_bytes)
+from . import dual as _dual
+from . import finite as _finite
+
+__all__ = ["KState", "NetKernel", "Layer", "Dense", "ABReLU", "ReLU", "LeakyReLU", "Identity", "Erf",
+           "Elementwise", "GELU", "Tanh", "Sigmoid", "FanOut", "FanInSum", "serial", "parallel", "Serial",
+           "Parallel"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Kernel state and result
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class KState:
+    """The kernels between two sets of inputs at one point of the network.
+
+    Full mode: ``nngp``, ``ntk`` of shape (B, N2), ``var1`` (B,) = Σ(x, x), ``var2`` (N2,) = Σ(x', x').
+    Diag mode: ``nngp``, ``ntk`` of shape (N,) and ``var1 = var2 = nngp``. ``ntk=None`` stands for Θ = 0 (the
+    input). ``width`` is the number of channels here (the input dimension d before the first Dense).
+    """
+
+    nngp: torch.Tensor
+    ntk: torch.Tensor | None
+    var1: torch.Tensor
+    var2: torch.Tensor
+    width: int
+    diag: bool
+
+    def clone(self) -> "KState":
+        nngp = self.nngp.clone()
+        ntk = None if self.ntk is None else self.ntk.clone()
+        if self.diag:
+            return replace(self, nngp=nngp, ntk=ntk, var1=nngp, var2=nngp)
+        return replace(self, nngp=nngp, ntk=ntk)
+
+
+@dataclass
+class NetKernel:
+    """Infinite-width kernels of a network: ``nngp`` and ``ntk`` of shape (N1, N2), or (N,) in diag mode."""
+
+    nngp: Any
+    ntk: Any
+
+
+def _affine_vars(k: KState, scale: float, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    v1 = k.var1 * scale + shift
+    v2 = v1 if k.var2 is k.var1 else k.var2 * scale + shift
+    return v1, v2
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Base class: every layer (and combination of layers) is a network
+# --------------------------------------------------------------------------------------------------------------
+class Layer:
+    """A layer, or a whole network: ``kernel_fn`` (the infinite-width recursion) and ``build`` (a finite module).
+
+    Public methods: :meth:`kernel` (analytic NNGP/NTK) and :meth:`finite` (a random torch network).
+    """
+
+    # -- to be defined by each layer ---------------------------------------------------------------------------
+    def kernel_fn(self, k):  # KState or list of KState -> same
+        raise TypeError(f"{type(self).__name__} has no kernel map")  # pragma: no cover
+
+    def build(self, in_width, gen: torch.Generator, hidden: int | None, readout: "Dense | None", dtype):
+        """Return (module, out_width) for inputs of ``in_width`` channels (an int, or a list for branches)."""
+        raise TypeError(f"{type(self).__name__} has no finite module")  # pragma: no cover
+
+    def dense_layers(self) -> list["Dense"]:
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- public API -------------------------------------------------------------------------------------------
+    def kernel(self, x1: Any, x2: Any = None, diag: bool = False, *, block_rows: int | None = None) -> NetKernel:
+        """Infinite-width NNGP and NTK of the network between the rows of ``x1`` and ``x2``.
+
+        Parameters
+        ----------
+        x1 : array of shape (N1, d).
+        x2 : array of shape (N2, d), or None for ``x1`` itself.
+        diag : if True, only ``k(x, x)`` for the rows of ``x1`` (``x2`` must be None): shape (N1,).
+        block_rows : rows of ``x1`` processed at a time (default: chosen so a block stays in cache).
+
+        Returns
+        -------
+        NetKernel with ``.nngp`` and ``.ntk`` of shape (N1, N2) (or (N1,)): NumPy in -> NumPy out, a tensor in ->
+        a tensor on the same device out. float64.
+
+        Notes
+        -----
+        One GEMM per chunk of rows gives the input Gram ``x·x'/d``, written straight into the NNGP output; then
+        the recursion runs in place on row blocks of B rows. Peak memory: the two outputs (``2·N1·N2·8`` bytes)
+        plus about ``6·B·N2·8`` bytes of block temporaries (B = ``block_rows``, ≈ 1 MB per buffer by default);
+        quadrature activations (:class:`Elementwise`) add ``3·B·N2·degree·8`` bytes.
+        """
+        kind = ArrayKind.of(x1, x2)
+        device = kind.device if kind.is_torch else None
+        X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)")
+        if diag:
+            if x2 is not None:
+                raise ValidationError("x2", "None in diag mode (diag computes k(x, x) for the rows of x1)",
+                                      f"an array of shape {tuple(np.shape(x2))}", "Call kernel(x1, diag=True).")
+            sq = (X1 * X1).sum(1) / X1.shape[1]  # (N,)
+            out = self._output(self.kernel_fn(KState(sq, None, sq, sq, X1.shape[1], True)))
+            ntk = torch.zeros_like(out.nngp) if out.ntk is None else out.ntk
+            return NetKernel(kind.wrap(out.nngp), kind.wrap(ntk))
+        X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device,
+                                             shape_hint="(n_samples, n_features)")
+        if X2.shape[1] != X1.shape[1]:
+            raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
+        n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
+        if block_rows is None:
+            block_rows = max(1, min(n1, (1 << 17) // max(n2, 1)))  # ≈ 1 MB of float64 per block buffer
+        block_rows = check_int(block_rows, "block_rows", minimum=1)
+        check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * n2),
+                     f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
+        nngp = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
+        ntk = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
+        sq1 = (X1 * X1).sum(1) / d  # (N1,)
+        sq2 = sq1 if x2 is None else (X2 * X2).sum(1) / d  # (N2,)
+        chunk = max(block_rows, min(n1, 512))
+        for c0 in range(0, n1, chunk):
+            c1 = min(n1, c0 + chunk)
+            torch.matmul(X1[c0:c1], X2.T, out=nngp[c0:c1])  # (C, N2) input Gram
+            nngp[c0:c1].mul_(1.0 / d)
+            for b0 in range(c0, c1, block_rows):
+                b1 = min(c1, b0 + block_rows)
+                K = nngp[b0:b1]  # (B, N2) view, recursion runs in place on it
+                out = self._output(self.kernel_fn(KState(K, None, sq1[b0:b1], sq2, d, False)))
+                if out.nngp.data_ptr() != K.data_ptr():
+                    K.copy_(out.nngp)
+                if out.ntk is None:
+                    ntk[b0:b1].zero_()
+                else:
+                    ntk[b0:b1].copy_(out.ntk)
+        return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
+
+    def _output(self, out) -> KState:
+        if isinstance(out, list):
+            raise ValidationError("network", "a single output", f"{len(out)} branches",
+                                  "End the branches with FanInSum().")
+        return out
+
+    def finite(self, seed: int | torch.Generator = 0, width: int | None = None,
+               dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+        """A finite random network of the same architecture and parameterisation (a ``torch.nn.Module``).
+
+        Parameters
+        ----------
+        seed : int or torch.Generator for the N(0, 1) draws of all weights and biases.
+        width : if given, replaces the output width of every Dense layer except the last one (the readout).
+        dtype : parameter dtype (float64 by default).
+
+        The module maps (N, d) -> (N, out). Its input dimension is fixed at the first call (lazy), so that the
+        same description works for any d.
+        """
+        gen = as_generator(seed)
+        if width is not None:
+            width = check_int(width, "width", minimum=1)
+        dense = self.dense_layers()
+        readout = dense[-1] if dense else None
+        return _finite.LazyNetwork(self, gen, width, readout, dtype)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dense
+# --------------------------------------------------------------------------------------------------------------
+class Dense(Layer):
+    """Fully connected layer ``out`` channels; see the module docstring for both parameterisations.
+
+    Parameters
+    ----------
+    out : number of output channels (the width when the network is made finite).
+    w_std : weight scale σ_w > 0.   b_std : bias scale σ_b >= 0.
+    parameterization : ``'ntk'`` (default; THEORY.md §4) or ``'standard'``.
+    """
+
+    def __init__(self, out: int, w_std: float = 1.0, b_std: float = 0.0, parameterization: str = "ntk"):
+        self.out = check_int(out, "out", minimum=1)
+        self.w_std = check_positive(w_std, "w_std")
+        self.b_std = check_nonnegative(b_std, "b_std")
+        self.parameterization = check_choice(parameterization, "parameterization", ("ntk", "standard"))
+
+    def __repr__(self) -> str:
+        return f"Dense({self.out}, w_std={self.w_std}, b_std={self.b_std}, parameterization={self.parameterization!r})"
+
+    def dense_layers(self):
+        return [self]
+
+    def kernel_fn(self, k: KState) -> KState:
+        w2, b2 = self.w_std**2, self.b_std**2
+        if self.parameterization == "standard":  # Θ' = n_in Σ + 1 + w² Θ, with the incoming Σ and Θ
+            if k.ntk is None:
+                ntk = torch.mul(k.nngp, float(k.width)).add_(1.0)
+            else:
+                ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(k.width)).add_(1.0)
+        nngp = k.nngp.mul_(w2).add_(b2)  # Σ' = w² Σ + b²
+        if self.parameterization == "ntk":  # Θ' = Σ' + w² Θ
+            ntk = nngp.clone() if k.ntk is None else k.ntk.mul_(w2).add_(nngp)
+        if k.diag:
+            return KState(nngp, ntk, nngp, nngp, self.out, True)
+        v1, v2 = _affine_vars(k, w2, b2)
+        return KState(nngp, ntk, v1, v2, self.out, False)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        n_out = self.out if (hidden is None or self is readout) else hidden
+        return _finite.DenseModule(int(in_width), n_out, self.w_std, self.b_std, self.parameterization, gen,
+                                   dtype), n_out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------------------------
+class _Activation(Layer):
+    """An elementwise φ: subclasses define ``fn`` (torch) and ``dual(c, a, b, inplace)``."""
+
+    def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def dual(self, c, a, b, inplace=False):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def kernel_fn(self, k: KState) -> KState:
+        if k.diag:
+            nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False)
+            ntk = None if k.ntk is None else k.ntk.mul_(dot)
+            return KState(nngp, ntk, nngp, nngp, k.width, True)
+        v1 = self.dual(k.var1, k.var1, k.var1)[0]  # Σ'(x, x): (B,)
+        v2 = v1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2)[0]
+        nngp, dot = self.dual(k.nngp, k.var1[:, None], k.var2[None, :], inplace=True)  # (B, N2)
+        ntk = None if k.ntk is None else k.ntk.mul_(dot)  # Θ' = Σ̇ Θ
+        return KState(nngp, ntk, v1, v2, k.width, False)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        return _finite.ActivationModule(self.fn, repr(self)), in_width
+
+
+class ABReLU(_Activation):
+    """``φ(x) = a·min(x, 0) + b·max(x, 0)``: the general piecewise-linear case (closed-form arc-cosine dual).
+
+    ReLU = ABReLU(0, 1), LeakyReLU(s) = ABReLU(s, 1), Identity = ABReLU(1, 1).
+    """
+
+    def __init__(self, a: float, b: float):
+        self.a = float(a)
+        self.b = float(b)
+        if not (math.isfinite(self.a) and math.isfinite(self.b)):
+            raise ValidationError("a, b", "finite slopes", f"a={a!r}, b={b!r}")
+
+    def __repr__(self) -> str:
+        return f"ABReLU(a={self.a}, b={self.b})"
+
+    def fn(self, x):
+        return self.a * torch.clamp(x, max=0.0) + self.b * torch.clamp(x, min=0.0)
+
+    def dual(self, c, a, b, inplace=False):
+        return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=inplace)
+
+
+class ReLU(ABReLU):
+    """``φ(x) = max(x, 0)``: the arc-cosine kernel of order 1 (THEORY.md §3)."""
+
+    def __init__(self):
+        super().__init__(0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+    def fn(self, x):
+        return torch.relu(x)
+
+
+class LeakyReLU(ABReLU):
+    """``φ(x) = x`` for x > 0 and ``slope·x`` otherwise."""
+
+    def __init__(self, slope: float = 0.01):
+        super().__init__(slope, 1.0)
+        self.slope = self.a
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU({self.slope})"
+
+
+class Identity(ABReLU):
+    """``φ(x) = x``: the kernel passes through unchanged (Σ̇ = 1)."""
+
+    def __init__(self):
+        super().__init__(1.0, 1.0)
+
+    def __repr__(self) -> str:
+        return "Identity()"
+
+    def fn(self, x):
+        return x
+
+    def kernel_fn(self, k):
+        return k
+
+
+class Erf(_Activation):
+    """``φ(x) = erf(x)``, closed-form dual ``(2/π) arcsin(2c/√((1+2a)(1+2b)))`` (Williams 1997)."""
+
+    def fn(self, x):
+        return torch.erf(x)
+
+    def dual(self, c, a, b, inplace=False):
+        return _dual.erf_dual(c, a, b, inplace=inplace)
+
+
+class Elementwise(_Activation):
+    """Any elementwise ``fn`` (torch -> torch): dual by 2-D Gauss–Hermite quadrature, ``φ'`` by autodiff.
+
+    Parameters
+    ----------
+    fn : callable mapping a tensor to a tensor of the same shape, entry by entry.
+    degree : Gauss–Hermite degree per dimension (``degree²`` nodes); exact for polynomials of degree < 2·degree.
+    deriv : optional φ' (else torch autodiff of ``fn``).
+    name : shown in ``repr``.
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], degree: int = 32,
+                 deriv: Callable | None = None, name: str | None = None):
+        if not callable(fn):
+            raise ValidationError("fn", "a callable elementwise activation", type(fn).__name__)
+        self._fn = fn
+        self.degree = check_int(degree, "degree", minimum=1, maximum=512)
+        self._deriv = deriv
+        self.name = name or getattr(fn, "__name__", "fn")
+        _check_elementwise(fn, "fn")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, degree={self.degree})" if type(self) is Elementwise \
+            else f"{type(self).__name__}(degree={self.degree})"
+
+    def fn(self, x):
+        return self._fn(x)
+
+    def dual(self, c, a, b, inplace=False):
+        return _dual.gauss_hermite_dual(self._fn, c, a, b, self.degree, self._deriv)
+
+
+def _check_elementwise(fn, name: str) -> None:
+    x = torch.linspace(-2.5, 2.5, 7, dtype=torch.float64).reshape(7, 1) * torch.tensor([1.0, 0.5],
+                                                                                        dtype=torch.float64)
+    try:
+        y = fn(x)
+        ok = isinstance(y, torch.Tensor) and y.shape == x.shape
+        if ok:
+            singles = torch.stack([torch.stack([torch.as_tensor(fn(x[i:i + 1, j:j + 1])).reshape(())
+                                                for j in range(2)]) for i in range(7)])
+            ok = bool(torch.allclose(singles.to(y.dtype), y, rtol=1e-10, atol=1e-12, equal_nan=True))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not a usable activation"
+        raise ValidationError(name, "an elementwise torch function (tensor -> tensor of the same shape)",
+                              f"a callable that fails on a (7, 2) tensor: {type(exc).__name__}: {exc}") from None
+    if not ok:
+        raise ValidationError(name, "an elementwise activation (each output entry depends on its input entry "
+                              "only)", "a function that mixes entries or changes the shape")
+
+
+class GELU(Elementwise):
+    """``φ(x) = x Φ(x)`` (exact, erf-based); dual by Gauss–Hermite quadrature."""
+
+    def __init__(self, degree: int = 32):
+        super().__init__(torch.nn.functional.gelu, degree, name="gelu")
+
+
+class Tanh(Elementwise):
+    """``φ(x) = tanh(x)``; dual by Gauss–Hermite quadrature."""
+
+    def __init__(self, degree: int = 32):
+        super().__init__(torch.tanh, degree, deriv=lambda t: 1.0 - torch.tanh(t) ** 2, name="tanh")
+
+
+class Sigmoid(Elementwise):
+    """``φ(x) = 1/(1 + e^{−x})``; dual by Gauss–Hermite quadrature."""
+
+    def __init__(self, degree: int = 32):
+        super().__init__(torch.sigmoid, degree,
+                         deriv=lambda t: torch.sigmoid(t) * (1.0 - torch.sigmoid(t)), name="sigmoid")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Combinators
+# --------------------------------------------------------------------------------------------------------------
+def _check_layers(layers: Sequence[Any], name: str) -> list[Layer]:
+    if len(layers) == 0:
+        raise ValidationError(name, "at least one layer", "none")
+    for i, l in enumerate(layers):
+        if not isinstance(l, Layer):
+            raise ValidationError(f"{name}[{i}]", "a kernelscope.nets layer (Dense(...), ReLU(), ...)",
+                                  f"{type(l).__name__}", "Did you forget the parentheses, e.g. ReLU()?")
+    return list(layers)
+
+
+class Serial(Layer):
+    """Layers applied one after the other (kernels and modules composed in order)."""
+
+    def __init__(self, *layers: Layer):
+        self.layers = _check_layers(layers, "layers")
+
+    def __repr__(self) -> str:
+        return "serial(" + ", ".join(map(repr, self.layers)) + ")"
+
+    def dense_layers(self):
+        return [d for l in self.layers for d in l.dense_layers()]
+
+    def kernel_fn(self, k):
+        for l in self.layers:
+            k = l.kernel_fn(k)
+        return k
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        mods = []
+        for l in self.layers:
+            m, in_width = l.build(in_width, gen, hidden, readout, dtype)
+            mods.append(m)
+        return torch.nn.Sequential(*mods), in_width
+
+
+class Parallel(Layer):
+    """Branch i applies ``layers[i]`` to input i (a list of the same length, e.g. from FanOut)."""
+
+    def __init__(self, *layers: Layer):
+        self.layers = _check_layers(layers, "layers")
+
+    def __repr__(self) -> str:
+        return "parallel(" + ", ".join(map(repr, self.layers)) + ")"
+
+    def dense_layers(self):
+        return [d for l in self.layers for d in l.dense_layers()]
+
+    def _check(self, ks):
+        if not isinstance(ks, list) or len(ks) != len(self.layers):
+            got = f"{len(ks)} branches" if isinstance(ks, list) else "a single input"
+            raise ValidationError("parallel", f"{len(self.layers)} input branches", got,
+                                  f"Put FanOut({len(self.layers)}) before it.")
+
+    def kernel_fn(self, ks):
+        self._check(ks)
+        return [l.kernel_fn(k) for l, k in zip(self.layers, ks)]
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        self._check(in_width)
+        built = [l.build(w, gen, hidden, readout, dtype) for l, w in zip(self.layers, in_width)]
+        return _finite.ParallelModule([m for m, _ in built]), [w for _, w in built]
+
+
+class FanOut(Layer):
+    """Copy the input into ``n`` branches."""
+
+    def __init__(self, n: int):
+        self.n = check_int(n, "n", minimum=1)
+
+    def __repr__(self) -> str:
+        return f"FanOut({self.n})"
+
+    def kernel_fn(self, k):
+        return [k] + [k.clone() for _ in range(self.n - 1)]  # clones: branches update their kernels in place
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        return _finite.FanOutModule(self.n), [in_width] * self.n
+
+
+class FanInSum(Layer):
+    """Add the branches (same width); kernels add (exact for uncorrelated branches, as in neural-tangents)."""
+
+    def __repr__(self) -> str:
+        return "FanInSum()"
+
+    def kernel_fn(self, ks):
+        if not isinstance(ks, list):
+            raise ValidationError("FanInSum", "a list of branches (after FanOut/parallel)", "a single input")
+        widths = {k.width for k in ks}
+        if len(widths) > 1:
+            raise ValidationError("FanInSum", "branches of equal width", f"widths {sorted(widths)}")
+        nngp = ks[0].nngp
+        for k in ks[1:]:
+            nngp = nngp.add_(k.nngp)
+        ntks = [k.ntk for k in ks if k.ntk is not None]
+        ntk = None
+        if ntks:
+            ntk = ntks[0]
+            for t in ntks[1:]:
+                ntk = ntk.add_(t)
+        if ks[0].diag:
+            return KState(nngp, ntk, nngp, nngp, ks[0].width, True)
+        v1 = sum(k.var1 for k in ks)
+        v2 = v1 if all(k.var2 is k.var1 for k in ks) else sum(k.var2 for k in ks)
+        return KState(nngp, ntk, v1, v2, ks[0].width, False)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        if not isinstance(in_width, list):
+            raise ValidationError("FanInSum", "a list of branches (after FanOut/parallel)", "a single input")
+        if len(set(in_width)) > 1:
+            raise ValidationError("FanInSum", "branches of equal width", f"widths {in_width}",
+                                  "Give the branches' Dense layers the same out (and width=...).")
+        return _finite.FanInSumModule(), in_width[0]
+
+
+def serial(*layers: Layer) -> Serial:
+    """Compose layers in order: ``serial(Dense(512), ReLU(), Dense(1))``."""
+    return Serial(*layers)
+
+
+def parallel(*layers: Layer) -> Parallel:
+    """Apply ``layers[i]`` to branch i: ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``."""
+    return Parallel(*layers)
