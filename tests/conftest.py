@@ -1,0 +1,18 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def quick_tour(tmp_path_factory):
+    """The whole story in --quick mode, run once per test session: (output folder, TourResult)."""
+    from kernelscope.tour import run_tour
+
+    out = tmp_path_factory.mktemp("tour")
+    return out, run_tour(out, quick=True, progress=False)

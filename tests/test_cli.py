@@ -1,0 +1,86 @@
+"""The command line: `kernelscope solve` and `kernelscope tour`; bad input is one line on stderr and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kernelscope.cli import main
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_help_lists_commands(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "solve" in out and "tour" in out
+
+
+def test_solve_csv_line(tmp_path, capsys):
+    (tmp_path / "A.csv").write_text("3,4\n")
+    (tmp_path / "b.csv").write_text("12\n")
+    png = tmp_path / "line.png"
+    code, out, err = run(["solve", str(tmp_path / "A.csv"), str(tmp_path / "b.csv"), "--plot", str(png)], capsys)
+    assert code == 0, err
+    assert "kind: least_norm" in out and "rank: 1" in out and "[1.44 1.92]" in out
+    assert png.stat().st_size > 5000
+
+
+def test_solve_npy_and_mtx(tmp_path, capsys):
+    import scipy.io
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((6, 3))
+    b = rng.standard_normal(6)
+    np.save(tmp_path / "A.npy", A)
+    np.save(tmp_path / "b.npy", b)
+    code, out, _ = run(["solve", str(tmp_path / "A.npy"), str(tmp_path / "b.npy"), "--save", str(tmp_path / "x.npy")],
+                       capsys)
+    assert code == 0 and "kind: least_squares" in out
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), np.linalg.lstsq(A, b, rcond=None)[0], rtol=1e-12)
+    scipy.io.mmwrite(tmp_path / "S.mtx", sp.csr_matrix(A))
+    code, out, _ = run(["solve", str(tmp_path / "S.mtx"), str(tmp_path / "b.npy")], capsys)
+    assert code == 0 and "method lsmr" in out
+
+
+@pytest.mark.parametrize(
+    "a_text, b_text, message",
+    [
+        (None, "1\n", "A: file not found"),
+        ("1,nan\n", "1\n", "A: expected finite values, got NaN"),
+        ("1,2\n3,4\n5,6\n", "1\n", "b: expected 3 rows"),
+        ("x,y\n", "1\n", "A: could not read"),
+    ],
+)
+def test_solve_errors_are_one_line_exit_2(tmp_path, capsys, a_text, b_text, message):
+    if a_text is not None:
+        (tmp_path / "A.csv").write_text(a_text)
+    (tmp_path / "b.csv").write_text(b_text)
+    code, out, err = run(["solve", str(tmp_path / "A.csv"), str(tmp_path / "b.csv")], capsys)
+    assert code == 2
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_plot_needs_two_or_three_unknowns(tmp_path, capsys):
+    np.save(tmp_path / "A.npy", np.eye(4))
+    np.save(tmp_path / "b.npy", np.ones(4))
+    code, _, err = run(["solve", str(tmp_path / "A.npy"), str(tmp_path / "b.npy"), "--plot", str(tmp_path / "p.png")],
+                       capsys)
+    assert code == 2 and "2 or 3 unknowns" in err
+
+
+def test_console_script_runs_as_a_process(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "kernelscope", "tour", "--list"], capture_output=True, text=True)
+    assert out.returncode == 0 and "linsys" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "kernelscope", "solve", str(tmp_path / "nope.npy"), "x.npy"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
