@@ -1,0 +1,577 @@
+"""Classic kernels, composable kernel objects and explicit feature maps (THEORY.md §2–3).
+
+A kernel is an inner product of features, ``k(x, x') = ⟨φ(x), φ(x')⟩``. This module gives
+
+- the classic kernels as functions ``k(X1, X2=None) -> (N1, N2)`` and as :class:`Kernel` objects that compose
+  (``k1 + k2``, ``k1 * k2``, ``2.0 * k``) and know their diagonal (``k.diag(X)``):
+
+  ============  ==========================================  ====================================
+  name          k(x, x')                                    defaults (scikit-learn's)
+  ============  ==========================================  ====================================
+  ``linear``    ``x·x'``
+  ``poly``      ``(γ x·x' + c₀)^p``                          ``p = 3, γ = 1/d, c₀ = 1``
+  ``rbf``       ``exp(−γ ‖x − x'‖²)``, ``γ = 1/(2ℓ²)``        ``γ = 1/d``
+  ``laplace``   ``exp(−γ ‖x − x'‖₁)``                        ``γ = 1/d``
+  ``arccos``    ``E[relu(b·x) relu(b·x')]``, b ~ N(0, I)     order 1 (order 0: step function)
+  ``erf``       ``E[erf(b·x) erf(b·x')]``,  b ~ N(0, I)
+  ============  ==========================================  ====================================
+
+  The parameters follow :func:`sklearn.metrics.pairwise.pairwise_kernels` (``gamma``, ``coef0``, ``degree``;
+  ``gamma=None`` means ``1/n_features``), so the matrices can be compared entry by entry.
+- the dual activations of §3 as pure functions of a covariance, ``relu_dual``/``relu_dual_derivative``/
+  ``erf_dual``, which the deep (``nets``) recursions reuse;
+- feature maps whose inner products are the kernels: :func:`polynomial_features` (exact, with the multinomial
+  square-root weights), :func:`random_fourier_features` (RBF), :func:`random_relu_features` (arc-cosine) and
+  :func:`random_erf_features` (erf); the random ones converge at the Monte Carlo rate ``1/√k``.
+
+Everything is computed with torch in float64 (any device); NumPy in -> NumPy out, tensor in -> tensor out.
+Matrices are filled block by block (a block of rows at a time) so the temporaries stay bounded whatever N1×N2;
+an output that does not itself fit the memory budget is refused up front (:class:`~kernelscope.MemoryBudgetError`).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations_with_replacement
+from typing import Any, Callable
+
+import torch
+
+from ._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_int, check_memory,
+                      check_nonnegative, check_positive)
+
+__all__ = [
+    "Kernel", "Linear", "Polynomial", "RBF", "Laplace", "ArcCosine", "Erf", "CallableKernel",
+    "SumKernel", "ProductKernel", "ScaledKernel",
+    "linear", "polynomial", "rbf", "laplace", "arccos_kernel", "erf_kernel",
+    "relu_dual", "relu_dual_derivative", "erf_dual",
+    "polynomial_features", "n_polynomial_features", "random_fourier_features", "random_relu_features",
+    "random_erf_features", "get", "KERNELS", "BLOCK_ELEMENTS",
+]
+
+#: Temporaries of a kernel block stay below this many float64 entries (2**25 = 256 MB).
+BLOCK_ELEMENTS = 2**25
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Dual activations: E[σ(u) σ(v)] for (u, v) ~ N(0, [[s11, s12], [s12, s22]])  (THEORY.md §3)
+# ------------------------------------------------------------------------------------------------------------
+def _cos_theta(s12: torch.Tensor, norm_prod: torch.Tensor) -> torch.Tensor:
+    # Zero-norm inputs: any angle gives a zero kernel (the norm factor is 0); cos θ := 0 avoids 0/0.
+    safe = torch.where(norm_prod > 0, norm_prod, torch.ones_like(norm_prod))
+    return torch.where(norm_prod > 0, s12 / safe, torch.zeros_like(s12)).clamp_(-1.0, 1.0)
+
+
+def relu_dual(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
+    """Arc-cosine kernel of order 1: ``E[relu(u) relu(v)] = √(s11 s22)/(2π) · (sin θ + (π − θ) cos θ)``.
+
+    ``cos θ = s12 / √(s11 s22)`` (clamped to [−1, 1]; zero variance gives 0). Arguments broadcast; float64
+    tensors. Cho & Saul (2009) with the ``1/(2π)`` of a standard normal ``b`` (THEORY.md §3).
+    """
+    norm_prod = torch.sqrt(s11 * s22)
+    c = _cos_theta(s12, norm_prod)
+    theta = torch.arccos(c)
+    return norm_prod / (2 * math.pi) * (torch.sqrt(torch.clamp(1 - c * c, min=0.0)) + (math.pi - theta) * c)
+
+
+def relu_dual_derivative(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
+    """Arc-cosine kernel of order 0: ``E[step(u) step(v)] = (π − θ)/(2π)``, ``cos θ = s12/√(s11 s22)``.
+
+    The derivative kernel of ReLU (``relu' = step``), used by the NTK recursion (THEORY.md §4).
+    """
+    c = _cos_theta(s12, torch.sqrt(s11 * s22))
+    return (math.pi - torch.arccos(c)) / (2 * math.pi)
+
+
+def erf_dual(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
+    """``E[erf(u) erf(v)] = (2/π) arcsin(2 s12 / √((1 + 2 s11)(1 + 2 s22)))`` (Williams 1997; THEORY.md §3)."""
+    arg = 2 * s12 / torch.sqrt((1 + 2 * s11) * (1 + 2 * s22))
+    return (2 / math.pi) * torch.arcsin(arg.clamp(-1.0, 1.0))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Kernel objects
+# ------------------------------------------------------------------------------------------------------------
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
+
+class Kernel:
+    """A positive-definite kernel ``k(x, x')`` over rows of float64 arrays.
+
+    ``k(X1, X2=None)`` -> (N1, N2) matrix (``X2=None`` means ``X1``); ``k.diag(X)`` -> (N,) = ``k(x_i, x_i)``.
+    Kernels compose: ``k1 + k2``, ``k1 * k2`` (entrywise), ``c * k`` (c ≥ 0). Subclasses implement
+    ``_fill(A, B, out)`` (write k(A, B) into the float64 tensor ``out`` of shape (len(A), len(B)), which the
+    caller gives block by block) and ``_diag(A)``; both take validated float64 tensors.
+    """
+
+    #: rows per block are chosen so that ``rows × N2 × block_factor`` stays below :data:`BLOCK_ELEMENTS`.
+    block_factor = 1
+
+    # -- public, validating entry points --------------------------------------------------------------------
+    def __call__(self, X1: Any, X2: Any = None) -> Any:
+        """Kernel matrix ``K[i, j] = k(X1[i], X2[j])`` of shape (N1, N2).
+
+        Parameters
+        ----------
+        X1 : array-like of shape (N1, d)
+        X2 : array-like of shape (N2, d), or None for ``X1``.
+        """
+        kind = ArrayKind.of(X1, X2)
+        A = as_tensor(X1, "X1", ndim=2, shape_hint="(n_samples, n_features)")
+        B = A if X2 is None else as_tensor(X2, "X2", ndim=2, shape_hint="(n_samples, n_features)",
+                                           device=A.device)
+        if B.shape[1] != A.shape[1]:
+            raise ValidationError("X2", f"{A.shape[1]} columns (as many features as X1)",
+                                  f"shape {tuple(B.shape)}")
+        return kind.wrap(self.matrix(A, B))
+
+    def diag(self, X: Any) -> Any:
+        """``k(x_i, x_i)`` for every row of X (N, d): shape (N,), without forming the N×N matrix."""
+        kind = ArrayKind.of(X)
+        A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+        return kind.wrap(self._diag(A))
+
+    # -- unvalidated tensor path (solvers use this) ---------------------------------------------------------
+    def matrix(self, A: torch.Tensor, B: torch.Tensor | None = None, out: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """k(A, B) for float64 tensors, filled a block of rows at a time (bounded temporaries).
+
+        Refuses up front (``MemoryBudgetError``) an output that does not fit the memory budget.
+        """
+        B = A if B is None else B
+        n1, n2 = A.shape[0], B.shape[0]
+        if out is None:
+            check_memory(8.0 * n1 * n2, f"the {n1}×{n2} float64 kernel matrix",
+                         "Use a matrix-free solver (solver='cg' or 'nystrom'), fewer points, or Dask blocks.")
+            out = torch.empty((n1, n2), dtype=torch.float64, device=A.device)
+        rows = max(1, min(n1, BLOCK_ELEMENTS // max(1, n2 * self.block_factor)))
+        for i in range(0, n1, rows):
+            self._fill(A[i:i + rows], B, out[i:i + rows])
+        return out
+
+    def _fill(self, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor) -> None:  # pragma: no cover
+        raise TypeError(f"{type(self).__name__} does not define _fill")
+
+    def _diag(self, A: torch.Tensor) -> torch.Tensor:
+        # Generic diagonal: small diagonal blocks (cost O(N · block)), correct for any kernel.
+        step = 256
+        return torch.cat([torch.diagonal(self.matrix(A[i:i + step], A[i:i + step]))
+                          for i in range(0, A.shape[0], step)])
+
+    # -- algebra --------------------------------------------------------------------------------------------
+    def __add__(self, other: Any) -> "Kernel":
+        return SumKernel(self, _as_kernel(other, "other"))
+
+    __radd__ = __add__
+
+    def __mul__(self, other: Any) -> "Kernel":
+        if isinstance(other, (int, float)) and not isinstance(other, bool):
+            return ScaledKernel(self, other)
+        return ProductKernel(self, _as_kernel(other, "other"))
+
+    def __rmul__(self, other: Any) -> "Kernel":
+        return self.__mul__(other)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params().items())
+        return f"{type(self).__name__}({params})"
+
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters, as given (``None`` for a data-dependent default)."""
+        return {}
+
+    def __eq__(self, other: Any) -> bool:
+        return type(self) is type(other) and self.params() == other.params()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted((k, repr(v)) for k, v in self.params().items()))))
+
+
+def _as_kernel(k: Any, name: str) -> Kernel:
+    if isinstance(k, Kernel):
+        return k
+    if isinstance(k, (int, float)) and not isinstance(k, bool):
+        raise ValidationError(name, "a Kernel (scale a kernel with c * k, not c + k)", repr(k))
+    raise ValidationError(name, "a Kernel", type(k).__name__)
+
+
+def _gamma(gamma: float | None, d: int) -> float:
+    return 1.0 / d if gamma is None else gamma
+
+
+class Linear(Kernel):
+    """``k(x, x') = x·x'`` (the feature map is the identity)."""
+
+    def _fill(self, A, B, out):
+        torch.mm(A, B.T, out=out)
+
+    def _diag(self, A):
+        return (A * A).sum(1)
+
+
+class Polynomial(Kernel):
+    """``k(x, x') = (γ x·x' + c₀)^p`` with scikit-learn's defaults ``p = 3``, ``γ = 1/d``, ``c₀ = 1``."""
+
+    def __init__(self, degree: int = 3, gamma: float | None = None, coef0: float = 1.0):
+        self.degree = check_int(degree, "degree", minimum=0)
+        self.gamma = None if gamma is None else check_positive(gamma, "gamma")
+        self.coef0 = float(coef0)
+
+    def params(self):
+        return {"degree": self.degree, "gamma": self.gamma, "coef0": self.coef0}
+
+    def _fill(self, A, B, out):
+        torch.mm(A, B.T, out=out)
+        out.mul_(_gamma(self.gamma, A.shape[1])).add_(self.coef0).pow_(self.degree)
+
+    def _diag(self, A):
+        return ((A * A).sum(1) * _gamma(self.gamma, A.shape[1]) + self.coef0) ** self.degree
+
+
+class RBF(Kernel):
+    """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
+
+    ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output, then in-place updates and ``exp``.
+    """
+
+    def __init__(self, gamma: float | None = None, lengthscale: float | None = None):
+        if gamma is not None and lengthscale is not None:
+            raise ValidationError("lengthscale", "either gamma or lengthscale, not both",
+                                  f"gamma={gamma!r} and lengthscale={lengthscale!r}")
+        self.lengthscale = None if lengthscale is None else check_positive(lengthscale, "lengthscale")
+        self.gamma = None if gamma is None else check_positive(gamma, "gamma")
+        if self.lengthscale is not None:
+            self.gamma = 1.0 / (2.0 * self.lengthscale**2)
+
+    def params(self):
+        if self.lengthscale is not None:
+            return {"lengthscale": self.lengthscale}
+        return {"gamma": self.gamma}
+
+    def _fill(self, A, B, out):
+        g = _gamma(self.gamma, A.shape[1])
+        a2 = (A * A).sum(1, keepdim=True)  # (n1, 1)
+        b2 = (B * B).sum(1)  # (n2,)
+        torch.mm(A, B.T, out=out)  # x·x'
+        out.mul_(2.0).sub_(a2).sub_(b2).clamp_(max=0.0)  # −‖x − x'‖² (clamped: rounding can make it > 0)
+        out.mul_(g).exp_()
+
+    def _diag(self, A):
+        return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
+
+
+class Laplace(Kernel):
+    """``k(x, x') = exp(−γ ‖x − x'‖₁)`` (scikit-learn's ``laplacian_kernel``), default ``γ = 1/d``."""
+
+    block_factor = 4
+
+    def __init__(self, gamma: float | None = None):
+        self.gamma = None if gamma is None else check_positive(gamma, "gamma")
+
+    def params(self):
+        return {"gamma": self.gamma}
+
+    def _fill(self, A, B, out):
+        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-_gamma(self.gamma, A.shape[1])).exp_()
+
+    def _diag(self, A):
+        return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
+
+
+class ArcCosine(Kernel):
+    """Arc-cosine kernel ``E_{b~N(0,I)}[σ(b·x) σ(b·x')]`` of a two-layer network (THEORY.md §3).
+
+    ``order=1``: σ = ReLU, ``‖x‖‖x'‖/(2π) (sin θ + (π − θ) cos θ)``; ``order=0``: σ = step, ``(π − θ)/(2π)``.
+    """
+
+    def __init__(self, order: int = 1):
+        self.order = check_int(order, "order", minimum=0, maximum=1)
+
+    def params(self):
+        return {"order": self.order}
+
+    def _fill(self, A, B, out):
+        torch.mm(A, B.T, out=out)
+        a2 = (A * A).sum(1, keepdim=True)
+        b2 = (B * B).sum(1)[None, :]
+        dual = relu_dual if self.order == 1 else relu_dual_derivative
+        out.copy_(dual(out, a2, b2))
+
+    def _diag(self, A):
+        s = (A * A).sum(1)
+        return s / 2 if self.order == 1 else torch.full_like(s, 0.5)
+
+
+class Erf(Kernel):
+    """``E_{b~N(0,I)}[erf(b·x) erf(b·x')] = (2/π) arcsin(2x·x' / √((1 + 2‖x‖²)(1 + 2‖x'‖²)))`` (THEORY.md §3)."""
+
+    def _fill(self, A, B, out):
+        torch.mm(A, B.T, out=out)
+        out.copy_(erf_dual(out, (A * A).sum(1, keepdim=True), (B * B).sum(1)[None, :]))
+
+    def _diag(self, A):
+        s = (A * A).sum(1)
+        return erf_dual(s, s, s)
+
+
+class CallableKernel(Kernel):
+    """Wraps a function ``k(A, B) -> (len(A), len(B))`` (NumPy or torch) as a :class:`Kernel`.
+
+    ``diag`` is computed from small diagonal blocks unless ``diag_fn(A) -> (len(A),)`` is given.
+    """
+
+    block_factor = 4
+
+    def __init__(self, fn: Callable[[Any, Any], Any], diag_fn: Callable[[Any], Any] | None = None,
+                 name: str | None = None):
+        if not callable(fn):
+            raise ValidationError("fn", "a callable k(A, B) -> (len(A), len(B))", type(fn).__name__)
+        self.fn, self.diag_fn = fn, diag_fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def __repr__(self):
+        return f"CallableKernel({self.name})"
+
+    def params(self):
+        return {"fn": self.fn}
+
+    def _fill(self, A, B, out):
+        K = self.fn(A, B)
+        K = torch.as_tensor(K.detach() if isinstance(K, torch.Tensor) else K, dtype=torch.float64)
+        if tuple(K.shape) != tuple(out.shape):
+            raise ValidationError("kernel", f"a callable returning shape {tuple(out.shape)} (len(A), len(B))",
+                                  f"shape {tuple(K.shape)}")
+        out.copy_(K)
+
+    def _diag(self, A):
+        if self.diag_fn is not None:
+            return torch.as_tensor(self.diag_fn(A), dtype=torch.float64, device=A.device).reshape(-1)
+        return super()._diag(A)
+
+
+class SumKernel(Kernel):
+    """``(k1 + k2)(x, x') = k1(x, x') + k2(x, x')``."""
+
+    def __init__(self, k1: Kernel, k2: Kernel):
+        self.k1, self.k2 = k1, k2
+        self.block_factor = 1 + max(k1.block_factor, k2.block_factor)
+
+    def __repr__(self):
+        return f"{self.k1!r} + {self.k2!r}"
+
+    def params(self):
+        return {"k1": self.k1, "k2": self.k2}
+
+    def _fill(self, A, B, out):
+        self.k1._fill(A, B, out)
+        tmp = torch.empty_like(out)
+        self.k2._fill(A, B, tmp)
+        out.add_(tmp)
+
+    def _diag(self, A):
+        return self.k1._diag(A) + self.k2._diag(A)
+
+
+class ProductKernel(Kernel):
+    """``(k1 · k2)(x, x') = k1(x, x') k2(x, x')`` (entrywise; PSD by the Schur product theorem)."""
+
+    def __init__(self, k1: Kernel, k2: Kernel):
+        self.k1, self.k2 = k1, k2
+        self.block_factor = 1 + max(k1.block_factor, k2.block_factor)
+
+    def __repr__(self):
+        wrap = lambda k: f"({k!r})" if isinstance(k, SumKernel) else repr(k)
+        return f"{wrap(self.k1)} * {wrap(self.k2)}"
+
+    def params(self):
+        return {"k1": self.k1, "k2": self.k2}
+
+    def _fill(self, A, B, out):
+        self.k1._fill(A, B, out)
+        tmp = torch.empty_like(out)
+        self.k2._fill(A, B, tmp)
+        out.mul_(tmp)
+
+    def _diag(self, A):
+        return self.k1._diag(A) * self.k2._diag(A)
+
+
+class ScaledKernel(Kernel):
+    """``(c · k)(x, x') = c k(x, x')`` with ``c ≥ 0`` (a negative scale would break positive definiteness)."""
+
+    def __init__(self, kernel: Kernel, scale: float):
+        self.kernel = _as_kernel(kernel, "kernel")
+        self.scale = check_nonnegative(scale, "scale")
+        self.block_factor = kernel.block_factor
+
+    def __repr__(self):
+        inner = f"({self.kernel!r})" if isinstance(self.kernel, (SumKernel, ProductKernel)) else repr(self.kernel)
+        return f"{self.scale:.4g} * {inner}"
+
+    def params(self):
+        return {"kernel": self.kernel, "scale": self.scale}
+
+    def _fill(self, A, B, out):
+        self.kernel._fill(A, B, out)
+        out.mul_(self.scale)
+
+    def _diag(self, A):
+        return self.kernel._diag(A) * self.scale
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Functions and the registry
+# ------------------------------------------------------------------------------------------------------------
+def linear(X1: Any, X2: Any = None) -> Any:
+    """``K = X1 X2ᵀ`` of shape (N1, N2). See :class:`Linear`."""
+    return Linear()(X1, X2)
+
+
+def polynomial(X1: Any, X2: Any = None, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> Any:
+    """``K_ij = (γ x_i·x'_j + c₀)^p`` of shape (N1, N2) (scikit-learn's ``polynomial_kernel``)."""
+    return Polynomial(degree, gamma, coef0)(X1, X2)
+
+
+def rbf(X1: Any, X2: Any = None, gamma: float | None = None, lengthscale: float | None = None) -> Any:
+    """``K_ij = exp(−γ ‖x_i − x'_j‖²)``, ``γ = 1/(2ℓ²)``, of shape (N1, N2) (scikit-learn's ``rbf_kernel``)."""
+    return RBF(gamma, lengthscale)(X1, X2)
+
+
+def laplace(X1: Any, X2: Any = None, gamma: float | None = None) -> Any:
+    """``K_ij = exp(−γ ‖x_i − x'_j‖₁)`` of shape (N1, N2) (scikit-learn's ``laplacian_kernel``)."""
+    return Laplace(gamma)(X1, X2)
+
+
+def arccos_kernel(X1: Any, X2: Any = None, order: int = 1) -> Any:
+    """Arc-cosine kernel ``E_{b~N(0,I)}[σ(b·x) σ(b·x')]`` (σ = ReLU for order 1, step for order 0), (N1, N2)."""
+    return ArcCosine(order)(X1, X2)
+
+
+def erf_kernel(X1: Any, X2: Any = None) -> Any:
+    """``E_{b~N(0,I)}[erf(b·x) erf(b·x')]`` in closed form, shape (N1, N2). See :func:`erf_dual`."""
+    return Erf()(X1, X2)
+
+
+#: name -> kernel class; ``get`` turns names (and aliases) into objects.
+KERNELS: dict[str, type[Kernel]] = {
+    "linear": Linear, "poly": Polynomial, "polynomial": Polynomial, "rbf": RBF, "laplace": Laplace,
+    "laplacian": Laplace, "arccos": ArcCosine, "relu": ArcCosine, "erf": Erf,
+}
+
+
+def get(kernel: Any, **params: Any) -> Kernel:
+    """A :class:`Kernel` from a name (``'linear'``, ``'poly'``, ``'rbf'``, ``'laplace'``, ``'arccos'``,
+    ``'erf'``) with its ``params``, a kernel object (returned as is), or a callable ``k(A, B)``."""
+    if isinstance(kernel, Kernel):
+        if params:
+            raise ValidationError("kernel_params", "no parameters for a kernel object (set them on the object)",
+                                  repr(params))
+        return kernel
+    if isinstance(kernel, str):
+        cls = KERNELS.get(kernel.lower())
+        if cls is None:
+            raise ValidationError("kernel", "one of " + ", ".join(repr(k) for k in KERNELS) +
+                                  ", a Kernel object or a callable", repr(kernel))
+        try:
+            return cls(**params)
+        except TypeError as exc:
+            raise ValidationError("kernel_params", f"parameters of the {kernel!r} kernel", repr(params),
+                                  str(exc)) from None
+    if callable(kernel):
+        if params:
+            return CallableKernel(lambda A, B: kernel(A, B, **params), name=getattr(kernel, "__name__", None))
+        return CallableKernel(kernel)
+    raise ValidationError("kernel", "a kernel name, a Kernel object or a callable k(A, B)", type(kernel).__name__)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Feature maps: ⟨φ(x), φ(x')⟩ = k(x, x') exactly (polynomial) or in expectation (random features)
+# ------------------------------------------------------------------------------------------------------------
+def n_polynomial_features(d: int, degree: int) -> int:
+    """Number of monomials of degree ≤ p in d variables: ``C(d + p, p)``."""
+    return math.comb(d + degree, degree)
+
+
+def polynomial_features(X: Any, degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> Any:
+    """Explicit feature map of the polynomial kernel: ``φ(x)·φ(x') = (γ x·x' + c₀)^p`` exactly.
+
+    Multinomial theorem: with ``α = (α₀, α₁, …, α_d)``, ``|α| = p``,
+    ``(γ x·x' + c₀)^p = Σ_α p!/(α₀!…α_d!) c₀^{α₀} γ^{p−α₀} Π_i (x_i x'_i)^{α_i}``, so each monomial
+    ``Π x_i^{α_i}`` gets the weight ``√(p!/Πα! · c₀^{α₀} γ^{p−α₀})``.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+    degree, gamma, coef0 : as in :class:`Polynomial` (``gamma=None`` means ``1/d``; ``coef0 ≥ 0``).
+
+    Returns
+    -------
+    Φ of shape (N, C(d + p, p)).
+    """
+    kind = ArrayKind.of(X)
+    A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    p = check_int(degree, "degree", minimum=0)
+    c0 = check_nonnegative(coef0, "coef0")
+    n, d = A.shape
+    g = _gamma(None if gamma is None else check_positive(gamma, "gamma"), d)
+    m = n_polynomial_features(d, p)
+    check_memory(8.0 * n * m, f"the {n}×{m} polynomial feature matrix", "Use the polynomial kernel instead.")
+    # A multiset of p indices from {0 (the constant), 1..d} is one monomial; α counts each index.
+    Z = torch.cat([torch.ones(n, 1, dtype=A.dtype, device=A.device), A], dim=1)  # (N, d + 1)
+    cols = []
+    for idx in combinations_with_replacement(range(d + 1), p):
+        alpha = [idx.count(i) for i in set(idx)]
+        a0 = idx.count(0)
+        weight = math.factorial(p) / math.prod(math.factorial(a) for a in alpha) * c0**a0 * g ** (p - a0)
+        col = Z[:, list(idx)].prod(dim=1) if p > 0 else torch.ones(n, dtype=A.dtype, device=A.device)
+        cols.append(math.sqrt(weight) * col)
+    return kind.wrap(torch.stack(cols, dim=1))
+
+
+def _gaussian_weights(d: int, k: int, seed: Any, device: torch.device, std: float = 1.0) -> torch.Tensor:
+    g = as_generator(seed)
+    return torch.randn(d, k, generator=g, dtype=torch.float64).to(device) * std  # (d, k)
+
+
+def random_fourier_features(X: Any, n_features: int, gamma: float | None = None, seed: Any = 0) -> Any:
+    """Random Fourier features of the RBF kernel (Rahimi & Recht 2007): ``φ(x) = √(2/k) cos(Wᵀx + b)``.
+
+    ``W ~ N(0, 2γ I)`` (d, k), ``b ~ U[0, 2π)``, so ``E[φ(x)·φ(x')] = exp(−γ ‖x − x'‖²)``; the error of one
+    draw shrinks like ``1/√k``. The same ``seed`` gives the same map (call it on train and test data alike).
+
+    Returns Φ of shape (N, n_features).
+    """
+    kind = ArrayKind.of(X)
+    A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    k = check_int(n_features, "n_features", minimum=1)
+    g_ = _gamma(None if gamma is None else check_positive(gamma, "gamma"), A.shape[1])
+    gen = as_generator(seed)
+    W = torch.randn(A.shape[1], k, generator=gen, dtype=torch.float64).to(A.device) * math.sqrt(2 * g_)
+    b = (torch.rand(k, generator=gen, dtype=torch.float64) * 2 * math.pi).to(A.device)
+    return kind.wrap(math.sqrt(2.0 / k) * torch.cos(A @ W + b))
+
+
+def random_relu_features(X: Any, n_features: int, seed: Any = 0) -> Any:
+    """Random ReLU features ``φ(x) = relu(Bx)/√k``, rows of B ~ N(0, I) (THEORY.md §3).
+
+    ``φ(x)·φ(x') = (1/k) Σ_j relu(b_j·x) relu(b_j·x')`` → :func:`arccos_kernel` (order 1) as k → ∞, with a
+    Monte Carlo error ``∝ 1/√k``. Returns Φ of shape (N, n_features).
+    """
+    kind = ArrayKind.of(X)
+    A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    k = check_int(n_features, "n_features", minimum=1)
+    B = _gaussian_weights(A.shape[1], k, seed, A.device)
+    return kind.wrap(torch.relu(A @ B) / math.sqrt(k))
+
+
+def random_erf_features(X: Any, n_features: int, seed: Any = 0) -> Any:
+    """Random erf features ``φ(x) = erf(Bx)/√k``, rows of B ~ N(0, I); inner products → :func:`erf_kernel`.
+
+    Returns Φ of shape (N, n_features).
+    """
+    kind = ArrayKind.of(X)
+    A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    k = check_int(n_features, "n_features", minimum=1)
+    B = _gaussian_weights(A.shape[1], k, seed, A.device)
+    return kind.wrap(torch.special.erf(A @ B) / math.sqrt(k))

@@ -1,0 +1,102 @@
+"""Solvers of kernel ridge regression ``(K + λI) α = Y`` behind :class:`kernelscope.KernelRegressor`.
+
+The registry is a plain dict, :data:`SOLVERS`, from a name to a *fit function*::
+
+    fit(kernel, X, Y, ridge, **solver_options) -> SolverResult
+
+- ``kernel``: a kernel object (``kernel(A, B) -> (len(A), len(B))`` and ``kernel.diag(A) -> (len(A),)``) over
+  float64 torch tensors (see :mod:`kernelscope.kernels`);
+- ``X``: float64 tensor (N, d); ``Y``: float64 tensor (N, O) (always 2-D here); ``ridge``: λ ≥ 0.
+
+A :class:`SolverResult` holds the ``centers`` (M, d) the predictions are made from, the ``coef`` (M, O) so that
+``f(x) = k(x, centers) @ coef``, an ``info`` dict (solver name, timings, iterations...) and, if the solver can
+give it, ``variance(K_test_centers (T, M), k_test_diag (T,)) -> (T,)``, the Gaussian-process posterior variance
+of the latent function. Keep ``variance`` picklable (a module-level function bound with ``functools.partial``).
+
+Adding a solver (the scale-out issue adds ``'cg'`` and ``'nystrom'``)::
+
+    from kernelscope.solvers import SOLVERS, SolverResult, register
+
+    @register("cg")
+    def fit_cg(kernel, X, Y, ridge, *, tol=1e-8, max_iter=None) -> SolverResult: ...
+
+and extend :func:`choose`, which picks a solver for ``solver='auto'``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .._arrays import check_memory, check_int, format_bytes, memory_budget_bytes
+
+__all__ = ["SolverResult", "SOLVERS", "register", "choose", "cholesky_bytes"]
+
+
+@dataclass
+class SolverResult:
+    """What a fit function returns.
+
+    Attributes
+    ----------
+    centers : tensor of shape (M, d) - the points predictions are made from (M = N for exact solvers).
+    coef : tensor of shape (M, O) - ``f(x) = k(x, centers) @ coef``.
+    info : dict - at least ``solver``; timings in seconds, iterations, the method actually used...
+    variance : callable ``(K_test_centers (T, M), k_test_diag (T,)) -> (T,)`` giving the posterior variance of
+        the latent function ``k(x, x) − k(x, X)(K + λI)⁻¹k(X, x)``, or None if the solver gives no std.
+    """
+
+    centers: torch.Tensor
+    coef: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+    variance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
+FitFunction = Callable[..., SolverResult]
+
+#: name -> fit function ``fit(kernel, X, Y, ridge, **solver_options) -> SolverResult``.
+SOLVERS: dict[str, FitFunction] = {}
+
+
+def register(name: str) -> Callable[[FitFunction], FitFunction]:
+    """Decorator adding a fit function to :data:`SOLVERS` under ``name``."""
+
+    def deco(fn: FitFunction) -> FitFunction:
+        SOLVERS[name] = fn
+        return fn
+
+    return deco
+
+
+def cholesky_bytes(n: int) -> float:
+    """Memory of the dense path: the N×N float64 matrix, factorised in place, plus slack for one more copy."""
+    return 2 * 8.0 * n * n
+
+
+def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | None = None) -> str:
+    """The solver ``solver='auto'`` uses for N training points.
+
+    ``'cholesky'`` when the dense N×N system fits the memory budget (:func:`cholesky_bytes`); otherwise a
+    :class:`~kernelscope.MemoryBudgetError` naming the memory needed and the way out.
+    """
+    n = check_int(n, "n", minimum=1)
+    budget = memory_budget_bytes() if budget is None else int(budget)
+    need = cholesky_bytes(n)
+    if need <= budget:
+        return "cholesky"
+    if "nystrom" in SOLVERS:  # the scale-out solvers (cg.py, nystrom.py) never form the N×N matrix
+        from .cg import choose_scaleout
+
+        return choose_scaleout(n, d=d, n_outputs=n_outputs, budget=budget, dense_bytes=need)
+    others = sorted(set(SOLVERS) - {"cholesky"})
+    way_out = (f"Use solver={others[0]!r}" + (f" (or one of {others[1:]})" if len(others) > 1 else "")
+               if others else "Use fewer training points or a matrix-free solver")
+    check_memory(need, f"the dense Cholesky solver for N={n} ({format_bytes(need)} for K and its factor)",
+                 way_out + ".", budget=budget)
+    return "cholesky"  # pragma: no cover - check_memory raised
+
+
+from . import dense  # noqa: E402,F401  (registers 'cholesky')
+from . import cg, nystrom  # noqa: E402,F401  (register 'cg' and 'nystrom': matrix-free, on Dask)

@@ -1,0 +1,86 @@
+"""Dense solver: Cholesky of ``K + λI`` (O(N³) time, one N×N buffer), pseudoinverse when that fails or λ = 0.
+
+``(K + λI) α = Y`` with ``K + λI = L Lᵀ``: ``α = L⁻ᵀ L⁻¹ Y``; posterior variance of the latent function
+``σ²(x) = k(x, x) − ‖L⁻¹ k(X, x)‖²`` (Rasmussen & Williams, Algorithm 2.1).
+
+λ = 0 asks for the least-norm interpolant ``α = K⁺Y`` (THEORY.md §2): it goes to the pseudoinverse
+(:func:`kernelscope.linsys.pinv`) directly, so a singular K is answered, not refused. A λ > 0 whose
+``K + λI`` is numerically not positive definite falls back to the pseudoinverse with a warning.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import torch
+
+from .._arrays import warn
+from . import SolverResult, register
+
+__all__ = ["fit_cholesky", "cholesky_variance", "pinv_variance"]
+
+
+def cholesky_variance(L: torch.Tensor, K_star: torch.Tensor, k_diag: torch.Tensor) -> torch.Tensor:
+    """``k(x, x) − ‖L⁻¹ k(X, x)‖²`` for K_star (T, N), k_diag (T,), L (N, N) lower; clamped at 0."""
+    V = torch.linalg.solve_triangular(L, K_star.T, upper=False)  # (N, T)
+    return (k_diag - (V * V).sum(0)).clamp_(min=0.0)
+
+
+def pinv_variance(P: torch.Tensor, K_star: torch.Tensor, k_diag: torch.Tensor) -> torch.Tensor:
+    """``k(x, x) − k(x, X) P k(X, x)`` with P = (K + λI)⁺ (N, N); clamped at 0."""
+    return (k_diag - ((K_star @ P) * K_star).sum(1)).clamp_(min=0.0)
+
+
+def _fit_pinv(K: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, info: dict, rcond: float | None
+              ) -> SolverResult:
+    from ..linsys import pinv
+
+    t0 = time.perf_counter()
+    P = torch.as_tensor(pinv(K.cpu().numpy(), rcond=rcond), dtype=torch.float64).to(K.device)  # (N, N)
+    coef = P @ Y  # (N, O)
+    info.update(method="pinv", seconds_solve=time.perf_counter() - t0)
+    return SolverResult(centers=X, coef=coef, info=info, variance=partial(pinv_variance, P))
+
+
+@register("cholesky")
+def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcond: float | None = None
+                 ) -> SolverResult:
+    """Exact kernel ridge regression by Cholesky (pseudoinverse for λ = 0 or a non-PD ``K + λI``).
+
+    Parameters
+    ----------
+    kernel : kernel object over float64 tensors (callable and ``diag``).
+    X : tensor (N, d); Y : tensor (N, O); ridge : λ ≥ 0.
+    rcond : cut-off of the pseudoinverse path (``None``: ``eps · N``, NumPy's default).
+
+    Returns
+    -------
+    SolverResult with centers = X, coef = (K + λI)⁻¹Y (or K⁺Y), info = {solver, method, n, seconds_*}.
+    Peak memory: one N×N float64 matrix (the factor overwrites K) plus O(N·O).
+    """
+    n = X.shape[0]
+    info: dict = {"solver": "cholesky", "n": n}
+    t0 = time.perf_counter()
+    K = kernel(X, X)  # (N, N), a fresh buffer we may overwrite
+    info["seconds_kernel"] = time.perf_counter() - t0
+    if ridge == 0:
+        return _fit_pinv(K, X, Y, info, rcond)
+    t0 = time.perf_counter()
+    K.diagonal().add_(ridge)
+    K_copy = None if n > 2048 else K.clone()  # small systems: keep K for the fallback instead of recomputing
+    L, status = torch.linalg.cholesky_ex(K, out=(K, torch.empty((), dtype=torch.int32, device=K.device)))
+    info["seconds_factor"] = time.perf_counter() - t0
+    if int(status) != 0 or not bool(torch.isfinite(L.diagonal()).all()):
+        warn(f"K + ridge·I is not positive definite (Cholesky failed at column {int(status)}, ridge={ridge:g}); "
+             "answered by the pseudoinverse. A larger ridge makes the system well posed.")
+        if K_copy is None:
+            K_copy = kernel(X, X)
+            K_copy.diagonal().add_(ridge)
+        del L, K
+        return _fit_pinv(K_copy, X, Y, info, rcond)
+    del K_copy
+    t0 = time.perf_counter()
+    coef = torch.cholesky_solve(Y, L, upper=False)  # (N, O)
+    info.update(method="cholesky", seconds_solve=time.perf_counter() - t0)
+    return SolverResult(centers=X, coef=coef, info=info, variance=partial(cholesky_variance, L))
