@@ -374,10 +374,12 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
     """
     method = check_choice(method, "method", METHODS)
     chunk = check_int(chunk_size, "chunk_size", minimum=1)
-    trainable_parameters(model)
+    if not isinstance(model, nn.Module):
+        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
     _check_fixed_function(model)
     t1, t2, kind = _inputs(model, x1, x2)
-    n_out = _output_dim(model, t1)
+    n_out = _output_dim(model, t1)  # one forward first: lazily built modules create their parameters here
+    trainable_parameters(model)
     n2 = t1.shape[0] if t2 is None else t2.shape[0]
     itemsize = torch.finfo(t1.dtype).bits // 8
     check_memory(t1.shape[0] * n2 * (1 if trace else n_out * n_out) * itemsize, "the NTK matrix",
