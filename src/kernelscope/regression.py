@@ -53,6 +53,13 @@ class NetworkKernel(_kernels.Kernel):
         K = getattr(k, "nngp" if self.nngp else "ntk")
         out.copy_(torch.as_tensor(K, dtype=torch.float64))
 
+    def _diag(self, A):
+        try:  # kernelscope.nets computes k(x, x) alone in diag mode
+            k = self.net.kernel(A, diag=True)
+        except TypeError:
+            return super()._diag(A)
+        return torch.as_tensor(getattr(k, "nngp" if self.nngp else "ntk"), dtype=torch.float64).reshape(-1)
+
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = False) -> _kernels.Kernel:
     """A kernel object from a name, a kernel object, a callable ``k(A, B)`` or a ``nets`` network."""

@@ -1,0 +1,305 @@
+"""Tests of kernelscope.regression and kernelscope.solvers: scikit-learn's own estimator checks, KernelRidge and
+GaussianProcessRegressor as references, the least-norm interpolant through the pseudoinverse, the solver
+registry, and gradient_flow against its limits (t = 0, t → ∞), the matrix exponential and an ODE solver."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.integrate as si
+import scipy.linalg as sla
+import torch
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF as SkRBF
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import kernelscope as ks
+import kernelscope._arrays as _arrays
+from kernelscope import kernels as K
+from kernelscope import solvers
+from kernelscope._arrays import KernelscopeWarning, MemoryBudgetError, ValidationError
+from kernelscope.regression import KernelRegressor, gradient_flow
+
+
+@pytest.fixture
+def reg_data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = np.sin(X @ rng.standard_normal(4)) + 0.1 * rng.standard_normal(60)
+    return X, y, rng.standard_normal((25, 4))
+
+
+@parametrize_with_checks([KernelRegressor(), KernelRegressor(kernel="laplace", ridge=1e-3)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+class TestAgainstScikitLearn:
+    @pytest.mark.parametrize("kernel,params,ridge", [
+        ("rbf", None, 1e-3), ("rbf", {"gamma": 0.7}, 1e-2), ("linear", None, 0.5),
+        ("poly", {"degree": 2, "coef0": 1.0}, 1e-2), ("laplace", {"gamma": 0.2}, 1e-4)])
+    def test_predictions_equal_kernel_ridge(self, reg_data, kernel, params, ridge):
+        X, y, Xt = reg_data
+        sk_kernel = "laplacian" if kernel == "laplace" else ("polynomial" if kernel == "poly" else kernel)
+        ref = KernelRidge(alpha=ridge, kernel=sk_kernel, **(params or {})).fit(X, y)
+        model = KernelRegressor(kernel, ridge=ridge, kernel_params=params).fit(X, y)
+        assert model.solver_ == "cholesky" and model.solver_info_["method"] == "cholesky"
+        np.testing.assert_allclose(model.predict(Xt), ref.predict(Xt), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(model.dual_coef_, ref.dual_coef_, rtol=1e-7, atol=1e-9)
+
+    def test_std_is_the_gaussian_process_posterior_std(self, reg_data):
+        X, y, Xt = reg_data
+        gp = GaussianProcessRegressor(SkRBF(length_scale=1.3), alpha=1e-2, optimizer=None).fit(X, y)
+        mean_ref, std_ref = gp.predict(Xt, return_std=True)
+        model = KernelRegressor(K.RBF(lengthscale=1.3), ridge=1e-2).fit(X, y)
+        mean, std = model.predict(Xt, return_std=True)
+        np.testing.assert_allclose(mean, mean_ref, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(std, std_ref, rtol=1e-7, atol=1e-9)
+        # at the training points with a tiny ridge the latent std nearly vanishes
+        _, std_train = KernelRegressor(K.RBF(lengthscale=1.3), ridge=1e-10).fit(X, y).predict(X, return_std=True)
+        assert std_train.max() < 1e-3
+
+    def test_multi_output_is_column_by_column(self, reg_data):
+        X, y, Xt = reg_data
+        Y = np.column_stack([y, y**2, -y])
+        model = KernelRegressor("rbf", ridge=1e-3).fit(X, Y)
+        pred, std = model.predict(Xt, return_std=True)
+        assert pred.shape == std.shape == (25, 3) and model.dual_coef_.shape == (60, 3)
+        for j in range(3):
+            single = KernelRegressor("rbf", ridge=1e-3).fit(X, Y[:, j])
+            np.testing.assert_allclose(pred[:, j], single.predict(Xt), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(std[:, 0], std[:, 2])
+
+    def test_blocked_predictions_equal_one_block(self, reg_data, monkeypatch):
+        X, y, Xt = reg_data
+        model = KernelRegressor("rbf", ridge=1e-3).fit(X, y)
+        whole, whole_std = model.predict(Xt, return_std=True)
+        monkeypatch.setattr(K, "BLOCK_ELEMENTS", 4 * 60 * 7)  # 7 test rows per block
+        part, part_std = model.predict(Xt, return_std=True)
+        np.testing.assert_allclose(part, whole, rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(part_std, whole_std, rtol=1e-12, atol=1e-14)
+
+
+class TestLeastNorm:
+    def test_ridge_zero_interpolates_with_the_pseudoinverse(self, reg_data):
+        X, y, Xt = reg_data
+        model = KernelRegressor("rbf", ridge=0.0, kernel_params={"gamma": 0.5}).fit(X, y)
+        assert model.solver_info_["method"] == "pinv"
+        np.testing.assert_allclose(model.predict(X), y, atol=1e-6)
+        Kx = K.rbf(X, gamma=0.5)
+        np.testing.assert_allclose(model.dual_coef_, np.linalg.pinv(Kx) @ y, rtol=1e-6, atol=1e-6)
+
+    def test_singular_linear_kernel_gives_least_norm_least_squares(self, reg_data):
+        # N = 60 > d = 4: K = XXᵀ has rank 4. f(x) = xᵀXᵀK⁺y = xᵀ X⁺y, the least-norm least-squares linear fit.
+        X, y, Xt = reg_data
+        model = KernelRegressor("linear", ridge=0).fit(X, y)
+        w = np.linalg.lstsq(X, y, rcond=None)[0]
+        np.testing.assert_allclose(model.predict(Xt), Xt @ w, rtol=1e-9, atol=1e-10)
+        # the dual coefficients lie in the row space of K (orthogonal to its null space): α = K⁺y
+        np.testing.assert_allclose(model.dual_coef_, np.linalg.pinv(X @ X.T) @ y, rtol=1e-7, atol=1e-9)
+
+    def test_duplicate_points_ridge_zero(self):
+        X = np.array([[0.0], [0.0], [1.0], [2.0]])
+        y = np.array([1.0, 3.0, 0.0, 1.0])  # two labels at x = 0: the interpolant takes their mean
+        model = KernelRegressor("rbf", ridge=0, kernel_params={"gamma": 1.0}).fit(X, y)
+        np.testing.assert_allclose(model.predict(np.array([[0.0], [1.0], [2.0]])), [2.0, 0.0, 1.0], atol=1e-9)
+        _, std = model.predict(X, return_std=True)
+        np.testing.assert_allclose(std, 0.0, atol=1e-6)
+
+    def test_non_positive_definite_system_falls_back_with_a_warning(self, reg_data):
+        X, y, Xt = reg_data
+        indefinite = lambda A, B: A @ B.T - 3.0  # not PSD: K − 3·11ᵀ has a large negative eigenvalue
+        with pytest.warns(KernelscopeWarning, match="not positive definite"):
+            model = KernelRegressor(indefinite, ridge=1e-3).fit(X, y)
+        assert model.solver_info_["method"] == "pinv"
+        Kx = X @ X.T - 3.0
+        alpha = np.linalg.pinv(Kx + 1e-3 * np.eye(60)) @ y
+        np.testing.assert_allclose(model.predict(Xt), (Xt @ X.T - 3.0) @ alpha, rtol=1e-7, atol=1e-8)
+
+
+class TestKernelsAndNetworks:
+    def test_kernel_object_callable_and_name_agree(self, reg_data):
+        X, y, Xt = reg_data
+        preds = [KernelRegressor(k, ridge=1e-2, kernel_params=p).fit(X, y).predict(Xt) for k, p in [
+            ("rbf", {"gamma": 0.3}), (K.RBF(0.3), None), (lambda A, B: K.rbf(A, B, gamma=0.3), None)]]
+        np.testing.assert_allclose(preds[1], preds[0], rtol=1e-12)
+        np.testing.assert_allclose(preds[2], preds[0], rtol=1e-12)
+
+    def test_composite_kernel_and_tensor_input(self, reg_data):
+        X, y, Xt = reg_data
+        k = 0.5 * K.RBF(0.3) + K.ArcCosine()
+        model = KernelRegressor(k, ridge=1e-2).fit(torch.tensor(X), torch.tensor(y))
+        Kx = k(X)
+        alpha = np.linalg.solve(Kx + 1e-2 * np.eye(60), y)
+        np.testing.assert_allclose(model.predict(Xt), k(Xt, X) @ alpha, rtol=1e-9, atol=1e-10)
+
+    def test_network_kernel_ntk_and_nngp(self, reg_data):
+        nets = pytest.importorskip("kernelscope.nets")
+        X, y, Xt = reg_data
+        net = nets.serial(nets.Dense(64, w_std=1.5, b_std=0.1), nets.ReLU(), nets.Dense(1, w_std=1.5, b_std=0.1))
+        for use_nngp in (False, True):
+            model = KernelRegressor(net, ridge=1e-3, nngp=use_nngp).fit(X, y)
+            kxx, kxt = net.kernel(X), net.kernel(Xt, X)
+            Kx = kxx.nngp if use_nngp else kxx.ntk
+            Kt = kxt.nngp if use_nngp else kxt.ntk
+            alpha = np.linalg.solve(Kx + 1e-3 * np.eye(60), y)
+            mean, std = model.predict(Xt, return_std=True)
+            np.testing.assert_allclose(mean, Kt @ alpha, rtol=1e-9, atol=1e-10)
+            kdiag = net.kernel(Xt, diag=True)
+            var = (kdiag.nngp if use_nngp else kdiag.ntk) - np.einsum("ij,ij->i", Kt @ np.linalg.inv(
+                Kx + 1e-3 * np.eye(60)), Kt)
+            np.testing.assert_allclose(std**2, np.maximum(var, 0), rtol=1e-6, atol=1e-9)
+
+    def test_duck_typed_network(self, reg_data):
+        X, y, Xt = reg_data
+
+        class StandIn:  # anything with .kernel(x1, x2) -> .ntk / .nngp
+            def kernel(self, x1, x2=None, diag=False):
+                class Out:
+                    pass
+
+                out = Out()
+                out.ntk, out.nngp = K.rbf(x1, x2, gamma=0.3), K.linear(x1, x2)
+                return out
+
+        ntk_pred = KernelRegressor(StandIn(), ridge=1e-2).fit(X, y).predict(Xt)
+        nngp_pred = KernelRegressor(StandIn(), ridge=1e-2, nngp=True).fit(X, y).predict(Xt)
+        np.testing.assert_allclose(ntk_pred, KernelRegressor("rbf", 1e-2, {"gamma": 0.3}).fit(X, y).predict(Xt),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(nngp_pred, KernelRegressor("linear", 1e-2).fit(X, y).predict(Xt), rtol=1e-12)
+
+
+class TestSolversAndErrors:
+    def test_bad_parameters_are_value_errors(self, reg_data):
+        X, y, _ = reg_data
+        with pytest.raises(ValueError, match="ridge: expected a non-negative number"):
+            KernelRegressor(ridge=-1.0).fit(X, y)
+        with pytest.raises(ValueError, match="solver: expected one of 'auto', 'cholesky'"):
+            KernelRegressor(solver="magic").fit(X, y)
+        with pytest.raises(ValueError, match="kernel: expected one of"):
+            KernelRegressor(kernel="gauss").fit(X, y)
+        with pytest.raises(ValueError, match="kernel_params"):
+            KernelRegressor(kernel="rbf", kernel_params={"sigma": 1}).fit(X, y)
+        with pytest.raises(ValueError, match="NaN"):
+            KernelRegressor().fit(np.where(X > 2, np.nan, X), y)
+        with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+            KernelRegressor().fit(X, y[:-1])
+
+    def test_choose_refuses_what_does_not_fit(self, monkeypatch):
+        assert solvers.choose(1000) == "cholesky"
+        with pytest.raises(MemoryBudgetError, match=r"160\.0 GB"):  # 2 N² float64 for N = 100 000
+            solvers.choose(100_000, budget=10**9)
+        for other in set(solvers.SOLVERS) - {"cholesky"}:  # with the dense solver alone: its own message
+            monkeypatch.delitem(solvers.SOLVERS, other)
+        with pytest.raises(MemoryBudgetError, match=r"dense Cholesky solver for N=100000 \(160.0 GB"):
+            solvers.choose(100_000, budget=10**9)
+
+    def test_auto_is_refused_up_front(self, reg_data, monkeypatch):
+        X, y, _ = reg_data
+        for other in set(solvers.SOLVERS) - {"cholesky"}:
+            monkeypatch.delitem(solvers.SOLVERS, other)
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: 1000)
+        with pytest.raises(MemoryBudgetError, match="dense Cholesky solver for N=60"):
+            KernelRegressor().fit(X, y)
+
+    def test_registry_takes_new_solvers(self, reg_data, monkeypatch):
+        X, y, Xt = reg_data
+        calls = {}
+
+        def fit_subset(kernel, Xs, Y, ridge, *, m=10):  # a crude solver: regression on the first m points
+            calls["m"] = m
+            C = Xs[:m]
+            coef = torch.linalg.solve(kernel(C, C) + ridge * torch.eye(m, dtype=torch.float64), Y[:m])
+            return solvers.SolverResult(centers=C, coef=coef, info={"solver": "subset"})
+
+        monkeypatch.setitem(solvers.SOLVERS, "subset", fit_subset)
+        model = KernelRegressor(ridge=1e-3, solver="subset", solver_options={"m": 12}).fit(X, y)
+        assert calls["m"] == 12 and model.X_fit_.shape == (12, 4) and model.solver_info_ == {"solver": "subset"}
+        ref = KernelRegressor(ridge=1e-3).fit(X[:12], y[:12]).predict(Xt)
+        np.testing.assert_allclose(model.predict(Xt), ref, rtol=1e-10)
+        with pytest.raises(ValueError, match="return_std"):
+            model.predict(Xt, return_std=True)
+
+    def test_top_level_names(self):
+        assert ks.KernelRegressor is KernelRegressor and ks.gradient_flow is gradient_flow
+
+
+class TestGradientFlow:
+    @pytest.fixture
+    def problem(self):
+        rng = np.random.default_rng(3)
+        X, Xt = rng.standard_normal((30, 3)), rng.standard_normal((12, 3))
+        k = K.ArcCosine() + 0.1 * K.Linear()
+        return k(X), k(Xt, X), rng.standard_normal(30), rng.standard_normal(30) * 0.1, rng.standard_normal(12) * 0.1
+
+    def test_t0_is_the_initial_function_and_infinity_is_kernel_regression(self, problem):
+        Th, Tx, y, f0, f0x = problem
+        start = gradient_flow(Th, Tx, y, 0.0, f0_train=f0, f0_test=f0x)
+        np.testing.assert_array_equal(start.train, f0)
+        np.testing.assert_array_equal(start.test, f0x)
+        end = gradient_flow(Th, Tx, y, np.inf, lr=0.3, f0_train=f0, f0_test=f0x)
+        np.testing.assert_allclose(end.train, y, atol=1e-8)
+        alpha = np.linalg.pinv(Th) @ (y - f0)
+        np.testing.assert_allclose(end.test, f0x + Tx @ alpha, rtol=1e-7, atol=1e-8)
+        late = gradient_flow(Th, Tx, y, 1e9, lr=0.3, f0_train=f0, f0_test=f0x)
+        np.testing.assert_allclose(late.test, end.test, rtol=1e-7, atol=1e-8)
+
+    def test_matches_matrix_exponential_and_an_ode_solver(self, problem):
+        Th, Tx, y, f0, f0x = problem
+        lr, t = 0.5, 0.8
+        flow = gradient_flow(Th, Tx, y, t, lr=lr, f0_train=f0, f0_test=f0x)
+        expm = np.eye(30) - sla.expm(-lr * Th * t)
+        np.testing.assert_allclose(flow.train, f0 + expm @ (y - f0), rtol=1e-10, atol=1e-12)
+        # the coupled ODE: df(X)/dt = −ηΘ(f(X) − y), df(x)/dt = −ηΘ(x, X)(f(X) − y)
+        rhs = lambda _, f: np.concatenate([-lr * Th @ (f[:30] - y), -lr * Tx @ (f[:30] - y)])
+        sol = si.solve_ivp(rhs, (0, t), np.concatenate([f0, f0x]), rtol=1e-12, atol=1e-13, method="DOP853")
+        np.testing.assert_allclose(flow.train, sol.y[:30, -1], atol=1e-9)
+        np.testing.assert_allclose(flow.test, sol.y[30:, -1], atol=1e-9)
+
+    def test_small_t_is_accurate(self, problem):
+        Th, Tx, y, _, _ = problem
+        t = 1e-12  # f_t ≈ ηtΘy: expm1 keeps the relative accuracy that 1 − exp would lose
+        flow = gradient_flow(Th, Tx, y, t, lr=2.0)
+        np.testing.assert_allclose(flow.train, 2.0 * t * Th @ y, rtol=1e-9)
+        np.testing.assert_allclose(flow.test, 2.0 * t * Tx @ y, rtol=1e-9)
+
+    def test_times_stack_and_multi_output_and_torch(self, problem):
+        Th, Tx, y, _, _ = problem
+        Y = np.column_stack([y, -2 * y])
+        ts = np.array([0.0, 0.1, 1.0, 10.0])
+        flow = gradient_flow(Th, Tx, Y, ts)
+        assert flow.train.shape == (4, 30, 2) and flow.test.shape == (4, 12, 2)
+        for i, t in enumerate(ts):
+            one = gradient_flow(Th, Tx, y, t)
+            np.testing.assert_allclose(flow.train[i, :, 0], one.train, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(flow.test[i, :, 1], -2 * one.test, rtol=1e-12, atol=1e-14)
+        tflow = gradient_flow(torch.tensor(Th), torch.tensor(Tx), torch.tensor(y), 1.0)
+        assert isinstance(tflow.train, torch.Tensor) and isinstance(tflow.test, torch.Tensor)
+        assert gradient_flow(Th, None, y, [1.0, 2.0]).test is None
+
+    def test_singular_ntk_uses_the_range(self):
+        rng = np.random.default_rng(4)
+        X, Xt = rng.standard_normal((20, 3)), rng.standard_normal((5, 3))
+        Th, Tx = X @ X.T, Xt @ X.T  # rank 3
+        y = rng.standard_normal(20)
+        flow = gradient_flow(Th, Tx, y, [5.0, np.inf])
+        assert np.all(np.isfinite(flow.test)) and np.all(np.isfinite(flow.train))
+        w = np.linalg.lstsq(X, y, rcond=None)[0]
+        np.testing.assert_allclose(flow.test[1], Xt @ w, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(flow.train[1], X @ w, rtol=1e-8, atol=1e-10)  # projection of y on the range
+
+    def test_bad_input(self, problem):
+        Th, Tx, y, _, _ = problem
+        with pytest.raises(ValidationError, match="t: expected times >= 0"):
+            gradient_flow(Th, Tx, y, -1.0)
+        with pytest.raises(ValidationError, match="k_train: expected a square"):
+            gradient_flow(Th[:, :5], Tx, y, 1.0)
+        with pytest.raises(ValidationError, match="k_test_train: expected 30 columns"):
+            gradient_flow(Th, Tx[:, :5], y, 1.0)
+        with pytest.raises(ValidationError, match="y_train: expected 30 rows"):
+            gradient_flow(Th, Tx, y[:5], 1.0)
+        with pytest.raises(ValidationError, match="lr"):
+            gradient_flow(Th, Tx, y, 1.0, lr=0)
+        with pytest.raises(ValidationError, match="f0_test"):
+            gradient_flow(Th, Tx, y, 1.0, f0_test=np.zeros(3))
