@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from functools import partial
 
+import scipy.linalg as sla
 import torch
 
 from .._arrays import warn
@@ -21,9 +22,27 @@ from . import SolverResult, register
 __all__ = ["fit_cholesky", "cholesky_variance", "pinv_variance"]
 
 
+# The factor L is a row-major (C-order) tensor; LAPACK is column-major. Lᵀ viewed as column-major is the same
+# memory, so on the CPU the triangular solves go to SciPy's LAPACK on ``L.T`` (an upper factor) without the
+# N×N transposing copy torch would make; other devices use torch.
+def _forward(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """``L⁻¹ B`` for L (N, N) lower, B (N, T)."""
+    if L.device.type == "cpu":
+        Ln = L.numpy()
+        return torch.from_numpy(sla.solve_triangular(Ln.T, B.numpy(), lower=False, trans="T", check_finite=False))
+    return torch.linalg.solve_triangular(L, B, upper=False)
+
+
+def _cho_solve(L: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """``(L Lᵀ)⁻¹ Y`` for L (N, N) lower, Y (N, O)."""
+    if L.device.type == "cpu":
+        return torch.from_numpy(sla.cho_solve((L.numpy().T, False), Y.numpy(), check_finite=False))
+    return torch.cholesky_solve(Y, L, upper=False)
+
+
 def cholesky_variance(L: torch.Tensor, K_star: torch.Tensor, k_diag: torch.Tensor) -> torch.Tensor:
     """``k(x, x) − ‖L⁻¹ k(X, x)‖²`` for K_star (T, N), k_diag (T,), L (N, N) lower; clamped at 0."""
-    V = torch.linalg.solve_triangular(L, K_star.T, upper=False)  # (N, T)
+    V = _forward(L, K_star.T.contiguous())  # (N, T)
     return (k_diag - (V * V).sum(0)).clamp_(min=0.0)
 
 
@@ -81,6 +100,6 @@ def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcon
         return _fit_pinv(K_copy, X, Y, info, rcond)
     del K_copy
     t0 = time.perf_counter()
-    coef = torch.cholesky_solve(Y, L, upper=False)  # (N, O)
+    coef = _cho_solve(L, Y.contiguous())  # (N, O)
     info.update(method="cholesky", seconds_solve=time.perf_counter() - t0)
     return SolverResult(centers=X, coef=coef, info=info, variance=partial(cholesky_variance, L))
