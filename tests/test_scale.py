@@ -144,6 +144,20 @@ class TestMatrixFree:
         np.testing.assert_allclose(G, Kxy.T @ Kxy, rtol=0, atol=1e-11)
         np.testing.assert_allclose(z, Kxy.T @ T, rtol=0, atol=1e-11)
 
+    @pytest.mark.parametrize("n,block", [(100, 10), (100, 7), (97, 97)])
+    def test_each_tile_computed_once(self, n, block):
+        # the symmetric product evaluates each unordered pair of panels once: (N² + Σ b_i²)/2 entries
+        X = np.random.default_rng(6).normal(size=(n, 2))
+        entries = []
+
+        def counting(A, B):
+            entries.append(len(A) * len(B))
+            return rbf(A, B)
+
+        scale.BlockOperator(counting, X, block).matvec(np.ones(n))
+        sizes = [min(block, n - s) for s in range(0, n, block)]
+        assert sum(entries) == (n * n + sum(b * b for b in sizes)) // 2
+
     def test_operator_counts_products(self, data):
         op = scale.BlockOperator(rbf, data[0], 10)
         op(np.ones(97))

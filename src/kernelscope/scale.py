@@ -24,6 +24,7 @@ picklable (module-level functions and kernelscope objects are; cloudpickle handl
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -287,6 +288,36 @@ def _panel_matvec(kernel: Kernel, X: np.ndarray, V: np.ndarray, start: int, stop
     return out.numpy()
 
 
+def _symmetric_panel_matvec(kernel: Kernel, X: np.ndarray, V: np.ndarray, i: int, n_panels: int,
+                            block: int) -> np.ndarray:
+    """Panel i's share of ``K V`` for the symmetric K = k(X, X), each tile computed once. Shape (N, O).
+
+    Panel i computes the tiles (i, i + s mod P) for s = 0..⌊P/2⌋ and adds ``K_ij V_j`` to rows i and
+    ``K_ijᵀ V_i`` to rows j: every unordered pair of panels is visited exactly once (for even P the pair at
+    distance P/2 only by the lower panel), so a product costs ≈ N²/2 kernel entries and the P tasks do
+    the same work.
+    """
+    n = X.shape[0]
+    Vt = torch.as_tensor(V)
+    out = torch.zeros(n, Vt.shape[1], dtype=torch.float64)
+    ri = slice(i * block, min((i + 1) * block, n))
+    Xi = torch.as_tensor(X[ri])
+    for step in range(n_panels // 2 + 1):
+        j = (i + step) % n_panels
+        if step > 0 and (j == i or (2 * step == n_panels and i >= n_panels // 2)):
+            continue
+        rj = slice(j * block, min((j + 1) * block, n))
+        Kij = evaluate(kernel, Xi, torch.as_tensor(X[rj])) if step else evaluate(kernel, Xi, Xi)  # (bi, bj)
+        out[ri] += Kij @ Vt[rj]
+        if step:
+            out[rj] += Kij.T @ Vt[ri]
+    return out.numpy()
+
+
+def _sum(parts: list[np.ndarray]) -> np.ndarray:
+    return functools.reduce(np.add, parts)
+
+
 def _place(value: Any, what: str) -> Any:
     """A handle tasks share: on a cluster the input is sent to the workers once (a Future); locally it is one
     graph key (named, so a large array is not hashed)."""
@@ -300,8 +331,10 @@ def _place(value: Any, what: str) -> Any:
 class BlockOperator:
     """The matrix-free operator ``V -> (K + ridge·I) V`` with ``K = k(X, X)`` computed from tiles on the fly.
 
-    Each task computes one row panel ``K[I, :] @ V`` tile by tile, so a task holds one (block, block) tile and
-    the memory is O(N·block) whatever N. ``X`` is sent to the workers once; only ``V`` travels per product.
+    Each task computes the tiles of one row panel (using the symmetry of K, each tile once, see
+    :func:`_symmetric_panel_matvec`), one (block, block) tile at a time, so the memory is O(N·block) whatever N. ``X`` is sent to the workers once; only ``V`` travels per product.
+    With ``persist=True`` the tiles are computed once and kept (:func:`persist`): O(N²) memory, spread over the
+    cluster's workers when a client is active, for kernels that cost more to evaluate than to store.
 
     Attributes
     ----------
@@ -309,18 +342,23 @@ class BlockOperator:
     X : ndarray of shape (n_samples, n_features)
     block : int
     ridge : float
+    persist : bool
     """
 
     kernel: Kernel
     X: np.ndarray
     block: int
     ridge: float = 0.0
+    persist: bool = False
 
     def __post_init__(self) -> None:
         self.block = check_block(self.block)
         self.ridge = check_nonnegative(self.ridge, "ridge")
-        self._X = _place(self.X, "X")
         self.n_products = 0
+        # persist=True: the tiles are computed once and kept (in the cluster's memory when a client is active):
+        # O(N²) memory in all, for kernels too costly to recompute at every product.
+        self._K = persist(block_kernel(self.kernel, self.X, block=self.block)) if self.persist else None
+        self._X = None if self.persist else _place(self.X, "X")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -330,11 +368,15 @@ class BlockOperator:
         """``(K + ridge·I) V`` for V of shape (n_samples,) or (n_samples, n_outputs); same shape out."""
         V = np.asarray(V, dtype=np.float64)
         V2 = V[:, None] if V.ndim == 1 else V
-        Vd = _place(V2, "V")
         n = self.X.shape[0]
-        panels = [dask.delayed(_panel_matvec, pure=False)(self.kernel, self._X, Vd, s, min(s + self.block, n),
-                                                          self.block) for s in range(0, n, self.block)]
-        KV = np.concatenate(dask.compute(*panels), axis=0)  # (n, O)
+        if self._K is not None:
+            KV = (self._K @ da.from_array(V2, chunks=(self.block, -1))).compute()  # (n, O)
+        else:
+            Vd = _place(V2, "V")
+            n_panels = math.ceil(n / self.block)
+            parts = [dask.delayed(_symmetric_panel_matvec, pure=False)(self.kernel, self._X, Vd, i, n_panels,
+                                                                        self.block) for i in range(n_panels)]
+            KV = dask.compute(dask.delayed(_sum, pure=False)(parts))[0]  # (n, O)
         self.n_products += 1
         if self.ridge:
             KV += self.ridge * V2

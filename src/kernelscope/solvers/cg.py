@@ -179,7 +179,8 @@ def memory_needed(n: int, d: int, o: int, m: int, block: int, threads: int) -> i
 
 def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8, max_iter: int = 500,
              n_centers: int | None = None, precondition: bool = True, block: int | None = None, seed: Any = 0,
-             memory_budget: int | None = None, callback: Callable[[int, float], None] | None = None) -> CGSolution:
+             persist: bool = False, memory_budget: int | None = None,
+             callback: Callable[[int, float], None] | None = None) -> CGSolution:
     """Exact kernel ridge coefficients ``α = (K + λI)⁻¹ Y`` by Nyström-preconditioned CG, matrix-free.
 
     Parameters
@@ -201,6 +202,9 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
         Tile side (default: tiles of at most 64 MB).
     seed : int or torch.Generator
         Sampling of the preconditioner's centres.
+    persist : bool
+        Compute the tiles once and keep them (in the cluster's memory when a client is active) instead of
+        recomputing them at every product: O(N²) memory, worth it for costly kernels (deep NTKs).
     memory_budget : int, optional
         Bytes this fit may take (default: half the available memory); refused up front beyond it.
     callback : callable(iteration, relative residual), optional
@@ -223,13 +227,13 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
     m = (_check_n_centers(n_centers, n) if n_centers is not None else default_precond_centers(n)) \
         if precondition else 0
     block = scale.default_block(n) if block is None else scale.check_block(block)
-    threads = scale.n_workers() if scale.active_client() is None else 1
-    need = memory_needed(n, d, Y2.shape[1], m, block, threads)
+    threads = scale.n_workers() if scale.active_client() is None else 1  # tiles in flight here
+    need = memory_needed(n, d, Y2.shape[1], m, block, threads) + (8 * n * n if persist and scale.active_client() is None else 0)
     check_memory(need, f"conjugate gradients on N = {n} with a rank-{m} preconditioner and {block}-row tiles",
                  "Use a smaller block, fewer preconditioner centres (n_centers), or solver='nystrom'.",
                  budget=memory_budget)
 
-    op = scale.BlockOperator(kernel, Xn, block, ridge)
+    op = scale.BlockOperator(kernel, Xn, block, ridge, persist=bool(persist))
     precond = None
     if m > 0:
         idx = sample_centers(kernel, Xn, m, sampling="uniform", seed=seed, block=block)
@@ -237,7 +241,8 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
     res = conjugate_gradient(op.matvec, Y2, precond=precond, tol=tol, max_iter=max_iter, callback=callback)
     info = {"solver": "cg", "n_iter": res.n_iter, "residual": res.residual, "converged": res.converged,
             "tol": tol, "max_iter": max_iter, "residual_history": res.history, "n_centers": m,
-            "preconditioner": "nystrom" if m else "none", "block": block, "n_matvecs": op.n_products,
+            "preconditioner": "nystrom" if m else "none", "block": block, "persist": bool(persist),
+            "n_matvecs": op.n_products,
             "memory_bytes_estimate": need,
             "scheduler": "distributed" if scale.active_client() is not None else "threads"}
     return CGSolution(Xn, res.x, info)
@@ -248,7 +253,7 @@ def fit(kernel: Kernel, X: Any, Y: Any, ridge: float, **solver_options: Any) -> 
     """Registry entry ``SOLVERS['cg']``: :func:`cg_solve` as a :class:`~kernelscope.solvers.SolverResult`.
 
     X (N, d), Y (N, O) float64 tensors. Options: ``tol``, ``max_iter``, ``n_centers``, ``precondition``,
-    ``block``, ``seed``, ``memory_budget``. CG gives no posterior standard deviation (that needs the N×N
+    ``block``, ``seed``, ``persist``, ``memory_budget``. CG gives no posterior standard deviation (that needs the N×N
     inverse; use solver='cholesky'), so ``variance`` is None.
     """
     t0 = time.perf_counter()
