@@ -303,3 +303,96 @@ class TestGradientFlow:
             gradient_flow(Th, Tx, y, 1.0, lr=0)
         with pytest.raises(ValidationError, match="f0_test"):
             gradient_flow(Th, Tx, y, 1.0, f0_test=np.zeros(3))
+
+
+class TestCommandLine:
+    @pytest.fixture
+    def files(self, tmp_path):
+        rng = np.random.default_rng(5)
+        X = rng.uniform(-1, 1, (40, 2))
+        y = np.sin(3 * X[:, 0]) + X[:, 1]
+        Xt = rng.uniform(-1, 1, (9, 2))
+        train = tmp_path / "train.csv"
+        np.savetxt(train, np.column_stack([y, X]), delimiter=",", header="y,a,b", comments="")
+        np.save(tmp_path / "test.npy", Xt)
+        return tmp_path, X, y, Xt
+
+    def run(self, args, capsys):
+        from kernelscope.cli import main
+
+        with pytest.raises(SystemExit) as exc:
+            main(["regress", *args])
+        cap = capsys.readouterr()
+        return exc.value.code, cap.out, cap.err
+
+    def test_predictions_and_std_equal_the_estimator(self, files, capsys):
+        d, X, y, Xt = files
+        code, out, err = self.run(["--train", str(d / "train.csv"), "--test", str(d / "test.npy"), "--kernel",
+                                   "rbf", "--ridge", "1e-3", "--gamma", "2", "--target-col", "0",
+                                   "--out", str(d / "pred.csv"), "--std"], capsys)
+        assert code == 0, err
+        model = KernelRegressor("rbf", ridge=1e-3, kernel_params={"gamma": 2.0}).fit(X, y)
+        mean, std = model.predict(Xt, return_std=True)
+        table = np.loadtxt(d / "pred.csv", delimiter=",", skiprows=1)
+        np.testing.assert_allclose(table[:, 0], mean, rtol=1e-12)
+        np.testing.assert_allclose(table[:, 1], std, rtol=1e-12)
+        rmse = np.sqrt(np.mean((model.predict(X) - y) ** 2))
+        assert f"train RMSE: {rmse:.6g}" in out
+
+    def test_npy_output_and_test_targets(self, files, capsys):
+        d, X, y, Xt = files
+        yt = np.sin(3 * Xt[:, 0]) + Xt[:, 1]
+        np.save(d / "test_with_y.npy", np.column_stack([Xt, yt]))
+        np.save(d / "train.npy", np.column_stack([X, y]))
+        code, out, _ = self.run(["--train", str(d / "train.npy"), "--test", str(d / "test_with_y.npy"),
+                                 "--kernel", "poly", "--degree", "2", "--out", str(d / "p.npy")], capsys)
+        assert code == 0 and "test RMSE" in out
+        ref = KernelRegressor("poly", ridge=1e-3, kernel_params={"degree": 2}).fit(X, y).predict(Xt)
+        np.testing.assert_allclose(np.load(d / "p.npy")[:, 0], ref, rtol=1e-12)
+
+    @pytest.mark.parametrize("args,message", [
+        (["--train", "missing.csv"], "--train: file not found"),
+        (["--kernel", "gauss"], "--kernel: expected one of"),
+        (["--ridge", "-1"], "--ridge: expected a number >= 0"),
+        (["--kernel", "rbf", "--degree", "3"], "kernel_params"),
+        (["--target-col", "9"], "--target-col: expected a column index"),
+    ])
+    def test_errors_are_one_line_exit_2(self, files, capsys, args, message, monkeypatch):
+        d, *_ = files
+        monkeypatch.chdir(d)
+        base = {"--train": "train.csv", "--test": "test.npy", "--out": "p.csv"}
+        for flag, value in zip(args[::2], args[1::2]):
+            base[flag] = value
+        code, _, err = self.run([t for kv in base.items() for t in kv], capsys)
+        assert code == 2
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+    def test_mismatched_test_columns(self, files, capsys):
+        d, *_ = files
+        np.save(d / "wide.npy", np.ones((3, 5)))
+        code, _, err = self.run(["--train", str(d / "train.csv"), "--test", str(d / "wide.npy")], capsys)
+        assert code == 2 and "--test: expected 2 feature columns" in err
+
+
+class TestChapterExperiments:
+    def test_feature_map_equals_kernel_and_ridge_path(self):
+        from kernelscope.chapters import ch20_kernels as ch
+        from kernelscope.data import regression_1d
+
+        x, y = regression_1d(15, noise=0.1, seed=0)
+        grid = np.linspace(-1, 1, 50)[:, None]
+        fm = ch.feature_map_vs_kernel(x, y, grid, degree=4)
+        assert fm.max_difference < 1e-8 and fm.n_features == 5
+        rp = ch.ridge_path(x, y, grid, np.sin(3 * grid[:, 0]), ridges=(1.0, 1e-2, 0.0))
+        assert rp.train_rmse[0] > rp.train_rmse[1] > rp.train_rmse[2] and rp.train_rmse[2] < 1e-4
+        assert rp.rkhs_norm2[0] < rp.rkhs_norm2[1] < rp.rkhs_norm2[2]
+
+    def test_random_features_slope_is_minus_half(self):
+        from kernelscope.chapters import ch20_kernels as ch
+        from kernelscope.data import regression_1d
+
+        x, y = regression_1d(20, noise=0.1, seed=1)
+        grid = np.linspace(-1, 1, 40)[:, None]
+        rf = ch.random_features_sweep(x, y, grid, [30, 100, 300, 1000, 3000], n_draws=6, example_k=(10,))
+        assert -0.7 < rf.slope < -0.35
+        assert rf.error_mean[-1] < rf.error_mean[0] / 5

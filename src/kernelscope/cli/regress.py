@@ -1,0 +1,140 @@
+"""``kernelscope regress``: kernel regression from files.
+
+    kernelscope regress --train train.csv --test test.csv --kernel rbf --ridge 1e-3 --out pred.csv [--std]
+
+Files are ``.npy`` (a 2-D array) or ``.csv`` (comma-separated numbers, an optional header line). The target is
+the column ``--target-col`` of the training file (default the last). A test file with as many columns as the
+training file carries its targets too (the test RMSE is printed); one with a column fewer is features only.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from . import UserError
+
+KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf")
+
+
+def read_table(path: Path, what: str) -> np.ndarray:
+    """A 2-D float array from ``.npy`` or ``.csv`` (one header line allowed); one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what}: file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif suffix in (".csv", ".txt"):
+            with warnings.catch_warnings():  # an empty file is reported below, in one line
+                warnings.simplefilter("ignore", UserWarning)
+                try:
+                    arr = np.loadtxt(path, delimiter=",", ndmin=2)
+                except ValueError:  # a header line
+                    arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+        else:
+            raise UserError(f"{what}: expected a .npy or .csv file, got {path.name}")
+    except (ValueError, OSError) as exc:
+        raise UserError(f"{what}: cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if arr.ndim != 2 or arr.size == 0:
+        raise UserError(f"{what}: expected a non-empty 2-D table (rows = samples), got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"{what}: expected numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        r, c = np.argwhere(~np.isfinite(arr))[0]
+        raise UserError(f"{what}: non-finite value at row {r}, column {c}")
+    return arr
+
+
+def split_target(table: np.ndarray, col: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    n_cols = table.shape[1]
+    if n_cols < 2:
+        raise UserError(f"{what}: expected at least 2 columns (features and a target), got {n_cols}")
+    if not -n_cols <= col < n_cols:
+        raise UserError(f"--target-col: expected a column index in [{-n_cols}, {n_cols - 1}], got {col}")
+    col = col % n_cols
+    return np.delete(table, col, axis=1), table[:, col]
+
+
+def write_predictions(path: Path, mean: np.ndarray, std: np.ndarray | None) -> None:
+    """Write ``mean`` (and ``std``) as columns, atomically: ``.npy`` (N, 1|2) or ``.csv`` with a header."""
+    import io
+
+    from .._io import atomic_write_bytes, atomic_write_text
+
+    table = np.column_stack([mean] if std is None else [mean, std])
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, table)
+        atomic_write_bytes(path, buf.getvalue())
+        return
+    header = "prediction" + (",std" if std is not None else "")
+    lines = [header] + [",".join(f"{v:.17g}" for v in row) for row in table]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def regress(
+        train: Path = typer.Option(..., "--train", help="Training table (.npy or .csv): features and target."),
+        test: Path = typer.Option(..., "--test", help="Test table: features (and optionally the target)."),
+        out: Path = typer.Option(Path("pred.csv"), "--out", "-o", help="Where to write predictions (.csv/.npy)."),
+        kernel: str = typer.Option("rbf", "--kernel", help="One of " + ", ".join(KERNEL_CHOICES) + "."),
+        ridge: float = typer.Option(1e-3, "--ridge", help="Ridge λ >= 0 (0: least-norm interpolant)."),
+        gamma: Optional[float] = typer.Option(None, "--gamma", help="γ of rbf/laplace/poly (default 1/d)."),
+        lengthscale: Optional[float] = typer.Option(None, "--lengthscale", help="ℓ of rbf (γ = 1/(2ℓ²))."),
+        degree: Optional[int] = typer.Option(None, "--degree", help="Degree of poly (default 3)."),
+        coef0: Optional[float] = typer.Option(None, "--coef0", help="c₀ of poly (default 1)."),
+        target_col: int = typer.Option(-1, "--target-col", help="Column of the target in the training file."),
+        std: bool = typer.Option(False, "--std", help="Also write the GP posterior std of each prediction."),
+        solver: str = typer.Option("auto", "--solver", help="auto, cholesky, cg or nystrom (auto: Cholesky when "
+                                   "K fits the memory budget, else CG or Nyström, and says which)."),
+        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler tcp://host:port "
+                                                "(from `dask scheduler`): compute the kernel blocks on that "
+                                                "cluster. Default: local threads."),
+    ) -> None:
+        """Fit kernel ridge regression on TRAIN, predict TEST, print the RMSE and write the predictions."""
+        from ..regression import KernelRegressor
+
+        if kernel not in KERNEL_CHOICES:
+            raise UserError(f"--kernel: expected one of {', '.join(KERNEL_CHOICES)}, got {kernel!r}")
+        if solver not in ("auto", "cholesky", "cg", "nystrom"):
+            raise UserError(f"--solver: expected one of auto, cholesky, cg, nystrom, got {solver!r}")
+        if not ridge >= 0:
+            raise UserError(f"--ridge: expected a number >= 0, got {ridge}")
+        params = {k: v for k, v in {"gamma": gamma, "lengthscale": lengthscale, "degree": degree,
+                                    "coef0": coef0}.items() if v is not None}
+        X, y = split_target(read_table(train, "--train"), target_col, "--train")
+        T = read_table(test, "--test")
+        y_test = None
+        if T.shape[1] == X.shape[1] + 1:
+            T, y_test = split_target(T, target_col, "--test")
+        elif T.shape[1] != X.shape[1]:
+            raise UserError(f"--test: expected {X.shape[1]} feature columns (or {X.shape[1] + 1} with the target) "
+                            f"like the training file, got {T.shape[1]}")
+        from ..scale import scheduler as dask_scheduler
+
+        with dask_scheduler(scheduler, timeout=5.0):  # None: local threads; else a Client, closed at the end
+            try:
+                model = KernelRegressor(kernel, ridge=ridge, kernel_params=params or None, solver=solver).fit(X, y)
+            except TypeError as exc:
+                raise UserError(f"kernel options: {exc}") from None
+            rmse = float(np.sqrt(np.mean((model.predict(X) - y) ** 2)))
+            if std:
+                mean, sd = model.predict(T, return_std=True)
+            else:
+                mean, sd = model.predict(T), None
+        write_predictions(out, mean, sd)
+        typer.echo(f"kernel {model._kernel_object()!r}, ridge {ridge:g}, solver {model.solver_}: "
+                   f"{len(y)} training points, {X.shape[1]} features")
+        typer.echo(f"train RMSE: {rmse:.6g}")
+        if y_test is not None:
+            typer.echo(f"test RMSE: {float(np.sqrt(np.mean((mean - y_test) ** 2))):.6g}")
+        typer.echo(f"predictions{' and std' if std else ''} for {len(mean)} test points written to {out}")
