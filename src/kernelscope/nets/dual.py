@@ -36,13 +36,31 @@ def _safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > 0, a.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(a))
 
 
-def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """In place: ``c <- clamp(c / √(ab), −1, 1)``; ``a``, ``b`` broadcast against ``c``. Returns ``c``."""
-    return c.mul_(_safe_rsqrt(a)).mul_(_safe_rsqrt(b)).clamp_(-1.0, 1.0)
+_SNAP = 64 * torch.finfo(torch.float64).eps  # cosines within this of 1 are rounding of 1: θ < 1.7e-7 -> 0
+
+
+def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None = None,
+            snap: bool = False) -> torch.Tensor:
+    """In place: ``c <- clamp(c / √(ab), −1, 1)``; ``a``, ``b`` broadcast against ``c``. Returns ``c``.
+
+    ``same='all'`` (diag mode) or ``'diagonal'`` (the leading square of a block compares each point with itself)
+    sets those cosines to exactly 1 where the variance is positive: ``arccos(1 − ε) ≈ √(2ε)`` would otherwise
+    turn a rounding error of 1e-16 into an error of 1e-8 in θ. ``snap`` does the same for any cosine within
+    64 ulp of 1 (identical points at different positions, whose Gram entries differ by rounding only).
+    """
+    c.mul_(_safe_rsqrt(a)).mul_(_safe_rsqrt(b)).clamp_(-1.0, 1.0)
+    if snap:
+        c.masked_fill_(c > 1.0 - _SNAP, 1.0)
+    if same == "all":
+        c.copy_((c != 0).to(c.dtype))  # 1, or 0 for a zero-norm input
+    elif same == "diagonal":
+        dg = c.diagonal()
+        dg.copy_((dg != 0).to(c.dtype))
+    return c
 
 
 def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 0.0, beta: float = 1.0,
-                *, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                *, inplace: bool = False, same: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form dual of ``φ(x) = alpha·min(x, 0) + beta·max(x, 0)`` (the arc-cosine kernel of order 1).
 
     ``E[φ(u)φ(v)] = √(ab) [ (β−α)²/(2π) sin θ + ((α²+β²)/2 − (β−α)² θ/(2π)) cos θ ]`` and
@@ -52,6 +70,7 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     ----------
     c : covariances, shape (B, N2) (or (N,) in diag mode); overwritten when ``inplace``.
     a, b : variances broadcasting against ``c`` ((B, 1) and (1, N2), or (N,)).
+    same : None, ``'diagonal'`` or ``'all'``: which entries pair a point with itself (see :func:`cosine_`).
 
     Returns
     -------
@@ -60,12 +79,12 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     """
     jump = (beta - alpha) ** 2 / _TWO_PI
     mean_sq = 0.5 * (alpha * alpha + beta * beta)
-    cos = cosine_(c if inplace else c.clone(), a, b)  # (B, N2)
-    sin = torch.mul(cos, cos)
-    sin.neg_().add_(1.0).clamp_min_(0.0).sqrt_()  # √(1 − cos²) = sin θ ∈ [0, 1]
+    cos = cosine_(c if inplace else c.clone(), a, b, same, snap=True)  # (B, N2), |cos| <= 1
+    one = cos.new_tensor(jump * jump)
+    sin = torch.addcmul(one, cos, cos, value=-jump * jump).sqrt_()  # jump·sin θ = √(jump² (1 − cos²))
     dot = torch.acos(cos)
-    dot.mul_(-jump).add_(mean_sq)  # (α²+β²)/2 − (β−α)² θ/(2π)
-    nngp = cos.mul_(dot).add_(sin, alpha=jump)  # reuse the cosine buffer
+    torch.add(cos.new_tensor(mean_sq), dot, alpha=-jump, out=dot)  # (α²+β²)/2 − jump·θ
+    nngp = torch.addcmul(sin, cos, dot, out=cos)  # jump·sin θ + cos θ·dot, in the cosine buffer
     nngp.mul_(a.clamp_min(0).sqrt()).mul_(b.clamp_min(0).sqrt())
     return nngp, dot
 
@@ -106,31 +125,34 @@ def derivative(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> t
 
 
 def gauss_hermite_dual(fn: Callable[[torch.Tensor], torch.Tensor], c: torch.Tensor, a: torch.Tensor,
-                       b: torch.Tensor, degree: int = 32, deriv: Callable | None = None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       b: torch.Tensor, degree: int = 32, deriv: Callable | None = None,
+                       same: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Dual of any elementwise ``fn`` by 2-D Gauss–Hermite quadrature with ``degree²`` nodes.
 
-    ``E[φ(u)φ(v)] ≈ Σ_ij w_i w_j φ(√a z_i) φ(√b (ρ z_i + √(1−ρ²) z_j))`` with ``ρ = c/√(ab)`` clamped to [−1, 1];
-    the same sum with ``φ'`` (``deriv``, or autodiff of ``fn``) gives ``E[φ'(u)φ'(v)]``. Accurate to rounding for
-    smooth ``φ`` and moderate variances; slow (algebraic) convergence for kinks (use the closed forms there).
+    ``E[φ(u)φ(v)] ≈ Σ_ij w_i w_j φ(u_ij) φ(v_ij)`` with ``(u, v)_ij = S (z_i, z_j)`` and ``S`` the *symmetric*
+    square root of the covariance, ``S = [[a + s, c], [c, b + s]] / √(a + b + 2s)``, ``s = √(ab − c²)`` (so the
+    rule is symmetric in the two inputs: k(x, x') = k(x', x) to rounding). The same sum with ``φ'`` (``deriv``, or
+    torch autodiff of ``fn``) gives ``E[φ'(u)φ'(v)]``. Exact for polynomials of degree < 2·degree; accurate to
+    rounding for smooth ``φ`` and moderate variances; slow (algebraic) convergence at kinks (use the closed forms).
 
     Memory: a few buffers of shape ``c.shape + (degree,)``.
     """
     dtype, device = c.dtype, c.device
     shape = torch.broadcast_shapes(c.shape, a.shape, b.shape)
     z, w = hermite_nodes(degree, dtype, device)
-    rho = cosine_(c.clone(), a, b).expand(shape)  # (B, N2)
-    comp = torch.sqrt((1.0 - rho * rho).clamp_min_(0.0))
-    sa = a.clamp_min(0).sqrt().expand(shape)
-    sb = b.clamp_min(0).sqrt().expand(shape)
-    d_fn = deriv if deriv is not None else (lambda t: derivative(fn, t))
+    a_, b_ = a.clamp_min(0).expand(shape), b.clamp_min(0).expand(shape)
+    cos = cosine_(c.clone(), a, b, same).expand(shape)  # (B, N2), clamped to [−1, 1]
+    root_ab = a_.sqrt() * b_.sqrt()  # no overflow of ab for huge scales
+    cov = cos * root_ab  # consistent with the clamped cosine
+    s = ((1.0 - cos * cos).clamp_min_(0.0)).sqrt_().mul_(root_ab)  # √(ab − c²) = √(ab)·sin θ
+    t_inv = _safe_rsqrt(a_ + b_ + 2.0 * s)
+    s11, s12, s22 = ((a_ + s) * t_inv)[..., None], (cov * t_inv)[..., None], ((b_ + s) * t_inv)[..., None]
+    d_fn = deriv if deriv is not None else (lambda x: derivative(fn, x))
     nngp = torch.zeros(shape, dtype=dtype, device=device)
     dot = torch.zeros(shape, dtype=dtype, device=device)
     for zi, wi in zip(z, w):
-        u = sa * zi  # (B, N2)
-        fu, du = fn(u), d_fn(u)
-        v = sb[..., None] * (rho[..., None] * zi + comp[..., None] * z)  # (B, N2, D)
-        fv, dv = fn(v), d_fn(v)
-        nngp.add_(fu * (fv @ w), alpha=float(wi))
-        dot.add_(du * (dv @ w), alpha=float(wi))
+        u = s11 * zi + s12 * z  # (B, N2, D): node (z_i, z_j) for all j
+        v = s12 * zi + s22 * z
+        nngp.add_((fn(u) * fn(v)) @ w, alpha=float(wi))
+        dot.add_((d_fn(u) * d_fn(v)) @ w, alpha=float(wi))
     return nngp, dot

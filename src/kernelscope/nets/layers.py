@@ -57,6 +57,7 @@ class KState:
     var2: torch.Tensor
     width: int
     diag: bool
+    self_block: bool = False  # full mode: the leading B×B square of the block is k(x_i, x_i) (exact cosines 1)
 
     def clone(self) -> "KState":
         nngp = self.nngp.clone()
@@ -72,6 +73,27 @@ class NetKernel:
 
     nngp: Any
     ntk: Any
+
+
+def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device) -> None:
+    """Run ``fn(r0, r1)`` over row blocks. On CPU: one torch thread per worker and as many workers as torch
+    threads — small elementwise ops parallelise badly inside torch (a barrier per op), well across blocks.
+    The blocks write disjoint parts of the outputs. torch's thread count is restored afterwards."""
+    starts = list(range(0, n, block_rows))
+    n_threads = torch.get_num_threads()
+    if device.type != "cpu" or n_threads <= 1 or len(starts) == 1:
+        for r0 in starts:
+            fn(r0, min(n, r0 + block_rows))
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=n_threads) as pool:
+            for f in [pool.submit(fn, r0, min(n, r0 + block_rows)) for r0 in starts]:
+                f.result()
+    finally:
+        torch.set_num_threads(n_threads)
 
 
 def _affine_vars(k: KState, scale: float, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,29 +165,38 @@ class Layer:
             raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
         n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
         if block_rows is None:
-            block_rows = max(1, min(n1, (1 << 17) // max(n2, 1)))  # ≈ 1 MB of float64 per block buffer
+            block_rows = max(8, min(n1, (1 << 18) // max(n2, 1)))  # ≈ 2 MB of float64 per block buffer
         block_rows = check_int(block_rows, "block_rows", minimum=1)
         check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * n2),
                      f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
         nngp = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         ntk = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         sq1 = (X1 * X1).sum(1) / d  # (N1,)
-        sq2 = sq1 if x2 is None else (X2 * X2).sum(1) / d  # (N2,)
-        chunk = max(block_rows, min(n1, 512))
-        for c0 in range(0, n1, chunk):
-            c1 = min(n1, c0 + chunk)
-            torch.matmul(X1[c0:c1], X2.T, out=nngp[c0:c1])  # (C, N2) input Gram
-            nngp[c0:c1].mul_(1.0 / d)
-            for b0 in range(c0, c1, block_rows):
-                b1 = min(c1, b0 + block_rows)
-                K = nngp[b0:b1]  # (B, N2) view, recursion runs in place on it
-                out = self._output(self.kernel_fn(KState(K, None, sq1[b0:b1], sq2, d, False)))
-                if out.nngp.data_ptr() != K.data_ptr():
-                    K.copy_(out.nngp)
+        # k(X, X): compute the upper triangle only, mirror it, and pair each point with itself exactly.
+        symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
+        X2 = X1 if symmetric else X2
+        sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
+
+        chunk_rows = block_rows  # measured: a GEMM per block keeps its buffers in cache; bigger chunks did not help
+
+        def rows(r0: int, r1: int) -> None:
+            c0 = r0 if symmetric else 0
+            G = torch.matmul(X1[r0:r1], X2[c0:].T).mul_(1.0 / d)  # (C, N2 − c0) input Gram Σ⁰ = x·x'/d
+            for b0 in range(r0, r1, block_rows):
+                b1 = min(r1, b0 + block_rows)
+                j0 = b0 if symmetric else 0  # first column of this block
+                K = G[b0 - r0:b1 - r0, j0 - c0:]  # (B, N2 − j0) view, the recursion runs in place on it
+                out = self._output(self.kernel_fn(KState(K, None, sq1[b0:b1], sq2[j0:], d, False, symmetric)))
+                nngp[b0:b1, j0:].copy_(out.nngp)
                 if out.ntk is None:
-                    ntk[b0:b1].zero_()
+                    ntk[b0:b1, j0:].zero_()
                 else:
-                    ntk[b0:b1].copy_(out.ntk)
+                    ntk[b0:b1, j0:].copy_(out.ntk)
+                if symmetric and b1 < n2:  # lower triangle = transpose of the strip just computed
+                    nngp[b1:, b0:b1].copy_(nngp[b0:b1, b1:].T)
+                    ntk[b1:, b0:b1].copy_(ntk[b0:b1, b1:].T)
+
+        _run_blocks(rows, n1, chunk_rows, X1.device)
         return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
 
     def _output(self, out) -> KState:
@@ -227,13 +258,13 @@ class Dense(Layer):
                 ntk = torch.mul(k.nngp, float(k.width)).add_(1.0)
             else:
                 ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(k.width)).add_(1.0)
-        nngp = k.nngp.mul_(w2).add_(b2)  # Σ' = w² Σ + b²
+        nngp = torch.add(k.nngp.new_tensor(b2), k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in place
         if self.parameterization == "ntk":  # Θ' = Σ' + w² Θ
-            ntk = nngp.clone() if k.ntk is None else k.ntk.mul_(w2).add_(nngp)
+            ntk = nngp.clone() if k.ntk is None else torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
         if k.diag:
             return KState(nngp, ntk, nngp, nngp, self.out, True)
         v1, v2 = _affine_vars(k, w2, b2)
-        return KState(nngp, ntk, v1, v2, self.out, False)
+        return KState(nngp, ntk, v1, v2, self.out, False, k.self_block)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         n_out = self.out if (hidden is None or self is readout) else hidden
@@ -250,19 +281,20 @@ class _Activation(Layer):
     def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def dual(self, c, a, b, inplace=False):  # pragma: no cover - abstract
+    def dual(self, c, a, b, inplace=False, same=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def kernel_fn(self, k: KState) -> KState:
         if k.diag:
-            nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False)
+            nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False, same="all")
             ntk = None if k.ntk is None else k.ntk.mul_(dot)
             return KState(nngp, ntk, nngp, nngp, k.width, True)
-        v1 = self.dual(k.var1, k.var1, k.var1)[0]  # Σ'(x, x): (B,)
-        v2 = v1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2)[0]
-        nngp, dot = self.dual(k.nngp, k.var1[:, None], k.var2[None, :], inplace=True)  # (B, N2)
+        v1 = self.dual(k.var1, k.var1, k.var1, same="all")[0]  # Σ'(x, x): (B,)
+        v2 = v1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2, same="all")[0]
+        nngp, dot = self.dual(k.nngp, k.var1[:, None], k.var2[None, :], inplace=True,
+                              same="diagonal" if k.self_block else None)  # (B, N2)
         ntk = None if k.ntk is None else k.ntk.mul_(dot)  # Θ' = Σ̇ Θ
-        return KState(nngp, ntk, v1, v2, k.width, False)
+        return KState(nngp, ntk, v1, v2, k.width, False, k.self_block)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         return _finite.ActivationModule(self.fn, repr(self)), in_width
@@ -286,8 +318,8 @@ class ABReLU(_Activation):
     def fn(self, x):
         return self.a * torch.clamp(x, max=0.0) + self.b * torch.clamp(x, min=0.0)
 
-    def dual(self, c, a, b, inplace=False):
-        return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=inplace)
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=inplace, same=same)
 
 
 class ReLU(ABReLU):
@@ -336,7 +368,7 @@ class Erf(_Activation):
     def fn(self, x):
         return torch.erf(x)
 
-    def dual(self, c, a, b, inplace=False):
+    def dual(self, c, a, b, inplace=False, same=None):
         return _dual.erf_dual(c, a, b, inplace=inplace)
 
 
@@ -368,8 +400,8 @@ class Elementwise(_Activation):
     def fn(self, x):
         return self._fn(x)
 
-    def dual(self, c, a, b, inplace=False):
-        return _dual.gauss_hermite_dual(self._fn, c, a, b, self.degree, self._deriv)
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.gauss_hermite_dual(self._fn, c, a, b, self.degree, self._deriv, same=same)
 
 
 def _check_elementwise(fn, name: str) -> None:
@@ -519,7 +551,7 @@ class FanInSum(Layer):
             return KState(nngp, ntk, nngp, nngp, ks[0].width, True)
         v1 = sum(k.var1 for k in ks)
         v2 = v1 if all(k.var2 is k.var1 for k in ks) else sum(k.var2 for k in ks)
-        return KState(nngp, ntk, v1, v2, ks[0].width, False)
+        return KState(nngp, ntk, v1, v2, ks[0].width, False, ks[0].self_block)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         if not isinstance(in_width, list):
