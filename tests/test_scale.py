@@ -242,3 +242,34 @@ class TestCluster:
             np.testing.assert_allclose(result, dense(rbf, X, X), rtol=0, atol=1e-14)
             client.wait_for_workers(2, timeout=30)
             assert pids[victim] not in client.run(os.getpid).values()  # the nanny started a fresh process
+
+    def test_cli_regress_on_the_cluster(self, cluster, tmp_path, capsys):
+        from kernelscope.cli import main
+
+        rng = np.random.default_rng(8)
+        X = rng.normal(size=(200, 3))
+        table = np.column_stack([X, np.sin(X[:, 0])])
+        np.save(tmp_path / "train.npy", table)
+        np.save(tmp_path / "test.npy", table[:20])
+        args = ["regress", "--train", str(tmp_path / "train.npy"), "--test", str(tmp_path / "test.npy"),
+                "--ridge", "0.01"]
+        for extra, out in [(["--solver", "cholesky"], "dense.npy"),
+                           (["--solver", "cg", "--scheduler", cluster.scheduler_address], "cg.npy")]:
+            with pytest.raises(SystemExit) as e:
+                main(args + extra + ["--out", str(tmp_path / out)])
+            assert e.value.code == 0
+        assert "solver cg" in capsys.readouterr().out
+        dense_pred, cg_pred = np.load(tmp_path / "dense.npy"), np.load(tmp_path / "cg.npy")
+        assert np.linalg.norm(cg_pred - dense_pred) / np.linalg.norm(dense_pred) < 1e-6
+        assert scale.active_client() is None
+
+    def test_cli_bad_scheduler_and_solver(self, tmp_path, capsys):
+        from kernelscope.cli import main
+
+        np.save(tmp_path / "t.npy", np.random.default_rng(9).normal(size=(30, 3)))
+        base = ["regress", "--train", str(tmp_path / "t.npy"), "--test", str(tmp_path / "t.npy")]
+        for extra, message in [(["--solver", "lu"], "--solver: expected one of auto, cholesky, cg, nystrom"),
+                               (["--scheduler", "localhost:8786"], "expected a Dask scheduler address")]:
+            with pytest.raises(SystemExit) as e:
+                main(base + extra + ["--out", str(tmp_path / "p.npy")])
+            assert e.value.code == 2 and message in capsys.readouterr().err

@@ -319,10 +319,10 @@ def _sum(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def _place(value: Any, what: str) -> Any:
-    """A handle tasks share: on a cluster the input is sent to the workers once (a Future); locally it is one
-    graph key (named, so a large array is not hashed)."""
+    """A handle tasks share: on a cluster a large input is sent to the workers once (a Future); otherwise it is
+    one graph key (named, so a large array is not hashed)."""
     client = active_client()
-    if client is None:
+    if client is None or getattr(value, "nbytes", 0) < 2**20:  # small: travels inside the graph, no round trip
         return dask.delayed(value, name=f"{what}-{uuid.uuid4().hex}")
     return client.scatter(value, broadcast=True, hash=False)
 
