@@ -12,7 +12,6 @@ Four experiments, each a pure function returning a dataclass that :mod:`kernelsc
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
