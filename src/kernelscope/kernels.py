@@ -304,7 +304,10 @@ class ArcCosine(Kernel):
 
     def _diag(self, A):
         s = (A * A).sum(1)
-        return s / 2 if self.order == 1 else torch.full_like(s, 0.5)
+        if self.order == 1:
+            return s / 2
+        # θ = 0 on the diagonal, except for a zero input, whose cosine is taken as 0 (θ = π/2) everywhere
+        return torch.where(s > 0, torch.full_like(s, 0.5), torch.full_like(s, 0.25))
 
 
 class Erf(Kernel):
