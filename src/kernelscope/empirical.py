@@ -392,12 +392,38 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
     return kind.wrap(K.detach())
 
 
+def _readout(model: nn.Module, x: torch.Tensor) -> str:
+    """Name of the readout: the last module called that owns parameters, widened to the enclosing module while
+    that holds no other parameters (``NTKDense`` wrapping an ``nn.Linear``)."""
+    with torch.no_grad():
+        model(x[:1])  # lazily built modules create their parameters on the first call
+    owners = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+    if not owners:
+        raise ValidationError("model", "a model with a readout layer that owns parameters", "none")
+    order: list[str] = []
+    hs = [m.register_forward_pre_hook(lambda mod, inp, n=n: order.append(n)) for n, m in owners]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in hs:
+            h.remove()
+    name = order[-1]
+    count = lambda n: sum(p.numel() for p in model.get_submodule(n).parameters())  # noqa: E731
+    while "." in name:
+        parent = name.rpartition(".")[0]
+        if count(parent) != count(name):
+            break
+        name = parent
+    return name
+
+
 def nngp(model: nn.Module, x1: Any, x2: Any = None, *, w_std: float = 1.0, b_std: float = 0.0,
          layer: str | None = None) -> Any:
     """Empirical NNGP kernel: the kernel of the features entering the readout layer.
 
-    With ``φ(x)`` (of width n) the input of the last ``nn.Linear`` called in forward (or of the ``nn.Linear`` named
-    ``layer``)::
+    With ``φ(x)`` (of width n) the input of the readout (the last module with parameters called in forward, or
+    the submodule named ``layer``)::
 
         K(x, x') = w_std² φ(x)·φ(x') / n + b_std²,
 
@@ -412,27 +438,22 @@ def nngp(model: nn.Module, x1: Any, x2: Any = None, *, w_std: float = 1.0, b_std
     w_std = check_nonnegative(w_std, "w_std")
     b_std = check_nonnegative(b_std, "b_std")
     t1, t2, kind = _inputs(model, x1, x2)
-    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if layer is not None:
-        linears = [(n, m) for n, m in linears if n == layer]
-        if not linears:
-            names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-            raise ValidationError("layer", "the name of an nn.Linear of the model (" + ", ".join(names) + ")",
-                                  repr(layer))
-    if not linears:
-        raise ValidationError("model", "a model with an nn.Linear readout layer", "no nn.Linear")
+    if layer is None:
+        layer = _readout(model, t1)
+    try:
+        readout = model.get_submodule(layer)
+    except AttributeError:
+        raise ValidationError("layer", "the name of a submodule of the model", repr(layer)) from None
 
     def features(x):
         seen: list[torch.Tensor] = []
-        hs = [m.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach())) for _, m in linears]
+        h = readout.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach()))
         try:
             with torch.no_grad():
                 model(x)
         finally:
-            for h in hs:
-                h.remove()
-        phi = seen[-1]
-        return phi.reshape(phi.shape[0], -1) if phi.shape[0] == x.shape[0] else phi.reshape(x.shape[0], -1)
+            h.remove()
+        return seen[-1].reshape(x.shape[0], -1)  # (n, width)
 
     p1 = features(t1)
     p2 = p1 if t2 is None else features(t2)

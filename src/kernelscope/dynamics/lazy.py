@@ -152,13 +152,13 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
         opt_lin.zero_grad()
         loss_net = 0.5 * ((_scalar(net(Xt), n) - yt) ** 2).sum()
         loss_lin = 0.5 * ((_scalar(lin(Xt), n) - yt) ** 2).sum()
-        if not (math.isfinite(float(loss_net)) and math.isfinite(float(loss_lin))):
+        if not (math.isfinite(float(loss_net.detach())) and math.isfinite(float(loss_lin.detach()))):
             run.stopped_at = step
-            warn(f"lazy training: the loss became {float(loss_net)} (net) / {float(loss_lin)} (linearised) at step "
+            warn(f"lazy training: the loss became {float(loss_net.detach())} (net) / {float(loss_lin.detach())} (linearised) at step "
                  f"{step} with lr={lr:.3g}; stopped there, what was recorded before is kept. Use a smaller lr.")
             break
         if step in at:
-            record(step, float(loss_net), float(loss_lin))
+            record(step, float(loss_net.detach()), float(loss_lin.detach()))
         run.steps_done = step
         if step == steps:
             break
@@ -172,14 +172,14 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     run.f_net_test, run.f_lin_test = f_net.tolist(), f_lin.tolist()
     t = run.steps_done
     theta0_st = torch.as_tensor(empirical.ntk(model, Xs, Xt))  # (M, N), at w₀ (the caller's model)
-    f_flow = torch.as_tensor(gradient_flow(theta0, theta0_st, yt, t, lr=lr, f0_train=f0_train, f0_test=f0_test))
+    f_flow = torch.as_tensor(gradient_flow(theta0, theta0_st, yt, t, lr=lr, f0_train=f0_train, f0_test=f0_test).test)
     run.f_flow_test = f_flow.reshape(-1).tolist()
     run.dist_net_flow = _rms(f_net, f_flow.reshape(-1))
     run.dist_lin_flow = _rms(f_lin, f_flow.reshape(-1))
     if ntk_infinite is not None:
         k_tr = as_tensor(ntk_infinite[0], "ntk_infinite[0]", ndim=2)
         k_st = as_tensor(ntk_infinite[1], "ntk_infinite[1]", ndim=2)
-        f_inf = torch.as_tensor(gradient_flow(k_tr, k_st, yt, t, lr=lr, f0_train=f0_train, f0_test=f0_test))
+        f_inf = torch.as_tensor(gradient_flow(k_tr, k_st, yt, t, lr=lr, f0_train=f0_train, f0_test=f0_test).test)
         run.f_inf_test = f_inf.reshape(-1).tolist()
         run.dist_net_inf = _rms(f_net, f_inf.reshape(-1))
     return run

@@ -17,7 +17,14 @@ from .._arrays import ValidationError, as_generator, check_choice, check_int, ch
 
 __all__ = ["NTKDense", "mlp", "ACTIVATIONS"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus}
+class Erf(nn.Module):
+    """``erf(z)``: the activation with a closed-form infinite-width kernel (``nets.Erf``)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.erf(z)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "erf": Erf, "gelu": nn.GELU, "softplus": nn.Softplus}
 
 
 class NTKDense(nn.Module):

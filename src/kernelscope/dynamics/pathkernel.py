@@ -208,7 +208,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
             warn(f"path_kernel: the loss became {float(total.detach())} at step {s} (lr={lr:.3g}); stopped there and kept "
                  f"the kernel machine of the {s} steps taken. Use a smaller lr.")
             break
-        losses.append(float(total))
+        losses.append(float(total.detach()))
         g_train = grads(Xt[idx])  # per-example gradients at w_s
         w_s = [p.detach().clone() for p in params]
         if not exact:

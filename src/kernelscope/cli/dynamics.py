@@ -1,0 +1,158 @@
+"""``kernelscope lazy`` and ``kernelscope pathkernel``: the training-dynamics chapters from the command line.
+
+Both write ``OUT/<name>.json`` (the numbers) and ``OUT/*.png`` (the figures). ``lazy`` saves each finished width
+under ``OUT/steps/`` and resumes from there when run again with the same options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+
+def _widths(text: str) -> list[int]:
+    from . import UserError
+
+    try:
+        ws = [int(w) for w in text.replace(" ", "").split(",") if w]
+    except ValueError:
+        raise UserError(f"--widths: expected comma-separated integers like 16,64,256, got '{text}'") from None
+    if not ws or min(ws) < 1:
+        raise UserError(f"--widths: expected positive integers, got '{text}'")
+    return ws
+
+
+def _json_checkpoint(folder: Path, key: str) -> Callable[[str, Callable[[], Any]], Any]:
+    """``checkpoint(name, compute)`` saving each result atomically as ``folder/<key>_<name>.json``."""
+    from .._io import atomic_write_json, to_jsonable
+
+    def checkpoint(name: str, compute: Callable[[], Any]) -> Any:
+        path = folder / f"{key}_{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = to_jsonable(compute())
+        atomic_write_json(path, value)
+        return value
+
+    return checkpoint
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def lazy(
+        out: Path = typer.Option(Path("lazy-out"), "--out", "-o", help="Folder for lazy.json and the figures."),
+        dataset: str = typer.Option("1d", "--dataset", help="'1d' (two-layer erf, 20 points) or 'digits' "
+                                    "(three-layer ReLU, parity of 64 digits)."),
+        widths: str = typer.Option("16,64,256,1024", "--widths", help="Comma-separated widths m."),
+        steps: int = typer.Option(200, "--steps", help="Full-batch gradient-descent steps."),
+        lr: float = typer.Option(0.0, "--lr", help="Step size (0: 0.5/λ_max(Θ₀) of the widest net)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
+    ) -> None:
+        """Train nets of several widths next to their linearisations; print the lazy-training slopes."""
+        import matplotlib.pyplot as plt
+
+        from .._io import atomic_write_json
+        from ..chapters.ch40_lazy import DIGITS, ONE_D, _infinite_ntk, lazy_1d_problem, lazy_digits_problem
+        from ..dynamics import width_sweep
+        from ..plots import dynamics as P
+        from . import UserError
+
+        if dataset not in ("1d", "digits"):
+            raise UserError(f"--dataset: expected '1d' or 'digits', got '{dataset}'")
+        if steps < 1:
+            raise UserError(f"--steps: expected a positive integer, got {steps}")
+        if lr < 0:
+            raise UserError(f"--lr: expected a positive number (or 0 for automatic), got {lr}")
+        ws = _widths(widths)
+        X, y, Xs = lazy_1d_problem(seed) if dataset == "1d" else lazy_digits_problem(seed)
+        cfg = ONE_D if dataset == "1d" else DIGITS
+        _, k_inf = _infinite_ntk(X, Xs, cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
+        from rich.progress import track as rich_track
+
+        sweep = width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
+                            checkpoint=_json_checkpoint(out / "steps", key),
+                            track=lambda it, d: rich_track(list(it), description=d), tag="w", **cfg)
+        atomic_write_json(out / "lazy.json", sweep)
+        ax = P.plot_width_sweep(sweep)
+        ax.figure.savefig(out / "lazy_sweep.png", dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        if dataset == "1d":
+            ax = P.plot_lazy_functions(sweep["runs"][-1], X, y, Xs)
+            ax.figure.savefig(out / "lazy_functions.png", dpi=120, bbox_inches="tight")
+            plt.close(ax.figure)
+        typer.echo(f"{'m':>6} {'Δw rel':>10} {'ΔΘ rel':>10} {'net−lin':>10} {'net−flow∞':>10}")
+        for r in sweep["runs"]:
+            typer.echo(f"{r['width']:>6} {r['weight_change'][-1]:>10.3g} {r['ntk_change'][-1]:>10.3g} "
+                       f"{r['dist_net_lin'][-1]:>10.3g} {r['dist_net_inf']:>10.3g}")
+        typer.echo("log-log slopes (theory ≈ −0.5): " + ", ".join(f"{k} {v:+.2f}" for k, v in sweep["slopes"].items()))
+        typer.echo(f"wrote {out / 'lazy.json'} and figures in {out}")
+
+    @app.command()
+    def pathkernel(
+        out: Path = typer.Option(Path("pathkernel-out"), "--out", "-o", help="Folder for pathkernel.json and figures."),
+        dataset: str = typer.Option("1d", "--dataset", help="'1d' (MSE regression) or 'digits' (cross-entropy)."),
+        width: int = typer.Option(256, "--width", help="Hidden width of the two-layer tanh net."),
+        steps: int = typer.Option(100, "--steps", help="Gradient-descent steps."),
+        lr: float = typer.Option(0.0, "--lr", help="Step size (0: 0.5/λ_max(Θ₀) for 1d, 0.05 for digits)."),
+        exact: bool = typer.Option(True, "--exact/--left-endpoint", help="Gauss–Legendre per step, or Domingos' "
+                                   "left-endpoint sum."),
+        nodes: int = typer.Option(4, "--nodes", help="Gauss–Legendre nodes per step."),
+        batch_size: int = typer.Option(0, "--batch-size", help="Mini-batch size (0: full batch)."),
+        seed: int = typer.Option(0, "--seed", help="Random seed (data, weights, batches)."),
+    ) -> None:
+        """Train a net by gradient descent and rewrite it as a kernel machine Σ a_i K(x, x_i) + b."""
+        import matplotlib.pyplot as plt
+        import numpy as np
+
+        from .. import data
+        from .._io import atomic_write_json
+        from ..chapters.ch50_pathkernel import PK_1D, kernel_distance
+        from ..dynamics import mlp, path_kernel, stable_lr
+        from ..plots import dynamics as P
+        from . import UserError
+
+        if dataset not in ("1d", "digits"):
+            raise UserError(f"--dataset: expected '1d' or 'digits', got '{dataset}'")
+        for name, v in (("--width", width), ("--steps", steps), ("--nodes", nodes)):
+            if v < 1:
+                raise UserError(f"{name}: expected a positive integer, got {v}")
+        if lr < 0 or batch_size < 0:
+            raise UserError("--lr and --batch-size: expected non-negative numbers")
+        from rich.progress import track as rich_track
+
+        track = lambda it, d: rich_track(it, description=d)  # noqa: E731
+        out.mkdir(parents=True, exist_ok=True)
+        if dataset == "1d":
+            X, y = data.regression_1d(20, seed=seed)
+            Xs = np.linspace(-1.2, 1.2, 60)[:, None]
+            model = mlp(1, width, seed=seed, **PK_1D)
+            res = path_kernel(model, X, y, Xs, lr=lr or stable_lr(model, X), steps=steps, exact=exact, nodes=nodes,
+                              batch_size=batch_size or None, seed=seed, track=track)
+            ax = P.plot_path_agreement(res, Xs)
+            summary = kernel_distance(res)
+        else:
+            Xd, labels = data.digits(306, seed=seed)
+            X, y, Xs = Xd[:300], labels[:300], Xd[300:]
+            model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
+            res = path_kernel(model, X, y, Xs, lr=lr or 0.05, steps=steps, loss="cross_entropy", exact=exact,
+                              nodes=nodes, batch_size=batch_size or None, seed=seed, track=track)
+            axes = P.plot_explanations(res, X, Xs, indices=list(range(4)), labels_train=y)
+            ax = axes[0, 0]
+            summary = {"test_accuracy": float(np.mean(np.argmax(res.f_model, 1) == labels[300:]))}
+        ax.figure.savefig(out / "pathkernel.png", dpi=120, bbox_inches="tight")
+        plt.close(ax.figure)
+        payload = {"dataset": dataset, "width": width, "steps_done": res.steps_done, "stopped_at": res.stopped_at,
+                   "T": res.T, "exact": exact, "nodes": nodes, "rel_error": res.rel_error,
+                   "f_model": res.f_model, "f_kernel": res.f_kernel, "losses": res.losses, **summary}
+        atomic_write_json(out / "pathkernel.json", payload)
+        how = "exact quadrature" if exact else "left-endpoint sum"
+        typer.echo(f"trained {res.steps_done} steps (T = {res.T:.4g}); loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
+        typer.echo(f"kernel machine ({how}) vs model: relative error {res.rel_error:.3e}")
+        for k, v in summary.items():
+            typer.echo(f"{k}: {v:.4g}")
+        typer.echo(f"wrote {out / 'pathkernel.json'} and {out / 'pathkernel.png'}")

@@ -1,0 +1,221 @@
+"""Figures of the training-dynamics chapters (THEORY.md §5–6): lazy training and the path kernel.
+
+Each function draws results computed by :mod:`kernelscope.dynamics` and returns the Axes (or an array of Axes
+for the image grid); none trains or computes kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "plot_path_agreement",
+           "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history"]
+
+_METRICS = {
+    "weight_change": ("‖w_T − w₀‖ / ‖w₀‖", "#1f77b4", "o"),
+    "ntk_change": ("‖Θ_T − Θ₀‖ / ‖Θ₀‖", "#d62728", "s"),
+    "dist_net_lin": ("RMS(f_net − f_lin)", "#2ca02c", "^"),
+    "dist_net_inf": ("RMS(f_net − f_∞ flow)", "#9467bd", "D"),
+}
+
+
+def _new_axes(ax, figsize=(5.6, 4.4)):
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax
+    return plt.figure(figsize=figsize).add_subplot(111)
+
+
+def _width_ticks(ax, m) -> None:
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator(list(m)))
+    ax.set_xticklabels([str(int(v)) for v in m])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _np(a: Any) -> np.ndarray:
+    return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a, dtype=np.float64)
+
+
+def plot_width_sweep(sweep: dict, ax=None, title: str | None = None):
+    """Log-log of the lazy-training metrics at the end of training against the width m, with fitted slopes and
+    a ``m^{-1/2}`` guide. ``sweep`` is what :func:`kernelscope.dynamics.width_sweep` returns."""
+    ax = _new_axes(ax)
+    runs = sweep["runs"]
+    m = np.array([r["width"] for r in runs], float)
+    for key, (label, color, marker) in _METRICS.items():
+        vals = [r[key][-1] if isinstance(r[key], list) else r[key] for r in runs if r.get(key) is not None]
+        if len(vals) != len(runs):
+            continue
+        slope = sweep["slopes"].get(key, float("nan"))
+        ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  (slope {slope:+.2f})")
+    ref = np.array([r["weight_change"][-1] for r in runs])
+    ax.loglog(m, ref[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+    _width_ticks(ax, m)
+    ax.set_xlabel("width m")
+    ax.set_ylabel("at the end of training")
+    ax.set_title(title or f"Lazy training, depth {sweep['depth']} ({sweep['steps']} steps)")
+    ax.legend(fontsize=7.5, loc="lower left")
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
+
+
+def plot_lazy_history(sweep: dict, key: str = "dist_net_lin", ax=None):
+    """One metric of :func:`train_lazy` against the training step, one curve per width."""
+    import matplotlib as mpl
+
+    ax = _new_axes(ax)
+    runs = sweep["runs"]
+    cmap = mpl.colormaps["viridis"]
+    for j, r in enumerate(runs):
+        steps, vals = np.array(r["record_steps"]), np.array(r[key], float)
+        keep = vals > 0  # step 0 is exactly 0 for the gaps: no place on a log axis
+        ax.plot(steps[keep], vals[keep], marker=".", color=cmap(j / max(1, len(runs) - 1)), label=f"m = {r['width']}")
+    ax.set_yscale("log")
+    ax.set_xlabel("gradient-descent step")
+    ax.set_ylabel(_METRICS.get(key, (key,))[0])
+    ax.set_title("The network leaves its linearisation more slowly as m grows")
+    ax.legend(fontsize=7.5)
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_lazy_functions(run: dict, X: Any, y: Any, X_test: Any, ax=None):
+    """1-D inputs: the trained network, its trained linearisation, the gradient-flow prediction with the empirical
+    Θ₀ (and with the infinite-width NTK when recorded), the initial function and the training points."""
+    ax = _new_axes(ax)
+    xs = _np(X_test).ravel()
+    order = np.argsort(xs)
+    ax.plot(xs[order], np.array(run["f0_test"])[order], color="0.6", lw=1, ls=":", label="f₀ (initial net)")
+    ax.plot(xs[order], np.array(run["f_net_test"])[order], color="#1f77b4", lw=2.2, label="trained net")
+    ax.plot(xs[order], np.array(run["f_lin_test"])[order], color="#ff7f0e", lw=1.4, ls="--", label="trained linearisation")
+    if run.get("f_flow_test") is not None:
+        ax.plot(xs[order], np.array(run["f_flow_test"])[order], color="k", lw=1, ls="-.", label="gradient flow, Θ₀")
+    if run.get("f_inf_test") is not None:
+        ax.plot(xs[order], np.array(run["f_inf_test"])[order], color="#9467bd", lw=1, label="gradient flow, Θ∞")
+    ax.scatter(_np(X).ravel(), _np(y).ravel(), s=18, color="#c0392b", zorder=5, label="training points")
+    ax.set_xlabel("x")
+    ax.set_ylabel("f(x)")
+    ax.set_title(f"width m = {run['width']} after {run['steps_done']} steps")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_ntk_convergence(conv: dict, ax=None):
+    """Relative error of the empirical NTK of ``net.finite(width=m)`` against ``net.kernel().ntk`` (each seed a
+    dot, the mean a line), log-log with the fitted slope."""
+    ax = _new_axes(ax)
+    m = np.array(conv["widths"], float)
+    err = np.array(conv["errors"], float)  # (widths, seeds)
+    for s in range(err.shape[1]):
+        ax.scatter(m, err[:, s], s=12, color="#1f77b4", alpha=0.5)
+    ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {conv['slope']:+.2f})")
+    ax.loglog(m, err.mean(1)[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+    _width_ticks(ax, m)
+    ax.set_xlabel("width m")
+    ax.set_ylabel("‖Θ̂_m − Θ∞‖_F / ‖Θ∞‖_F")
+    ax.set_title("Empirical NTK → infinite-width NTK")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
+
+
+def plot_path_agreement(result: Any, X_test: Any | None = None, ax=None):
+    """The kernel machine ``b + Σ a_i K(x, x_i)`` against the trained model: over a 1-D test grid when
+    ``X_test`` is given (and 1-D), else as a scatter of the two."""
+    ax = _new_axes(ax)
+    fm, fk, b = _np(result.f_model), _np(result.f_kernel), _np(result.b)
+    how = "exact (Gauss–Legendre)" if result.exact else "left-endpoint sum"
+    if X_test is not None and _np(X_test).reshape(len(fm), -1).shape[1] == 1 and fm.ndim == 1:
+        xs = _np(X_test).ravel()
+        o = np.argsort(xs)
+        ax.plot(xs[o], b[o], color="0.6", ls=":", label="b = f₀(x)")
+        ax.plot(xs[o], fm[o], color="#1f77b4", lw=3, alpha=0.6, label="trained model")
+        ax.plot(xs[o], fk[o], color="#c0392b", lw=1.2, ls="--", label=f"kernel machine, {how}")
+        ax.set_xlabel("x")
+        ax.set_ylabel("f(x)")
+    else:
+        ax.scatter(fm.ravel(), fk.ravel(), s=10, color="#c0392b")
+        lim = [min(fm.min(), fk.min()), max(fm.max(), fk.max())]
+        ax.plot(lim, lim, "k--", lw=1)
+        ax.set_xlabel("trained model f(x)")
+        ax.set_ylabel("Σ a_i K(x, x_i) + b")
+    ax.set_title(f"Path kernel machine vs model (rel. error {result.rel_error:.1e})")
+    ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
+    return ax
+
+
+def plot_step_error(study: dict, ax=None):
+    """Relative error of the kernel machine against the step size at fixed training time T: Domingos'
+    left-endpoint sum (first order, fitted slope) and the exact per-step quadrature."""
+    ax = _new_axes(ax)
+    lr = np.array(study["lr"], float)
+    ax.loglog(lr, study["left_endpoint"], "o-", color="#d62728",
+              label=f"left-endpoint sum (slope {study['slope']:+.2f})")
+    exact = np.maximum(np.array(study["exact"], float), 1e-17)
+    ax.loglog(lr, exact, "s-", color="#2ca02c", label="Gauss–Legendre per step")
+    ax.loglog(lr, study["left_endpoint"][0] * lr / lr[0], "k--", lw=1, label="guide ∝ η")
+    ax.set_xlabel("step size η (training time T = η·steps fixed)")
+    ax.set_ylabel("‖f_kernel − f_model‖ / ‖f_model‖")
+    ax.set_title(f"Discrete steps, T = {study['T']:g}")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return ax
+
+
+def plot_explanations(result: Any, X_train: Any, X_test: Any, indices: Sequence[int], k: int = 5,
+                      image_shape: tuple[int, int] = (8, 8), labels_train: Any = None, labels_test: Any = None,
+                      fig=None):
+    """For each test image (rows), the ``k`` training images with the largest ``|a_i K(x, x_i)|`` to the predicted
+    class score, titled with their contribution (green adds, red subtracts). Returns the array of Axes."""
+    import matplotlib.pyplot as plt
+
+    from ..dynamics import top_contributions
+
+    Xtr, Xte = _np(X_train), _np(X_test)
+    pred = _np(result.f_model)
+    rows = len(indices)
+    if fig is None:
+        fig = plt.figure(figsize=(1.35 * (k + 1) + 0.3, 1.55 * rows + 0.5))
+    axes = fig.subplots(rows, k + 1, squeeze=False)
+    for r, j in enumerate(indices):
+        top, contrib = top_contributions(result, j, k)
+        c = int(np.argmax(pred[j])) if pred.ndim == 2 else None
+        a = axes[r, 0]
+        a.imshow(Xte[j].reshape(image_shape), cmap="gray_r")
+        true = f"label {int(_np(labels_test)[j])}, " if labels_test is not None else ""
+        a.set_title(f"test: {true}pred {c}" if c is not None else f"test: {true}f={pred[j]:.2f}", fontsize=8)
+        for q, (i, v) in enumerate(zip(top, contrib)):
+            a = axes[r, q + 1]
+            a.imshow(Xtr[i].reshape(image_shape), cmap="gray_r")
+            lab = f"y={int(_np(labels_train)[i])} " if labels_train is not None else ""
+            a.set_title(f"{lab}{v:+.2f}", fontsize=8, color="#2ca02c" if v > 0 else "#c0392b")
+    for a in axes.ravel():
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.suptitle("Which training points make the prediction: largest |a_i K(x, x_i)|", fontsize=10)
+    fig.tight_layout()
+    return axes
+
+
+def plot_kernel_comparison(result: Any, ax=None, label: str = ""):
+    """Path kernel ``K(x, x_i)`` of one scalar-output :class:`PathKernelResult` against ``T·Θ₀`` (dots) and
+    ``T·Θ_T`` (crosses), with their relative distances in the legend."""
+    ax = _new_axes(ax, figsize=(5.0, 4.6))
+    K, K0, KT = _np(result.K).ravel(), result.T * _np(result.ntk0).ravel(), result.T * _np(result.ntkT).ravel()
+    nK = np.linalg.norm(K)
+    ax.scatter(K0, K, s=9, color="#1f77b4", alpha=0.6, marker="o",
+               label=f"vs T·Θ₀  (‖K − TΘ₀‖/‖K‖ = {np.linalg.norm(K - K0) / nK:.2g})")
+    ax.scatter(KT, K, s=12, color="#d62728", alpha=0.6, marker="x",
+               label=f"vs T·Θ_T  (‖K − TΘ_T‖/‖K‖ = {np.linalg.norm(K - KT) / nK:.2g})")
+    lo, hi = min(K.min(), K0.min(), KT.min()), max(K.max(), K0.max(), KT.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("T · tangent kernel at the start (Θ₀) or end (Θ_T)")
+    ax.set_ylabel("path kernel K(x, x_i)")
+    ax.set_title(label or "Path kernel vs the tangent kernel at the ends of the path")
+    ax.legend(fontsize=7.5, loc="upper left")
+    return ax
