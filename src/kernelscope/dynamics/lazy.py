@@ -123,6 +123,8 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     records = check_int(records, "records", minimum=2)
     n = Xt.shape[0]
     net = copy.deepcopy(model)
+    with torch.no_grad():
+        _scalar(net(Xt), n)  # a scalar-output model, checked before any work
     lr = stable_lr(net, Xt) if lr is None else check_positive(lr, "lr")
     lin = empirical.linearize(net)
     w0 = _flat(net)

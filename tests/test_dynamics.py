@@ -1,0 +1,112 @@
+"""kernelscope.dynamics (lazy training): the NTK-parameterised MLP against the infinite-width NTK, the trained
+linearisation against the closed form of gradient descent on a linear model, the lazy metrics shrinking with
+width, NaN handling and resumable sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kernelscope import data, dynamics, empirical, nets
+from kernelscope._arrays import KernelscopeWarning, ValidationError
+from kernelscope.dynamics import fit_slope, mlp, train_lazy, width_sweep
+
+
+@pytest.fixture(scope="module")
+def problem():
+    X, y = data.regression_1d(12, seed=0)
+    return X, y, np.linspace(-1, 1, 9)[:, None]
+
+
+def test_mlp_is_ntk_parameterised():
+    """Wide mlp(): empirical NTK close to nets' analytic NTK of the same architecture; 'structured' applies."""
+    X = np.random.default_rng(0).standard_normal((7, 3))
+    net = nets.serial(nets.Dense(8, w_std=1.4, b_std=0.3), nets.Erf(), nets.Dense(8, w_std=1.4, b_std=0.3),
+                      nets.Erf(), nets.Dense(1, w_std=1.4, b_std=0.3))
+    K_inf = net.kernel(X).ntk
+    model = mlp(3, 2048, depth=3, activation="erf", w_std=1.4, b_std=0.3, seed=1)
+    assert empirical._resolve(model, "auto") == "structured"
+    K = empirical.ntk(model, X)
+    assert np.linalg.norm(K - K_inf) / np.linalg.norm(K_inf) < 0.05
+    with pytest.raises(ValidationError, match="activation"):
+        mlp(3, 4, activation="sigmoidish")
+
+
+def test_linearised_training_is_gradient_descent_on_a_linear_model(problem):
+    """Discrete GD on ½Σ(f_lin − y)² has the closed form f_s = f₀ + Θ(x, X)Θ⁻¹(I − (I − ηΘ)^s)(y − f₀)."""
+    X, y, Xs = problem
+    model = mlp(1, 32, activation="tanh", b_std=0.5, seed=2)
+    steps = 40
+    run = train_lazy(model, X, y, Xs, steps=steps, records=3)
+    Th = np.asarray(empirical.ntk(model, X))
+    Ts = np.asarray(empirical.ntk(model, Xs, X))
+    with torch.no_grad():
+        f0 = model(torch.as_tensor(X)).numpy().ravel()
+    M = np.linalg.matrix_power(np.eye(len(y)) - run.lr * Th, steps)
+    want = np.asarray(run.f0_test) + Ts @ np.linalg.solve(Th, (np.eye(len(y)) - M) @ (y - f0))
+    np.testing.assert_allclose(run.f_lin_test, want, rtol=0, atol=1e-8)
+    # the gradient-flow prediction differs from discrete GD only by the time discretisation
+    assert run.dist_lin_flow < 0.05
+    assert run.record_steps == [0, 20, 40] and run.weight_change[0] == 0.0 and run.dist_net_lin[0] == 0.0
+
+
+def test_lazy_metrics_shrink_with_width(problem):
+    X, y, Xs = problem
+    sweep = width_sweep(X, y, Xs, [16, 64, 256, 1024], steps=60, activation="erf", b_std=0.5, seed=0)
+    runs = {r["width"]: r for r in sweep["runs"]}
+    assert -0.8 < sweep["slopes"]["weight_change"] < -0.3  # theory: -1/2
+    assert sweep["slopes"]["ntk_change"] < -0.3
+    assert runs[1024]["dist_net_lin"][-1] < runs[16]["dist_net_lin"][-1] / 4
+    assert runs[1024]["dist_net_flow"] < 0.05
+    assert runs[1024]["loss_net"][-1] < runs[1024]["loss_net"][0]
+
+
+def test_nan_loss_stops_and_keeps_records(problem):
+    X, y, Xs = problem
+    model = mlp(1, 16, seed=0)
+    with pytest.warns(KernelscopeWarning, match="at step [0-9]+"):
+        run = train_lazy(model, X, y, Xs, lr=1e6, steps=200, records=201)
+    assert run.stopped_at is not None and run.stopped_at < 200
+    assert len(run.record_steps) == run.stopped_at  # one record per step taken before the NaN
+    assert all(np.isfinite(run.weight_change))
+
+
+def test_sweep_resumes_from_checkpoints(problem):
+    X, y, Xs = problem
+    store, computed = {}, []
+
+    def checkpoint(name, compute):
+        if name not in store:
+            computed.append(name)
+            store[name] = compute()
+        return store[name]
+
+    a = width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
+    n_first = len(computed)
+    b = width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
+    assert len(computed) == n_first == 3  # lr + two widths, nothing recomputed
+    assert a == b
+
+
+def test_fit_slope_and_ntk_convergence():
+    x = np.array([1.0, 4.0, 16.0])
+    assert fit_slope(x, 3 * x**-0.5) == pytest.approx(-0.5, abs=1e-12)
+    X = np.random.default_rng(3).standard_normal((6, 2))
+    net = nets.serial(nets.Dense(8, w_std=1.0, b_std=0.1), nets.ReLU(), nets.Dense(1, w_std=1.0, b_std=0.1))
+    conv = dynamics.ntk_convergence(net, X, [16, 256, 4096], seeds=3)
+    assert -0.8 < conv.slope < -0.3
+    assert np.shape(conv.errors) == (3, 3)
+
+
+def test_bad_inputs(problem):
+    X, y, Xs = problem
+    model = mlp(1, 4)
+    with pytest.raises(ValidationError, match="y"):
+        train_lazy(model, X, y[:-1], Xs)
+    with pytest.raises(ValidationError, match="lr"):
+        train_lazy(model, X, y, Xs, lr=-1.0)
+    with pytest.raises(ValidationError, match="model output"):
+        train_lazy(mlp(1, 4, d_out=2), X, y, Xs)
+    with pytest.raises(ValidationError, match="widths"):
+        width_sweep(X, y, Xs, [])

@@ -1,0 +1,241 @@
+"""kernelscope.empirical: every NTK method against a direct per-example-gradient Jacobian product (1e-10 relative,
+float64), on MLPs with/without biases, a residual model with a shared layer, multi-output and sequence models;
+the kernel contract; NNGP against explicit features and the infinite-width limit; linearize against finite
+differences; clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from contract import check_kernel_contract
+from kernelscope import empirical, nets
+from kernelscope._arrays import ValidationError
+from kernelscope.dynamics import mlp
+
+F64 = dict(dtype=torch.float64)  # float64 explicitly: no global default dtype change
+METHODS = ["jacobian", "ntvp", "structured", "auto"]
+
+
+def reference_ntk(model, x1, x2):
+    """Θ[n, m, o, q] = Σ_p ∂f_o(x1_n)/∂w_p ∂f_q(x2_m)/∂w_p, one autograd.grad call per example and output."""
+    ps = [p for p in model.parameters() if p.requires_grad]
+
+    def J(x):
+        rows = []
+        for xi in x:
+            out = model(xi[None]).reshape(-1)
+            rows.append(torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(out[o], ps,
+                                                                                            retain_graph=True)])
+                                     for o in range(out.numel())]))
+        return torch.stack(rows)  # (n, O, P)
+
+    return torch.einsum("nop,mqp->nmoq", J(x1), J(x2))
+
+
+class Residual(nn.Module):
+    """Not a Sequential: a skip connection and one Linear used twice (shared weights), two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.inp, self.shared, self.out = nn.Linear(3, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.inp(x))
+        h = h + torch.relu(self.shared(h))
+        h = h + torch.tanh(self.shared(h))
+        return self.out(h)
+
+
+class Sequence(nn.Module):
+    """Linear layers applied at every position of (N, T, d) inputs, then a mean over positions: U = T uses."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.a, self.b = nn.Linear(3, 5), nn.Linear(5, 1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x))).mean(dim=1)  # (N, 1)
+
+
+class InplaceReLU(nn.Sequential):
+    def __init__(self):
+        torch.manual_seed(3)
+        super().__init__(nn.Linear(3, 7), nn.ReLU(inplace=True), nn.Linear(7, 1))
+
+
+class WithScalarParam(nn.Module):
+    """A trainable parameter outside nn.Linear: 'structured' must refuse it, the others handle it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(4)
+        self.lin, self.gain = nn.Linear(3, 4), nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x):
+        return self.gain * torch.tanh(self.lin(x)).sum(1)  # (N,)
+
+
+def _models():
+    torch.manual_seed(0)
+    with_bias = nn.Sequential(nn.Linear(3, 7), nn.ReLU(), nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 1))
+    no_bias = nn.Sequential(nn.Linear(3, 7, bias=False), nn.GELU(), nn.Linear(7, 1, bias=False))
+    multi = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 3))
+    frozen = nn.Sequential(nn.Linear(3, 6), nn.Tanh(), nn.Linear(6, 1))
+    frozen[0].weight.requires_grad_(False)  # only some parameters trainable
+    models = {"mlp_bias": with_bias, "mlp_no_bias": no_bias, "residual_shared": Residual(), "multi_output": multi,
+              "frozen_weight": frozen, "inplace_relu": InplaceReLU(), "ntk_mlp": mlp(3, 8, depth=3, b_std=0.3)}
+    return {k: m.double() for k, m in models.items()}
+
+
+MODELS = _models()
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_matches_direct_jacobian_product(name, method):
+    model = MODELS[name]
+    g = torch.Generator().manual_seed(5)
+    x1, x2 = torch.randn(5, 3, generator=g, **F64), torch.randn(4, 3, generator=g, **F64)
+    R = reference_ntk(model, x1, x2)  # (5, 4, O, O)
+    K = empirical.ntk(model, x1, x2, method=method, chunk_size=2)  # chunks smaller than the batch
+    want = R[:, :, 0, 0] if R.shape[-1] == 1 else R
+    assert K.shape == want.shape
+    assert float((K - want).norm() / want.norm()) < 1e-10
+    Kt = empirical.ntk(model, x1, x2, method=method, trace=True)
+    tr = torch.diagonal(R, dim1=2, dim2=3).sum(-1)
+    assert Kt.shape == (5, 4) and float((Kt - tr).norm() / tr.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sequence_model_with_repeated_uses(method):
+    model = Sequence().double()
+    g = torch.Generator().manual_seed(6)
+    x1, x2 = torch.randn(4, 7, 3, generator=g, **F64), torch.randn(3, 7, 3, generator=g, **F64)
+    R = reference_ntk(model, x1, x2)[:, :, 0, 0]
+    K = empirical.ntk(model, x1, x2, method=method)
+    assert float((K - R).norm() / R.norm()) < 1e-10
+
+
+def test_non_linear_parameter_refused_by_structured_but_handled_by_others():
+    model = WithScalarParam().double()
+    x = torch.randn(4, 3, generator=torch.Generator().manual_seed(7), **F64)
+    R = reference_ntk(model, x, x)[:, :, 0, 0]
+    with pytest.raises(ValueError, match="nn.Linear.*'gain'.*method='jacobian'"):
+        empirical.ntk(model, x, method="structured")
+    for method in ("auto", "jacobian", "ntvp"):
+        K = empirical.ntk(model, x, method=method)
+        assert float((K - R).norm() / R.norm()) < 1e-10
+
+
+def test_kernel_contract_and_array_kinds():
+    model = MODELS["mlp_bias"]
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((9, 3)), rng.standard_normal((4, 3))
+    check_kernel_contract(lambda A, B=None: empirical.ntk(model, A, B), X, Y,
+                          blocks=lambda A, B: np.vstack([empirical.ntk(model, A[i:i + 3], B) for i in range(0, 9, 3)]))
+    assert isinstance(empirical.ntk(model, X), np.ndarray)
+    assert isinstance(empirical.ntk(model, torch.as_tensor(X)), torch.Tensor)
+    assert isinstance(empirical.ntk(model, X.tolist()), np.ndarray)
+
+
+def test_empirical_ntk_converges_to_infinite_width_ntk():
+    """nets' finite networks: relative error falls roughly like m^(-1/2) (Monte Carlo over m units)."""
+    X = np.random.default_rng(1).standard_normal((8, 4))
+    net = nets.serial(nets.Dense(16, w_std=1.2, b_std=0.1), nets.ReLU(), nets.Dense(1, w_std=1.2, b_std=0.1))
+    K_inf = net.kernel(X).ntk
+    err = {m: np.mean([np.linalg.norm(empirical.ntk(net.finite(seed=s, width=m), X) - K_inf) / np.linalg.norm(K_inf)
+                       for s in range(4)]) for m in (32, 2048)}
+    assert err[2048] < 0.06
+    assert err[2048] < err[32] / 4  # 64x the width: about 8x smaller in theory
+
+
+def test_nngp_is_readout_feature_kernel_and_converges():
+    X = np.random.default_rng(2).standard_normal((6, 3))
+    model = mlp(3, 50, depth=2, w_std=1.3, b_std=0.2, seed=0)
+    with torch.no_grad():
+        phi = model[1](model[0](torch.as_tensor(X))).numpy()  # (6, 50) features entering the readout
+    want = 1.3**2 * phi @ phi.T / 50 + 0.2**2
+    np.testing.assert_allclose(empirical.nngp(model, X, w_std=1.3, b_std=0.2), want, rtol=1e-12)
+    net = nets.serial(nets.Dense(8, w_std=1.3, b_std=0.2), nets.ReLU(), nets.Dense(1, w_std=1.3, b_std=0.2))
+    K = net.kernel(X).nngp
+    wide = empirical.nngp(net.finite(seed=3, width=8192), X, w_std=1.3, b_std=0.2)
+    assert np.linalg.norm(wide - K) / np.linalg.norm(K) < 0.08
+    with pytest.raises(ValueError, match="layer"):
+        empirical.nngp(model, X, layer="nope")
+
+
+def test_linearize_first_order_and_trainable():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 10), nn.Tanh(), nn.Linear(10, 2)).double()
+    x = torch.randn(6, 3, **F64)
+    lin = empirical.linearize(model)
+    torch.testing.assert_close(lin(x), model(x), rtol=0, atol=1e-14)  # equal at w = w₀
+    dirs = [torch.randn_like(p) for p in lin.params]
+    w0 = [p.detach().clone() for p in model.parameters()]
+    gaps = []
+    for h in (1e-2, 1e-3):
+        with torch.no_grad():
+            for p, w, d in zip(lin.params, w0, dirs):
+                p.copy_(w + h * d)
+            moved = empirical.linearize(model)  # the net itself at w₀ + h·d
+            for p, w, d in zip(moved.base.parameters(), w0, dirs):
+                p.copy_(w + h * d)
+            gaps.append(float((moved.base(x) - lin(x)).abs().max()))
+            # f_lin(w₀ + h d) − f(w₀) equals the directional derivative, checked by central differences
+            for p, w, d in zip(moved.base.parameters(), w0, dirs):
+                p.copy_(w - h * d)
+            f_minus = moved.base(x)
+            for p, w, d in zip(moved.base.parameters(), w0, dirs):
+                p.copy_(w + h * d)
+            central = (moved.base(x) - f_minus) / 2
+            torch.testing.assert_close(lin(x) - model(x), central, rtol=0, atol=50 * h**3)
+    assert gaps[1] < gaps[0] / 50  # second order: 10x smaller step, 100x smaller gap
+    # trainable with any optimiser; the caller's model is untouched
+    opt = torch.optim.Adam(lin.parameters(), lr=1e-2)
+    y = torch.randn(6, 2, **F64)
+    before = float(((lin(x) - y) ** 2).sum().detach())
+    for _ in range(50):
+        opt.zero_grad()
+        loss = ((lin(x) - y) ** 2).sum()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < before
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), w0))
+
+
+def test_clear_errors():
+    x = np.zeros((3, 3))
+    frozen = nn.Linear(3, 1).double().requires_grad_(False)
+    with pytest.raises(ValidationError, match="trainable parameters"):
+        empirical.ntk(frozen, x)
+    bn = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1)).double()
+    with pytest.raises(ValidationError, match="fixed function.*eval"):
+        empirical.ntk(bn, x)
+    bn.eval()
+    before = bn[1].running_mean.clone()
+    K = empirical.ntk(bn, np.random.default_rng(0).standard_normal((3, 3)))
+    assert K.shape == (3, 3) and torch.equal(bn[1].running_mean, before)
+
+    class Cube(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 4)
+
+        def forward(self, x):
+            return self.lin(x).reshape(-1, 2, 2)
+
+    with pytest.raises(ValidationError, match="model output"):
+        empirical.ntk(Cube().double(), x)
+    with pytest.raises(ValidationError, match="method"):
+        empirical.ntk(MODELS["mlp_bias"], x, method="fast")
+    with pytest.raises(ValidationError, match="x2"):
+        empirical.ntk(MODELS["mlp_bias"], x, np.zeros((2, 4)))
+    with pytest.raises(ValidationError, match="x1.*NaN"):
+        empirical.ntk(MODELS["mlp_bias"], np.full((2, 3), np.nan))
+    with pytest.raises(ValidationError, match="model"):
+        empirical.ntk("not a model", x)
