@@ -1,0 +1,559 @@
+"""Learning the feature vector on spirals (THEORY.md section 7; the NYU Deep Learning lecture 20).
+
+A network is a feature extractor followed by a linear classifier::
+
+    x (2) -> Linear -> ReLU (H features) -> Linear -> e (2-D embedding) -> s = W e + c (K scores) -> softmax
+
+trained with cross-entropy ``L = -(1/N) sum_i log softmax(s_i)[y_i]``. Prediction is ``argmax_k s_k``: the colour
+of a decision region is the argmax over a grid. With small initial weights the embedding starts collapsed at 0,
+grows, then un-warps the spiral until the K arms are linearly separable in the 2-D embedding.
+
+Public functions (each returns a dataclass the figures draw from):
+
+- :func:`train_spiral` - the lecture's network, with snapshots of the embedding, the class vectors (rows of W)
+  and the loss/accuracy along training; the input-plane decision regions and the input -> embedding grid.
+- :func:`width_sweep` - the same network for hidden widths 2, 4, ..., 100: loss and accuracy curves.
+- :func:`train_folding_net` - a narrow deep net (2 units per layer, leaky ReLU), layer by layer, and
+  :func:`count_linear_pieces` - ReLU nets are piecewise-linear maps of the plane.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .._arrays import (ValidationError, as_generator, as_numpy, check_choice, check_int, check_nonnegative,
+                       check_positive, warn)
+from ..data import spirals
+
+__all__ = ["SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "embed", "scores",
+           "WidthSweep", "width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
+           "WIDTHS", "Params", "linear_baseline"]
+
+#: The hidden widths of the lecture's suggested sweep.
+WIDTHS = (2, 4, 8, 16, 32, 64, 100)
+
+#: Network parameters as float64 NumPy arrays: a list of ``(W, b)`` per linear layer, ``W`` of shape (out, in).
+Params = list[tuple[np.ndarray, np.ndarray]]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The network as a pure function of its parameters
+# ---------------------------------------------------------------------------------------------------------------
+
+def _init_params(sizes: Sequence[int], stds: Sequence[float], gen: torch.Generator,
+                 dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """Gaussian weights ``W ~ N(0, std^2)`` of shape (out, in) and biases ``b ~ N(0, std^2)``, as leaf tensors."""
+    params: list[torch.Tensor] = []
+    for (n_in, n_out), std in zip(zip(sizes[:-1], sizes[1:]), stds):
+        W = torch.randn(n_out, n_in, generator=gen, dtype=dtype) * std
+        b = torch.randn(n_out, generator=gen, dtype=dtype) * std
+        params += [W.requires_grad_(), b.requires_grad_()]
+    return params
+
+
+def _forward(params: Sequence[torch.Tensor], x: torch.Tensor, *, slope: float = 0.0,
+             stages: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores and embedding of the net ``[Linear, act] * (L-2), Linear (embedding), Linear (classifier)``.
+
+    ``act`` is ReLU (``slope = 0``) or leaky ReLU ``max(z, slope z)``. ``x`` of shape (N, 2); returns
+    ``s`` (N, K) and ``e`` (N, 2). If ``stages`` is a list, every intermediate (N, width) is appended to it:
+    after each linear map and after each activation (the layer-by-layer picture).
+    """
+    Ws, bs = params[0::2], params[1::2]
+    h = x
+    n_layers = len(Ws)
+    for l in range(n_layers - 2):  # feature extractor: linear, nonlinear, ...
+        h = h @ Ws[l].T + bs[l]
+        if stages is not None:
+            stages.append(h)
+        h = F.relu(h) if slope == 0.0 else F.leaky_relu(h, slope)
+        if stages is not None:
+            stages.append(h)
+    e = h @ Ws[-2].T + bs[-2]  # (N, 2) embedding
+    if stages is not None:
+        stages.append(e)
+    s = e @ Ws[-1].T + bs[-1]  # (N, K) scores, rows of Ws[-1] are the class vectors
+    return s, e
+
+
+def _as_torch_params(params: Params) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    for W, b in params:
+        out += [torch.as_tensor(np.asarray(W, dtype=np.float64)), torch.as_tensor(np.asarray(b, dtype=np.float64))]
+    return out
+
+
+def _to_params(params: Sequence[torch.Tensor]) -> Params:
+    ps = [p.detach().cpu().numpy().copy() for p in params]
+    return list(zip(ps[0::2], ps[1::2]))
+
+
+def embed(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
+    """Embedding ``e(x)`` of shape (N, 2) of inputs ``X`` (N, 2) under a trained net's ``params``."""
+    X = as_numpy(X, "X", ndim=2)
+    with torch.no_grad():
+        _, e = _forward(_as_torch_params(params), torch.as_tensor(X), slope=slope)
+    return e.numpy()
+
+
+def scores(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
+    """Class scores ``s = W e(x) + c`` of shape (N, K) of inputs ``X`` (N, 2)."""
+    X = as_numpy(X, "X", ndim=2)
+    with torch.no_grad():
+        s, _ = _forward(_as_torch_params(params), torch.as_tensor(X), slope=slope)
+    return s.numpy()
+
+
+def decision_regions(params: Params, lims: Sequence[float], resolution: int = 200, *, slope: float = 0.0
+                     ) -> np.ndarray:
+    """``argmax_k s_k(x)`` over a ``resolution x resolution`` grid of ``[x0, x1] x [y0, y1]`` (``lims``).
+
+    Returns an int array of shape (resolution, resolution), row ``i`` at ``y = linspace(y0, y1)[i]`` (the
+    ``origin="lower"`` layout of ``imshow``).
+    """
+    x0, x1, y0, y1 = (float(v) for v in lims)
+    resolution = check_int(resolution, "resolution", minimum=2)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    s = scores(params, np.stack([gx.ravel(), gy.ravel()], axis=1), slope=slope)
+    return s.argmax(axis=1).reshape(resolution, resolution)
+
+
+def _grid_lines(lims: Sequence[float], n_lines: int, n_points: int) -> np.ndarray:
+    """Horizontal and vertical lines of the box ``lims``: an array of shape (2 n_lines, n_points, 2)."""
+    x0, x1, y0, y1 = lims
+    xs, ys = np.linspace(x0, x1, n_lines), np.linspace(y0, y1, n_lines)
+    t_x, t_y = np.linspace(x0, x1, n_points), np.linspace(y0, y1, n_points)
+    horizontal = [np.stack([t_x, np.full(n_points, y)], axis=1) for y in ys]
+    vertical = [np.stack([np.full(n_points, x), t_y], axis=1) for x in xs]
+    return np.array(horizontal + vertical)
+
+
+def interpolation_grid(params: Params, lims: Sequence[float] = (-1.2, 1.2, -1.2, 1.2), n_lines: int = 21,
+                       n_points: int = 200, *, slope: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of the input plane and its image in the embedding: ``(lines, embedded)``, each (2 n_lines, P, 2).
+
+    The morph of the lecture's video is ``(1 - a) * lines + a * embedded`` for ``a`` from 0 to 1.
+    """
+    lines = _grid_lines(lims, check_int(n_lines, "n_lines", minimum=2), check_int(n_points, "n_points", minimum=2))
+    emb = embed(params, lines.reshape(-1, 2), slope=slope).reshape(lines.shape)
+    return lines, emb
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training loop shared by every experiment here
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Fit:
+    epochs: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray
+    snapshot_epochs: list[int]
+    embeddings: list[np.ndarray]
+    class_vectors: list[np.ndarray]
+    class_biases: list[np.ndarray]
+    diverged_at: int | None
+
+
+def _snapshot_schedule(epochs: int, n: int) -> list[int]:
+    """Epochs at which to snapshot: half geometric (the early growth), half linear (the un-warping)."""
+    if n <= 1:
+        return [epochs]
+    geo = np.geomspace(1, epochs, max(n // 2, 1))
+    lin = np.linspace(0, epochs, max(n - n // 2, 2))
+    return sorted({int(round(v)) for v in np.concatenate([[0], geo, lin])})
+
+
+def _train(params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
+           weight_decay: float, optimizer: str, momentum: float, slope: float, snapshots: int,
+           track: Callable[[Iterable[int], str], Iterable[int]] | None, desc: str) -> _Fit:
+    """Full-batch training on cross-entropy; stops (with a warning) at the first non-finite loss."""
+    if optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    schedule = set(_snapshot_schedule(epochs, snapshots)) if snapshots > 0 else set()
+    losses, accs = np.full(epochs + 1, np.nan), np.full(epochs + 1, np.nan)
+    snap_epochs: list[int] = []
+    embs: list[np.ndarray] = []
+    cvs: list[np.ndarray] = []
+    cbs: list[np.ndarray] = []
+    diverged_at: int | None = None
+    epoch_iter: Iterable[int] = range(epochs + 1)
+    if track is not None:
+        epoch_iter = track(epoch_iter, desc)
+    for epoch in epoch_iter:
+        # epoch 0 is the initial network; the last iteration only evaluates
+        s, e = _forward(params, X, slope=slope)
+        loss = F.cross_entropy(s, y)
+        lv = float(loss.detach())
+        losses[epoch] = lv
+        accs[epoch] = float((s.detach().argmax(1) == y).double().mean())
+        if epoch in schedule or not math.isfinite(lv):
+            snap_epochs.append(epoch)
+            embs.append(e.detach().numpy().copy())
+            cvs.append(params[-2].detach().numpy().copy())
+            cbs.append(params[-1].detach().numpy().copy())
+        if not math.isfinite(lv):
+            diverged_at = epoch
+            warn(f"training diverged (loss {lv}) at epoch {epoch}; the snapshots up to it are kept. "
+                 "Lower lr.")
+            break
+        if epoch == epochs:
+            break
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    stop = epochs + 1 if diverged_at is None else diverged_at + 1
+    return _Fit(np.arange(stop), losses[:stop], accs[:stop], snap_epochs, embs, cvs, cbs, diverged_at)
+
+
+def _accuracy(params: Sequence[torch.Tensor], X: np.ndarray, y: np.ndarray, slope: float = 0.0) -> float:
+    with torch.no_grad():
+        s, _ = _forward(params, torch.as_tensor(X), slope=slope)
+    return float((s.argmax(1).numpy() == y).mean())
+
+
+def _check_common(classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed):
+    classes = check_int(classes, "classes", minimum=2)
+    n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
+    noise = check_nonnegative(noise, "noise")
+    epochs = check_int(epochs, "epochs", minimum=1)
+    lr = check_positive(lr, "lr")
+    weight_decay = check_nonnegative(weight_decay, "weight_decay")
+    optimizer = check_choice(optimizer, "optimizer", ("adam", "sgd"))
+    momentum = check_nonnegative(momentum, "momentum")
+    seed = check_int(seed, "seed", minimum=0)
+    return classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The lecture's network
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class SpiralRun:
+    """What :func:`train_spiral` returns.
+
+    Attributes
+    ----------
+    config : the arguments of the run (classes, width, epochs, lr, ...).
+    X_train, y_train : (N, 2) float, (N,) int - the training spiral; X_test, y_test the held-out draw.
+    epochs, loss, train_accuracy : (E + 1,) - per epoch, epoch 0 being the initial network (full batch).
+    snapshot_epochs : (S,) ints; embeddings (S, N, 2); class_vectors (S, K, 2) the rows of the classifier's W;
+        class_biases (S, K).
+    params : the final weights, ``[(W, b)]`` per linear layer (2 -> H, H -> 2, 2 -> K).
+    final_train_accuracy, final_test_accuracy, final_loss : floats at the last epoch reached.
+    diverged_at : the epoch of the first non-finite loss, or None.
+    input_lims : (x0, x1, y0, y1) of the input plane; input_regions (R, R) int argmax over that grid.
+    grid_input, grid_embedding : (2L, P, 2) grid lines of the input plane and their embedding.
+    """
+
+    config: dict[str, Any]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    epochs: np.ndarray
+    loss: np.ndarray
+    train_accuracy: np.ndarray
+    snapshot_epochs: np.ndarray
+    embeddings: np.ndarray
+    class_vectors: np.ndarray
+    class_biases: np.ndarray
+    params: Params
+    final_train_accuracy: float
+    final_test_accuracy: float
+    final_loss: float
+    diverged_at: int | None
+    input_lims: tuple[float, float, float, float]
+    input_regions: np.ndarray
+    grid_input: np.ndarray
+    grid_embedding: np.ndarray
+
+    @property
+    def classes(self) -> int:
+        return int(self.config["classes"])
+
+    def summary(self) -> dict[str, Any]:
+        """The run's numbers as plain JSON types (no per-point arrays)."""
+        return {"config": dict(self.config), "final_train_accuracy": self.final_train_accuracy,
+                "final_test_accuracy": self.final_test_accuracy, "final_loss": self.final_loss,
+                "diverged_at": self.diverged_at, "epochs_run": int(self.epochs[-1]),
+                "linear_pieces": count_linear_pieces(self.params[:1], self.input_lims, 300)}
+
+
+def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, *, width: int = 100,
+                 epochs: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5, optimizer: str = "adam",
+                 momentum: float = 0.9, init_std: float = 0.1, snapshots: int = 40, seed: int = 0,
+                 n_test_per_class: int | None = None, regions_resolution: int = 200,
+                 track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> SpiralRun:
+    """Train ``2 -> width (ReLU) -> 2 (embedding) -> classes`` on spirals, full batch, and record the story.
+
+    Parameters
+    ----------
+    classes, n_per_class, noise : the spiral (:func:`kernelscope.data.spirals`, drawn with ``seed``); the
+        held-out test set is a second draw (seed ``seed + 1``) with ``n_test_per_class`` points per arm
+        (default ``n_per_class``).
+    width : hidden width H (>= 1).
+    epochs, lr, weight_decay : full-batch steps; Adam by default (the course: lr 1e-3, weight decay 1e-5,
+        2000 epochs); ``optimizer="sgd"`` uses SGD with ``momentum``.
+    init_std : every weight and bias starts ``N(0, init_std^2)`` - small, so the embedding starts collapsed.
+    snapshots : about how many snapshots of the embedding and class vectors to keep (geometric + linear in
+        the epoch, so both the early growth and the later un-warping are seen).
+    seed : data and initial weights.
+    track : optional ``track(iterable, description)`` progress wrapper (the tour's ``ctx.track``).
+
+    Returns
+    -------
+    SpiralRun. Training whose loss becomes NaN/inf stops there (``diverged_at``, with a warning) and keeps
+    the snapshots up to that epoch.
+    """
+    classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed = _check_common(
+        classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed)
+    width = check_int(width, "width", minimum=1)
+    init_std = check_positive(init_std, "init_std")
+    snapshots = check_int(snapshots, "snapshots", minimum=0)
+    n_test = n_per_class if n_test_per_class is None else check_int(n_test_per_class, "n_test_per_class", minimum=1)
+
+    X, y = spirals(n_per_class, classes, noise, seed)
+    Xt, yt = spirals(n_test, classes, noise, seed + 1)
+    gen = as_generator(seed)
+    params = _init_params([2, width, 2, classes], [init_std] * 3, gen)
+    fit = _train(params, torch.as_tensor(X), torch.as_tensor(y), epochs=epochs, lr=lr, weight_decay=weight_decay,
+                 optimizer=optimizer, momentum=momentum, slope=0.0, snapshots=snapshots, track=track,
+                 desc=f"spiral width {width}")
+    final = _to_params(params)
+    lim = 1.2 * float(np.abs(X).max())
+    lims = (-lim, lim, -lim, lim)
+    finite = fit.diverged_at is None
+    regions = (decision_regions(final, lims, regions_resolution) if finite
+               else np.zeros((regions_resolution, regions_resolution), dtype=np.int64))
+    if finite:
+        grid_in, grid_emb = interpolation_grid(final, lims)
+    else:
+        grid_in = _grid_lines(lims, 21, 200)
+        grid_emb = np.full_like(grid_in, np.nan)
+    config = dict(classes=classes, n_per_class=n_per_class, noise=noise, width=width, epochs=epochs, lr=lr,
+                  weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, init_std=init_std, seed=seed,
+                  n_test_per_class=n_test)
+    last = len(fit.loss) - 1
+    return SpiralRun(
+        config=config, X_train=X, y_train=y, X_test=Xt, y_test=yt,
+        epochs=fit.epochs, loss=fit.loss, train_accuracy=fit.accuracy,
+        snapshot_epochs=np.array(fit.snapshot_epochs), embeddings=np.array(fit.embeddings),
+        class_vectors=np.array(fit.class_vectors), class_biases=np.array(fit.class_biases), params=final,
+        final_train_accuracy=float(fit.accuracy[last]),
+        final_test_accuracy=_accuracy(params, Xt, yt) if finite else float("nan"),
+        final_loss=float(fit.loss[last]), diverged_at=fit.diverged_at, input_lims=lims, input_regions=regions,
+        grid_input=grid_in, grid_embedding=grid_emb)
+
+
+def linear_baseline(X: Any, y: Any, X_test: Any, y_test: Any) -> float:
+    """Test accuracy of a linear classifier on the raw inputs (multinomial logistic regression, scikit-learn):
+    what the network's learned features are compared with (the lecture: a linear model stays near 50%)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X = as_numpy(X, "X", ndim=2)
+    X_test = as_numpy(X_test, "X_test", ndim=2)
+    y = as_numpy(y, "y", ndim=1, dtype=np.int64)
+    y_test = as_numpy(y_test, "y_test", ndim=1, dtype=np.int64)
+    clf = LogisticRegression(max_iter=1000).fit(X, y)
+    return float((clf.predict(X_test) == y_test).mean())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hidden-width sweep
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class WidthSweep:
+    """What :func:`width_sweep` returns: per hidden width, loss and training-accuracy curves and test accuracy.
+
+    ``loss[i]``, ``train_accuracy[i]`` are (E + 1,) arrays for ``widths[i]`` (shorter if that run diverged).
+    """
+
+    widths: list[int]
+    epochs: int
+    loss: list[np.ndarray]
+    train_accuracy: list[np.ndarray]
+    test_accuracy: list[float]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def final_train_accuracy(self) -> list[float]:
+        return [float(a[-1]) for a in self.train_accuracy]
+
+    def final_loss(self) -> list[float]:
+        return [float(v[-1]) for v in self.loss]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"widths": self.widths, "epochs": self.epochs, "config": self.config,
+                "final_train_accuracy": self.final_train_accuracy(), "final_loss": self.final_loss(),
+                "test_accuracy": self.test_accuracy,
+                "loss": [v.tolist() for v in self.loss], "train_accuracy": [a.tolist() for a in self.train_accuracy]}
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "WidthSweep":
+        return WidthSweep(widths=list(d["widths"]), epochs=int(d["epochs"]),
+                          loss=[np.array(v, dtype=float) for v in d["loss"]],
+                          train_accuracy=[np.array(a, dtype=float) for a in d["train_accuracy"]],
+                          test_accuracy=[float(t) if t is not None else float("nan") for t in d["test_accuracy"]],
+                          config=dict(d.get("config", {})))
+
+
+def width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, *,
+                epochs: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5, optimizer: str = "adam",
+                momentum: float = 0.9, init_std: float = 0.1, seed: int = 0,
+                run_one: Callable[[int, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+                track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> WidthSweep:
+    """Train the lecture's network for each hidden width (same data, same seed) and keep the curves.
+
+    ``run_one(width, compute)`` may wrap each width's computation (the tour passes a checkpoint so an interrupted
+    sweep resumes); ``compute()`` returns ``{"loss": [...], "train_accuracy": [...], "test_accuracy": float}``.
+    """
+    widths = [check_int(w, "widths", minimum=1) for w in widths]
+    if not widths:
+        raise ValidationError("widths", "at least one hidden width", "an empty list")
+    _check_common(classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed)
+
+    def compute(width: int) -> dict[str, Any]:
+        run = train_spiral(classes, n_per_class, noise, width=width, epochs=epochs, lr=lr,
+                           weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, init_std=init_std,
+                           snapshots=0, seed=seed, regions_resolution=2)
+        return {"loss": run.loss.tolist(), "train_accuracy": run.train_accuracy.tolist(),
+                "test_accuracy": run.final_test_accuracy}
+
+    losses, accs, tests = [], [], []
+    it: Iterable[int] = widths if track is None else track(widths, "width sweep")
+    for w in it:
+        r = run_one(w, lambda w=w: compute(w)) if run_one is not None else compute(w)
+        losses.append(np.array(r["loss"], dtype=float))
+        accs.append(np.array(r["train_accuracy"], dtype=float))
+        t = r["test_accuracy"]
+        tests.append(float("nan") if t is None else float(t))
+    config = dict(classes=classes, n_per_class=n_per_class, noise=noise, lr=lr, weight_decay=weight_decay,
+                  optimizer=optimizer, init_std=init_std, seed=seed)
+    return WidthSweep(widths, epochs, losses, accs, tests, config)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Narrow deep net: the plane folded layer by layer
+# ---------------------------------------------------------------------------------------------------------------
+
+def count_linear_pieces(layers: Params, lims: Sequence[float], resolution: int = 400, *,
+                        slope: float = 0.0) -> int:
+    """Number of linear pieces of a (leaky-)ReLU net on the box ``lims``, counted on a grid.
+
+    ``layers`` are the hidden layers ``[(W_1, b_1), ..., (W_L, b_L)]`` (each followed by the activation). On the
+    set of inputs sharing one activation pattern (the sign of every pre-activation) the net is one affine map,
+    and that set is convex (an intersection of half-planes, each pre-activation being affine there), so the
+    number of distinct patterns met on a ``resolution x resolution`` grid counts the pieces (a lower bound: a
+    piece thinner than the grid spacing may be missed). One layer of ``n`` lines in general position whose
+    crossings all lie in the box gives ``1 + n + n(n - 1)/2``.
+    """
+    resolution = check_int(resolution, "resolution", minimum=2)
+    x0, x1, y0, y1 = (float(v) for v in lims)
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    h = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    patterns = []
+    for W, b in layers:
+        z = h @ np.asarray(W, dtype=np.float64).T + np.asarray(b, dtype=np.float64)
+        patterns.append(z > 0)
+        h = np.where(z > 0, z, slope * z)
+    if not patterns:
+        return 1
+    bits = np.concatenate(patterns, axis=1)
+    return int(len(np.unique(np.packbits(bits, axis=1), axis=0)))
+
+
+@dataclass
+class FoldingRun:
+    """What :func:`train_folding_net` returns: the narrow deep net, stage by stage.
+
+    stage_names : ["input", "linear 1", "leaky ReLU 1", ..., "embedding"] (S stages).
+    stage_points : (S, N, 2) the training points after each stage; stage_grid : (S, 2L, P, 2) a grid of the
+        input plane after each stage; pieces : (S,) linear pieces of the map input -> that stage (on the box).
+    params : final weights; loss, train_accuracy : (E + 1,) curves; final_train_accuracy, diverged_at.
+    """
+
+    config: dict[str, Any]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    stage_names: list[str]
+    stage_points: list[np.ndarray]
+    stage_grid: list[np.ndarray]
+    pieces: list[int]
+    params: Params
+    loss: np.ndarray
+    train_accuracy: np.ndarray
+    final_train_accuracy: float
+    diverged_at: int | None
+    input_lims: tuple[float, float, float, float]
+
+
+def train_folding_net(depth: int = 4, classes: int = 3, n_per_class: int = 300, noise: float = 0.2, *,
+                      slope: float = 0.1, epochs: int = 3000, lr: float = 1e-2, weight_decay: float = 0.0,
+                      optimizer: str = "adam", momentum: float = 0.9, seed: int = 0, restarts: int = 3,
+                      track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> FoldingRun:
+    """Train ``2 -> [2 (leaky ReLU)] * depth -> 2 (embedding) -> classes`` and record every stage.
+
+    Narrow nets often get stuck, so ``restarts`` initialisations (seeds ``seed, seed + 1, ...``) are tried and the
+    best final training accuracy is kept. Weights start He-scaled for leaky ReLU,
+    ``N(0, 2 / ((1 + slope^2) fan_in))``, biases ``N(0, 0.1^2)``.
+    """
+    depth = check_int(depth, "depth", minimum=1)
+    classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed = _check_common(
+        classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed)
+    slope = check_nonnegative(slope, "slope")
+    restarts = check_int(restarts, "restarts", minimum=1)
+    X, y = spirals(n_per_class, classes, noise, seed)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    best: tuple[float, list[torch.Tensor], _Fit] | None = None
+    for r in range(restarts):
+        gen = as_generator(seed + r)
+        sizes = [2] + [2] * depth + [2, classes]
+        params = []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            std = math.sqrt(2.0 / ((1.0 + slope**2) * n_in))
+            params += [(torch.randn(n_out, n_in, generator=gen, dtype=torch.float64) * std).requires_grad_(),
+                       (torch.randn(n_out, generator=gen, dtype=torch.float64) * 0.1).requires_grad_()]
+        fit = _train(params, Xt, yt, epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                     momentum=momentum, slope=slope, snapshots=0, track=track, desc=f"narrow net, start {r + 1}")
+        acc = float(fit.accuracy[-1]) if fit.diverged_at is None else -1.0
+        if best is None or acc > best[0]:
+            best = (acc, params, fit)
+    assert best is not None
+    _, params, fit = best
+    lim = 1.2 * float(np.abs(X).max())
+    lims = (-lim, lim, -lim, lim)
+    grid = _grid_lines(lims, 17, 300)
+    stages_pts: list[torch.Tensor] = []
+    stages_grid: list[torch.Tensor] = []
+    with torch.no_grad():
+        _forward(params, Xt, slope=slope, stages=stages_pts)
+        _forward(params, torch.as_tensor(grid.reshape(-1, 2)), slope=slope, stages=stages_grid)
+    names = ["input"]
+    for l in range(1, depth + 1):
+        names += [f"linear {l}", f"leaky ReLU {l}"]
+    names.append("embedding (linear)")
+    final = _to_params(params)
+    hidden = final[:depth]
+    # a linear map adds no piece; the l-th activation cuts along the lines where layer l's pre-activations vanish
+    pieces = [1]
+    for l in range(1, depth + 1):
+        pieces += [pieces[-1], count_linear_pieces(hidden[:l], lims, 500, slope=slope)]
+    pieces.append(pieces[-1])
+    config = dict(depth=depth, classes=classes, n_per_class=n_per_class, noise=noise, slope=slope, epochs=epochs,
+                  lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed, restarts=restarts)
+    return FoldingRun(
+        config=config, X_train=X, y_train=y, stage_names=names,
+        stage_points=[X] + [s.numpy() for s in stages_pts],
+        stage_grid=[grid] + [s.numpy().reshape(grid.shape[0], grid.shape[1], 2) for s in stages_grid],
+        pieces=pieces, params=final, loss=fit.loss, train_accuracy=fit.accuracy,
+        final_train_accuracy=float(fit.accuracy[-1]), diverged_at=fit.diverged_at, input_lims=lims)

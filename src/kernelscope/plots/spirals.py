@@ -1,0 +1,334 @@
+"""Figures of the spiral chapter: they draw results of :mod:`kernelscope.experiments`, they do not train.
+
+Every function is ``plot_x(result, ..., ax=None) -> Axes`` (or a list of Axes for multi-panel figures); the two
+moving pictures are written as GIFs by :func:`animate_embedding` and :func:`animate_interpolation`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+
+__all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_panels", "plot_input_regions",
+           "plot_interpolation", "plot_interpolation_panels", "plot_training_curves", "plot_width_sweep",
+           "plot_folding", "plot_regimes", "animate_embedding", "animate_interpolation"]
+
+
+def class_colors(k: int) -> list:
+    """``k`` distinguishable colours (tab10, then tab20)."""
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(k)]
+
+
+def _regions_cmap(k: int) -> ListedColormap:
+    return ListedColormap(class_colors(k))
+
+
+def embedding_lims(run, pad: float = 1.1) -> tuple[float, float, float, float]:
+    """Square limits holding every snapshot of the embedding (the same for every frame of the GIF)."""
+    emb = run.embeddings[np.isfinite(run.embeddings).all(axis=(1, 2))] if len(run.embeddings) else np.zeros((1, 1, 2))
+    lim = pad * float(np.abs(emb).max()) if emb.size else 1.0
+    lim = lim if lim > 0 else 1.0
+    return (-lim, lim, -lim, lim)
+
+
+def _linear_regions(W: np.ndarray, c: np.ndarray, lims, resolution: int = 160) -> np.ndarray:
+    # argmax_k (W e + c)_k on a grid of the embedding plane: the linear classifier's decision regions
+    x0, x1, y0, y1 = lims
+    gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    s = np.stack([gx.ravel(), gy.ravel()], 1) @ W.T + c
+    return s.argmax(1).reshape(resolution, resolution)
+
+
+def _new_ax(ax, size=(5.2, 5.0)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=size)
+    return ax
+
+
+def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int = 2000, show_regions: bool = True):
+    """The 2-D embedding at snapshot ``index``: points by class, class vectors as arrows, decision regions behind.
+
+    Arrows are the rows ``w_k`` of the classifier (directions exact; lengths scaled together to fit the frame).
+    """
+    ax = _new_ax(ax)
+    K = run.classes
+    lims = embedding_lims(run) if lims is None else lims
+    e = run.embeddings[index]
+    W, c = run.class_vectors[index], run.class_biases[index]
+    colors = class_colors(K)
+    if show_regions and np.isfinite(W).all():
+        ax.imshow(_linear_regions(W, c, lims), origin="lower", extent=lims, cmap=_regions_cmap(K), alpha=0.25,
+                  vmin=-0.5, vmax=K - 0.5, interpolation="nearest", aspect="auto")
+    step = max(1, len(e) // max_points)
+    ax.scatter(e[::step, 0], e[::step, 1], c=[colors[k] for k in run.y_train[::step]], s=4, linewidths=0)
+    norms = np.linalg.norm(W, axis=1)
+    if np.isfinite(norms).all() and norms.max() > 0:
+        scale = 0.8 * lims[1] / norms.max()
+        for k in range(K):
+            ax.annotate("", xy=(W[k, 0] * scale, W[k, 1] * scale), xytext=(0, 0),
+                        arrowprops=dict(arrowstyle="-|>", fc=colors[k], lw=1.6, ec="k", mutation_scale=13))
+    ax.set_xlim(lims[0], lims[1])
+    ax.set_ylim(lims[2], lims[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("embedding $e_1$")
+    ax.set_ylabel("embedding $e_2$")
+    radius = float(np.sqrt((e**2).sum(1)).mean()) if np.isfinite(e).all() else float("nan")
+    ax.text(0.02, 0.02, f"mean |e| = {radius:.3g}", transform=ax.transAxes, fontsize=9,
+            bbox=dict(facecolor="white", alpha=0.7, edgecolor="none"))
+    epoch = int(run.snapshot_epochs[index])
+    acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
+    ax.set_title(f"epoch {epoch}   train accuracy {acc:.0%}")
+    return ax
+
+
+def plot_embedding_panels(run, n_panels: int = 6, axes=None):
+    """``n_panels`` snapshots side by side with shared limits: collapsed, grown, then un-warped."""
+    idx = np.unique(np.round(np.geomspace(1, len(run.snapshot_epochs), n_panels)).astype(int) - 1)
+    idx[0] = 0
+    if axes is None:
+        cols = min(3, len(idx))
+        rows = math.ceil(len(idx) / cols)
+        _, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4.4 * rows), squeeze=False,
+                                 layout="constrained")
+        axes = list(axes.ravel())
+    lims = embedding_lims(run)
+    for ax, i in zip(axes, idx):
+        plot_embedding(run, int(i), ax, lims=lims, max_points=1500)
+    for ax in axes[len(idx):]:
+        ax.axis("off")
+    return axes
+
+
+def plot_input_regions(run, ax=None):
+    """Decision regions ``argmax_k s_k(x)`` of the trained net over the input plane, with the training points."""
+    ax = _new_ax(ax)
+    K = run.classes
+    colors = class_colors(K)
+    ax.imshow(run.input_regions, origin="lower", extent=run.input_lims, cmap=_regions_cmap(K), alpha=0.3,
+              vmin=-0.5, vmax=K - 0.5, interpolation="nearest", aspect="auto")
+    step = max(1, len(run.X_train) // 2500)
+    ax.scatter(run.X_train[::step, 0], run.X_train[::step, 1], c=[colors[k] for k in run.y_train[::step]], s=4,
+               linewidths=0)
+    ax.set_xlim(run.input_lims[:2])
+    ax.set_ylim(run.input_lims[2:])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(f"input plane: train {run.final_train_accuracy:.1%}, test {run.final_test_accuracy:.1%}")
+    return ax
+
+
+def _morph(a: float, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    return (1.0 - a) * start + a * end
+
+
+def _morph_lims(run, pad: float = 1.05):
+    both = np.concatenate([run.grid_input.reshape(-1, 2), run.grid_embedding.reshape(-1, 2)])
+    lim = pad * float(np.nanmax(np.abs(both)))
+    return (-lim, lim, -lim, lim)
+
+
+def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
+    """The trained map morphing the plane: grid and points at ``(1 - alpha) x + alpha e(x)``."""
+    ax = _new_ax(ax)
+    lims = _morph_lims(run) if lims is None else lims
+    lines = _morph(alpha, run.grid_input, run.grid_embedding)
+    for line in lines:
+        ax.plot(line[:, 0], line[:, 1], color="0.45", lw=0.6)
+    pts = _morph(alpha, run.X_train, run.embeddings[-1]) if len(run.embeddings) else run.X_train
+    colors = class_colors(run.classes)
+    step = max(1, len(pts) // 2000)
+    ax.scatter(pts[::step, 0], pts[::step, 1], c=[colors[k] for k in run.y_train[::step]], s=4, linewidths=0,
+               zorder=3)
+    ax.set_xlim(lims[:2])
+    ax.set_ylim(lims[2:])
+    ax.set_aspect("equal")
+    ax.set_xlabel("$(1-a)\\,x_1 + a\\,e_1$")
+    ax.set_ylabel("$(1-a)\\,x_2 + a\\,e_2$")
+    ax.set_title(f"input -> embedding, a = {alpha:.2f}")
+    return ax
+
+
+def plot_interpolation_panels(run, alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), axes=None):
+    if axes is None:
+        _, axes = plt.subplots(1, len(alphas), figsize=(3.9 * len(alphas), 4.0), squeeze=False,
+                               layout="constrained")
+        axes = list(axes.ravel())
+    lims = _morph_lims(run)
+    for ax, a in zip(axes, alphas):
+        plot_interpolation(run, a, ax, lims=lims)
+    return axes
+
+
+def plot_training_curves(run, axes=None):
+    """Loss (log scale) and training accuracy per epoch of one run; two axes."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    a0, a1 = axes
+    a0.semilogy(run.epochs, run.loss, color="C0")
+    a0.set_xlabel("epoch")
+    a0.set_ylabel("cross-entropy (train)")
+    a0.set_title("loss")
+    a1.plot(run.epochs, run.train_accuracy, color="C1")
+    a1.axhline(1.0 / run.classes, color="0.5", ls=":", label=f"chance 1/{run.classes}")
+    a1.set_ylim(0, 1.02)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("train accuracy")
+    a1.set_title(f"accuracy (test at the end: {run.final_test_accuracy:.1%})")
+    a1.legend(loc="lower right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return axes
+
+
+def plot_width_sweep(sweep, axes=None):
+    """Loss and training-accuracy curves for every hidden width (narrow widths struggle)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    a0, a1 = axes
+    cmap = plt.get_cmap("viridis")
+    n = len(sweep.widths)
+    for i, (w, loss, acc) in enumerate(zip(sweep.widths, sweep.loss, sweep.train_accuracy)):
+        color = cmap(i / max(n - 1, 1))
+        a0.semilogy(np.arange(len(loss)), loss, color=color, label=f"H = {w}")
+        a1.plot(np.arange(len(acc)), acc, color=color, label=f"H = {w} (test {sweep.test_accuracy[i]:.0%})")
+    a0.set_xlabel("epoch")
+    a0.set_ylabel("cross-entropy (train)")
+    a0.set_title("loss per hidden width H")
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("train accuracy")
+    a1.set_ylim(0, 1.02)
+    a1.set_title("accuracy per hidden width H")
+    a1.legend(fontsize=8, loc="center right")
+    a0.legend(fontsize=8, loc="lower left")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return axes
+
+
+def plot_folding(fold, axes=None):
+    """The narrow deep net stage by stage: a grid of the plane and the data after every linear map / leaky ReLU.
+
+    Each panel's title names the stage and the number of linear pieces of the map from the input to it.
+    """
+    S = len(fold.stage_names)
+    if axes is None:
+        cols = min(5, S)
+        rows = math.ceil(S / cols)
+        _, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.6 * rows), squeeze=False,
+                                 layout="constrained")
+        axes = list(axes.ravel())
+    K = int(fold.config["classes"])
+    colors = class_colors(K)
+    pc = [colors[k] for k in fold.y_train]
+    n_lines = fold.stage_grid[0].shape[0]
+    for s, ax in enumerate(axes[:S]):
+        grid, pts = fold.stage_grid[s], fold.stage_points[s]
+        for j, line in enumerate(grid):
+            ax.plot(line[:, 0], line[:, 1], color="C0" if j < n_lines // 2 else "C3", lw=0.5, alpha=0.6)
+        ax.scatter(pts[:, 0], pts[:, 1], c=pc, s=3, linewidths=0, zorder=3)
+        both = np.concatenate([grid.reshape(-1, 2), pts])
+        lo, hi = np.quantile(both, 0.005, axis=0), np.quantile(both, 0.995, axis=0)
+        span = np.maximum(hi - lo, 1e-9)
+        ax.set_xlim(lo[0] - 0.05 * span[0], hi[0] + 0.05 * span[0])
+        ax.set_ylim(lo[1] - 0.05 * span[1], hi[1] + 0.05 * span[1])
+        ax.set_title(f"{fold.stage_names[s]}\n{fold.pieces[s]} linear piece{'s' if fold.pieces[s] != 1 else ''}",
+                     fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("unit 1", fontsize=8)
+        ax.set_ylabel("unit 2", fontsize=8)
+    for ax in axes[S:]:
+        ax.axis("off")
+    return axes
+
+
+def plot_regimes(table, axes=None):
+    """Left: relative NTK change vs width (log-log, with a 1/sqrt(n) guide). Right: test accuracy vs width,
+    the kernel classifiers as horizontal lines."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    a0, a1 = axes
+    fin = table.finite_rows()
+    w = np.array([r.width for r in fin])
+    ch = np.array([r.ntk_change for r in fin])
+    a0.loglog(w, ch, "o-", label="finite nets: $\\|\\Theta_T-\\Theta_0\\|_F / \\|\\Theta_0\\|_F$")
+    wc = np.array([r.weight_change for r in fin])
+    a0.loglog(w, wc, "s--", label="$\\|w_T-w_0\\| / \\|w_0\\|$")
+    if len(w) and np.isfinite(ch[0]) and ch[0] > 0:
+        a0.loglog(w, ch[0] * np.sqrt(w[0] / w), ":", color="0.4", label="$\\propto 1/\\sqrt{n}$")
+    a0.set_xlabel("width n")
+    a0.set_ylabel("relative change during training")
+    a0.set_title("the NTK stops moving as width grows")
+    a0.legend(fontsize=8)
+    a1.semilogx(w, [r.test_accuracy for r in fin], "o-", color="C2", label="finite nets (test)")
+    a1.semilogx(w, [r.alignment_T for r in fin], "^-", color="C4", label="alignment of $\\Theta_T$")
+    a1.semilogx(w, [r.alignment_0 for r in fin], "v:", color="C4", alpha=0.6, label="alignment of $\\Theta_0$")
+    styles = ["--", "-.", ":"]
+    for i, r in enumerate(rr for rr in table.rows if not math.isfinite(rr.width)):
+        a1.axhline(r.test_accuracy, color=f"C{i + 5}", ls=styles[i % 3], label=f"{r.model} (test)")
+    a1.set_xlabel("width n")
+    a1.set_ylabel("test accuracy / kernel-target alignment")
+    a1.set_ylim(0, 1.02)
+    a1.set_title("kernel classifiers vs trained nets")
+    a1.legend(fontsize=7, loc="lower left")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    return axes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# GIFs
+# ---------------------------------------------------------------------------------------------------------------
+
+def _save_gif(fig, draw, n_frames: int, path: str | os.PathLike, fps: int, dpi: int) -> Path:
+    """Render ``draw(i)`` for each frame with matplotlib's Pillow writer into ``path`` atomically."""
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gif", dir=path.parent)
+    os.close(fd)
+    try:
+        anim = FuncAnimation(fig, draw, frames=n_frames, blit=False)
+        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+    return path
+
+
+def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 70, max_points: int = 1500) -> Path:
+    """GIF of the embedding over training (every snapshot; fixed limits; the epoch in each frame's title)."""
+    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    lims = embedding_lims(run)
+
+    def draw(i):
+        ax.clear()
+        plot_embedding(run, i, ax, lims=lims, max_points=max_points)
+
+    return _save_gif(fig, draw, len(run.snapshot_epochs), path, fps, dpi)
+
+
+def animate_interpolation(run, path: str | os.PathLike, *, frames: int = 21, fps: int = 6, dpi: int = 70) -> Path:
+    """GIF of the trained network morphing the input plane into the embedding (there and back)."""
+    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    lims = _morph_lims(run)
+    alphas = np.concatenate([np.linspace(0, 1, frames), np.linspace(1, 0, frames)[1:-1]])
+
+    def draw(i):
+        ax.clear()
+        plot_interpolation(run, float(alphas[i]), ax, lims=lims)
+
+    return _save_gif(fig, draw, len(alphas), path, fps, dpi)
