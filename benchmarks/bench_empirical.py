@@ -1,0 +1,136 @@
+"""Empirical NTK of an MLP (3 hidden layers of width 512, ReLU, scalar output, d = 64): time and peak memory of
+each ``kernelscope.empirical.ntk`` method and of the textbook torch ``vmap(jacrev)`` contraction, measured in the
+same run, plus the neural-tangents numbers recorded in issue 4 (measured on this machine earlier; JAX is not
+installed here).
+
+    .venv/bin/python benchmarks/bench_empirical.py                 # N = 256, 512, 1024
+    .venv/bin/python benchmarks/bench_empirical.py --sizes 256 --methods structured,jacobian
+
+Every (method, N) runs in a fresh subprocess so that its peak resident memory (``ru_maxrss`` minus the memory
+after the model and data were made) is its own. Timings: best of ``--repeats`` after one warm-up call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import time
+
+# neural-tangents on this machine (issue 4): structured derivatives and Jacobian contraction, N = 1024
+NT_RECORDED = {"nt structured (recorded)": {1024: 0.23}, "nt jacobian (recorded)": {1024: 18.8},
+               "hand-written per-layer (recorded)": {1024: 0.12}}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover
+
+
+def _worker(method: str, n: int, dtype: str, repeats: int, q) -> None:
+    import torch
+    from torch import nn
+    from torch.func import functional_call, jacrev, vmap
+
+    from kernelscope import empirical
+
+    torch.set_num_threads(torch.get_num_threads())
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512),
+                          nn.ReLU(), nn.Linear(512, 1)).to(dt)
+    x = torch.randn(n, 64, generator=g, dtype=dt)
+
+    if method == "torch vmap(jacrev)":
+        params = {k: v.detach() for k, v in model.named_parameters()}
+
+        def f_single(p, xi):
+            return functional_call(model, p, (xi.unsqueeze(0),)).squeeze(0)
+
+        def run():
+            jac = vmap(jacrev(f_single), (None, 0))(params, x)  # dict: (N, 1, *shape) per parameter
+            jac = [j.flatten(2) for j in jac.values()]  # (N, 1, P_l)
+            return torch.stack([torch.einsum("Naf,Mbf->NMab", j, j) for j in jac]).sum(0)[:, :, 0, 0]
+    else:
+        def run():
+            return empirical.ntk(model, x, method=method, chunk_size=n if method == "structured" else 256)
+
+    base = _rss_mb()
+    K = run()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        K = run()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    q.put({"seconds": min(times), "peak_mb": peak - base, "trace": float(K.double().trace())})
+
+
+def measure(method: str, n: int, dtype: str, repeats: int) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="256,512,1024")
+    ap.add_argument("--methods", default="structured,jacobian,torch vmap(jacrev),ntvp")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--ntvp-max", type=int, default=256, help="largest N for 'ntvp' (one VJP+JVP per example)")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    methods = [m.strip() for m in args.methods.split(",")]
+    import torch
+
+    print(f"MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU), {args.dtype}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; best of {args.repeats} after a warm-up")
+    results: dict[str, dict[int, dict]] = {m: {} for m in methods}
+    for n in sizes:
+        for m in methods:
+            if m == "ntvp" and n > args.ntvp_max:
+                continue
+            results[m][n] = measure(m, n, args.dtype, args.repeats)
+            r = results[m][n]
+            print(f"  N={n:5d} {m:20s} {r['seconds']:9.3f} s   peak +{r['peak_mb']:8.1f} MB", flush=True)
+    # agreement between methods (trace of the kernel)
+    for n in sizes:
+        tr = {m: results[m][n]["trace"] for m in methods if n in results[m]}
+        ref = tr.get("structured")
+        if ref:
+            worst = max(abs(v - ref) / abs(ref) for v in tr.values())
+            print(f"  N={n}: traces agree to {worst:.1e} relative")
+    print()
+    head = f"{'N':>6} | " + " | ".join(f"{m:>20s}" for m in methods) + " | jacobian/structured | vmap(jacrev)/structured"
+    print(head)
+    print("-" * len(head))
+    for n in sizes:
+        cells = [f"{results[m][n]['seconds']:17.3f} s" if n in results[m] else f"{'-':>20s}" for m in methods]
+        s = results.get("structured", {}).get(n, {}).get("seconds")
+        j = results.get("jacobian", {}).get(n, {}).get("seconds")
+        v = results.get("torch vmap(jacrev)", {}).get(n, {}).get("seconds")
+        r1 = f"{j / s:19.1f}x" if s and j else f"{'-':>20s}"
+        r2 = f"{v / s:23.1f}x" if s and v else f"{'-':>24s}"
+        print(f"{n:>6} | " + " | ".join(cells) + f" | {r1} | {r2}")
+    print("\npeak memory above the baseline (MB):")
+    for n in sizes:
+        print(f"  N={n:5d} " + ", ".join(f"{m}: {results[m][n]['peak_mb']:.0f}" for m in methods if n in results[m]))
+    print("\nrecorded peers (issue 4, same machine class, N = 1024):")
+    s = results.get("structured", {}).get(1024, {}).get("seconds")
+    for name, vals in NT_RECORDED.items():
+        ratio = f"  -> kernelscope structured is {vals[1024] / s:.1f}x faster" if s else ""
+        print(f"  {name:36s} {vals[1024]:7.2f} s{ratio}")
+    print(json.dumps({m: {str(n): r for n, r in v.items()} for m, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
