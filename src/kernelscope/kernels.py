@@ -236,7 +236,8 @@ class Polynomial(Kernel):
 class RBF(Kernel):
     """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
 
-    ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output, then in-place updates and ``exp``.
+    ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output (``addmm`` adding −γ‖x'‖²), then two
+    in-place passes and ``exp``.
     """
 
     def __init__(self, gamma: float | None = None, lengthscale: float | None = None):
@@ -257,9 +258,8 @@ class RBF(Kernel):
         g = _gamma(self.gamma, A.shape[1])
         a2 = (A * A).sum(1, keepdim=True)  # (n1, 1)
         b2 = (B * B).sum(1)  # (n2,)
-        torch.mm(A, B.T, out=out)  # x·x'
-        out.mul_(2.0).sub_(a2).sub_(b2).clamp_(max=0.0)  # −‖x − x'‖² (clamped: rounding can make it > 0)
-        out.mul_(g).exp_()
+        torch.addmm(b2.mul_(-g), A, B.T, beta=1.0, alpha=2.0 * g, out=out)  # 2γ x·x' − γ‖x'‖², one GEMM
+        out.sub_(a2.mul_(g)).clamp_(max=0.0).exp_()  # −γ‖x − x'‖² (clamped: rounding can make it > 0)
 
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
