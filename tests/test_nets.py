@@ -290,6 +290,8 @@ def test_finite_network_architecture_and_width_override():
     assert not torch.equal(m(X), net.finite(seed=1, width=37)(X))
     r = _residual().finite(seed=0, width=16)
     assert r(X).shape == (4, 1)
+    eager = net.finite(seed=0, width=37, in_dim=3)
+    assert len(list(eager.parameters())) == 8 and torch.equal(eager(X), m(X))
 
 
 def test_empirical_ntk_of_finite_network_converges_to_analytic():

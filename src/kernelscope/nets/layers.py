@@ -206,7 +206,7 @@ class Layer:
         return out
 
     def finite(self, seed: int | torch.Generator = 0, width: int | None = None,
-               dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+               dtype: torch.dtype = torch.float64, *, in_dim: int | None = None) -> torch.nn.Module:
         """A finite random network of the same architecture and parameterisation (a ``torch.nn.Module``).
 
         Parameters
@@ -214,16 +214,19 @@ class Layer:
         seed : int or torch.Generator for the N(0, 1) draws of all weights and biases.
         width : if given, replaces the output width of every Dense layer except the last one (the readout).
         dtype : parameter dtype (float64 by default).
+        in_dim : the input dimension d, to draw the parameters now; otherwise they are drawn at the first call
+            (or ``.materialize(d)``) — ``parameters()`` is empty until then, so pass ``in_dim`` before building
+            an optimiser.
 
-        The module maps (N, d) -> (N, out). Its input dimension is fixed at the first call (lazy), so that the
-        same description works for any d.
+        The module maps (N, d) -> (N, out).
         """
         gen = as_generator(seed)
         if width is not None:
             width = check_int(width, "width", minimum=1)
         dense = self.dense_layers()
         readout = dense[-1] if dense else None
-        return _finite.LazyNetwork(self, gen, width, readout, dtype)
+        model = _finite.LazyNetwork(self, gen, width, readout, dtype)
+        return model if in_dim is None else model.materialize(check_int(in_dim, "in_dim", minimum=1))
 
 
 # --------------------------------------------------------------------------------------------------------------
