@@ -52,7 +52,8 @@ class TestConjugateGradient:
         B[:, 2] = 0.0  # a zero column is solved by zero and must not spoil the others
         res = conjugate_gradient(lambda V: A @ V, B, tol=1e-12, max_iter=200)
         assert res.converged and res.residual <= 1e-12
-        np.testing.assert_allclose(res.x, np.linalg.solve(A, B), rtol=0, atol=1e-9 * np.abs(np.linalg.solve(A, B)).max())
+        exact = np.linalg.solve(A, B)
+        np.testing.assert_allclose(res.x, exact, rtol=0, atol=1e-9 * np.abs(exact).max())
         assert len(res.history) == res.n_iter + 1 and res.history[0] == 1.0
 
     def test_exact_preconditioner_converges_in_one_step(self):
@@ -195,7 +196,8 @@ class TestNystrom:
 
     def test_bad_input(self, problem):
         X, Y, _ = problem
-        with pytest.raises(ValidationError, match="n_centers: expected at most the number of training points N = 240, got M = 500"):
+        with pytest.raises(ValidationError,
+                           match="n_centers: expected at most the number of training points N = 240, got M = 500"):
             nystrom_solve(rbf, X, Y, 1e-2, n_centers=500)
         with pytest.raises(ValidationError, match="n_centers"):
             nystrom_solve(rbf, X, Y, 1e-2, n_centers=0)
@@ -208,7 +210,8 @@ class TestNystrom:
         def never(A, B):
             raise AssertionError("the kernel was evaluated before the memory check")
 
-        with pytest.raises(MemoryBudgetError, match=r"Nyström solver with M = 5000 centres \(N = 200000\) needs [\d.]+ GB"):
+        with pytest.raises(MemoryBudgetError,
+                           match=r"Nyström solver with M = 5000 centres \(N = 200000\) needs [\d.]+ GB"):
             nystrom_solve(never, np.zeros((200_000, 2)), np.zeros(200_000), 1e-2, n_centers=5000,
                           memory_budget=10**9)
 

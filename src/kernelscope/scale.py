@@ -332,7 +332,8 @@ class BlockOperator:
     """The matrix-free operator ``V -> (K + ridge·I) V`` with ``K = k(X, X)`` computed from tiles on the fly.
 
     Each task computes the tiles of one row panel (using the symmetry of K, each tile once, see
-    :func:`_symmetric_panel_matvec`), one (block, block) tile at a time, so the memory is O(N·block) whatever N. ``X`` is sent to the workers once; only ``V`` travels per product.
+    :func:`_symmetric_panel_matvec`), one (block, block) tile at a time, so the memory is O(N·block) whatever N.
+    ``X`` is sent to the workers once; only ``V`` travels per product.
     With ``persist=True`` the tiles are computed once and kept (:func:`persist`): O(N²) memory, spread over the
     cluster's workers when a client is active, for kernels that cost more to evaluate than to store.
 

@@ -228,7 +228,9 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
         if precondition else 0
     block = scale.default_block(n) if block is None else scale.check_block(block)
     threads = scale.n_workers() if scale.active_client() is None else 1  # tiles in flight here
-    need = memory_needed(n, d, Y2.shape[1], m, block, threads) + (8 * n * n if persist and scale.active_client() is None else 0)
+    need = memory_needed(n, d, Y2.shape[1], m, block, threads)
+    if persist and scale.active_client() is None:
+        need += 8 * n * n  # the persisted tiles, in this process
     check_memory(need, f"conjugate gradients on N = {n} with a rank-{m} preconditioner and {block}-row tiles",
                  "Use a smaller block, fewer preconditioner centres (n_centers), or solver='nystrom'.",
                  budget=memory_budget)
