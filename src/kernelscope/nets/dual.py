@@ -36,21 +36,17 @@ def _safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > 0, a.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(a))
 
 
-_SNAP = 64 * torch.finfo(torch.float64).eps  # cosines within this of 1 are rounding of 1: θ < 1.7e-7 -> 0
+_THETA_SNAP = math.sqrt(128 * torch.finfo(torch.float64).eps)  # θ below this is rounding of θ = 0
 
 
-def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None = None,
-            snap: bool = False) -> torch.Tensor:
+def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None = None) -> torch.Tensor:
     """In place: ``c <- clamp(c / √(ab), −1, 1)``; ``a``, ``b`` broadcast against ``c``. Returns ``c``.
 
     ``same='all'`` (diag mode) or ``'diagonal'`` (the leading square of a block compares each point with itself)
     sets those cosines to exactly 1 where the variance is positive: ``arccos(1 − ε) ≈ √(2ε)`` would otherwise
-    turn a rounding error of 1e-16 into an error of 1e-8 in θ. ``snap`` does the same for any cosine within
-    64 ulp of 1 (identical points at different positions, whose Gram entries differ by rounding only).
+    turn a rounding error of 1e-16 into an error of 1e-8 in θ.
     """
     c.mul_(_safe_rsqrt(a)).mul_(_safe_rsqrt(b)).clamp_(-1.0, 1.0)
-    if snap:
-        c.masked_fill_(c > 1.0 - _SNAP, 1.0)
     if same == "all":
         c.copy_((c != 0).to(c.dtype))  # 1, or 0 for a zero-norm input
     elif same == "diagonal":
@@ -76,16 +72,26 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     -------
     (nngp, dot) : tensors of ``c``'s shape. With ``inplace`` the first one *is* ``c``'s storage.
     Temporaries: two buffers of ``c``'s size.
+
+    Notes
+    -----
+    ``arccos`` is ill-conditioned at 1: a cosine off by one rounding error gives θ ≈ 1e-8 instead of 0, and the
+    derivative kernel (linear in θ) inherits that error. Angles below ``√(128 ε) ≈ 1.7e-7`` are therefore set
+    to 0 — they cannot be told from 0 given the rounding of the Gram matrix — so identical points at different
+    positions get identical kernel rows.
     """
     jump = (beta - alpha) ** 2 / _TWO_PI
     mean_sq = 0.5 * (alpha * alpha + beta * beta)
-    cos = cosine_(c if inplace else c.clone(), a, b, same, snap=True)  # (B, N2), |cos| <= 1
-    one = cos.new_tensor(jump * jump)
-    sin = torch.addcmul(one, cos, cos, value=-jump * jump).sqrt_()  # jump·sin θ = √(jump² (1 − cos²))
-    dot = torch.acos(cos)
-    torch.add(cos.new_tensor(mean_sq), dot, alpha=-jump, out=dot)  # (α²+β²)/2 − jump·θ
-    nngp = torch.addcmul(sin, cos, dot, out=cos)  # jump·sin θ + cos θ·dot, in the cosine buffer
-    nngp.mul_(a.clamp_min(0).sqrt()).mul_(b.clamp_min(0).sqrt())
+    cos = cosine_(c if inplace else c.clone(), a, b, same)  # (B, N2), |cos| <= 1
+    if jump == 0.0:  # α = β: a linear map, E[φ(u)φ(v)] = α² c and E[φ'φ'] = α²
+        nngp = cos.mul_(mean_sq).mul_(a.clamp_min(0).sqrt()).mul_(b.clamp_min(0).sqrt())
+        return nngp, torch.full_like(nngp, mean_sq)
+    theta = torch.acos(cos)
+    torch.nn.functional.threshold(theta, _THETA_SNAP, 0.0, inplace=True)  # rounding of θ = 0 is 0 (see below)
+    sin = torch.sin(theta)
+    dot = torch.add(cos.new_tensor(mean_sq), theta, alpha=-jump, out=theta)  # (α²+β²)/2 − jump·θ
+    nngp = torch.addcmul(sin, cos, dot, value=1.0 / jump, out=cos)  # (jump·sin θ + cos θ·dot)/jump
+    nngp.mul_(a.clamp_min(0).sqrt() * jump).mul_(b.clamp_min(0).sqrt())
     return nngp, dot
 
 
