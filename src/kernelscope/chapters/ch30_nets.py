@@ -201,7 +201,7 @@ def run(ctx: StepContext) -> ChapterResult:
     rf = ctx.checkpoint("random_features", lambda: random_features_experiment(
         [10, 40, 160, 640] if q else [10, 30, 100, 300, 1000, 3000, 10000], n_draws=3 if q else 8, seed=ctx.seed))
     mc = ctx.checkpoint("width", lambda: width_experiment(
-        [16, 64, 256, 1024] if q else [16, 32, 64, 128, 256, 512, 1024], n_draws=6 if q else 16,
+        [32, 128, 512] if q else [16, 32, 64, 128, 256, 512, 1024], n_draws=8 if q else 16,
         seed=ctx.seed, track=ctx.track))
     ang = ctx.checkpoint("angles", lambda: angle_experiment(n_angles=46 if q else 91))
     dg = ctx.checkpoint("digits", lambda: digits_experiment(300 if q else 1000, 300 if q else 797,
@@ -266,7 +266,8 @@ def run(ctx: StepContext) -> ChapterResult:
         f"{rf['rf_slope']:.2f} on log-log (the Monte Carlo rate of the kernel itself is −0.5).",
         f"One finite network's empirical kernels converge to the analytic ones: slope {mc['nngp_slope']:.2f} "
         f"(NNGP) and {mc['ntk_slope']:.2f} (NTK) against width, relative NTK error {mc['ntk_error'][-1]:.3f} at "
-        f"width {mc['widths'][-1]}.",
+        f"width {mc['widths'][-1]} (RMS over {mc['n_draws']} random networks per width"
+        + ("; quick mode: few draws, so the slopes are noisy" if q else "") + ").",
         "Depth changes how kernels see angles: NNGP(90°)/NNGP(0) goes from depth 1 to depth 5 as "
         + ", ".join(f"{v[0]:.2f} → {v[1]:.2f} ({k})" for k, v in at90.items())
         + "; the one-sided ReLU/GELU kernels flatten towards a constant with depth (distinct inputs look alike), "
