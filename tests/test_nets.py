@@ -110,6 +110,8 @@ def test_zero_identical_huge_and_tiny_inputs_give_no_nan():
         for m in (k.nngp, k.ntk, kd.nngp, kd.ntk):
             assert np.all(np.isfinite(m)), repr(act)
         np.testing.assert_allclose(k.nngp[1], k.nngp[2], rtol=1e-12)  # identical points, identical rows
+        np.testing.assert_allclose(k.ntk[1], k.ntk[2], rtol=1e-12)
+        np.testing.assert_allclose(net.kernel(x, x[1:3]).ntk, k.ntk[:, 1:3], rtol=1e-12)  # repeated across sets
     # zero input through ReLU: only the bias survives, Σ¹ = b², the activation sees variance b²
     net = nets.serial(nets.Dense(4, w_std=1.0, b_std=0.0), nets.ReLU(), nets.Dense(1, w_std=1.0, b_std=0.5))
     assert abs(net.kernel(x[:1]).nngp[0, 0] - 0.25) < 1e-15
