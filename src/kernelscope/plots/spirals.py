@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 
 __all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_panels", "plot_input_regions",
-           "plot_interpolation", "plot_interpolation_panels", "plot_training_curves", "plot_width_sweep",
+           "plot_interpolation", "plot_interpolation_panels", "embedding_scale", "plot_training_curves", "plot_width_sweep",
            "plot_folding", "plot_regimes", "animate_embedding", "animate_interpolation"]
 
 
@@ -47,6 +47,13 @@ def _linear_regions(W: np.ndarray, c: np.ndarray, lims, resolution: int = 160) -
     return s.argmax(1).reshape(resolution, resolution)
 
 
+def _arrow_style(color) -> dict:
+    from matplotlib import patheffects
+
+    return dict(arrowstyle="-|>", color=color, lw=2.4, mutation_scale=15,
+                path_effects=[patheffects.withStroke(linewidth=3.6, foreground="k")])
+
+
 def _new_ax(ax, size=(5.2, 5.0)):
     if ax is None:
         _, ax = plt.subplots(figsize=size)
@@ -74,7 +81,7 @@ def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int 
         scale = 0.8 * lims[1] / norms.max()
         for k in range(K):
             ax.annotate("", xy=(W[k, 0] * scale, W[k, 1] * scale), xytext=(0, 0),
-                        arrowprops=dict(arrowstyle="-|>", fc=colors[k], lw=1.6, ec="k", mutation_scale=13))
+                        arrowprops=_arrow_style(colors[k]))
     ax.set_xlim(lims[0], lims[1])
     ax.set_ylim(lims[2], lims[3])
     ax.set_aspect("equal")
@@ -130,20 +137,32 @@ def _morph(a: float, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     return (1.0 - a) * start + a * end
 
 
+def embedding_scale(run) -> float:
+    """Factor ``c`` that brings the embedded grid to the size of the input grid, so the morph fits one frame."""
+    big = float(np.nanmax(np.abs(run.grid_embedding))) if np.isfinite(run.grid_embedding).any() else 0.0
+    return float(np.abs(run.grid_input).max()) / big if big > 0 else 1.0
+
+
 def _morph_lims(run, pad: float = 1.05):
-    both = np.concatenate([run.grid_input.reshape(-1, 2), run.grid_embedding.reshape(-1, 2)])
+    c = embedding_scale(run)
+    both = np.concatenate([run.grid_input.reshape(-1, 2), c * run.grid_embedding.reshape(-1, 2)])
     lim = pad * float(np.nanmax(np.abs(both)))
     return (-lim, lim, -lim, lim)
 
 
 def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
-    """The trained map morphing the plane: grid and points at ``(1 - alpha) x + alpha e(x)``."""
+    """The trained map morphing the plane: grid and points at ``(1 - a) x + a c e(x)``.
+
+    ``c`` (:func:`embedding_scale`) rescales the embedding to the size of the input box (the map's shape, not its
+    overall scale, is the point); it is given in the title.
+    """
     ax = _new_ax(ax)
     lims = _morph_lims(run) if lims is None else lims
-    lines = _morph(alpha, run.grid_input, run.grid_embedding)
+    c = embedding_scale(run)
+    lines = _morph(alpha, run.grid_input, c * run.grid_embedding)
     for line in lines:
         ax.plot(line[:, 0], line[:, 1], color="0.45", lw=0.6)
-    pts = _morph(alpha, run.X_train, run.embeddings[-1]) if len(run.embeddings) else run.X_train
+    pts = _morph(alpha, run.X_train, c * run.embeddings[-1]) if len(run.embeddings) else run.X_train
     colors = class_colors(run.classes)
     step = max(1, len(pts) // 2000)
     ax.scatter(pts[::step, 0], pts[::step, 1], c=[colors[k] for k in run.y_train[::step]], s=4, linewidths=0,
@@ -151,9 +170,9 @@ def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
     ax.set_xlim(lims[:2])
     ax.set_ylim(lims[2:])
     ax.set_aspect("equal")
-    ax.set_xlabel("$(1-a)\\,x_1 + a\\,e_1$")
-    ax.set_ylabel("$(1-a)\\,x_2 + a\\,e_2$")
-    ax.set_title(f"input -> embedding, a = {alpha:.2f}")
+    ax.set_xlabel("$(1-a)\\,x_1 + a\\,c\\,e_1$")
+    ax.set_ylabel("$(1-a)\\,x_2 + a\\,c\\,e_2$")
+    ax.set_title(f"a = {alpha:.2f}   (c = {c:.3g})")
     return ax
 
 
@@ -310,25 +329,63 @@ def _save_gif(fig, draw, n_frames: int, path: str | os.PathLike, fps: int, dpi: 
 
 
 def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 70, max_points: int = 1500) -> Path:
-    """GIF of the embedding over training (every snapshot; fixed limits; the epoch in each frame's title)."""
+    """GIF of the embedding over training (every snapshot; fixed limits; the epoch in each frame's title).
+
+    The first frame is drawn by :func:`plot_embedding`; later frames only move its artists (points, arrows,
+    regions, title), which keeps a 40-frame GIF to a few seconds.
+    """
     fig, ax = plt.subplots(figsize=(5.0, 5.0))
     lims = embedding_lims(run)
+    plot_embedding(run, 0, ax, lims=lims, max_points=max_points)
+    step = max(1, len(run.y_train) // max_points)
+    scatter = ax.collections[0]
+    image = ax.images[0] if ax.images else None
+    radius_text = next(t for t in ax.texts if t.get_text().startswith("mean |e|"))
 
     def draw(i):
-        ax.clear()
-        plot_embedding(run, i, ax, lims=lims, max_points=max_points)
+        e = run.embeddings[i]
+        W, c = run.class_vectors[i], run.class_biases[i]
+        scatter.set_offsets(e[::step])
+        if image is not None and np.isfinite(W).all():
+            image.set_data(_linear_regions(W, c, lims))
+        for arrow in [t for t in ax.texts if t is not radius_text]:  # the class-vector arrows
+            arrow.remove()
+        norms = np.linalg.norm(W, axis=1)
+        if np.isfinite(norms).all() and norms.max() > 0:
+            scale = 0.8 * lims[1] / norms.max()
+            for k, color in enumerate(class_colors(run.classes)):
+                ax.annotate("", xy=(W[k, 0] * scale, W[k, 1] * scale), xytext=(0, 0),
+                            arrowprops=_arrow_style(color))
+        radius = float(np.sqrt((e**2).sum(1)).mean()) if np.isfinite(e).all() else float("nan")
+        radius_text.set_text(f"mean |e| = {radius:.3g}")
+        epoch = int(run.snapshot_epochs[i])
+        acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
+        ax.set_title(f"epoch {epoch}   train accuracy {acc:.0%}")
 
     return _save_gif(fig, draw, len(run.snapshot_epochs), path, fps, dpi)
 
 
 def animate_interpolation(run, path: str | os.PathLike, *, frames: int = 21, fps: int = 6, dpi: int = 70) -> Path:
-    """GIF of the trained network morphing the input plane into the embedding (there and back)."""
+    """GIF of the trained network morphing the input plane into the embedding (there and back).
+
+    The first frame is :func:`plot_interpolation` at ``a = 0``; later frames only move its lines and points.
+    """
     fig, ax = plt.subplots(figsize=(5.0, 5.0))
     lims = _morph_lims(run)
     alphas = np.concatenate([np.linspace(0, 1, frames), np.linspace(1, 0, frames)[1:-1]])
+    plot_interpolation(run, 0.0, ax, lims=lims)
+    lines = ax.lines[: len(run.grid_input)]
+    scatter = ax.collections[0]
+    c = embedding_scale(run)
+    end_pts = c * run.embeddings[-1] if len(run.embeddings) else run.X_train
+    step = max(1, len(run.X_train) // 2000)
 
     def draw(i):
-        ax.clear()
-        plot_interpolation(run, float(alphas[i]), ax, lims=lims)
+        a = float(alphas[i])
+        for line, start, end in zip(lines, run.grid_input, run.grid_embedding):
+            xy = _morph(a, start, c * end)
+            line.set_data(xy[:, 0], xy[:, 1])
+        scatter.set_offsets(_morph(a, run.X_train, end_pts)[::step])
+        ax.set_title(f"input -> embedding, a = {a:.2f} (c = {c:.3g})")
 
     return _save_gif(fig, draw, len(alphas), path, fps, dpi)

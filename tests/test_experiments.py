@@ -1,0 +1,220 @@
+"""Where the kernel picture stops: NTK of the finite nets, alignment, kernel classifiers, GD limits, the table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kernelscope._arrays import ValidationError
+from kernelscope.experiments import regimes as rg
+
+W_STD, B_STD = 1.3, 0.2
+
+
+class _Net(torch.nn.Module):
+    """The regime's finite net as a torch module, so that an independent autograd NTK can be taken."""
+
+    def __init__(self, params):
+        super().__init__()
+        self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone()) for k, v in params.items()})
+
+    def forward(self, x):
+        return rg._ntk_forward(dict(self.p), x, W_STD, B_STD)
+
+
+def _params(width, d=2, out=3, seed=0):
+    return {k: v.detach() for k, v in rg._init_ntk(width, d, out, torch.Generator().manual_seed(seed)).items()}
+
+
+class TestNTK:
+    def test_closed_form_equals_autograd(self):
+        """Theta(x, x') = (1/K) sum_k grad f_k(x).grad f_k(x'), against kernelscope.empirical (autograd)."""
+        from kernelscope import empirical
+
+        p = _params(7, out=3)
+        X1 = torch.randn(6, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        X2 = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        ours = rg.ntk_two_layer(p, X1, X2, w_std=W_STD, b_std=B_STD)
+        ref = empirical.ntk(_Net(p), X1, X2, trace=True) / 3
+        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+    def test_closed_form_equals_jacobian_product(self):
+        """Same, against a Jacobian assembled by hand with torch.autograd.functional.jacobian."""
+        p = _params(5, out=2, seed=3)
+        X = torch.randn(4, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        names = list(p)
+
+        def f(*flat):
+            return rg._ntk_forward(dict(zip(names, flat)), X, W_STD, B_STD)  # (N, K)
+
+        J = torch.autograd.functional.jacobian(f, tuple(p[n] for n in names))
+        J = torch.cat([j.reshape(4, 2, -1) for j in J], -1)  # (N, K, P)
+        ref = torch.einsum("ikp,jkp->ij", J, J) / 2
+        torch.testing.assert_close(rg.ntk_two_layer(p, X, w_std=W_STD, b_std=B_STD), ref, rtol=1e-12, atol=1e-12)
+
+    def test_wide_finite_ntk_approaches_the_analytic_kernel(self):
+        """Monte Carlo: the finite-width NTK converges to the infinite-width one like 1/sqrt(n)."""
+        X = torch.as_tensor(np.random.default_rng(0).normal(size=(8, 2)))
+        _, ntk = rg.analytic_kernels(X, w_std=W_STD, b_std=B_STD)
+        errs = []
+        for width in (400, 25600):
+            emp = rg.ntk_two_layer(_params(width, seed=5), X, w_std=W_STD, b_std=B_STD)
+            errs.append(float(torch.linalg.norm(emp - ntk) / torch.linalg.norm(ntk)))
+        assert errs[1] < 0.05 and errs[1] < errs[0] / 3  # 64x the width: ~8x smaller error
+
+    def test_analytic_kernels_closed_form(self):
+        """THEORY.md section 3-4 arc-cosine formulas, written out here independently of kernelscope.nets."""
+        X = np.random.default_rng(1).normal(size=(5, 2))
+        nngp, ntk = rg.analytic_kernels(torch.as_tensor(X), w_std=W_STD, b_std=B_STD)
+        s = W_STD**2 * X @ X.T / 2 + B_STD**2
+        n = np.sqrt(np.outer(np.diag(s), np.diag(s)))
+        th = np.arccos(np.clip(s / n, -1, 1))
+        s2 = W_STD**2 * n * (np.sin(th) + (np.pi - th) * np.cos(th)) / (2 * np.pi) + B_STD**2
+        np.testing.assert_allclose(nngp.numpy(), s2, rtol=1e-10)
+        np.testing.assert_allclose(ntk.numpy(), s2 + W_STD**2 * (np.pi - th) / (2 * np.pi) * s, rtol=1e-10)
+
+
+class TestAlignment:
+    def test_against_centring_matrices(self):
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 3, 20)
+        A = rng.normal(size=(20, 20))
+        K = A @ A.T
+        H = np.eye(20) - 1 / 20
+        T = np.eye(3)[y] @ np.eye(3)[y].T
+        Kc, Tc = H @ K @ H, H @ T @ H
+        expected = (Kc * Tc).sum() / (np.linalg.norm(Kc) * np.linalg.norm(Tc))
+        assert math.isclose(rg.kernel_target_alignment(K, y), expected, rel_tol=1e-12)
+
+    def test_limits(self):
+        y = np.array([0, 0, 1, 1, 2, 2])
+        Y = np.eye(3)[y]
+        assert math.isclose(rg.kernel_target_alignment(Y @ Y.T, y), 1.0, rel_tol=1e-12)
+        assert math.isclose(rg.kernel_target_alignment(5 * Y @ Y.T + 3.0, y), 1.0, rel_tol=1e-12)  # scale, constant
+        assert rg.kernel_target_alignment(np.ones((6, 6)), y) == 0.0  # centred to zero
+        assert rg.kernel_target_alignment(-(Y @ Y.T), y) == pytest.approx(-1.0)
+
+    def test_bad_shape(self):
+        with pytest.raises(ValidationError, match="^K:"):
+            rg.kernel_target_alignment(np.eye(3), np.array([0, 1]))
+
+
+class TestKernelPredictions:
+    def _kernel(self, n=30, m=10, seed=0):
+        rng = np.random.default_rng(seed)
+        Phi = rng.normal(size=(n + m, 50))
+        K = torch.as_tensor(Phi @ Phi.T)
+        Y = torch.as_tensor(rng.normal(size=(n, 3)))
+        return K[:n, :n], K[n:, :n], Y, Phi
+
+    def test_gd_limits(self):
+        Ktr, Kte, Y, _ = self._kernel()
+        N = Ktr.shape[0]
+        lr = 0.5 * N / float(torch.linalg.eigvalsh(Ktr)[-1])
+        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 0), torch.zeros(10, 3, dtype=torch.float64))
+        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 1), lr / N * Kte @ Y)
+        # t -> infinity: kernel regression K(x, X) K^-1 Y
+        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 10**7), Kte @ torch.linalg.solve(Ktr, Y),
+                                   rtol=1e-7, atol=1e-7)
+
+    def test_gd_equals_training_the_linear_model(self):
+        """T steps of GD on w for (1/2N)|Phi w - Y|^2 from w = 0 predict exactly what the kernel formula says."""
+        Ktr, Kte, Y, Phi = self._kernel(n=20, m=5, seed=1)
+        Phi_tr, Phi_te = torch.as_tensor(Phi[:20]), torch.as_tensor(Phi[20:])
+        N, lr, T = 20, 0.01, 37
+        w = torch.zeros(50, 3, dtype=torch.float64)
+        for _ in range(T):
+            w = w - lr / N * Phi_tr.T @ (Phi_tr @ w - Y)
+        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, T), Phi_te @ w, rtol=1e-9, atol=1e-9)
+
+    def test_singular_kernel_takes_the_limit(self):
+        """A zero eigenvalue contributes lr T / N (the limit of (1 - (1 - lr lam/N)^T)/lam), not a division by 0."""
+        v = torch.tensor([[1.0], [1.0]], dtype=torch.float64) / math.sqrt(2)
+        K = 2.0 * v @ v.T  # eigenvalues 2 and 0
+        Y = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)  # in the null space of K
+        out = rg.gd_kernel_predict(K, torch.eye(2, dtype=torch.float64), Y, lr=0.1, steps=5)
+        torch.testing.assert_close(out, 0.1 * 5 / 2 * Y)
+
+    def test_kernel_classifier_matches_sklearn(self):
+        from sklearn.kernel_ridge import KernelRidge
+
+        Ktr, Kte, _, _ = self._kernel(seed=2)
+        y = np.random.default_rng(3).integers(0, 3, 30)
+        ridge = 1e-3
+        lam = ridge * float(torch.diagonal(Ktr).mean())
+        Yc = np.eye(3)[y] - 1 / 3
+        ref = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr.numpy(), Yc).predict(Kte.numpy()).argmax(1)
+        np.testing.assert_array_equal(rg.kernel_classifier(Ktr, Kte, y, 3, ridge), ref)
+
+
+class TestFiniteNets:
+    def test_training_reduces_loss_and_is_reproducible(self):
+        from kernelscope.data import spirals
+
+        X, y = spirals(30, 3, 0.2, 0)
+        a = rg.train_ntk_net(X, y, X, 64, lr=2.0, steps=100, seed=1)
+        b = rg.train_ntk_net(X, y, X, 64, lr=2.0, steps=100, seed=1)
+        assert a["loss"][-1] < 0.5 * a["loss"][0]
+        np.testing.assert_array_equal(a["loss"], b["loss"])
+        assert a["diverged_at"] is None and a["test_pred"].shape == (90,)
+
+    def test_lazy_at_large_width(self):
+        """The relative NTK change during training shrinks with width (~ 1/sqrt(n))."""
+        from kernelscope.data import spirals
+
+        X, y = spirals(20, 3, 0.2, 0)
+        Xt = torch.as_tensor(X)
+        change = {}
+        for width in (16, 2048):
+            r = rg.train_ntk_net(X, y, X, width, lr=2.0, steps=150, seed=0)
+            th0 = rg.ntk_two_layer(r["params0"], Xt)
+            thT = rg.ntk_two_layer(r["paramsT"], Xt)
+            change[width] = float(torch.linalg.norm(thT - th0) / torch.linalg.norm(th0))
+        assert change[2048] < change[16] / 3
+
+    def test_divergence_is_reported(self):
+        from kernelscope.data import spirals
+
+        X, y = spirals(10, 2, 0.2, 0)
+        r = rg.train_ntk_net(X, y, X, 32, lr=1e4, steps=50)
+        assert r["diverged_at"] is not None and len(r["loss"]) == 51
+
+
+class TestRegimeTable:
+    def test_small_table(self):
+        calls = []
+
+        def run_one(name, compute):
+            calls.append(name)
+            return json.loads(json.dumps(compute()))  # what a checkpoint gives back
+
+        t = rg.regime_table(widths=(8, 512), classes=3, n_per_class=20, n_test_per_class=30, steps=200,
+                            run_one=run_one)
+        assert calls == ["regime_width_8", "regime_width_512"]
+        names = [r.model for r in t.rows]
+        assert names[:2] == ["NNGP kernel regression", "NTK kernel regression"] and names[2].startswith("NTK lin")
+        assert [r.width for r in t.finite_rows()] == [8.0, 512.0]
+        kern = t.rows[1]
+        assert math.isinf(kern.width) and kern.train_accuracy > 0.95 and kern.alignment_0 == kern.alignment_T
+        narrow, wide = t.finite_rows()
+        assert wide.ntk_change < narrow.ntk_change and wide.weight_change < narrow.weight_change
+        assert 0 <= wide.test_accuracy <= 1 and -1 <= wide.alignment_T <= 1
+        # the default lr is 1 / lambda_max(Theta / N) of the analytic NTK
+        from kernelscope.data import spirals
+
+        X, _ = spirals(20, 3, 0.2, 0)
+        _, ntk = rg.analytic_kernels(torch.as_tensor(X), w_std=1.0, b_std=0.1)
+        assert math.isclose(t.config["lr"], 60 / float(torch.linalg.eigvalsh(ntk)[-1]), rel_tol=1e-9)
+        back = rg.RegimeTable.from_json(json.loads(json.dumps(t.to_json(), default=str)))
+        assert [r.model for r in back.rows] == names and math.isinf(back.rows[0].width)
+        assert back.rows[-1].ntk_change == pytest.approx(wide.ntk_change)
+
+    @pytest.mark.parametrize("kwargs, name", [({"widths": (0,)}, "widths"), ({"classes": 1}, "classes"),
+                                              ({"n_per_class": 0}, "n_per_class"), ({"noise": -1}, "noise")])
+    def test_bad_input(self, kwargs, name):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            rg.regime_table(**{"widths": (4,), "n_per_class": 3, "steps": 1, **kwargs})

@@ -1,0 +1,351 @@
+"""The spiral chapter: data, the lecture's network, width sweep, the narrow folding net, figures, chapter and CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kernelscope import data
+from kernelscope._arrays import KernelscopeWarning, ValidationError
+from kernelscope.experiments import spirals as sp
+
+
+# --------------------------------------------------------------------------------------------------------------
+# fixtures: small trainings shared by several tests
+# --------------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_run():
+    """3 arms, 100 points each, Adam lr 1e-2 for 300 epochs."""
+    return sp.train_spiral(classes=3, n_per_class=100, epochs=300, lr=1e-2, snapshots=12, seed=3,
+                           n_test_per_class=100, regions_resolution=60)
+
+
+@pytest.fixture(scope="module")
+def small_fold():
+    return sp.train_folding_net(depth=3, classes=3, n_per_class=60, epochs=200, lr=1e-2, restarts=1, seed=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------------------
+
+class TestSpiralData:
+    def test_formula_without_noise(self):
+        K, n = 5, 50
+        X, y = data.spirals(n, K, noise=0.0, seed=0)
+        assert X.shape == (K * n, 2) and X.dtype == np.float64 and y.dtype == np.int64
+        t = np.linspace(0, 1, n)
+        for k in range(K):
+            Xk = X[y == k]
+            np.testing.assert_allclose(np.linalg.norm(Xk, axis=1), 0.8 * t + 0.2, rtol=1e-12)
+            # point = r (sin a, cos a): the angle measured from the y axis towards x
+            angle = np.arctan2(Xk[:, 0], Xk[:, 1])
+            expected = (2 * t + k) * 2 * np.pi / K
+            np.testing.assert_allclose(np.angle(np.exp(1j * (angle - expected))), 0.0, atol=1e-12)
+
+    def test_noise_is_angular_and_reproducible(self):
+        X1, y1 = data.spirals(200, 3, noise=0.2, seed=7)
+        X2, _ = data.spirals(200, 3, noise=0.2, seed=7)
+        X3, _ = data.spirals(200, 3, noise=0.2, seed=8)
+        np.testing.assert_array_equal(X1, X2)
+        assert not np.allclose(X1, X3)
+        t = np.linspace(0, 1, 200)
+        # angular noise leaves the radius alone; the angle residual has std ~ noise
+        np.testing.assert_allclose(np.linalg.norm(X1[y1 == 1], axis=1), 0.8 * t + 0.2, rtol=1e-12)
+        resid = np.angle(np.exp(1j * (np.arctan2(X1[:, 0], X1[:, 1]) - (2 * np.tile(t, 3) + y1) * 2 * np.pi / 3)))
+        assert 0.17 < resid.std() < 0.23
+
+    @pytest.mark.parametrize("kwargs, name", [({"classes": 1}, "classes"), ({"n_per_class": 0}, "n_per_class"),
+                                              ({"noise": -0.1}, "noise")])
+    def test_bad_input(self, kwargs, name):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            data.spirals(**{"n_per_class": 10, "classes": 3, "noise": 0.2, **kwargs})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the lecture's network
+# --------------------------------------------------------------------------------------------------------------
+
+class TestTrainSpiral:
+    def test_learns_and_records(self, small_run):
+        r = small_run
+        N = 300
+        assert r.final_train_accuracy >= 0.9 and r.final_test_accuracy >= 0.85
+        assert r.epochs.shape == r.loss.shape == r.train_accuracy.shape == (301,)
+        S = len(r.snapshot_epochs)
+        assert r.snapshot_epochs[0] == 0 and r.snapshot_epochs[-1] == 300 and S >= 8
+        assert r.embeddings.shape == (S, N, 2) and r.class_vectors.shape == (S, 3, 2) and r.class_biases.shape == (S, 3)
+        assert np.all(np.diff(r.snapshot_epochs) > 0)
+        assert r.loss[-1] < 0.5 * r.loss[0]
+
+    def test_embedding_starts_collapsed_and_grows(self, small_run):
+        radius = np.sqrt((small_run.embeddings ** 2).sum(-1)).mean(-1)
+        assert radius[0] < 0.5 and radius[-1] > 5 * radius[0]
+
+    def test_final_state_reproduces_the_record(self, small_run):
+        r = small_run
+        # the last snapshot was taken with the final weights
+        np.testing.assert_allclose(sp.embed(r.params, r.X_train), r.embeddings[-1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(r.params[-1][0], r.class_vectors[-1])
+        # cross-entropy and accuracy recomputed in NumPy from the scores
+        s = sp.scores(r.params, r.X_train)
+        log_p = s - s.max(1, keepdims=True)
+        log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+        assert math.isclose(-log_p[np.arange(len(r.y_train)), r.y_train].mean(), r.final_loss, rel_tol=1e-10)
+        assert math.isclose((s.argmax(1) == r.y_train).mean(), r.final_train_accuracy)
+        assert math.isclose((sp.scores(r.params, r.X_test).argmax(1) == r.y_test).mean(), r.final_test_accuracy)
+
+    def test_decision_regions_and_interpolation_grid(self, small_run):
+        r = small_run
+        lims = r.input_lims
+        reg = sp.decision_regions(r.params, lims, 60)
+        np.testing.assert_array_equal(reg, r.input_regions)
+        # row i is y = linspace(y0, y1)[i], column j is x = linspace(x0, x1)[j]
+        xs, ys = np.linspace(lims[0], lims[1], 60), np.linspace(lims[2], lims[3], 60)
+        assert reg[7, 41] == sp.scores(r.params, [[xs[41], ys[7]]]).argmax()
+        lines, emb = r.grid_input, r.grid_embedding
+        assert lines.shape == emb.shape and lines.shape[-1] == 2
+        np.testing.assert_allclose(sp.embed(r.params, lines[3]), emb[3], rtol=1e-12)
+
+    def test_same_seed_same_run(self):
+        kw = dict(classes=3, n_per_class=20, epochs=20, lr=1e-2, snapshots=0, regions_resolution=2)
+        a, b = sp.train_spiral(seed=1, **kw), sp.train_spiral(seed=1, **kw)
+        c = sp.train_spiral(seed=2, **kw)
+        np.testing.assert_array_equal(a.loss, b.loss)
+        assert not np.array_equal(a.loss, c.loss)
+
+    def test_sgd_with_momentum(self):
+        r = sp.train_spiral(classes=2, n_per_class=50, epochs=200, lr=0.1, optimizer="sgd", momentum=0.9,
+                            init_std=0.3, snapshots=4, regions_resolution=2)
+        assert r.loss[-1] < r.loss[0]
+
+    def test_divergence_stops_and_keeps_snapshots(self):
+        with pytest.warns(KernelscopeWarning, match="diverged"):
+            r = sp.train_spiral(classes=3, n_per_class=30, epochs=200, lr=1e6, optimizer="sgd", init_std=1.0,
+                                snapshots=200, regions_resolution=2)
+        assert r.diverged_at is not None and 0 < r.diverged_at < 200
+        assert len(r.loss) == r.diverged_at + 1 and not np.isfinite(r.loss[-1])
+        assert r.snapshot_epochs[-1] == r.diverged_at and len(r.embeddings) == len(r.snapshot_epochs) >= 2
+        assert math.isnan(r.final_test_accuracy)
+
+    @pytest.mark.parametrize("kwargs, name", [({"classes": 1}, "classes"), ({"n_per_class": 0}, "n_per_class"),
+                                              ({"noise": -1.0}, "noise"), ({"width": 0}, "width"),
+                                              ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
+                                              ({"optimizer": "lbfgs"}, "optimizer")])
+    def test_bad_input(self, kwargs, name):
+        with pytest.raises(ValidationError, match=f"^{name}:"):
+            sp.train_spiral(**{"classes": 3, "n_per_class": 5, "epochs": 1, **kwargs})
+
+    def test_lecture_setup_five_arms(self):
+        """The lecture's 5 arms and width 100 pass 95% training accuracy (fewer points/epochs than the course, a
+        larger lr); a linear classifier on the raw inputs stays far below."""
+        r = sp.train_spiral(classes=5, n_per_class=200, epochs=500, lr=1e-2, snapshots=0, regions_resolution=2)
+        assert r.final_train_accuracy >= 0.95 and r.final_test_accuracy >= 0.93
+        lin = sp.linear_baseline(r.X_train, r.y_train, r.X_test, r.y_test)
+        assert 0.2 < lin < 0.65
+
+
+class TestWidthSweep:
+    def test_narrow_struggles(self):
+        sw = sp.width_sweep((2, 64), classes=5, n_per_class=100, epochs=400, lr=1e-2)
+        acc = sw.final_train_accuracy()
+        assert acc[0] < 0.7 < 0.9 < acc[1]
+        assert sw.final_loss()[0] > sw.final_loss()[1]
+        assert all(len(v) == 401 for v in sw.loss)
+        back = sp.WidthSweep.from_json(json.loads(json.dumps(sw.to_json())))
+        np.testing.assert_array_equal(back.loss[1], sw.loss[1])
+        assert back.widths == [2, 64]
+
+    def test_checkpoint_hook_is_used(self):
+        calls = []
+
+        def run_one(w, compute):
+            calls.append(w)
+            return {"loss": [1.0, 0.5], "train_accuracy": [0.2, 0.4], "test_accuracy": 0.3}
+
+        sw = sp.width_sweep((3, 5), classes=3, n_per_class=5, epochs=1, run_one=run_one)
+        assert calls == [3, 5] and sw.test_accuracy == [0.3, 0.3]
+
+    @pytest.mark.parametrize("widths", [(0, 4), (4, -1), ()])
+    def test_bad_widths(self, widths):
+        with pytest.raises(ValidationError, match="^widths:"):
+            sp.width_sweep(widths, classes=3, n_per_class=5, epochs=1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# piecewise-linear maps
+# --------------------------------------------------------------------------------------------------------------
+
+class TestLinearPieces:
+    @pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+    def test_lines_in_general_position(self, n):
+        # tangents to the circle |x| = 0.1: never three through one point; normals spread over less than pi, so
+        # every crossing lies within 0.1 / sin(pi / (2n)) of the origin, inside the box [-1, 1]^2
+        theta = np.arange(n) * np.pi / n
+        W = np.stack([np.cos(theta), np.sin(theta)], 1)
+        b = -0.1 * np.ones(n)
+        assert sp.count_linear_pieces([(W, b)], (-1, 1, -1, 1), 801) == 1 + n + n * (n - 1) // 2
+
+    def test_parallel_lines_and_leaky_slope(self):
+        W = np.array([[1.0, 0.0]] * 3)
+        b = np.array([-0.5, 0.0, 0.5])
+        for slope in (0.0, 0.1):
+            assert sp.count_linear_pieces([(W, b)], (-1, 1, -1, 1), 200, slope=slope) == 4
+
+    def test_pieces_are_affine(self, small_fold):
+        """Inside one piece the map is affine: second differences along a short segment vanish."""
+        f = small_fold
+        hidden = f.params[: f.config["depth"]]
+        slope = f.config["slope"]
+        rng = np.random.default_rng(0)
+        checked = 0
+        for _ in range(200):
+            x0, d = rng.uniform(-1, 1, 2), rng.normal(size=2) * 1e-4
+            pts = np.stack([x0 - d, x0, x0 + d])
+            pats = []
+            h = pts
+            for W, bb in hidden:
+                z = h @ W.T + bb
+                pats.append(z > 0)
+                h = np.where(z > 0, z, slope * z)
+            pats = np.concatenate(pats, 1)
+            if (pats == pats[0]).all():
+                e = sp.embed(f.params, pts, slope=slope)
+                np.testing.assert_allclose(e[0] + e[2] - 2 * e[1], 0.0, atol=1e-9 * (1 + np.abs(e).max()))
+                checked += 1
+        assert checked > 150
+
+
+class TestFoldingNet:
+    def test_stages(self, small_fold):
+        f = small_fold
+        depth = f.config["depth"]
+        S = 2 + 2 * depth
+        assert len(f.stage_names) == len(f.stage_points) == len(f.stage_grid) == len(f.pieces) == S
+        assert f.stage_names[0] == "input" and f.stage_names[-1].startswith("embedding")
+        np.testing.assert_array_equal(f.stage_points[0], f.X_train)
+        np.testing.assert_allclose(f.stage_points[-1], sp.embed(f.params, f.X_train, slope=f.config["slope"]),
+                                   rtol=1e-12)
+        W1, b1 = f.params[0]
+        np.testing.assert_allclose(f.stage_points[1], f.X_train @ W1.T + b1, rtol=1e-12)
+        z = f.stage_points[1]
+        np.testing.assert_allclose(f.stage_points[2], np.where(z > 0, z, f.config["slope"] * z), rtol=1e-12)
+        assert f.pieces[0] == 1 and all(b >= a for a, b in zip(f.pieces, f.pieces[1:]))
+        # one layer of two lines cuts the plane into at most 4 pieces
+        assert f.pieces[2] <= 4
+        assert all(s.shape == f.stage_grid[0].shape for s in f.stage_grid)
+        assert f.final_train_accuracy > 1 / 3
+
+    def test_bad_depth(self):
+        with pytest.raises(ValidationError, match="^depth:"):
+            sp.train_folding_net(depth=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------------------------
+
+class TestFigures:
+    def test_static_plots(self, small_run, small_fold, tmp_path):
+        import matplotlib.pyplot as plt
+
+        from kernelscope.plots import spirals as ps
+
+        ax = ps.plot_embedding(small_run, 3)
+        assert ax.get_xlabel() and "epoch" in ax.get_title()
+        # the embedding regions behind the points are the classifier's argmax
+        lims = ps.embedding_lims(small_run)
+        for ax in ps.plot_embedding_panels(small_run, 4)[:4]:
+            assert ax.get_xlim() == (lims[0], lims[1])
+        for axes in (ps.plot_interpolation_panels(small_run), ps.plot_training_curves(small_run),
+                     ps.plot_folding(small_fold)):
+            assert all(a.get_xlabel() for a in axes if a.axison)
+        ax = ps.plot_input_regions(small_run)
+        assert "test" in ax.get_title()
+        plt.close("all")
+
+    def test_gifs(self, small_run, tmp_path):
+        from PIL import Image
+
+        from kernelscope.plots import spirals as ps
+
+        p = ps.animate_embedding(small_run, tmp_path / "emb.gif")
+        q = ps.animate_interpolation(small_run, tmp_path / "interp.gif", frames=5)
+        with Image.open(p) as im:
+            assert im.n_frames == len(small_run.snapshot_epochs)
+            im.seek(0)
+            first = np.asarray(im.convert("RGB")).copy()
+            im.seek(im.n_frames - 1)
+            last = np.asarray(im.convert("RGB"))
+            assert first.shape == last.shape and (first != last).mean() > 0.01
+        with Image.open(q) as im:
+            assert im.n_frames == 8  # 5 there, 3 back
+        assert p.stat().st_size < 5e6 and q.stat().st_size < 5e6
+        assert not list(tmp_path.glob(".*.gif"))  # no temporary left behind
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the chapter (tiny sizes) and the command line
+# --------------------------------------------------------------------------------------------------------------
+
+def test_chapter_tiny(tmp_path, monkeypatch):
+    from kernelscope.chapters import ch60_spirals as ch
+    from kernelscope.tour import run_tour
+
+    tiny = dict(main=dict(classes=3, n_per_class=40, epochs=60, lr=1e-2, snapshots=5),
+                sweep=dict(classes=3, n_per_class=30, epochs=30, lr=1e-2),
+                fold=dict(depth=2, classes=3, n_per_class=30, epochs=50, lr=1e-2, restarts=1),
+                regime=dict(widths=(8, 64), classes=3, n_per_class=15, n_test_per_class=20, steps=30))
+    monkeypatch.setattr(ch, "_settings", lambda quick: tiny)
+    res = run_tour(tmp_path, quick=True, only=["spirals"], progress=False)
+    assert res.ok, res.failed
+    out = json.loads((tmp_path / "results.json").read_text())["chapters"]["spirals"]
+    nums = out["numbers"]
+    for key in ("train_accuracy", "test_accuracy", "width_sweep", "regime_table", "folding"):
+        assert key in nums
+    assert nums["width_sweep"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
+    assert len(nums["regime_table"]["rows"]) == 3 + 2
+    assert len(out["findings"]) >= 6 and len(out["figures"]) == 9
+    for f in out["figures"]:
+        assert (tmp_path / f).stat().st_size > 1000
+    # the sweep and the regime widths were checkpointed: a rerun would resume them
+    assert (tmp_path / "steps" / "spirals" / "width_100.json").exists()
+    assert (tmp_path / "steps" / "spirals" / "regime_width_64.json").exists()
+
+
+def _cli(argv, capsys):
+    from kernelscope.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_cli_spiral(tmp_path, capsys):
+    code, out, err = _cli(["spiral", "--out", str(tmp_path), "--classes", "3", "-n", "40", "--epochs", "80",
+                           "--lr", "0.01", "--width", "32", "--seed", "2", "--sweep", "2", "--sweep", "8",
+                           "--no-progress", "--no-gif"], capsys)
+    assert code == 0, err
+    assert "train accuracy" in out
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["config"]["classes"] == 3 and res["config"]["width"] == 32 and res["config"]["seed"] == 2
+    assert 0 <= res["final_train_accuracy"] <= 1 and res["width_sweep"]["widths"] == [2, 8]
+    for name in res["figures"]:
+        assert (tmp_path / name).exists()
+    assert {"embedding.png", "input_regions.png", "interpolation.png", "width_sweep.png"} <= set(res["figures"])
+    assert not list(tmp_path.glob("*.gif"))  # --no-gif
+
+
+@pytest.mark.parametrize("args, name", [(["--classes", "1"], "classes"), (["--width", "0"], "width"),
+                                        (["--noise", "-0.5"], "noise"), (["-n", "0"], "n_per_class"),
+                                        (["--optimizer", "rmsprop"], "optimizer"), (["--sweep", "0"], "widths")])
+def test_cli_spiral_bad_input(tmp_path, capsys, args, name):
+    code, _, err = _cli(["spiral", "--out", str(tmp_path), "--epochs", "2", "-n", "5", "--no-progress", *args], capsys)
+    assert code == 2
+    assert err.startswith("kernelscope: error: ") and f"{name}:" in err and len(err.strip().splitlines()) == 1
