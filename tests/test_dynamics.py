@@ -110,3 +110,33 @@ def test_bad_inputs(problem):
         train_lazy(mlp(1, 4, d_out=2), X, y, Xs)
     with pytest.raises(ValidationError, match="widths"):
         width_sweep(X, y, Xs, [])
+
+
+def _cli(argv, capsys):
+    from kernelscope.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_cli_lazy_writes_json_and_figures_and_resumes(tmp_path, capsys):
+    import json
+
+    argv = ["lazy", "--out", str(tmp_path), "--widths", "8,32", "--steps", "5"]
+    code, out, err = _cli(argv, capsys)
+    assert code == 0, err
+    assert "log-log slopes" in out
+    sweep = json.loads((tmp_path / "lazy.json").read_text())
+    assert [r["width"] for r in sweep["runs"]] == [8, 32]
+    assert (tmp_path / "lazy_sweep.png").stat().st_size > 5000
+    saved = sorted(p.name for p in (tmp_path / "steps").iterdir())
+    assert len(saved) == 3  # lr + one file per finished width: an interrupted sweep resumes from them
+    stamps = [(tmp_path / "steps" / s).stat().st_mtime_ns for s in saved]
+    assert _cli(argv, capsys)[0] == 0
+    assert stamps == [(tmp_path / "steps" / s).stat().st_mtime_ns for s in saved]  # nothing recomputed
+    code, _, err = _cli(["lazy", "--out", str(tmp_path), "--widths", "8,x"], capsys)
+    assert code == 2 and "--widths" in err and "Traceback" not in err
+    code, _, err = _cli(["lazy", "--out", str(tmp_path), "--dataset", "mnist"], capsys)
+    assert code == 2 and "--dataset" in err

@@ -164,3 +164,21 @@ def test_bad_inputs(problem):
         path_kernel(model, X, y, Xs, lr=0.0, steps=2)
     with pytest.raises(ValidationError, match="batch_size"):
         path_kernel(model, X, y, Xs, lr=0.1, steps=2, batch_size=100)
+
+
+def test_cli_pathkernel(tmp_path, capsys):
+    import json
+
+    from kernelscope.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "5", "--nodes", "3"])
+    out = capsys.readouterr()
+    assert exc.value.code == 0, out.err
+    assert "relative error" in out.out
+    payload = json.loads((tmp_path / "pathkernel.json").read_text())
+    assert payload["steps_done"] == 5 and payload["rel_error"] < 1e-9
+    assert (tmp_path / "pathkernel.png").stat().st_size > 5000
+    with pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "0"])
+    assert exc.value.code == 2 and "--width" in capsys.readouterr().err

@@ -221,11 +221,11 @@ def structured_gram(F1: list[LinearFeatures], F2: list[LinearFeatures], trace: b
         if U1 == 1 and U2 == 1:
             AA = f1.A[:, 0] @ f2.A[:, 0].T if f1.weight else f1.A.new_zeros(n1, n2)  # (n1, n2)
             if f1.bias:
-                AA = AA + 1.0
+                AA += 1.0
             if trace:
-                part = (f1.G[:, 0].reshape(n1, -1) @ f2.G[:, 0].reshape(n2, -1).T) * AA  # (n1, n2)
+                part = (f1.G[:, 0].reshape(n1, -1) @ f2.G[:, 0].reshape(n2, -1).T).mul_(AA)  # (n1, n2)
             elif O == 1:
-                part = ((f1.G[:, 0, 0] @ f2.G[:, 0, 0].T) * AA)[:, :, None, None]  # (n1, n2, 1, 1)
+                part = (f1.G[:, 0, 0] @ f2.G[:, 0, 0].T).mul_(AA)[:, :, None, None]  # (n1, n2, 1, 1)
             else:
                 part = torch.einsum("nok,mpk->nmop", f1.G[:, 0], f2.G[:, 0]) * AA[:, :, None, None]
         else:
@@ -237,7 +237,7 @@ def structured_gram(F1: list[LinearFeatures], F2: list[LinearFeatures], trace: b
                 part = torch.einsum("nmuv,nuok,mvok->nm", AA, f1.G, f2.G)
             else:
                 part = torch.einsum("nmuv,nuok,mvpk->nmop", AA, f1.G, f2.G)
-        K = part if K is None else K + part
+        K = part if K is None else K.add_(part)
     return K
 
 
@@ -285,9 +285,11 @@ def jacobian(model: nn.Module, x: torch.Tensor, n_out: int, params: dict[str, to
 
 
 def _contract(J1: torch.Tensor, J2: torch.Tensor, trace: bool) -> torch.Tensor:
-    if trace:
-        return torch.einsum("nop,mop->nm", J1, J2)
-    return torch.einsum("nop,mqp->nmoq", J1, J2)
+    """(n, O, P) × (m, O, P) -> (n, m, O, O), or its trace over outputs (n, m): one GEMM."""
+    n, O, P = J1.shape
+    m = J2.shape[0]
+    K = (J1.reshape(n * O, P) @ J2.reshape(m * O, P).T).reshape(n, O, m, O).permute(0, 2, 1, 3)  # (n, m, O, O)
+    return torch.diagonal(K, dim1=2, dim2=3).sum(-1) if trace else K
 
 
 def _ntk_jacobian(model, x1, x2, n_out, trace, chunk):
@@ -297,8 +299,9 @@ def _ntk_jacobian(model, x1, x2, n_out, trace, chunk):
     check_memory(2 * chunk * n_out * P * itemsize, "method='jacobian' (two Jacobian chunks)",
                  "Use method='structured' (nn.Linear models), method='ntvp', or a smaller chunk_size.")
     xs2 = x1 if x2 is None else x2
-    n2 = xs2.shape[0]
-    # Keep the Jacobians of x2 when they fit the budget, else recompute them for each row block.
+    n1, n2 = x1.shape[0], xs2.shape[0]
+    # Keep the Jacobians of x2 when they fit the budget (and reuse them for x1 when x2 is x1); else recompute
+    # them for each row block, so memory stays at two chunks.
     keep = n2 * n_out * P * itemsize < 0.25 * memory_budget_bytes()
     cache: dict[int, torch.Tensor] = {}
 
@@ -311,8 +314,8 @@ def _ntk_jacobian(model, x1, x2, n_out, trace, chunk):
         return J
 
     rows = []
-    for i in range(0, x1.shape[0], chunk):
-        J1 = jacobian(model, x1[i:i + chunk], n_out, params)
+    for i in range(0, n1, chunk):
+        J1 = J2(i) if x2 is None else jacobian(model, x1[i:i + chunk], n_out, params)
         rows.append(torch.cat([_contract(J1, J2(j), trace) for j in range(0, n2, chunk)], dim=1))
     return torch.cat(rows, dim=0)
 
