@@ -56,7 +56,7 @@ def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None 
 
 
 def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 0.0, beta: float = 1.0,
-                *, inplace: bool = False, same: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                *, inplace: bool = False, same: str | None = None, scaled: bool = True) -> tuple:
     """Closed-form dual of ``φ(x) = alpha·min(x, 0) + beta·max(x, 0)`` (the arc-cosine kernel of order 1).
 
     ``E[φ(u)φ(v)] = √(ab) [ (β−α)²/(2π) sin θ + ((α²+β²)/2 − (β−α)² θ/(2π)) cos θ ]`` and
@@ -67,6 +67,9 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     c : covariances, shape (B, N2) (or (N,) in diag mode); overwritten when ``inplace``.
     a, b : variances broadcasting against ``c`` ((B, 1) and (1, N2), or (N,)).
     same : None, ``'diagonal'`` or ``'all'``: which entries pair a point with itself (see :func:`cosine_`).
+
+    scaled : if False, return ``(nngp / (s1·s2), dot, s1, s2)`` with the row/column factors ``s1``, ``s2`` (shapes
+        of ``a`` and ``b``) left for the caller to fuse into its next pass.
 
     Returns
     -------
@@ -83,16 +86,20 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     jump = (beta - alpha) ** 2 / _TWO_PI
     mean_sq = 0.5 * (alpha * alpha + beta * beta)
     cos = cosine_(c if inplace else c.clone(), a, b, same)  # (B, N2), |cos| <= 1
+    s1, s2 = a.clamp_min(0).sqrt(), b.clamp_min(0).sqrt()
     if jump == 0.0:  # α = β: a linear map, E[φ(u)φ(v)] = α² c and E[φ'φ'] = α²
-        nngp = cos.mul_(mean_sq).mul_(a.clamp_min(0).sqrt()).mul_(b.clamp_min(0).sqrt())
-        return nngp, torch.full_like(nngp, mean_sq)
-    theta = torch.acos(cos)
-    torch.nn.functional.threshold(theta, _THETA_SNAP, 0.0, inplace=True)  # rounding of θ = 0 is 0 (see below)
-    sin = torch.sin(theta)
-    dot = torch.add(cos.new_tensor(mean_sq), theta, alpha=-jump, out=theta)  # (α²+β²)/2 − jump·θ
-    nngp = torch.addcmul(sin, cos, dot, value=1.0 / jump, out=cos)  # (jump·sin θ + cos θ·dot)/jump
-    nngp.mul_(a.clamp_min(0).sqrt() * jump).mul_(b.clamp_min(0).sqrt())
-    return nngp, dot
+        nngp, dot = cos, torch.full_like(cos, mean_sq)
+        s1 = s1 * mean_sq
+    else:
+        theta = torch.acos(cos)
+        torch.nn.functional.threshold(theta, _THETA_SNAP, 0.0, inplace=True)  # rounding of θ = 0 is 0
+        sin = torch.sin(theta)
+        dot = torch.add(cos.new_tensor(mean_sq), theta, alpha=-jump, out=theta)  # (α²+β²)/2 − jump·θ
+        nngp = torch.addcmul(sin, cos, dot, value=1.0 / jump, out=cos)  # (jump·sin θ + cos θ·dot)/jump
+        s1 = s1 * jump
+    if not scaled:
+        return nngp, dot, s1, s2
+    return nngp.mul_(s1).mul_(s2), dot
 
 
 def erf_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: bool = False

@@ -58,8 +58,23 @@ class KState:
     width: int
     diag: bool
     self_block: bool = False  # full mode: the leading B×B square of the block is k(x_i, x_i) (exact cosines 1)
+    # Full mode only: multipliers not yet applied (a pass over the block saved when a Dense layer follows and
+    # fuses them into its own update): nngp·scale1·scale2 with scale1 (B, 1), scale2 (1, N2); ntk·ntk_factor.
+    scale1: torch.Tensor | None = None
+    scale2: torch.Tensor | None = None
+    ntk_factor: torch.Tensor | None = None
+
+    def materialized(self) -> "KState":
+        """The same kernels with pending multipliers applied — in place, so use the returned state only."""
+        if self.scale1 is None and self.ntk_factor is None:
+            return self
+        nngp = self.nngp if self.scale1 is None else self.nngp.mul_(self.scale1).mul_(self.scale2)
+        ntk = self.ntk if (self.ntk is None or self.ntk_factor is None) else self.ntk.mul_(self.ntk_factor)
+        return replace(self, nngp=nngp, ntk=ntk, scale1=None, scale2=None, ntk_factor=None)
 
     def clone(self) -> "KState":
+        if self.scale1 is not None or self.ntk_factor is not None:
+            raise RuntimeError("clone() of a KState with pending multipliers; call materialized() first")
         nngp = self.nngp.clone()
         ntk = None if self.ntk is None else self.ntk.clone()
         if self.diag:
@@ -208,7 +223,7 @@ class Layer:
         if isinstance(out, list):
             raise ValidationError("network", "a single output", f"{len(out)} branches",
                                   "End the branches with FanInSum().")
-        return out
+        return out.materialized()
 
     def finite(self, seed: int | torch.Generator = 0, width: int | None = None,
                dtype: torch.dtype = torch.float64, *, in_dim: int | None = None) -> torch.nn.Module:
@@ -262,13 +277,23 @@ class Dense(Layer):
     def kernel_fn(self, k: KState) -> KState:
         w2, b2 = self.w_std**2, self.b_std**2
         if self.parameterization == "standard":  # Θ' = n_in Σ + 1 + w² Θ, with the incoming Σ and Θ
+            k = k.materialized()
             if k.ntk is None:
                 ntk = torch.mul(k.nngp, float(k.width)).add_(1.0)
             else:
                 ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(k.width)).add_(1.0)
-        nngp = torch.add(k.nngp.new_tensor(b2), k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in place
-        if self.parameterization == "ntk":  # Θ' = Σ' + w² Θ
-            ntk = nngp.clone() if k.ntk is None else torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
+        b2_t = k.nngp.new_tensor(b2)
+        if k.scale1 is not None:  # Σ' = b² + w² (Σ·s1)·s2: the activation's scale fused in (2 passes, not 4)
+            nngp = torch.addcmul(b2_t, k.nngp.mul_(k.scale1 * w2), k.scale2, out=k.nngp)
+        else:
+            nngp = torch.add(b2_t, k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in place
+        if self.parameterization == "ntk":  # Θ' = Σ' + w² Θ (times the activation's Σ̇, fused in)
+            if k.ntk is None:
+                ntk = nngp.clone()
+            elif k.ntk_factor is not None:
+                ntk = torch.addcmul(nngp, k.ntk, k.ntk_factor, value=w2, out=k.ntk)
+            else:
+                ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
         if k.diag:
             return KState(nngp, ntk, nngp, nngp, self.out, True)
         v1, v2 = _affine_vars(k, w2, b2)
@@ -292,17 +317,24 @@ class _Activation(Layer):
     def dual(self, c, a, b, inplace=False, same=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def dual_lazy(self, c, a, b, same=None):
+        """``(E[φφ] / (s1·s2), E[φ'φ'], s1, s2)``: the dual with its row/column scale left to the next layer."""
+        nngp, dot = self.dual(c, a, b, inplace=True, same=same)
+        return nngp, dot, None, None
+
     def kernel_fn(self, k: KState) -> KState:
+        k = k.materialized()
         if k.diag:
             nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False, same="all")
             ntk = None if k.ntk is None else k.ntk.mul_(dot)
             return KState(nngp, ntk, nngp, nngp, k.width, True)
         v1 = self.dual(k.var1, k.var1, k.var1, same="all")[0]  # Σ'(x, x): (B,)
         v2 = v1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2, same="all")[0]
-        nngp, dot = self.dual(k.nngp, k.var1[:, None], k.var2[None, :], inplace=True,
-                              same="diagonal" if k.self_block else None)  # (B, N2)
-        ntk = None if k.ntk is None else k.ntk.mul_(dot)  # Θ' = Σ̇ Θ
-        return KState(nngp, ntk, v1, v2, k.width, False, k.self_block)
+        nngp, dot, s1, s2 = self.dual_lazy(k.nngp, k.var1[:, None], k.var2[None, :],
+                                           same="diagonal" if k.self_block else None)  # (B, N2)
+        # Θ' = Σ̇ Θ, left pending so that a following Dense fuses it into Θ'' = Σ'' + w² Σ̇ Θ
+        return KState(nngp, k.ntk, v1, v2, k.width, False, k.self_block, s1, s2,
+                      None if k.ntk is None else dot)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         return _finite.ActivationModule(self.fn, repr(self)), in_width
@@ -328,6 +360,9 @@ class ABReLU(_Activation):
 
     def dual(self, c, a, b, inplace=False, same=None):
         return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=inplace, same=same)
+
+    def dual_lazy(self, c, a, b, same=None):
+        return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=True, same=same, scaled=False)
 
 
 class ReLU(ABReLU):
@@ -528,6 +563,7 @@ class FanOut(Layer):
         return f"FanOut({self.n})"
 
     def kernel_fn(self, k):
+        k = k.materialized()  # (materialized() updates the buffers in place: no branch may see them pending)
         return [k] + [k.clone() for _ in range(self.n - 1)]  # clones: branches update their kernels in place
 
     def build(self, in_width, gen, hidden, readout, dtype):
@@ -546,6 +582,7 @@ class FanInSum(Layer):
         widths = {k.width for k in ks}
         if len(widths) > 1:
             raise ValidationError("FanInSum", "branches of equal width", f"widths {sorted(widths)}")
+        ks = [k.materialized() for k in ks]
         nngp = ks[0].nngp
         for k in ks[1:]:
             nngp = nngp.add_(k.nngp)
