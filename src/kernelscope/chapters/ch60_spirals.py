@@ -150,7 +150,7 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     weak = [w for w, a in zip(sweep.widths, accs) if a < 0.9]
     strong = [w for w, a in zip(sweep.widths, accs) if a >= 0.95]
     f.append("Width sweep: final training accuracy " + ", ".join(f"H={w}: {a:.0%}" for w, a in zip(sweep.widths, accs))
-             + (f". Widths {weak} stay below 90%" if weak else ". No width stays below 90%")
+             + (f". H = {', '.join(map(str, weak))} stay below 90%" if weak else ". No width stays below 90%")
              + (f"; from H = {min(strong)} on the net passes 95%." if strong else "; none passes 95%."))
     f.append(f"The narrow deep net (2 units per layer, leaky ReLU) reaches {fold.final_train_accuracy:.1%} training "
              f"accuracy on {fold.config['classes']} arms with only {fold.pieces[-1]} linear pieces on the plotted box; "
@@ -167,9 +167,9 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
                  f"theory: -0.5 for large widths) and the relative weight change from {a.weight_change:.3g} to "
                  f"{b.weight_change:.3g}.")
         f.append(f"Features learned: the kernel-target alignment of the NTK goes {a.alignment_0:.3f} → "
-                 f"{a.alignment_T:.3f} during training at width {a.width:.0f} (+{a.alignment_T - a.alignment_0:.3f}) "
+                 f"{a.alignment_T:.3f} during training at width {a.width:.0f} ({a.alignment_T - a.alignment_0:+.3f}) "
                  f"but only {b.alignment_0:.3f} → {b.alignment_T:.3f} at width {b.width:.0f} "
-                 f"(+{b.alignment_T - b.alignment_0:.3f}): the wide net keeps the kernel it started with.")
+                 f"({b.alignment_T - b.alignment_0:+.3f}): the wide net keeps the kernel it started with.")
     ntk = kern.get("NTK kernel regression")
     nngp = kern.get("NNGP kernel regression")
     lin = next((r for name, r in kern.items() if name.startswith("NTK linearised")), None)

@@ -28,6 +28,7 @@ import torch
 
 from .._arrays import (ValidationError, as_generator, as_numpy, check_int, check_nonnegative, check_positive)
 from ..data import spirals
+from .spirals import one_thread
 
 __all__ = ["ntk_two_layer", "analytic_kernels", "kernel_target_alignment", "kernel_classifier",
            "gd_kernel_predict", "train_ntk_net", "RegimeRow", "RegimeTable", "regime_table", "REGIME_WIDTHS"]
@@ -169,6 +170,11 @@ def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | Non
     classes = int(y.max()) + 1 if classes is None else classes
     Y = _one_hot_centred(y, classes)
     p = _init_ntk(width, X.shape[1], classes, as_generator(seed))
+    with one_thread():
+        return _gd(p, X, Xt, Y, w_std, b_std, lr, steps)
+
+
+def _gd(p, X, Xt, Y, w_std, b_std, lr, steps) -> dict[str, Any]:
     p0 = {k: v.detach().clone() for k, v in p.items()}
     opt = torch.optim.SGD(list(p.values()), lr=lr)
     losses = np.full(steps + 1, np.nan)
