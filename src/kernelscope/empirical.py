@@ -182,8 +182,7 @@ def linear_features(model: nn.Module, x: torch.Tensor, n_out: int,
             out = functional_call(model, params, (x,)) if params is not None else model(x)
             out = out.reshape(n, n_out)
             eps_all = [e for _, m in layers for _, e in records[id(m)]]
-            grads = [torch.autograd.grad(out[:, o].sum(), eps_all, retain_graph=o < n_out - 1, allow_unused=True)
-                     for o in range(n_out)]
+            grads = _output_gradients(out, eps_all, n_out)
     finally:
         for h in handles:
             h.remove()
@@ -203,6 +202,21 @@ def linear_features(model: nn.Module, x: torch.Tensor, n_out: int,
         feats.append(LinearFeatures(A, G, mod.weight.requires_grad,
                                     mod.bias is not None and mod.bias.requires_grad))
     return feats
+
+
+def _output_gradients(out: torch.Tensor, eps_all: list[torch.Tensor], n_out: int) -> list[list]:
+    """``grads[o][k] = ∂(Σ_n f_o(x_n))/∂ε_k``: one batched backward pass over the O outputs (vmap over the
+    cotangents ``e_o``), or one pass per output where batching is not supported."""
+    if n_out > 1:
+        cot = torch.eye(n_out, dtype=out.dtype, device=out.device)[:, None, :].expand(n_out, *out.shape)
+        try:
+            batched = torch.autograd.grad(out, eps_all, grad_outputs=cot, is_grads_batched=True, retain_graph=True,
+                                          allow_unused=True)  # each (O, *ε.shape)
+            return [[None if g is None else g[o] for g in batched] for o in range(n_out)]
+        except RuntimeError:  # an operation without a batching rule: fall back to one pass per output
+            pass
+    return [list(torch.autograd.grad(out[:, o].sum(), eps_all, retain_graph=o < n_out - 1, allow_unused=True))
+            for o in range(n_out)]
 
 
 def _slice(feats: list[LinearFeatures], rows: slice) -> list[LinearFeatures]:

@@ -129,6 +129,14 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     -------
     PathKernelResult. A NaN/inf loss stops training with a warning naming the step; the kernel machine of the
     steps taken so far is returned.
+
+    Notes
+    -----
+    Gauss–Legendre with q nodes integrates polynomials of degree 2q − 1 exactly, and along one small step the
+    integrand ``∇f(x; w_s + τΔw_s)·∇f(x_i; w_s)`` of a smooth network (tanh, erf, GELU) is very nearly one:
+    float64 rounding (~1e-15) is reached. With ReLU the integrand jumps where a unit's pre-activation changes
+    sign inside the step, so the identity holds only to about 1e-5–1e-4 relative (measured 7e-5 for a
+    three-layer ReLU net of width 64, 100 steps); the left-endpoint sum has the same kinks plus its O(η) error.
     """
     kind = ArrayKind.of(X_test)
     loss = check_choice(loss, "loss", LOSSES)
