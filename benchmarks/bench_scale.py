@@ -155,14 +155,21 @@ def _run_sklearn_child(n: int, n_test: int, name: str, lam: float):
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pred.npy")
-        proc = subprocess.run([sys.executable, __file__, "--_sklearn-child", str(n), str(n_test), name, repr(lam),
-                               out], capture_output=True, text=True)
+        cmd = [sys.executable, __file__, "--_sklearn-child", str(n), str(n_test), name, repr(lam), out]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        note = ""
+        if proc.returncode != 0:  # seen here: SIGSEGV in multithreaded OpenBLAS (scipy.linalg.solve) at N = 20 000
+            print(f"  (scikit-learn KernelRidge exited with status {proc.returncode}; "
+                  "retrying with OPENBLAS_NUM_THREADS=1)", flush=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+            note = " [1 BLAS thread]"
         if proc.returncode != 0:
-            print(f"  (scikit-learn KernelRidge exited with status {proc.returncode}: "
-                  f"{(proc.stderr.strip().splitlines() or ['no message'])[0][:150]})")
+            print(f"  (scikit-learn KernelRidge failed again, status {proc.returncode}: "
+                  f"{(proc.stderr.strip().splitlines() or ['no message'])[-1][:200]})", flush=True)
             return None
         res = json.loads(proc.stdout.strip().splitlines()[-1])
-        return np.load(out), res["fit_s"], res["predict_s"], res["label"]
+        return np.load(out), res["fit_s"], res["predict_s"], res["label"] + note
 
 
 def _nystrom_child(n: int, m: int, n_test: int) -> None:

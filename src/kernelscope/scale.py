@@ -45,7 +45,6 @@ from ._arrays import (
     check_int,
     check_memory,
     check_nonnegative,
-    format_bytes,
 )
 
 __all__ = [
@@ -458,7 +457,3 @@ def gram_reduce(kernel: Kernel, X: np.ndarray, Y: np.ndarray, C: np.ndarray, *, 
     (G, z), = dask.compute(parts[0])
     return G, z
 
-
-def describe_memory(n_bytes: float) -> str:
-    """``format_bytes`` re-exported for messages of the solvers."""
-    return format_bytes(n_bytes)
