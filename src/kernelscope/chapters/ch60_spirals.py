@@ -149,7 +149,7 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     accs = sweep.final_train_accuracy()
     weak = [w for w, a in zip(sweep.widths, accs) if a < 0.9]
     strong = [w for w, a in zip(sweep.widths, accs) if a >= 0.95]
-    f.append("Width sweep: final training accuracy " + ", ".join(f"H={w}: {a:.0%}" for w, a in zip(sweep.widths, accs))
+    f.append("Width sweep: final training accuracy " + ", ".join(f"H={w}: {a:.1%}" for w, a in zip(sweep.widths, accs))
              + (f". H = {', '.join(map(str, weak))} stay below 90%" if weak else ". No width stays below 90%")
              + (f"; from H = {min(strong)} on the net passes 95%." if strong else "; none passes 95%."))
     f.append(f"The narrow deep net (2 units per layer, leaky ReLU) reaches {fold.final_train_accuracy:.1%} training "
@@ -160,12 +160,22 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     kern = {r.model: r for r in table.rows if not math.isfinite(r.width)}
     if len(fin) >= 2:
         a, b = fin[0], fin[-1]
-        slope = (math.log(b.ntk_change) - math.log(a.ntk_change)) / (math.log(b.width) - math.log(a.width)) \
-            if a.ntk_change > 0 and b.ntk_change > 0 else float("nan")
+        c = fin[-2]
+
+        def slope(r1, r2, attr):
+            v1, v2 = getattr(r1, attr), getattr(r2, attr)
+            return (math.log(v2) - math.log(v1)) / (math.log(r2.width) - math.log(r1.width)) \
+                if v1 > 0 and v2 > 0 else float("nan")
+
+        changes = [r.ntk_change for r in fin]
+        tail = ("the NTK change decreases monotonically with width" if all(x > y for x, y in zip(changes, changes[1:]))
+                else "at the narrow end the NTK change is not monotone (" + ", ".join(f"{v:.2g}" for v in changes)
+                + "): narrow nets are far outside the lazy regime, where the 1/sqrt(n) law says nothing")
         f.append(f"Lazy regime: the relative NTK change falls from {a.ntk_change:.3g} at width {a.width:.0f} to "
-                 f"{b.ntk_change:.3g} at width {b.width:.0f} (log-log slope {slope:.2f} over the whole range; "
-                 f"theory: -0.5 for large widths) and the relative weight change from {a.weight_change:.3g} to "
-                 f"{b.weight_change:.3g}.")
+                 f"{b.ntk_change:.3g} at width {b.width:.0f} and the relative weight change from "
+                 f"{a.weight_change:.3g} to {b.weight_change:.3g}. Between widths {c.width:.0f} and {b.width:.0f} "
+                 f"their log-log slopes are {slope(c, b, 'ntk_change'):.2f} and {slope(c, b, 'weight_change'):.2f} "
+                 f"(lazy-training theory: -0.5); {tail}.")
         f.append(f"Features learned: the kernel-target alignment of the NTK goes {a.alignment_0:.3f} → "
                  f"{a.alignment_T:.3f} during training at width {a.width:.0f} ({a.alignment_T - a.alignment_0:+.3f}) "
                  f"but only {b.alignment_0:.3f} → {b.alignment_T:.3f} at width {b.width:.0f} "

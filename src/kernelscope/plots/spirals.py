@@ -98,8 +98,10 @@ def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int 
 
 def plot_embedding_panels(run, n_panels: int = 6, axes=None):
     """``n_panels`` snapshots side by side with shared limits: collapsed, grown, then un-warped."""
-    idx = np.unique(np.round(np.geomspace(1, len(run.snapshot_epochs), n_panels)).astype(int) - 1)
-    idx[0] = 0
+    # epochs 0, then 5% ... 100% of training, spaced geometrically (growth early, un-warping later)
+    E = int(run.snapshot_epochs[-1])
+    targets = np.concatenate([[0], np.geomspace(0.05 * E, E, max(n_panels - 1, 1))]) if E > 0 else [0]
+    idx = np.unique([int(np.abs(run.snapshot_epochs - t).argmin()) for t in targets])
     if axes is None:
         cols = min(3, len(idx))
         rows = math.ceil(len(idx) / cols)
@@ -282,7 +284,7 @@ def plot_regimes(table, axes=None):
     wc = np.array([r.weight_change for r in fin])
     a0.loglog(w, wc, "s--", label="$\\|w_T-w_0\\| / \\|w_0\\|$")
     if len(w) and np.isfinite(ch[0]) and ch[0] > 0:
-        a0.loglog(w, ch[0] * np.sqrt(w[0] / w), ":", color="0.4", label="$\\propto 1/\\sqrt{n}$")
+        a0.loglog(w, ch[-1] * np.sqrt(w[-1] / w), ":", color="0.4", label="$\\propto 1/\\sqrt{n}$ (through the widest)")
     a0.set_xlabel("width n")
     a0.set_ylabel("relative change during training")
     a0.set_title("the NTK stops moving as width grows")
