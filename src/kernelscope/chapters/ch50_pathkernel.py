@@ -94,11 +94,11 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "per-step Gauss–Legendre version exact to rounding."))
 
     # 3. a digits classifier explained by its training points
-    n_train = 120 if q else 300
+    n_train = 120 if q else 200
     n_test = 30
     Xd, labels = data.digits(n_train + n_test, seed=ctx.seed, classes=5 if q else 10)
     clf = mlp(64, 128, d_out=int(labels.max()) + 1, activation="tanh", b_std=0.1, seed=ctx.seed)
-    cls = path_kernel(clf, Xd[:n_train], labels[:n_train], Xd[n_train:], lr=0.1, steps=40 if q else 150,
+    cls = path_kernel(clf, Xd[:n_train], labels[:n_train], Xd[n_train:], lr=0.1, steps=40 if q else 100,
                       loss="cross_entropy", batch_size=30 if q else 50, exact=True, nodes=3, seed=ctx.seed,
                       track=ctx.track)
     axes = P.plot_explanations(cls, Xd[:n_train], Xd[n_train:], indices=[0, 1, 2, 3], k=5,
