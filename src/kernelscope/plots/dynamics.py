@@ -158,10 +158,10 @@ def plot_step_error(study: dict, ax=None):
               label=f"left-endpoint sum (slope {study['slope']:+.2f})")
     exact = np.maximum(np.array(study["exact"], float), 1e-17)
     ax.loglog(lr, exact, "s-", color="#2ca02c", label="Gauss–Legendre per step")
-    ax.loglog(lr, study["left_endpoint"][0] * lr / lr[0], "k--", lw=1, label="guide ∝ η")
+    ax.loglog(lr, study["left_endpoint"][-1] * lr / lr[-1], "k--", lw=1, label="guide ∝ η (first order)")
     ax.set_xlabel("step size η (training time T = η·steps fixed)")
     ax.set_ylabel("‖f_kernel − f_model‖ / ‖f_model‖")
-    ax.set_title(f"Discrete steps, T = {study['T']:g}")
+    ax.set_title(f"Discrete steps, training time T = {study['T']:.3g}")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return ax
