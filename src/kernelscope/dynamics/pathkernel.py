@@ -203,13 +203,14 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     it = track(range(steps), "gradient-descent steps") if track else range(steps)
     for s in it:
         if batch_size is None:
-            idx = order
+            idx = slice(None)  # full batch: views, no gathers or scatters
         else:
             if cursor + batch_size > n:
                 order, cursor = torch.randperm(n, generator=gen), 0
             idx = order[cursor:cursor + batch_size]
             cursor += batch_size
-        out = net(Xt[idx]).reshape(len(idx), n_out)
+        xb = Xt[idx]
+        out = net(xb).reshape(xb.shape[0], n_out)
         total, dl = _loss_and_derivative(out, yt[idx], loss)  # dl (B, O)
         if not math.isfinite(float(total.detach())):
             stopped_at = s
@@ -217,7 +218,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
                  f"the kernel machine of the {s} steps taken. Use a smaller lr.")
             break
         losses.append(float(total.detach()))
-        g_train = grads(Xt[idx])  # per-example gradients at w_s
+        g_train = grads(xb)  # per-example gradients at w_s
         w_s = [p.detach().clone() for p in params]
         if not exact:
             k_s = grads.gram(grads(Xs), g_train)  # (M, B, O, O) tangent kernel at w_s
