@@ -159,6 +159,11 @@ def plot_step_error(study: dict, ax=None):
     exact = np.maximum(np.array(study["exact"], float), 1e-17)
     ax.loglog(lr, exact, "s-", color="#2ca02c", label="Gauss–Legendre per step")
     ax.loglog(lr, study["left_endpoint"][-1] * lr / lr[-1], "k--", lw=1, label="guide ∝ η (first order)")
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(FixedLocator(list(lr)))
+    ax.set_xticklabels([f"{v:.2g}" for v in lr], fontsize=8)
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step size η (training time T = η·steps fixed)")
     ax.set_ylabel("‖f_kernel − f_model‖ / ‖f_model‖")
     ax.set_title(f"Discrete steps, training time T = {study['T']:.3g}")
