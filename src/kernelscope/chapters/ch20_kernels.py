@@ -297,4 +297,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return out
 
 
-CHAPTER = Chapter(key="kernels", order=20, title="From linear regression to kernels", intro=INTRO, run=run)
+CHAPTER = Chapter(key="kernels", order=20, title="2. From linear regression to kernels", intro=INTRO, run=run)

@@ -280,4 +280,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter("nets", 30, "Infinite-width networks: NNGP and NTK", INTRO, run)
+CHAPTER = Chapter("nets", 30, "3. Infinite-width networks: NNGP and NTK", INTRO, run)

@@ -200,5 +200,5 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     return f
 
 
-CHAPTER = Chapter(key="spirals", order=60, title="Learning the feature vector: spirals, and where the kernel picture "
+CHAPTER = Chapter(key="spirals", order=60, title="6. Learning the feature vector: spirals, and where the kernel picture "
                   "stops", intro=INTRO, run=run)
