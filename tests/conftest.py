@@ -16,3 +16,13 @@ def quick_tour(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tour")
     return out, run_tour(out, quick=True, progress=False)
+
+
+try:  # CI replays the same examples on every run (no flaky reds); locally hypothesis keeps exploring
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        settings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    pass

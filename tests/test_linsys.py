@@ -225,9 +225,10 @@ def test_torch_in_torch_out():
 
 
 # -- properties of the pseudoinverse -------------------------------------------------------------------------
+# (subnormal entries are left out: the pseudoinverse of a matrix of subnormals overflows float64, as NumPy's does)
 matrices = st.integers(1, 7).flatmap(
     lambda m: st.integers(1, 7).flatmap(
-        lambda n: arrays(np.float64, (m, n), elements=st.floats(-10, 10, allow_nan=False, width=64))))
+        lambda n: arrays(np.float64, (m, n), elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False, width=64))))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
