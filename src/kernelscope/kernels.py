@@ -357,51 +357,47 @@ class CallableKernel(Kernel):
         return super()._diag(A)
 
 
-class SumKernel(Kernel):
-    """``(k1 + k2)(x, x') = k1(x, x') + k2(x, x')``."""
+class _PairKernel(Kernel):
+    """Two kernels combined entrywise by ``_combine_`` (in place on the first one's block)."""
 
     def __init__(self, k1: Kernel, k2: Kernel):
         self.k1, self.k2 = k1, k2
         self.block_factor = 1 + max(k1.block_factor, k2.block_factor)
+
+    def params(self):
+        return {"k1": self.k1, "k2": self.k2}
+
+    @staticmethod
+    def _combine_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise TypeError("_PairKernel is abstract: use SumKernel or ProductKernel")
+
+    def _fill(self, A, B, out):
+        self.k1._fill(A, B, out)
+        tmp = torch.empty_like(out)
+        self.k2._fill(A, B, tmp)
+        self._combine_(out, tmp)
+
+    def _diag(self, A):
+        return self._combine_(self.k1._diag(A).clone(), self.k2._diag(A))  # clone: a diag may be a user's array
+
+
+class SumKernel(_PairKernel):
+    """``(k1 + k2)(x, x') = k1(x, x') + k2(x, x')``."""
+
+    _combine_ = staticmethod(torch.Tensor.add_)
 
     def __repr__(self):
         return f"{self.k1!r} + {self.k2!r}"
 
-    def params(self):
-        return {"k1": self.k1, "k2": self.k2}
 
-    def _fill(self, A, B, out):
-        self.k1._fill(A, B, out)
-        tmp = torch.empty_like(out)
-        self.k2._fill(A, B, tmp)
-        out.add_(tmp)
-
-    def _diag(self, A):
-        return self.k1._diag(A) + self.k2._diag(A)
-
-
-class ProductKernel(Kernel):
+class ProductKernel(_PairKernel):
     """``(k1 · k2)(x, x') = k1(x, x') k2(x, x')`` (entrywise; PSD by the Schur product theorem)."""
 
-    def __init__(self, k1: Kernel, k2: Kernel):
-        self.k1, self.k2 = k1, k2
-        self.block_factor = 1 + max(k1.block_factor, k2.block_factor)
+    _combine_ = staticmethod(torch.Tensor.mul_)
 
     def __repr__(self):
         wrap = lambda k: f"({k!r})" if isinstance(k, SumKernel) else repr(k)
         return f"{wrap(self.k1)} * {wrap(self.k2)}"
-
-    def params(self):
-        return {"k1": self.k1, "k2": self.k2}
-
-    def _fill(self, A, B, out):
-        self.k1._fill(A, B, out)
-        tmp = torch.empty_like(out)
-        self.k2._fill(A, B, tmp)
-        out.mul_(tmp)
-
-    def _diag(self, A):
-        return self.k1._diag(A) * self.k2._diag(A)
 
 
 class ScaledKernel(Kernel):
