@@ -33,7 +33,7 @@ module by <code>kernelscope.empirical.ntk</code>, converges to the infinite-widt
 
 WIDTHS = {
     "1d": {"quick": [16, 64, 256, 1024], "full": [16, 64, 256, 1024, 4096]},
-    "digits": {"quick": [16, 64, 256], "full": [16, 64, 256, 1024]},
+    "digits": {"quick": [16, 64, 256], "full": [16, 64, 256, 1024, 4096]},
     "ntk": {"quick": [16, 128, 1024], "full": [16, 64, 256, 1024, 4096]},
 }
 ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)
