@@ -154,6 +154,7 @@ class TestNystrom:
         assert default_n_centers(50) == 50
         assert default_n_centers(20_000) == 1401 and default_n_centers(200_000) == 5459
 
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
     def test_normal_equations_closed_form(self, problem):
         X, Y, Xt = problem
         ridge = 1e-2
@@ -171,6 +172,26 @@ class TestNystrom:
         exact = K_of(Xt, X) @ np.linalg.solve(K_of(X) + ridge * np.eye(len(X)), Y)
         assert np.linalg.norm(K_of(Xt, sol.centers) @ sol.coef - exact) / np.linalg.norm(exact) < 1e-6
 
+    def test_effective_dimension_and_saturation_warning(self, problem):
+        X, Y, _ = problem
+        ridge = 1e-2
+        ev = np.linalg.eigvalsh(K_of(X))
+        exact = float(np.sum(ev / (ev + ridge)))  # d_eff(λ) = tr(K (K + λI)⁻¹)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # all centres: nothing is missed, no warning
+            full = nystrom_solve(rbf, X, Y, ridge, n_centers=len(X))
+        # (K_mm gets a jitter of ~1e-10·mean diag before its Cholesky factor: agreement to that level, amplified)
+        assert abs(full.info["effective_dimension"] - exact) < 1e-4 * exact
+        assert full.info["saturation"] == pytest.approx(exact / len(X), rel=1e-4)
+        with pytest.warns(KernelscopeWarning, match=r"M = 12 centres.*saturated.*solver='cg'"):
+            few = nystrom_solve(rbf, X, Y, ridge, n_centers=12, seed=0)
+        assert 0.5 * 12 < few.info["effective_dimension"] <= 12
+        with warnings.catch_warnings():  # a large ridge leaves the centres room to spare: no warning
+            warnings.simplefilter("error")
+            spare = nystrom_solve(rbf, X, Y, 30.0, n_centers=12, seed=0)
+        assert spare.info["saturation"] < 0.5
+
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
     def test_error_shrinks_with_more_centres(self, problem):
         X, Y, Xt = problem
         exact = K_of(Xt, X) @ np.linalg.solve(K_of(X) + 1e-2 * np.eye(len(X)), Y[:, 0])
@@ -221,6 +242,7 @@ class TestNystrom:
 
 
 class TestRegistry:
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
     def test_registered_and_tensor_results(self, problem):
         X, Y, _ = problem
         Xt_, Yt_ = torch.as_tensor(X), torch.as_tensor(Y)

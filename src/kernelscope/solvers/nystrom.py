@@ -13,8 +13,13 @@ well-conditioned variables ``γ = Tβ`` with ``K_mm = TᵀT`` (Cholesky, T upper
 
 where ``K_nmᵀ K_nm`` and ``K_nmᵀ y`` are accumulated over row blocks on Dask (:func:`kernelscope.scale.gram_reduce`),
 so the memory is O(M² + block·M) — never N×M, never N×N. ``M ≈ √N·log N`` centres reach the statistical accuracy
-of the exact estimator (Rudi, Camoriano & Rosasco 2015, "Less is more: Nyström computational regularization";
-Meanti et al. 2020, "Kernel methods through the roof").
+of the exact estimator when the ridge is of the order the learning theory prescribes, λ ≈ √N in these units
+(Rudi, Camoriano & Rosasco 2015, "Less is more: Nyström computational regularization"; Meanti et al. 2020,
+"Kernel methods through the roof"). In general M must exceed the effective dimension
+``d_eff(λ) = tr(K (K + λI)⁻¹)``: a small ridge (little noise) or a kernel with a flat spectrum (the ReLU NTK in
+high dimension) needs M close to N, and there the exact CG solver is the right tool. Every fit reports the effective
+dimension of its own model (``info['effective_dimension']``, ``info['saturation']`` = d_eff/M) and warns when
+the centres are saturated (d_eff > M/2).
 
 Centres are sampled uniformly, or by approximate ridge leverage scores (Alaoui & Mahoney 2015; Rudi et al. 2018)
 ``ℓ_i(λ) = [K (K + λI)⁻¹]_ii``, estimated from a uniform Nyström sketch ``K ≈ B Bᵀ`` as
@@ -40,11 +45,13 @@ from .._arrays import (
     check_int,
     check_memory,
     check_nonnegative,
+    warn,
 )
 from .. import scale
 from . import SolverResult, register
 
-__all__ = ["default_n_centers", "sample_centers", "leverage_scores", "nystrom_solve", "NystromSolution", "fit"]
+__all__ = ["default_n_centers", "sample_centers", "leverage_scores", "nystrom_solve", "NystromSolution", "fit",
+           "effective_dimension_from_factor"]
 
 Kernel = Callable[[Any, Any], Any]
 
@@ -158,6 +165,23 @@ def sample_centers(kernel: Kernel, X: np.ndarray, n_centers: int, *, sampling: s
     return np.sort(idx.numpy())
 
 
+SATURATION_WARN = 0.5  # warn when d_eff of the Nyström model exceeds this fraction of M (M < 2·d_eff)
+
+
+def effective_dimension_from_factor(R: torch.Tensor, ridge: float) -> float:
+    """``d_eff = tr(A (A + λI)⁻¹) = M − λ·tr((A + λI)⁻¹)`` from the Cholesky factor ``A + λI = R Rᵀ``.
+
+    With ``A = T⁻ᵀ K_nmᵀ K_nm T⁻¹`` (whose eigenvalues are the non-zero eigenvalues of the Nyström approximation
+    ``K̂ = K_nm K_mm⁻¹ K_mn``) this is the effective dimension of K̂ at the ridge λ: the number of directions the
+    estimator fits rather than shrinks. Close to M, every direction the centres span is in use and the ones they
+    miss most likely matter too (more centres would change the fit); well below M, the centres have room to
+    spare. Cost: one triangular inverse, M³/3.
+    """
+    m = R.shape[0]
+    Rinv = torch.linalg.solve_triangular(R, torch.eye(m, dtype=R.dtype, device=R.device), upper=False)
+    return float(m - ridge * (Rinv * Rinv).sum())
+
+
 def memory_needed(n: int, m: int, d: int, o: int, block: int, threads: int, n_panels: int) -> int:
     """Peak bytes of :func:`nystrom_solve`: partial Gram sums, tiles in flight, the M×M factors, inputs."""
     return int(8 * (m * m * (n_panels + 6) + threads * block * m + m * (d + 2 * o) + n * (d + o)))
@@ -225,18 +249,27 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     A = torch.linalg.solve_triangular(L, LiG.T, upper=False)  # L⁻¹ G L⁻ᵀ = T⁻ᵀ G T⁻¹
     A = (A + A.T) / 2
     rhs = torch.linalg.solve_triangular(L, z, upper=False)  # T⁻ᵀ z
+    d_eff = None
     if ridge > 0:
         R, info = torch.linalg.cholesky_ex(A + ridge * torch.eye(m, dtype=torch.float64))
         gamma = torch.cholesky_solve(rhs, R) if int(info) == 0 else torch.linalg.lstsq(
             A + ridge * torch.eye(m, dtype=torch.float64), rhs).solution
         method = "cholesky" if int(info) == 0 else "lstsq"
+        if int(info) == 0:
+            d_eff = effective_dimension_from_factor(R, ridge)
     else:
         gamma = torch.linalg.pinv(A, hermitian=True) @ rhs
         method = "pinv"
     beta = torch.linalg.solve_triangular(L.T, gamma, upper=True)  # β = T⁻¹ γ, (M, O)
     info = {"solver": "nystrom", "n_centers": m, "sampling": sampling, "block": block, "jitter": jitter,
             "reduced_solve": method, "memory_bytes_estimate": need,
-            "scheduler": "distributed" if scale.active_client() is not None else "threads"}
+            "scheduler": "distributed" if scale.active_client() is not None else "threads",
+            "effective_dimension": d_eff, "saturation": None if d_eff is None else d_eff / m}
+    if d_eff is not None and m < n and d_eff > SATURATION_WARN * m:
+        warn(f"Nyström with M = {m} centres: the kernel at ridge {ridge:.3g} has {d_eff:.0f} effective dimensions "
+             f"within the centres' span ({d_eff / m:.0%} of M > {SATURATION_WARN:.0%}): the span is saturated and "
+             "the predictions are likely far from exact kernel ridge regression. Use more centres (n_centers), solver='cg' (exact, "
+             "matrix-free) or a larger ridge.")
     return NystromSolution(C, beta.numpy(), idx, info)
 
 
