@@ -6,6 +6,15 @@ installed here).
     .venv/bin/python benchmarks/bench_empirical.py                 # N = 256, 512, 1024
     .venv/bin/python benchmarks/bench_empirical.py --sizes 256 --methods structured,jacobian
 
+``--cnn``: a small CNN on 8×8 one-channel (digits-size) images instead, Conv2d(1, 32, 3, padding=1) - ReLU -
+Conv2d(32, 32, 3, padding=1) - ReLU - Flatten - [Linear(2048, H) - ReLU, with ``--hidden H``] - Linear(., O), with
+``--outputs O``; 'structured' forms the per-example conv gradients, 'jacobian' the whole Jacobian (every method
+best of ``--repeats`` here: none is slow)::
+
+    .venv/bin/python benchmarks/bench_empirical.py --cnn           # N = 256, 512; structured vs jacobian
+    .venv/bin/python benchmarks/bench_empirical.py --cnn --hidden 128      # a dense layer: P = 272k
+    .venv/bin/python benchmarks/bench_empirical.py --cnn --outputs 10 --sizes 256
+
 Every (method, N) runs in a fresh subprocess so that its peak resident memory (``ru_maxrss`` minus the memory
 after the model and data were made) is its own. Timings: after a warm-up call on 16 examples, best of
 ``--repeats`` for 'structured' and one timed call for the slow methods.
@@ -32,31 +41,45 @@ def _rss_mb() -> float:
     return float("nan")  # pragma: no cover
 
 
-def _worker(method: str, n: int, dtype: str, repeats: int, q) -> None:
+def _model_and_data(n: int, dt, cnn: dict | None):
+    """The benchmarked model and N inputs: the MLP, or with ``cnn`` = {outputs, hidden} the CNN."""
     import torch
     from torch import nn
+
+    torch.manual_seed(0)  # the same weights in every subprocess (nn.Linear/Conv2d draw from the global generator)
+    g = torch.Generator().manual_seed(0)
+    if cnn is None:
+        model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512),
+                              nn.ReLU(), nn.Linear(512, 1)).to(dt)
+        return model, torch.randn(n, 64, generator=g, dtype=dt)
+    head = ([nn.Linear(32 * 64, cnn["hidden"]), nn.ReLU(), nn.Linear(cnn["hidden"], cnn["outputs"])] if cnn["hidden"]
+            else [nn.Linear(32 * 64, cnn["outputs"])])
+    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                          nn.Flatten(), *head).to(dt)
+    return model, torch.randn(n, 1, 8, 8, generator=g, dtype=dt)
+
+
+def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q) -> None:
+    import torch
     from torch.func import functional_call, jacrev, vmap
 
     from kernelscope import empirical
 
     torch.set_num_threads(torch.get_num_threads())
     dt = getattr(torch, dtype)
-    torch.manual_seed(0)  # the same weights in every subprocess (nn.Linear draws from the global generator)
-    g = torch.Generator().manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512),
-                          nn.ReLU(), nn.Linear(512, 1)).to(dt)
-    x = torch.randn(n, 64, generator=g, dtype=dt)
+    model, x = _model_and_data(n, dt, cnn)
+    n_out = 1 if cnn is None else cnn["outputs"]
 
     if method == "torch vmap(jacrev)":
         params = {k: v.detach() for k, v in model.named_parameters()}
 
         def f_single(p, xi):
-            return functional_call(model, p, (xi.unsqueeze(0),)).squeeze(0)
+            return functional_call(model, p, (xi.unsqueeze(0),)).reshape(n_out)
 
         def run(x):
-            jac = vmap(jacrev(f_single), (None, 0))(params, x)  # dict: (N, 1, *shape) per parameter
-            jac = [j.flatten(2) for j in jac.values()]  # (N, 1, P_l)
-            return torch.stack([torch.einsum("Naf,Mbf->NMab", j, j) for j in jac]).sum(0)[:, :, 0, 0]
+            jac = vmap(jacrev(f_single), (None, 0))(params, x)  # dict: (N, O, *shape) per parameter
+            jac = [j.flatten(2) for j in jac.values()]  # (N, O, P_l)
+            return torch.stack([torch.einsum("Naf,Mbf->NMab", j, j) for j in jac]).sum(0)  # (N, N, O, O)
     else:
         def run(x):
             return empirical.ntk(model, x, method=method, chunk_size=len(x) if method == "structured" else 256)
@@ -64,18 +87,19 @@ def _worker(method: str, n: int, dtype: str, repeats: int, q) -> None:
     base = _rss_mb()
     run(x[:16])  # warm-up on a few examples (first-call overheads), then time the full size
     times = []
-    for _ in range(repeats if method == "structured" else 1):
+    for _ in range(repeats if method == "structured" or cnn is not None else 1):
         t0 = time.perf_counter()
         K = run(x)
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    q.put({"seconds": min(times), "peak_mb": peak - base, "trace": float(K.double().trace())})
+    K = K.reshape(n, n, -1)  # (N, N) or (N, N, O·O)
+    q.put({"seconds": min(times), "peak_mb": peak - base, "trace": float(torch.diagonal(K.double()).sum())})
 
 
-def measure(method: str, n: int, dtype: str, repeats: int) -> dict:
+def measure(method: str, n: int, dtype: str, repeats: int, cnn: dict | None = None) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, q))
+    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, cnn, q))
     p.start()
     out = q.get()
     p.join()
@@ -84,24 +108,39 @@ def measure(method: str, n: int, dtype: str, repeats: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="256,512,1024")
-    ap.add_argument("--methods", default="structured,jacobian,torch vmap(jacrev),ntvp")
+    ap.add_argument("--sizes", default=None, help="default 256,512,1024 (MLP), 256,512 (CNN)")
+    ap.add_argument("--methods", default=None,
+                    help="default 'structured,jacobian,torch vmap(jacrev),ntvp' (MLP), 'structured,jacobian' (CNN)")
+    ap.add_argument("--cnn", action="store_true", help="the two-conv-layer CNN on 8x8 images instead of the MLP")
+    ap.add_argument("--outputs", type=int, default=1, help="CNN: number of outputs O")
+    ap.add_argument("--hidden", type=int, default=0, help="CNN: width of a dense hidden layer after Flatten (0: none)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ntvp-max", type=int, default=256, help="largest N for 'ntvp' (one VJP+JVP per example)")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
-    methods = [m.strip() for m in args.methods.split(",")]
+    cnn = {"outputs": args.outputs, "hidden": args.hidden} if args.cnn else None
+    sizes = [int(s) for s in (args.sizes or ("256,512" if cnn else "256,512,1024")).split(",")]
+    methods = [m.strip() for m in (args.methods or ("structured,jacobian" if cnn
+                                                     else "structured,jacobian,torch vmap(jacrev),ntvp")).split(",")]
     import torch
 
-    print(f"MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU), {args.dtype}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; structured: best of {args.repeats}, others: one call (after warm-up)")
+    if cnn:
+        hidden = f"Linear(2048, {args.hidden}) - ReLU - Linear({args.hidden}, {args.outputs})" if args.hidden \
+            else f"Linear(2048, {args.outputs})"
+        model, _ = _model_and_data(1, torch.float32, cnn)
+        arch = (f"CNN on 1x8x8: Conv2d(1, 32, 3, p=1) - ReLU - Conv2d(32, 32, 3, p=1) - ReLU - Flatten - {hidden} "
+                f"(P = {sum(p.numel() for p in model.parameters())})")
+    else:
+        arch = "MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU)"
+    timing = f"best of {args.repeats}" if cnn else f"structured: best of {args.repeats}, others: one call"
+    print(f"{arch}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{timing} (after warm-up)")
     results: dict[str, dict[int, dict]] = {m: {} for m in methods}
     for n in sizes:
         for m in methods:
             if m == "ntvp" and n > args.ntvp_max:
                 continue
-            results[m][n] = measure(m, n, args.dtype, args.repeats)
+            results[m][n] = measure(m, n, args.dtype, args.repeats, cnn)
             r = results[m][n]
             print(f"  N={n:5d} {m:20s} {r['seconds']:9.3f} s   peak +{r['peak_mb']:8.1f} MB", flush=True)
     # agreement between methods (trace of the kernel)
@@ -126,11 +165,12 @@ def main() -> None:
     print("\npeak memory above the baseline (MB):")
     for n in sizes:
         print(f"  N={n:5d} " + ", ".join(f"{m}: {results[m][n]['peak_mb']:.0f}" for m in methods if n in results[m]))
-    print("\nrecorded peers (issue 4, same machine class, N = 1024):")
-    s = results.get("structured", {}).get(1024, {}).get("seconds")
-    for name, vals in NT_RECORDED.items():
-        ratio = f"  -> ratio peer / kernelscope structured = {vals[1024] / s:.2f}" if s else ""
-        print(f"  {name:36s} {vals[1024]:7.2f} s{ratio}")
+    if not cnn:
+        print("\nrecorded peers (issue 4, same machine class, N = 1024):")
+        s = results.get("structured", {}).get(1024, {}).get("seconds")
+        for name, vals in NT_RECORDED.items():
+            ratio = f"  -> ratio peer / kernelscope structured = {vals[1024] / s:.2f}" if s else ""
+            print(f"  {name:36s} {vals[1024]:7.2f} s{ratio}")
     print(json.dumps({m: {str(n): r for n, r in v.items()} for m, v in results.items()}))
 
 

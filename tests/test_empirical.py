@@ -1,7 +1,8 @@
 """kernelscope.empirical: every NTK method against a direct per-example-gradient Jacobian product (1e-10 relative,
 float64), on MLPs with/without biases, a residual model with a shared layer, multi-output and sequence models;
-the kernel contract; NNGP against explicit features and the infinite-width limit; linearize against finite
-differences; clear errors."""
+'structured' for CNNs (stride, padding, padding modes, dilation, groups, shared convs) against 'jacobian'; the
+kernel contract; NNGP against explicit features and the infinite-width limit; linearize against finite differences;
+clear errors."""
 
 from __future__ import annotations
 
@@ -239,3 +240,134 @@ def test_clear_errors():
         empirical.ntk(MODELS["mlp_bias"], np.full((2, 3), np.nan))
     with pytest.raises(ValidationError, match="model"):
         empirical.ntk("not a model", x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 'structured' for nn.Conv2d
+# ---------------------------------------------------------------------------------------------------------------
+
+class ConvAndLinear(nn.Module):
+    """Not a Sequential: a conv branch (one Conv2d used twice, shared weights) beside a Linear on the raw pixels,
+    and a conv with a 2×2 output (position-pair form) before the two-output readout."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(11)
+        self.conv, self.shared = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1, bias=False)
+        self.squeeze = nn.Conv2d(3, 16, 5)  # 6×6 -> 2×2: L = 4 output positions
+        self.skip, self.out = nn.Linear(72, 64), nn.Linear(64, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.conv(x))
+        h = h + torch.relu(self.shared(h))
+        h = torch.tanh(self.shared(h))
+        z = self.squeeze(h).flatten(1) + self.skip(x.flatten(1))
+        return self.out(torch.tanh(z))
+
+
+def _cnns():
+    torch.manual_seed(10)
+    models = {
+        "bias": (nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Conv2d(4, 3, 3), nn.Tanh(), nn.Flatten(),
+                               nn.Linear(3 * 2 * 2, 1)), (2, 6, 6)),
+        "no_bias_stride_pad": (nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False), nn.GELU(),
+                                             nn.Conv2d(4, 3, 2, stride=(2, 1), padding=(1, 0), bias=False),
+                                             nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(3 * 3 * 3, 1, bias=False)),
+                               (2, 7, 7)),
+        "dilation_multi": (nn.Sequential(nn.Conv2d(2, 4, 3, dilation=2, padding=2), nn.Tanh(),
+                                         nn.Conv2d(4, 3, (2, 3), dilation=(1, 2), padding="same"), nn.Tanh(),
+                                         nn.Flatten(), nn.Linear(3 * 36, 3)), (2, 6, 6)),
+        "groups_reflect": (nn.Sequential(nn.Conv2d(4, 6, 3, groups=2, padding=1, padding_mode="reflect"), nn.Tanh(),
+                                         nn.Conv2d(6, 3, 3, stride=2, padding=1, padding_mode="circular"),
+                                         nn.Flatten(), nn.Linear(3 * 9, 2)), (4, 5, 5)),
+        "conv_and_linear": (ConvAndLinear(), (2, 6, 6)),
+    }
+    return {k: (m.double(), shape) for k, (m, shape) in models.items()}
+
+
+CNNS = _cnns()
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # the asymmetric 'same' on purpose
+@pytest.mark.parametrize("name", list(CNNS))
+def test_structured_cnn_matches_jacobian(name):
+    model, shape = CNNS[name]
+    g = torch.Generator().manual_seed(12)
+    x1, x2 = torch.randn(5, *shape, generator=g, **F64), torch.randn(4, *shape, generator=g, **F64)
+    assert empirical._resolve(model, "auto") == "structured"
+    for trace in (False, True):
+        want = empirical.ntk(model, x1, x2, method="jacobian", trace=trace)
+        K = empirical.ntk(model, x1, x2, method="structured", trace=trace, chunk_size=2)
+        assert K.shape == want.shape
+        assert float((K - want).norm() / want.norm()) < 1e-10
+    Kxx = empirical.ntk(model, x1, method="structured")  # x2 = None: the features of x1 are reused
+    assert float((Kxx - empirical.ntk(model, x1, method="jacobian")).norm() / Kxx.norm()) < 1e-10
+
+
+def test_structured_cnn_features_against_direct_product_and_both_conv_forms(monkeypatch):
+    model, shape = CNNS["conv_and_linear"]
+    g = torch.Generator().manual_seed(13)
+    x1, x2 = torch.randn(3, *shape, generator=g, **F64), torch.randn(2, *shape, generator=g, **F64)
+    kinds = [type(f).__name__ for f in empirical.layer_features(model, x1, 2)]
+    # conv: weight and bias gradients, shared conv: weight gradient, squeeze: position pairs, two Linear
+    assert kinds == ["GradientFeatures"] * 3 + ["LinearFeatures"] * 3
+    R = reference_ntk(model, x1, x2)
+    assert float((empirical.ntk(model, x1, x2, method="structured") - R).norm() / R.norm()) < 1e-10
+    # features of x2 too big for the budget: recomputed per block of rows, same kernel
+    monkeypatch.setattr(empirical, "memory_budget_bytes", lambda: 1)
+    K = empirical.ntk(model, x1, x2, method="structured", chunk_size=2)
+    assert float((K - R).norm() / R.norm()) < 1e-10
+
+
+def test_structured_cnn_frozen_weight_and_numpy():
+    torch.manual_seed(14)
+    model = nn.Sequential(nn.Conv2d(1, 3, 2), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 9, 1)).double()
+    model[0].weight.requires_grad_(False)  # only the conv bias is trainable there
+    X = np.random.default_rng(3).standard_normal((4, 1, 4, 4))
+    K = empirical.ntk(model, X, method="structured")
+    assert isinstance(K, np.ndarray)
+    np.testing.assert_allclose(K, empirical.ntk(model, X, method="jacobian"), rtol=1e-10)
+
+
+class WeightStandardised(nn.Conv2d):
+    def forward(self, x):
+        return self._conv_forward(x, self.weight / self.weight.norm(), self.bias)
+
+
+@pytest.mark.parametrize("layer", [nn.BatchNorm2d(2), nn.Conv1d(2, 2, 1), WeightStandardised(2, 2, 1)],
+                         ids=["batchnorm_affine", "conv1d", "conv2d_subclass"])
+def test_unsupported_layer_refused_by_structured_and_auto_falls_back(layer):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(15)
+            self.conv, self.layer, self.out = nn.Conv2d(1, 2, 3), layer, nn.Linear(2 * 4 * 4, 1)
+
+        def forward(self, x):
+            h = self.conv(x)
+            h = self.layer(h.flatten(2)).reshape(h.shape) if isinstance(self.layer, nn.Conv1d) else self.layer(h)
+            return self.out(torch.tanh(h).flatten(1))
+
+    model = Net().double().eval()
+    x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(16), **F64)
+    with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Linear or nn.Conv2d.*'layer\.weight'.*"
+                                                             rf"{type(layer).__name__}.*method='jacobian'"):
+        empirical.ntk(model, x, method="structured")
+    assert empirical._resolve(model, "auto") == "jacobian"
+    R = reference_ntk(model, x, x)[:, :, 0, 0]
+    K = empirical.ntk(model, x)
+    assert float((K - R).norm() / R.norm()) < 1e-10
+
+
+def test_structured_conv_needs_a_batch():
+    class Unbatched(nn.Module):  # the conv sees one (C, H, W) image at a time
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 2)
+
+        def forward(self, x):
+            return torch.stack([self.conv(xi).sum() for xi in x])
+
+    x = torch.randn(3, 1, 4, 4, **F64)
+    with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Conv2d to see a batch \(N, C, H, W\)"):
+        empirical.ntk(Unbatched().double(), x, method="structured")
