@@ -16,7 +16,7 @@ in the step size. For O outputs (a classifier's per-class scores) ``k_s`` is an 
 ``[∇f_o(x) · ∇f_c(x_i)]`` and ``a_i`` a vector of O numbers.
 
 Only per-step quantities are held (the gradients of the N training and M test points at the current weights,
-or their per-layer factors for ``nn.Linear`` models): memory O((N + M)·P), never the trajectory.
+or their per-layer factors for ``nn.Linear``/``nn.Conv2d`` models): memory O((N + M)·P), never the trajectory.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _loss_and_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> tuple
 
 
 class _Gradients:
-    """Per-example gradients of the model outputs at given weights: per-layer factors for nn.Linear models
+    """Per-example gradients of the model outputs at given weights: per-layer factors for nn.Linear/nn.Conv2d models
     (``empirical.linear_features``), else per-example Jacobians (N, O, P)."""
 
     def __init__(self, model: nn.Module, n_out: int, structured: bool):
@@ -121,7 +121,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     steps : number of steps. batch_size : None for full-batch; else each step uses the next ``batch_size`` points
         of a seeded permutation (a new one per epoch) and sums over them only.
     exact : Gauss–Legendre quadrature of each segment (``nodes`` nodes) vs Domingos' left-endpoint sum.
-    method : 'auto' (per-layer factors when every trainable parameter is in an nn.Linear), 'structured' or
+    method : 'auto' (per-layer factors when every trainable parameter is in an nn.Linear or nn.Conv2d), 'structured' or
         'jacobian' (per-example Jacobians).
     track : optional progress wrapper ``track(iterable, description)``.
 
