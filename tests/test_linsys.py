@@ -225,10 +225,11 @@ def test_torch_in_torch_out():
 
 
 # -- properties of the pseudoinverse -------------------------------------------------------------------------
-# (subnormal entries are left out: the pseudoinverse of a matrix of subnormals overflows float64, as NumPy's does)
+# Entries below 1e-100 in magnitude are rounded to 0: for a matrix of such entries A⁺b is of order 1e100+ and
+# ‖x‖² (in the checks, as in NumPy's norm) overflows float64 — a limit of the arithmetic, not of the identities.
+entries = st.floats(-10, 10, allow_nan=False, width=64).map(lambda v: v if abs(v) >= 1e-100 else 0.0)
 matrices = st.integers(1, 7).flatmap(
-    lambda m: st.integers(1, 7).flatmap(
-        lambda n: arrays(np.float64, (m, n), elements=st.floats(-10, 10, allow_nan=False, allow_subnormal=False, width=64))))
+    lambda m: st.integers(1, 7).flatmap(lambda n: arrays(np.float64, (m, n), elements=entries)))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
