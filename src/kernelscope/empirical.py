@@ -251,8 +251,6 @@ def _structured_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return layers
 
 
-_linear_layers = _structured_layers  # the earlier name (dynamics.pathkernel uses it)
-
 
 def _conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
     """(left, right, top, bottom) padding of the input, as ``F.pad`` takes it ('same': the odd one on the right)."""
@@ -379,8 +377,6 @@ def layer_features(model: nn.Module, x: torch.Tensor, n_out: int,
         feats.append(LinearFeatures(A, G, mod.weight.requires_grad, mod.bias is not None and mod.bias.requires_grad))
     return feats
 
-
-linear_features = layer_features  # the earlier name (dynamics.pathkernel uses it)
 
 
 def _output_gradients(out: torch.Tensor, eps_all: list[torch.Tensor], n_out: int) -> list[list]:

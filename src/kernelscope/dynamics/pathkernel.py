@@ -88,14 +88,14 @@ def _loss_and_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> tuple
 
 class _Gradients:
     """Per-example gradients of the model outputs at given weights: per-layer factors for nn.Linear/nn.Conv2d models
-    (``empirical.linear_features``), else per-example Jacobians (N, O, P)."""
+    (``empirical.layer_features``), else per-example Jacobians (N, O, P)."""
 
     def __init__(self, model: nn.Module, n_out: int, structured: bool):
         self.model, self.n_out, self.structured = model, n_out, structured
 
     def __call__(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None):
         if self.structured:
-            return empirical.linear_features(self.model, x, self.n_out, params)
+            return empirical.layer_features(self.model, x, self.n_out, params)
         return empirical.jacobian(self.model, x, self.n_out, params)
 
     def gram(self, g1, g2) -> torch.Tensor:
@@ -183,7 +183,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     if method == "auto":
         method = empirical._resolve(net, "auto")
     if method == "structured":
-        empirical._linear_layers(net)  # a clear error if it does not apply
+        empirical._structured_layers(net)  # a clear error if it does not apply
     grads = _Gradients(net, n_out, method == "structured")
 
     tau, omega = np.polynomial.legendre.leggauss(nodes)

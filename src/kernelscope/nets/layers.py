@@ -311,11 +311,11 @@ class Dense(Layer):
 class _Activation(Layer):
     """An elementwise φ: subclasses define ``fn`` (torch) and ``dual(c, a, b, inplace)``."""
 
-    def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def fn(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - each activation defines it
+        raise TypeError(f"{type(self).__name__} defines no elementwise function: subclass Elementwise(fn) instead")
 
-    def dual(self, c, a, b, inplace=False, same=None):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def dual(self, c, a, b, inplace=False, same=None):  # pragma: no cover - each activation defines it
+        raise TypeError(f"{type(self).__name__} has no dual (kernel map): subclass Elementwise(fn) for quadrature")
 
     def dual_lazy(self, c, a, b, same=None):
         """``(E[φφ] / (s1·s2), E[φ'φ'], s1, s2)``: the dual with its row/column scale left to the next layer."""

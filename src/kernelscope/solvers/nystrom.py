@@ -183,8 +183,9 @@ def effective_dimension_from_factor(R: torch.Tensor, ridge: float) -> float:
 
 
 def memory_needed(n: int, m: int, d: int, o: int, block: int, threads: int, n_panels: int) -> int:
-    """Peak bytes of :func:`nystrom_solve`: partial Gram sums, tiles in flight, the M×M factors, inputs."""
-    return int(8 * (m * m * (n_panels + 6) + threads * block * m + m * (d + 2 * o) + n * (d + o)))
+    """Peak bytes of :func:`nystrom_solve`: partial Gram sums, tiles in flight, the M×M factors (with the
+    triangular inverse of :func:`effective_dimension_from_factor`), inputs."""
+    return int(8 * (m * m * (n_panels + 7) + threads * block * m + m * (d + 2 * o) + n * (d + o)))
 
 
 @dataclass
@@ -268,8 +269,8 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     if d_eff is not None and m < n and d_eff > SATURATION_WARN * m:
         warn(f"Nyström with M = {m} centres: the kernel at ridge {ridge:.3g} has {d_eff:.0f} effective dimensions "
              f"within the centres' span ({d_eff / m:.0%} of M > {SATURATION_WARN:.0%}): the span is saturated and "
-             "the predictions are likely far from exact kernel ridge regression. Use more centres (n_centers), solver='cg' (exact, "
-             "matrix-free) or a larger ridge.")
+             "the predictions are likely far from exact kernel ridge regression. Use more centres (n_centers), "
+             "solver='cg' (exact, matrix-free) or a larger ridge.")
     return NystromSolution(C, beta.numpy(), idx, info)
 
 
