@@ -228,6 +228,23 @@ def test_kernel_contract(name, which):
     np.testing.assert_allclose(full(Xs)[:, :13], full(Xs, X), rtol=1e-11, atol=1e-13)
 
 
+def test_tiled_symmetric_kernel_past_one_tile():
+    """N above the default tile side: exactly symmetric, and equal to the rectangular path and to other tilings."""
+    net = NETWORKS["relu3"]()
+    X = _inputs(700, 5, 7)
+    k = net.kernel(X)
+    for m in (k.nngp, k.ntk):
+        assert np.array_equal(m, m.T)  # the lower tiles are the upper ones transposed
+        assert np.all(np.isfinite(m))
+    perm = np.random.default_rng(0).permutation(700)
+    rect = net.kernel(X, X[perm])  # not the same array: the general path, every tile computed
+    np.testing.assert_allclose(rect.ntk, k.ntk[:, perm], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(rect.nngp, k.nngp[:, perm], rtol=1e-12, atol=1e-14)
+    other = net.kernel(X, block_rows=96)  # tiles that do not divide N
+    np.testing.assert_allclose(other.ntk, k.ntk, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(np.diag(k.ntk), net.kernel(X, diag=True).ntk, rtol=1e-14)
+
+
 def test_array_kinds_in_and_out():
     net = NETWORKS["relu3"]()
     X = _inputs(5, 3)

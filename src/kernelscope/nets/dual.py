@@ -37,6 +37,7 @@ def _safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
 
 
 _THETA_SNAP = math.sqrt(128 * torch.finfo(torch.float64).eps)  # θ below this is rounding of θ = 0
+_COS_SNAP = math.cos(_THETA_SNAP)  # 1 − 64 ε: cosines at or above it are rounding of cos θ = 1
 
 
 def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None = None) -> torch.Tensor:
@@ -68,8 +69,8 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     a, b : variances broadcasting against ``c`` ((B, 1) and (1, N2), or (N,)).
     same : None, ``'diagonal'`` or ``'all'``: which entries pair a point with itself (see :func:`cosine_`).
 
-    scaled : if False, return ``(nngp / (s1·s2), dot, s1, s2)`` with the row/column factors ``s1``, ``s2`` (shapes
-        of ``a`` and ``b``) left for the caller to fuse into its next pass.
+    scaled : if False, return ``(nngp / (s1·s2), dot / t, s1, s2, t)`` with the row/column factors ``s1``, ``s2``
+        (shapes of ``a`` and ``b``, or None) and the scalar ``t`` left for the caller to fuse into its next pass.
 
     Returns
     -------
@@ -85,21 +86,35 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     """
     jump = (beta - alpha) ** 2 / _TWO_PI
     mean_sq = 0.5 * (alpha * alpha + beta * beta)
-    cos = cosine_(c if inplace else c.clone(), a, b, same)  # (B, N2), |cos| <= 1
-    s1, s2 = a.clamp_min(0).sqrt(), b.clamp_min(0).sqrt()
+    if same == "all":  # every pair is a point with itself: θ = 0, E[φ(u)²] = a·(α²+β²)/2 and E[φ'(u)²] = (α²+β²)/2
+        nngp = torch.mul(a.clamp_min(0), mean_sq, out=c if inplace else None)
+        dot = torch.full_like(nngp, mean_sq)
+        return (nngp, dot) if scaled else (nngp, dot, None, None, 1.0)
+    tiny = torch.finfo(c.dtype).tiny
+    ra, rb = a.clamp_min(tiny).rsqrt(), b.clamp_min(tiny).rsqrt()  # 1/√a (huge for a = 0, where c = 0 too)
+    s1, s2 = a * ra, b * rb  # √a, √b (0 for a = 0)
     if jump == 0.0:  # α = β: a linear map, E[φ(u)φ(v)] = α² c and E[φ'φ'] = α²
-        nngp, dot = cos, torch.full_like(cos, mean_sq)
-        s1 = s1 * mean_sq
+        nngp = cosine_(c if inplace else c.clone(), a, b, same)
+        dot = torch.full_like(nngp, mean_sq)
+        s1, dot_scale = s1 * mean_sq, 1.0
     else:
-        theta = torch.acos(cos)
-        torch.nn.functional.threshold(theta, _THETA_SNAP, 0.0, inplace=True)  # rounding of θ = 0 is 0
-        sin = torch.sin(theta)
-        dot = torch.add(cos.new_tensor(mean_sq), theta, alpha=-jump, out=theta)  # (α²+β²)/2 − jump·θ
-        nngp = torch.addcmul(sin, cos, dot, value=1.0 / jump, out=cos)  # (jump·sin θ + cos θ·dot)/jump
-        s1 = s1 * jump
+        # Work with n = −cos θ and φ = arccos(n) = π − θ: then sin θ = sin φ and E[φ'φ'] = jump·φ + αβ, so the
+        # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
+        n = (c if inplace else c.clone()).mul_(ra).mul_(rb.neg_())
+        # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly; then cos θ >= −1
+        torch.nn.functional.threshold(n, -_COS_SNAP, -1.0, inplace=True).clamp_(max=1.0)
+        if same == "diagonal":  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input)
+            dg = n.diagonal()
+            dg.copy_((dg != 0).to(n.dtype).neg_())
+        phi = torch.acos(n)  # π − θ
+        sin = torch.sin(phi)  # sin θ
+        if alpha * beta != 0.0:
+            phi.add_(alpha * beta / jump)  # E[φ'φ'] / jump
+        nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)  # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab))
+        dot, s1, dot_scale = phi, s1 * jump, jump
     if not scaled:
-        return nngp, dot, s1, s2
-    return nngp.mul_(s1).mul_(s2), dot
+        return nngp, dot, s1, s2, dot_scale
+    return nngp.mul_(s1).mul_(s2), (dot if dot_scale == 1.0 else dot.mul_(dot_scale))
 
 
 def erf_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: bool = False

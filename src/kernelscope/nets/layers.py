@@ -59,18 +59,22 @@ class KState:
     diag: bool
     self_block: bool = False  # full mode: the leading B×B square of the block is k(x_i, x_i) (exact cosines 1)
     # Full mode only: multipliers not yet applied (a pass over the block saved when a Dense layer follows and
-    # fuses them into its own update): nngp·scale1·scale2 with scale1 (B, 1), scale2 (1, N2); ntk·ntk_factor.
+    # fuses them into its own update): nngp·scale1·scale2 with scale1 (B, 1), scale2 (1, N2);
+    # ntk·ntk_factor·ntk_scale (ntk_scale a number).
     scale1: torch.Tensor | None = None
     scale2: torch.Tensor | None = None
     ntk_factor: torch.Tensor | None = None
+    ntk_scale: float = 1.0
 
     def materialized(self) -> "KState":
         """The same kernels with pending multipliers applied — in place, so use the returned state only."""
         if self.scale1 is None and self.ntk_factor is None:
             return self
         nngp = self.nngp if self.scale1 is None else self.nngp.mul_(self.scale1).mul_(self.scale2)
-        ntk = self.ntk if (self.ntk is None or self.ntk_factor is None) else self.ntk.mul_(self.ntk_factor)
-        return replace(self, nngp=nngp, ntk=ntk, scale1=None, scale2=None, ntk_factor=None)
+        ntk = self.ntk
+        if ntk is not None and self.ntk_factor is not None:
+            ntk = ntk.mul_(self.ntk_factor if self.ntk_scale == 1.0 else self.ntk_factor.mul_(self.ntk_scale))
+        return replace(self, nngp=nngp, ntk=ntk, scale1=None, scale2=None, ntk_factor=None, ntk_scale=1.0)
 
     def clone(self) -> "KState":
         if self.scale1 is not None or self.ntk_factor is not None:
@@ -88,6 +92,13 @@ class NetKernel:
 
     nngp: Any
     ntk: Any
+
+
+# Default tile side. On CPU a 512×512 float64 tile is 2 MB: the recursion's few buffers stay in L2/L3, and the
+# per-op overhead of torch stays small (measured at N = 4000: sides 448–512 fastest, 256 is 1.5× slower, 1000
+# 1.15× slower). On a GPU bigger tiles mean fewer kernel launches.
+_TILE = {"cpu": 512}
+_TILE_GPU = 4096
 
 
 def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device) -> None:
@@ -149,7 +160,8 @@ class Layer:
         x1 : array of shape (N1, d).
         x2 : array of shape (N2, d), or None for ``x1`` itself.
         diag : if True, only ``k(x, x)`` for the rows of ``x1`` (``x2`` must be None): shape (N1,).
-        block_rows : rows of ``x1`` processed at a time (default: chosen so a block stays in cache).
+        block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
+            columns; default 512 on CPU, 4096 on a GPU; fewer columns when ``x2`` has fewer rows).
 
         Returns
         -------
@@ -158,13 +170,14 @@ class Layer:
 
         Notes
         -----
-        Each row block of B rows gets one GEMM for its input Gram ``x·x'/d`` (for k(X, X) only the columns from
-        the block's first row on: the upper triangle, mirrored afterwards), then the whole recursion runs in place
-        on that B×N2 block while it is in cache. Blocks run on ``torch.get_num_threads()`` worker threads with one
-        torch thread each (torch's thread count is set to 1 meanwhile and restored). Peak memory: the two
-        outputs (``2·N1·N2·8`` bytes) plus about ``5·B·N2·8`` bytes of temporaries per worker (B =
-        ``block_rows``, by default ≈ 2 MB per buffer); quadrature activations (:class:`Elementwise`) add
-        ``4·B·N2·degree·8`` bytes per worker. Measured at N = 4000: 2.2–2.5 N×N buffers in all.
+        The matrix is computed in B×T tiles (B = ``block_rows``, T = min(B, N2)): each tile gets one GEMM for
+        its input Gram ``x·x'/d``, then the whole recursion runs in place on that tile while it is in cache. For
+        k(X, X) only the tiles on and above the diagonal are computed, and each is written twice, as itself and
+        transposed below the diagonal. Rows of tiles run on ``torch.get_num_threads()`` worker threads with
+        one torch thread each (torch's thread count is set to 1 meanwhile and restored). Peak memory: the two
+        outputs (``2·N1·N2·8`` bytes) plus about ``5·B·T·8`` bytes of temporaries per worker (10 MB for the
+        default 512×512 tiles); quadrature activations (:class:`Elementwise`) add ``4·B·T·degree·8`` bytes per
+        worker. Measured at N = 4000: 2.3–2.5 N×N buffers in all.
         k(X) and k(X, X) pair each point with itself exactly; for the piecewise-linear activations angles below
         1.7e-7 (rounding of 0) are set to 0, so a point repeated in x1 and x2 gets the same entries as k(X).
         """
@@ -185,38 +198,43 @@ class Layer:
             raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
         n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
         if block_rows is None:
-            block_rows = max(8, min(n1, (1 << 18) // max(n2, 1)))  # ≈ 2 MB of float64 per block buffer
+            side = _TILE.get(X1.device.type, _TILE_GPU)
+            block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
         block_rows = check_int(block_rows, "block_rows", minimum=1)
-        check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * n2),
+        tc = min(block_rows, n2)  # tile columns (square tiles when block_rows <= n2)
+        check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * tc),
                      f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
         nngp = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         ntk = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         sq1 = (X1 * X1).sum(1) / d  # (N1,)
-        # k(X, X): compute the upper triangle only, mirror it, and pair each point with itself exactly.
+        # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
+        # pair each point with itself exactly.
         symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
         X2 = X1 if symmetric else X2
         sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
-
-        chunk_rows = block_rows  # measured: a GEMM per block keeps its buffers in cache; bigger chunks did not help
+        inv_d = 1.0 / d
 
         def rows(r0: int, r1: int) -> None:
-            c0 = r0 if symmetric else 0
-            G = torch.matmul(X1[r0:r1], X2[c0:].T).mul_(1.0 / d)  # (C, N2 − c0) input Gram Σ⁰ = x·x'/d
-            for b0 in range(r0, r1, block_rows):
-                b1 = min(r1, b0 + block_rows)
-                j0 = b0 if symmetric else 0  # first column of this block
-                K = G[b0 - r0:b1 - r0, j0 - c0:]  # (B, N2 − j0) view, the recursion runs in place on it
-                out = self._output(self.kernel_fn(KState(K, None, sq1[b0:b1], sq2[j0:], d, False, symmetric)))
-                nngp[b0:b1, j0:].copy_(out.nngp)
-                if out.ntk is None:
-                    ntk[b0:b1, j0:].zero_()
-                else:
-                    ntk[b0:b1, j0:].copy_(out.ntk)
-                if symmetric and b1 < n2:  # lower triangle = transpose of the strip just computed
-                    nngp[b1:, b0:b1].copy_(nngp[b0:b1, b1:].T)
-                    ntk[b1:, b0:b1].copy_(ntk[b0:b1, b1:].T)
+            for j0 in range(r0 if symmetric else 0, n2, tc):
+                j1 = min(n2, j0 + tc)
+                G = torch.matmul(X1[r0:r1], X2[j0:j1].T).mul_(inv_d)  # (B, T) input Gram Σ⁰ = x·x'/d
+                diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
+                out = self._output(self.kernel_fn(KState(G, None, sq1[r0:r1], sq2[j0:j1], d, False, diagonal)))
+                mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
+                upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=G.device).triu_() if diagonal else None
+                for dst, tile in ((nngp, out.nngp), (ntk, out.ntk)):
+                    if tile is None:  # Θ = 0 (a network without a Dense layer)
+                        dst[r0:r1, j0:j1].zero_()
+                        if mirror:
+                            dst[j0:j1, r0:r1].zero_()
+                    elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
+                        torch.where(upper, tile, tile.T, out=dst[r0:r1, j0:j1])
+                    else:
+                        dst[r0:r1, j0:j1].copy_(tile)
+                        if mirror:
+                            dst[j0:j1, r0:r1].copy_(tile.T)
 
-        _run_blocks(rows, n1, chunk_rows, X1.device)
+        _run_blocks(rows, n1, block_rows, X1.device)
         return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
 
     def _output(self, out) -> KState:
@@ -291,7 +309,7 @@ class Dense(Layer):
             if k.ntk is None:
                 ntk = nngp.clone()
             elif k.ntk_factor is not None:
-                ntk = torch.addcmul(nngp, k.ntk, k.ntk_factor, value=w2, out=k.ntk)
+                ntk = torch.addcmul(nngp, k.ntk, k.ntk_factor, value=w2 * k.ntk_scale, out=k.ntk)
             else:
                 ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
         if k.diag:
@@ -317,10 +335,15 @@ class _Activation(Layer):
     def dual(self, c, a, b, inplace=False, same=None):  # pragma: no cover - each activation defines it
         raise TypeError(f"{type(self).__name__} has no dual (kernel map): subclass Elementwise(fn) for quadrature")
 
+    def variance(self, v: torch.Tensor) -> torch.Tensor:
+        """``E[φ(u)²]`` for ``u ~ N(0, v)``: the output variances of the points, elementwise."""
+        return self.dual(v, v, v, same="all")[0]
+
     def dual_lazy(self, c, a, b, same=None):
-        """``(E[φφ] / (s1·s2), E[φ'φ'], s1, s2)``: the dual with its row/column scale left to the next layer."""
+        """``(E[φφ] / (s1·s2), E[φ'φ'] / t, s1, s2, t)``: the dual with its row/column scales ``s1``, ``s2`` and
+        the derivative's scalar factor ``t`` left to the next layer (None, None, 1 here)."""
         nngp, dot = self.dual(c, a, b, inplace=True, same=same)
-        return nngp, dot, None, None
+        return nngp, dot, None, None, 1.0
 
     def kernel_fn(self, k: KState) -> KState:
         k = k.materialized()
@@ -328,13 +351,13 @@ class _Activation(Layer):
             nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False, same="all")
             ntk = None if k.ntk is None else k.ntk.mul_(dot)
             return KState(nngp, ntk, nngp, nngp, k.width, True)
-        v1 = self.dual(k.var1, k.var1, k.var1, same="all")[0]  # Σ'(x, x): (B,)
-        v2 = v1 if k.var2 is k.var1 else self.dual(k.var2, k.var2, k.var2, same="all")[0]
-        nngp, dot, s1, s2 = self.dual_lazy(k.nngp, k.var1[:, None], k.var2[None, :],
-                                           same="diagonal" if k.self_block else None)  # (B, N2)
+        v1 = self.variance(k.var1)  # Σ'(x, x): (B,)
+        v2 = v1 if k.var2 is k.var1 else self.variance(k.var2)
+        nngp, dot, s1, s2, t = self.dual_lazy(k.nngp, k.var1[:, None], k.var2[None, :],
+                                              same="diagonal" if k.self_block else None)  # (B, N2)
         # Θ' = Σ̇ Θ, left pending so that a following Dense fuses it into Θ'' = Σ'' + w² Σ̇ Θ
         return KState(nngp, k.ntk, v1, v2, k.width, False, k.self_block, s1, s2,
-                      None if k.ntk is None else dot)
+                      None if k.ntk is None else dot, t)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         return _finite.ActivationModule(self.fn, repr(self)), in_width
@@ -363,6 +386,9 @@ class ABReLU(_Activation):
 
     def dual_lazy(self, c, a, b, same=None):
         return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=True, same=same, scaled=False)
+
+    def variance(self, v):
+        return v.clamp_min(0.0).mul_(0.5 * (self.a * self.a + self.b * self.b))  # θ = 0 in the closed form
 
 
 class ReLU(ABReLU):
