@@ -6,7 +6,10 @@ seconds of one run on this machine (noisy when other work shares it).
     .venv/bin/python benchmarks/bench_scale.py --quick    # N = 3 000, N = 30 000, scaling at N = 2 000
 
 Accuracy is "relative RMSE to the exact solution": ‖f_method(X_test) − f_cholesky(X_test)‖ / ‖f_cholesky(X_test)‖,
-and the test RMSE against the held-out targets is printed beside it.
+and the test RMSE against the held-out targets is printed beside it. The accuracy section runs on two input
+spectra (``--decay``): isotropic inputs (a flat spectrum: the kernel matrix has nearly N effective dimensions at
+this ridge, so no M ≪ N centres can match exact kernel ridge) and inputs whose variances fall like i^-2 (real
+data's power law: few effective dimensions, where Nyström is meant to be used).
 """
 
 from __future__ import annotations
@@ -75,8 +78,8 @@ def table(rows, cols):
     print(flush=True)
 
 
-def section_accuracy(n: int, n_test: int, m_big: int) -> None:
-    X, y = data.regression_nd(n + n_test, D, noise=0.1, seed=0)
+def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
+    X, y = data.regression_nd(n + n_test, D, noise=0.1, decay=decay, seed=0)
     X, Xt, y, yt = X[:n], X[n:], y[:n], y[n:]
     Xtt, Xtt_test = torch.as_tensor(X), torch.as_tensor(Xt)
     candidates = [("rbf", kernels.get("rbf", gamma=GAMMA)), ("ntk-relu-3", ntk_kernel())]
@@ -94,7 +97,7 @@ def section_accuracy(n: int, n_test: int, m_big: int) -> None:
                          total=t_fit + t_pred, rel_to_exact="0", test_rmse=f"{rmse(exact, yt):.4f}"))
         # scikit-learn KernelRidge in the same run, in a subprocess: at N = 20 000 the SciPy OpenBLAS behind
         # KernelRidge's scipy.linalg.solve has been seen to segfault here, and a crash must not end the benchmark
-        sk = _run_sklearn_child(n, n_test, name, lam)
+        sk = _run_sklearn_child(n, n_test, name, lam, decay)
         if sk is None:
             sk_total = None
             rows.append(dict(method="sklearn KernelRidge", fit_s="crashed", predict_s="(segfault in SciPy)"))
@@ -125,18 +128,19 @@ def section_accuracy(n: int, n_test: int, m_big: int) -> None:
             if "total" in r:
                 r["vs_sklearn"] = f"{r['total'] / sk_total:.2f}x" if sk_total else "n/a"
                 r["total"] = f"{r['total']:.1f}"
-        print(f"== {name}: N = {n}, d = {D}, {n_test} test points, ridge = {lam:.3g} ==")
+        inputs = "isotropic inputs" if decay == 0 else f"inputs with variances ∝ i^-{decay:g}"
+        print(f"== {name}: N = {n}, d = {D} ({inputs}), {n_test} test points, ridge = {lam:.3g} ==")
         table(rows, ["method", "fit_s", "predict_s", "total", "vs_sklearn", "iters", "residual", "rel_to_exact",
                      "test_rmse", "d_eff_over_M"])
         print("d_eff_over_M: effective dimension of the Nyström model at this ridge over M; near 1 the centres' span "
               "is saturated and the estimator cannot match exact kernel ridge (more centres, or CG).\n")
 
 
-def _sklearn_child(n: int, n_test: int, name: str, lam: float, out: str) -> None:
+def _sklearn_child(n: int, n_test: int, name: str, lam: float, decay: float, out: str) -> None:
     """scikit-learn's KernelRidge on the accuracy section's data; predictions to ``out``, times as JSON."""
     from sklearn.kernel_ridge import KernelRidge
 
-    X, y = data.regression_nd(n + n_test, D, noise=0.1, seed=0)
+    X, y = data.regression_nd(n + n_test, D, noise=0.1, decay=decay, seed=0)
     X, Xt, y = X[:n], X[n:], y[:n]
     if name == "rbf":
         kr = KernelRidge(alpha=lam, kernel="rbf", gamma=GAMMA)
@@ -153,13 +157,13 @@ def _sklearn_child(n: int, n_test: int, name: str, lam: float, out: str) -> None
     print(json.dumps(dict(fit_s=t_fit, predict_s=t_pred, label=label)))
 
 
-def _run_sklearn_child(n: int, n_test: int, name: str, lam: float):
+def _run_sklearn_child(n: int, n_test: int, name: str, lam: float, decay: float):
     import os
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pred.npy")
-        cmd = [sys.executable, __file__, "--_sklearn-child", str(n), str(n_test), name, repr(lam), out]
+        cmd = [sys.executable, __file__, "--_sklearn-child", str(n), str(n_test), name, repr(lam), repr(decay), out]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         note = ""
         if proc.returncode != 0:  # seen here: SIGSEGV in multithreaded OpenBLAS (scipy.linalg.solve) at N = 20 000
@@ -241,11 +245,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smaller sizes (well under a minute or two)")
     ap.add_argument("--only", choices=["accuracy", "large", "scaling"], default=None)
     ap.add_argument("--_nystrom-child", nargs=3, type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--_sklearn-child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--decay", type=float, nargs="+", default=[0.0, 2.0],
+                    help="input spectra of the accuracy section: 0 = isotropic (flat), p = variances ∝ i^-p")
+    ap.add_argument("--_sklearn-child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args._sklearn_child:
-        n, n_test, name, lam, out = args._sklearn_child
-        _sklearn_child(int(n), int(n_test), name, float(lam), out)
+        n, n_test, name, lam, decay, out = args._sklearn_child
+        _sklearn_child(int(n), int(n_test), name, float(lam), float(decay), out)
         return
     if args._nystrom_child:
         _nystrom_child(*args._nystrom_child)
@@ -255,7 +261,8 @@ def main() -> None:
           f"torch {torch.__version__}\n", flush=True)
     quick = args.quick
     if args.only in (None, "accuracy"):
-        section_accuracy(3000 if quick else 20_000, 500 if quick else 2000, 1000 if quick else 5000)
+        for decay in args.decay:
+            section_accuracy(3000 if quick else 20_000, 500 if quick else 2000, 1000 if quick else 5000, decay)
     if args.only in (None, "large"):
         section_large(30_000 if quick else 200_000, 1000 if quick else 5000, 2000 if quick else 10_000)
     if args.only in (None, "scaling"):

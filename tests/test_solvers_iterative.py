@@ -300,3 +300,35 @@ class TestKernelRegressor:
         cg = ks.KernelRegressor(kernel=net, ridge=0.05, solver="cg", solver_options=dict(tol=1e-12, block=50))
         p = cg.fit(X, Y).predict(Xt)
         assert np.linalg.norm(p - exact) / np.linalg.norm(exact) < 1e-8
+
+
+def test_regression_nd_power_law_spectrum():
+    X0, y0 = ks.data.regression_nd(50, 6, seed=3)
+    rng = np.random.default_rng(3)
+    u, v = rng.standard_normal(6), rng.standard_normal(6)
+    np.testing.assert_array_equal(X0, rng.standard_normal((50, 6)) / np.sqrt(6))  # decay = 0: isotropic, as before
+    X, _ = ks.data.regression_nd(40_000, 8, decay=2.0, seed=1)
+    lam = np.arange(1, 9) ** -2.0
+    eig = np.sort(np.linalg.eigvalsh(X.T @ X / len(X)))[::-1]
+    np.testing.assert_allclose(eig, lam / lam.sum(), rtol=0.05)  # variances ∝ i^-2, summing to 1
+    with pytest.raises(ValueError, match="decay"):
+        ks.data.regression_nd(10, 3, decay=-1.0)
+
+
+def test_nystrom_accuracy_follows_the_spectrum():
+    """The same M = N/2 centres: within 1% of exact kernel ridge on power-law inputs (few effective dimensions),
+    far from it on isotropic ones (a flat spectrum)."""
+    k = kernels.get("rbf", gamma=0.1)
+    errors = {}
+    for decay in (0.0, 2.0):
+        X, y = ks.data.regression_nd(2400, 64, noise=0.1, decay=decay, seed=0)
+        X, Xt, y = X[:2000], X[2000:], y[:2000]
+        lam = 1e-2
+        exact = ks.KernelRegressor(k, ridge=lam).fit(X, y).predict(Xt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KernelscopeWarning)
+            sol = nystrom_solve(k, X, y, lam, n_centers=1000, seed=0)
+        pred = np.asarray(k(Xt, sol.centers)) @ sol.coef
+        errors[decay] = (np.linalg.norm(pred.ravel() - exact) / np.linalg.norm(exact), sol.info["saturation"])
+    assert errors[2.0][0] < 0.01 and errors[2.0][1] < 0.5
+    assert errors[0.0][0] > 0.05 and errors[0.0][1] > 0.5

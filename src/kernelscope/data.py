@@ -98,18 +98,30 @@ def regression_1d(n: int = 20, *, noise: float = 0.05, seed: int = 0, target: st
     return x[:, None], y
 
 
-def regression_nd(n: int = 200, d: int = 8, *, noise: float = 0.05, seed: int = 0
+def regression_nd(n: int = 200, d: int = 8, *, noise: float = 0.05, decay: float = 0.0, seed: int = 0
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs ``x ~ N(0, I_d / d)`` and a smooth nonlinear target ``y = sin(u.x) + 0.5 (v.x)^2 + noise``.
+    """Inputs with ``E‖x‖² = 1`` and a smooth nonlinear target ``y = sin(u.x) + 0.5 (v.x)^2 + noise``.
+
+    ``decay = 0`` gives isotropic inputs ``x ~ N(0, I_d / d)``: a flat input spectrum, the hardest case for
+    low-rank (Nyström, random-feature) approximations. ``decay = p > 0`` gives ``x ~ N(0, Q diag(λ) Q^T)`` with
+    variances ``λ_i ∝ i^-p`` (summing to 1) along randomly rotated directions ``Q``: the power-law spectrum of
+    real data (images' principal components decay like this), whose kernel matrices have few effective
+    dimensions.
 
     Returns X of shape (n, d) and y of shape (n,).
     """
     n = check_int(n, "n", minimum=1)
     d = check_int(d, "d", minimum=1)
     noise = check_nonnegative(noise, "noise")
-    rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    decay = check_nonnegative(decay, "decay")
+    seed = check_int(seed, "seed", minimum=0)
+    rng = np.random.default_rng(seed)
     u, v = rng.standard_normal(d), rng.standard_normal(d)
     X = rng.standard_normal((n, d)) / math.sqrt(d)
+    if decay > 0:
+        lam = np.arange(1, d + 1, dtype=np.float64) ** -decay
+        Q, _ = np.linalg.qr(np.random.default_rng([seed, 1]).standard_normal((d, d)))
+        X = (X * np.sqrt(d * lam / lam.sum())) @ Q.T
     y = np.sin(X @ u) + 0.5 * (X @ v) ** 2 + noise * rng.standard_normal(n)
     return X, y
 
