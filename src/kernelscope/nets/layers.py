@@ -161,7 +161,8 @@ class Layer:
         x2 : array of shape (N2, d), or None for ``x1`` itself.
         diag : if True, only ``k(x, x)`` for the rows of ``x1`` (``x2`` must be None): shape (N1,).
         block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
-            columns; default 512 on CPU, 4096 on a GPU; fewer columns when ``x2`` has fewer rows).
+            columns of ``x2``). Default: 512 on CPU, 4096 on a GPU, with tiles of as many entries but other
+            shapes when ``x1`` or ``x2`` has fewer rows than that.
 
         Returns
         -------
@@ -197,19 +198,22 @@ class Layer:
         if X2.shape[1] != X1.shape[1]:
             raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
         n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
+        # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
+        # pair each point with itself exactly.
+        symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
+        side = _TILE.get(X1.device.type, _TILE_GPU)
         if block_rows is None:
-            side = _TILE.get(X1.device.type, _TILE_GPU)
             block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
-        block_rows = check_int(block_rows, "block_rows", minimum=1)
-        tc = min(block_rows, n2)  # tile columns (square tiles when block_rows <= n2)
+            # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
+            tc = min(n2, block_rows if symmetric else max(block_rows, side * side // min(block_rows, n1)))
+        else:
+            block_rows = check_int(block_rows, "block_rows", minimum=1)
+            tc = min(block_rows, n2)
         check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * tc),
                      f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
         nngp = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         ntk = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         sq1 = (X1 * X1).sum(1) / d  # (N1,)
-        # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
-        # pair each point with itself exactly.
-        symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
         X2 = X1 if symmetric else X2
         sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
         inv_d = 1.0 / d
