@@ -332,3 +332,41 @@ def test_nystrom_accuracy_follows_the_spectrum():
         errors[decay] = (np.linalg.norm(pred.ravel() - exact) / np.linalg.norm(exact), sol.info["saturation"])
     assert errors[2.0][0] < 0.01 and errors[2.0][1] < 0.5
     assert errors[0.0][0] > 0.05 and errors[0.0][1] > 0.5
+
+
+def test_nystrom_auto_centres_grow_until_the_span_is_not_saturated():
+    k = kernels.get("rbf", gamma=0.1)
+    X, y = ks.data.regression_nd(2300, 64, noise=0.1, decay=2.0, seed=0)
+    X, Xt, y = X[:2000], X[2000:], y[:2000]
+    exact = ks.KernelRegressor(k, ridge=1e-2).fit(X, y).predict(Xt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KernelscopeWarning)  # no saturation warning: auto stops unsaturated
+        sol = nystrom_solve(k, X, y, 1e-2, n_centers="auto")
+    path = sol.info["n_centers_path"]
+    assert [m for m, _ in path] == [default_n_centers(2000) * 2**i for i in range(len(path))]
+    assert all(s > 0.25 for _, s in path[:-1]) and path[-1][1] <= 0.25
+    assert sol.info["n_centers"] == path[-1][0] < 2000
+    pred = (np.asarray(k(Xt, sol.centers)) @ sol.coef).ravel()
+    assert np.linalg.norm(pred - exact) / np.linalg.norm(exact) < 0.01
+    # the same through the estimator, and bad values named
+    est = ks.KernelRegressor(k, ridge=1e-2, solver="nystrom", solver_options={"n_centers": "auto"}).fit(X, y)
+    np.testing.assert_allclose(est.predict(Xt), pred, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="n_centers"):
+        nystrom_solve(k, X, y, 1e-2, n_centers="many")
+
+
+def test_nystrom_auto_on_a_flat_spectrum_ends_at_n_or_the_budget():
+    k = kernels.get("rbf", gamma=0.1)
+    X, y = ks.data.regression_nd(600, 64, noise=0.1, seed=0)  # isotropic: d_eff ≈ N at this ridge
+    with pytest.warns(KernelscopeWarning, match="reached M = N"):
+        sol = nystrom_solve(k, X, y, 1e-2, n_centers="auto")
+    assert sol.info["n_centers"] == 600
+    exact = ks.KernelRegressor(k, ridge=1e-2).fit(X, y)
+    np.testing.assert_allclose(np.asarray(k(X[:50], sol.centers)) @ sol.coef[:, 0], exact.predict(X[:50]),
+                               rtol=1e-6, atol=1e-8)
+    # a budget that holds M = default but not 2·default: stops there, and says so
+    m0 = default_n_centers(600)
+    budget = solvers.nystrom.memory_needed(600, m0, 64, 1, 600, 1, 1) * 2
+    with pytest.warns(KernelscopeWarning, match="would not fit the memory budget"):
+        sol = nystrom_solve(k, X, y, 1e-2, n_centers="auto", memory_budget=budget)
+    assert sol.info["n_centers"] < 600

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .._arrays import (
+    MemoryBudgetError,
     ValidationError,
     as_generator,
     as_numpy,
@@ -166,6 +167,9 @@ def sample_centers(kernel: Kernel, X: np.ndarray, n_centers: int, *, sampling: s
 
 
 SATURATION_WARN = 0.5  # warn when d_eff of the Nyström model exceeds this fraction of M (M < 2·d_eff)
+# n_centers='auto' doubles M until d_eff ≤ M/4: measured within about 1% of exact kernel ridge (benchmarks/bench_scale.py
+# and tests: 0.1–1.1% at saturations 0.14–0.29, 1–2.4% at 0.40–0.49)
+SATURATION_AUTO = 0.25
 
 
 def effective_dimension_from_factor(R: torch.Tensor, ridge: float) -> float:
@@ -198,7 +202,7 @@ class NystromSolution:
     info: dict = field(default_factory=dict)
 
 
-def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: int | None = None,
+def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: int | str | None = None,
                   sampling: str = "uniform", seed: Any = 0, block: int | None = None,
                   memory_budget: int | None = None) -> NystromSolution:
     """Fit the Nyström estimator ``(K_nmᵀ K_nm + λ K_mm) β = K_nmᵀ y`` (see the module docstring).
@@ -211,8 +215,11 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     ridge : float >= 0
         λ of ``K + λI`` (the same convention as the exact solvers and scikit-learn's ``KernelRidge.alpha``).
         ``ridge = 0`` is answered by the pseudoinverse of the reduced system.
-    n_centers : int, optional
-        M ≤ N; default :func:`default_n_centers` (⌈√N log N⌉).
+    n_centers : int or 'auto', optional
+        M ≤ N; default :func:`default_n_centers` (⌈√N log N⌉). ``'auto'`` starts there and doubles M (the smaller
+        set of centres inside the larger one for uniform sampling) until the model's saturation d_eff/M is at most
+        ½, M reaches N, or the next M would not fit the memory budget; ``info['n_centers_path']`` lists the
+        (M, saturation) pairs tried. The fits cost about 4/3 of the last one.
     sampling : {'uniform', 'leverage'}
     seed : int or torch.Generator
     block : int, optional
@@ -231,8 +238,54 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
         raise ValidationError("Y", f"{Xn.shape[0]} rows (as many as X)", f"{Yn.shape[0]} rows")
     Y2 = Yn[:, None] if Yn.ndim == 1 else Yn
     ridge = check_nonnegative(ridge, "ridge")
+    if isinstance(n_centers, str):
+        check_choice(n_centers, "n_centers", ("auto",))
+        return _nystrom_auto(kernel, Xn, Y2, ridge, sampling=sampling, seed=seed, block=block,
+                             memory_budget=memory_budget)
+    return _nystrom_fixed(kernel, Xn, Y2, ridge, _check_n_centers(n_centers, Xn.shape[0]), sampling=sampling,
+                          seed=seed, block=block, memory_budget=memory_budget)
+
+
+def _nystrom_auto(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, **options: Any) -> NystromSolution:
+    """``n_centers='auto'``: double M from the default until d_eff ≤ M/4 (or M = N, or the memory budget)."""
+    n, path = Xn.shape[0], []
+    m = default_n_centers(n)
+    while True:
+        sol = _nystrom_fixed(kernel, Xn, Y2, ridge, m, quiet=True, **options)
+        path.append((m, sol.info["saturation"]))
+        saturated = sol.info["saturation"] is not None and sol.info["saturation"] > SATURATION_AUTO
+        if not saturated or m >= n:
+            break
+        m_next = min(n, 2 * m)
+        try:  # the next fit must fit the memory budget; otherwise keep this one (and say so below)
+            _nystrom_fixed(kernel, Xn, Y2, ridge, m_next, dry_run=True, **options)
+        except MemoryBudgetError:
+            break
+        m = m_next
+    sol.info["n_centers_path"] = path
+    if m >= n and len(path) > 1:
+        warn(f"n_centers='auto' reached M = N = {n} (at M = {path[-2][0]} the effective dimension was "
+             f"{path[-2][1]:.0%} of M: a flat spectrum at ridge {ridge:.3g}), so this is exact kernel ridge at "
+             "Nyström's cost; solver='cg' or 'cholesky' gives that solution for less.")
+    _warn_saturated(sol.info, n, ridge, " (n_centers='auto' stopped there: the next M would not fit the memory "
+                    "budget)")
+    return sol
+
+
+def _warn_saturated(info: dict, n: int, ridge: float, why: str = "") -> None:
+    m, d_eff = info["n_centers"], info["effective_dimension"]
+    if d_eff is not None and m < n and d_eff > SATURATION_WARN * m:
+        warn(f"Nyström with M = {m} centres{why}: the kernel at ridge {ridge:.3g} has {d_eff:.0f} effective "
+             f"dimensions within the centres' span ({d_eff / m:.0%} of M > {SATURATION_WARN:.0%}): the span is "
+             "saturated and the predictions are likely far from exact kernel ridge regression. Use more centres "
+             "(n_centers), solver='cg' (exact, matrix-free) or a larger ridge.")
+
+
+def _nystrom_fixed(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, m: int, *, sampling: str,
+                   seed: Any, block: int | None, memory_budget: int | None, quiet: bool = False,
+                   dry_run: bool = False) -> NystromSolution | None:
+    """The fit with M = ``m`` centres (``dry_run``: only the memory check; ``quiet``: no saturation warning)."""
     n, d = Xn.shape
-    m = _check_n_centers(n_centers, n)
     block = scale.default_block(n, max_bytes=min(64e6, 8.0 * 4096 * max(m, 1))) if block is None \
         else scale.check_block(block)
     threads = scale.n_workers()
@@ -240,6 +293,8 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     need = memory_needed(n, m, d, Y2.shape[1], block, threads, n_panels if scale.active_client() is None else 0)
     check_memory(need, f"the Nyström solver with M = {m} centres (N = {n})",
                  "Use fewer centres (n_centers) or a smaller block.", budget=memory_budget)
+    if dry_run:
+        return None
 
     idx = sample_centers(kernel, Xn, m, sampling=sampling, ridge=max(ridge, 1e-300), seed=seed, block=block)
     C = Xn[idx]
@@ -266,11 +321,8 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
             "reduced_solve": method, "memory_bytes_estimate": need,
             "scheduler": "distributed" if scale.active_client() is not None else "threads",
             "effective_dimension": d_eff, "saturation": None if d_eff is None else d_eff / m}
-    if d_eff is not None and m < n and d_eff > SATURATION_WARN * m:
-        warn(f"Nyström with M = {m} centres: the kernel at ridge {ridge:.3g} has {d_eff:.0f} effective dimensions "
-             f"within the centres' span ({d_eff / m:.0%} of M > {SATURATION_WARN:.0%}): the span is saturated and "
-             "the predictions are likely far from exact kernel ridge regression. Use more centres (n_centers), "
-             "solver='cg' (exact, matrix-free) or a larger ridge.")
+    if not quiet:
+        _warn_saturated(info, n, ridge)
     return NystromSolution(C, beta.numpy(), idx, info)
 
 
