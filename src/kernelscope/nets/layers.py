@@ -171,7 +171,8 @@ class Layer:
 
         Notes
         -----
-        The matrix is computed in B×T tiles (B = ``block_rows``, T = min(B, N2)): each tile gets one GEMM for
+        The matrix is computed in B×T tiles (B = ``block_rows``; T = B for k(X, X), and by default wider when
+        ``x1`` has few rows; never more than N2): each tile gets one GEMM for
         its input Gram ``x·x'/d``, then the whole recursion runs in place on that tile while it is in cache. For
         k(X, X) only the tiles on and above the diagonal are computed, and each is written twice, as itself and
         transposed below the diagonal. Rows of tiles run on ``torch.get_num_threads()`` worker threads with

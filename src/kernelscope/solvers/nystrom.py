@@ -167,8 +167,8 @@ def sample_centers(kernel: Kernel, X: np.ndarray, n_centers: int, *, sampling: s
 
 
 SATURATION_WARN = 0.5  # warn when d_eff of the Nyström model exceeds this fraction of M (M < 2·d_eff)
-# n_centers='auto' doubles M until d_eff ≤ M/4: measured within about 1% of exact kernel ridge (benchmarks/bench_scale.py
-# and tests: 0.1–1.1% at saturations 0.14–0.29, 1–2.4% at 0.40–0.49)
+# n_centers='auto' doubles M until d_eff ≤ M/4: measured within about 1% of exact kernel ridge (bench_scale.py and
+# tests: 0.1–1.1% at saturations 0.14–0.29, 1–2.4% at 0.40–0.49)
 SATURATION_AUTO = 0.25
 
 
@@ -218,8 +218,10 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     n_centers : int or 'auto', optional
         M ≤ N; default :func:`default_n_centers` (⌈√N log N⌉). ``'auto'`` starts there and doubles M (the smaller
         set of centres inside the larger one for uniform sampling) until the model's saturation d_eff/M is at most
-        ½, M reaches N, or the next M would not fit the memory budget; ``info['n_centers_path']`` lists the
-        (M, saturation) pairs tried. The fits cost about 4/3 of the last one.
+        ¼ (measured: within about 1% of exact kernel ridge), M reaches N, or the next M would not fit the memory
+        budget; ``info['n_centers_path']`` lists the (M, saturation) pairs tried. The fits cost about 4/3 of the
+        last one. Kernels with a flat spectrum at this ridge (isotropic data, the ReLU NTK) end at M = N, with a
+        warning: use solver='cg' for them.
     sampling : {'uniform', 'leverage'}
     seed : int or torch.Generator
     block : int, optional
