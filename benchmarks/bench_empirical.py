@@ -59,7 +59,7 @@ def _model_and_data(n: int, dt, cnn: dict | None):
     return model, torch.randn(n, 1, 8, 8, generator=g, dtype=dt)
 
 
-def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q) -> None:
+def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q, device: str = "cpu") -> None:
     import torch
     from torch.func import functional_call, jacrev, vmap
 
@@ -68,6 +68,8 @@ def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q) 
     torch.set_num_threads(torch.get_num_threads())
     dt = getattr(torch, dtype)
     model, x = _model_and_data(n, dt, cnn)
+    model, x = model.to(device), x.to(device)
+    cuda = x.device.type == "cuda"
     n_out = 1 if cnn is None else cnn["outputs"]
 
     if method == "torch vmap(jacrev)":
@@ -86,20 +88,27 @@ def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q) 
 
     base = _rss_mb()
     run(x[:16])  # warm-up on a few examples (first-call overheads), then time the full size
+    if cuda:  # peak memory on the GPU: torch's allocator peak above what the model and data hold
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
     times = []
-    for _ in range(repeats if method == "structured" or cnn is not None else 1):
+    for _ in range(repeats if method == "structured" or cnn is not None or cuda else 1):
         t0 = time.perf_counter()
         K = run(x)
+        if cuda:
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     K = K.reshape(n, n, -1)  # (N, N) or (N, N, O·O)
     q.put({"seconds": min(times), "peak_mb": peak - base, "trace": float(torch.diagonal(K.double()).sum())})
 
 
-def measure(method: str, n: int, dtype: str, repeats: int, cnn: dict | None = None) -> dict:
+def measure(method: str, n: int, dtype: str, repeats: int, cnn: dict | None = None, device: str = "cpu") -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, cnn, q))
+    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, cnn, q, device))
     p.start()
     out = q.get()
     p.join()
@@ -117,6 +126,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ntvp-max", type=int, default=256, help="largest N for 'ntvp' (one VJP+JVP per example)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: torch's CUDA allocator peak)")
     args = ap.parse_args()
     cnn = {"outputs": args.outputs, "hidden": args.hidden} if args.cnn else None
     sizes = [int(s) for s in (args.sizes or ("256,512" if cnn else "256,512,1024")).split(",")]
@@ -133,14 +143,14 @@ def main() -> None:
     else:
         arch = "MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU)"
     timing = f"best of {args.repeats}" if cnn else f"structured: best of {args.repeats}, others: one call"
-    print(f"{arch}, {args.dtype}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{timing} (after warm-up)")
+    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    print(f"{arch}, {args.dtype}, torch {torch.__version__}, {where}; {timing} (after warm-up)")
     results: dict[str, dict[int, dict]] = {m: {} for m in methods}
     for n in sizes:
         for m in methods:
             if m == "ntvp" and n > args.ntvp_max:
                 continue
-            results[m][n] = measure(m, n, args.dtype, args.repeats, cnn)
+            results[m][n] = measure(m, n, args.dtype, args.repeats, cnn, args.device)
             r = results[m][n]
             print(f"  N={n:5d} {m:20s} {r['seconds']:9.3f} s   peak +{r['peak_mb']:8.1f} MB", flush=True)
     # agreement between methods (trace of the kernel)

@@ -1,6 +1,6 @@
 """Analytic NNGP+NTK of serial(Dense, ReLU) × 3 + Dense(1), N×N float64: kernelscope vs its peers.
 
-    .venv/bin/python benchmarks/bench_nets.py [--n 4000] [--repeats 5]
+    .venv/bin/python benchmarks/bench_nets.py [--n 4000] [--repeats 5] [--device cuda]
 
 Peers, all measured in this run except neural-tangents:
 - neural-tangents: cannot run here (archived, broken on current JAX); its times measured on this machine are
@@ -87,13 +87,32 @@ class PeakRSS:
         return self.peak - self.base
 
 
+class PeakCUDA:
+    """Peak CUDA memory allocated by torch above the level at entry (for --device cuda)."""
+
+    def __enter__(self):
+        torch.cuda.synchronize()
+        self.base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.synchronize()
+        self.delta = torch.cuda.max_memory_allocated() - self.base
+
+
 def timed(fn, X, repeats):
     times, peaks, out = [], [], None
+    cuda = X.device.type == "cuda"
+    if cuda:  # warm-up: kernels loaded, allocator primed
+        fn(X)
     for _ in range(repeats):
         out = None
-        with PeakRSS() as m:
+        with (PeakCUDA() if cuda else PeakRSS()) as m:
             t0 = time.perf_counter()
             out = fn(X)
+            if cuda:
+                torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
         peaks.append(m.delta)
     return statistics.median(times), min(times), max(peaks), out
@@ -103,17 +122,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=4000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (then peak memory is torch's CUDA peak)")
     args = ap.parse_args()
+    device = torch.device(args.device)
     n = args.n
     buf = 8 * n * n
     net = network()
-    print(f"N = {n}, float64, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work on the machine makes "
-          f"timings noisy)")
-    print(f"{'d':>4} {'method':<26} {'median s':>9} {'min s':>7} {'peak RSS':>10} {'÷ floor':>8} "
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda" else
+             f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+             "(other work on the machine makes timings noisy)")
+    print(f"N = {n}, float64, torch {torch.__version__}, {where}")
+    print(f"{'d':>4} {'method':<26} {'median s':>9} {'min s':>7} {'peak mem':>10} {'÷ floor':>8} "
           f"{'÷ NT (low–high)':>16}")
     for d in (64, 784):
-        X = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        X = torch.randn(n, d, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(device)
         t_floor, m_floor, p_floor, _ = timed(floor, X, args.repeats)
         rows = [("floor (GEMM + 6 passes)", t_floor, m_floor, p_floor)]
         t_ks, m_ks, p_ks, k = timed(lambda A: net.kernel(A), X, args.repeats)

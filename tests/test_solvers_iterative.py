@@ -180,9 +180,10 @@ class TestNystrom:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # all centres: nothing is missed, no warning
             full = nystrom_solve(rbf, X, Y, ridge, n_centers=len(X))
-        # (K_mm gets a jitter of ~1e-10·mean diag before its Cholesky factor: agreement to that level, amplified)
-        assert abs(full.info["effective_dimension"] - exact) < 1e-4 * exact
-        assert full.info["saturation"] == pytest.approx(exact / len(X), rel=1e-4)
+        # The reduced matrix T⁻ᵀ K_nmᵀ K_nm T⁻¹ holds K² (condition number squared; eigenvalues of K reach 2e-11
+        # here): its rounding moves d_eff by 3e-5 relative on this machine, 4e-4 on an H100 host's CPU BLAS
+        assert abs(full.info["effective_dimension"] - exact) < 2e-3 * exact
+        assert full.info["saturation"] == pytest.approx(exact / len(X), rel=2e-3)
         with pytest.warns(KernelscopeWarning, match=r"M = 12 centres.*saturated.*solver='cg'"):
             few = nystrom_solve(rbf, X, Y, ridge, n_centers=12, seed=0)
         assert 0.5 * 12 < few.info["effective_dimension"] <= 12
@@ -253,7 +254,8 @@ class TestRegistry:
             assert res.info["solver"] == name and res.variance is None and "seconds_fit" in res.info
         assert solvers.SOLVERS["cg"](k, Xt_, Yt_, 1e-2).centers is Xt_
 
-    def test_choose_past_the_dense_budget(self):
+    def test_choose_past_the_dense_budget(self, monkeypatch):
+        monkeypatch.setattr(ks.scale, "n_workers", lambda: 2)  # the memory of tiles in flight: 2 threads, as here
         assert solvers.choose(1000, d=5, budget=10**9) == "cholesky"
         with pytest.warns(KernelscopeWarning, match=r"needs 6\.4 GB > the memory budget 1\.0 GB; using 'cg'"):
             assert solvers.choose(20_000, d=64, budget=10**9) == "cg"
@@ -355,7 +357,8 @@ def test_nystrom_auto_centres_grow_until_the_span_is_not_saturated():
         nystrom_solve(k, X, y, 1e-2, n_centers="many")
 
 
-def test_nystrom_auto_on_a_flat_spectrum_ends_at_n_or_the_budget():
+def test_nystrom_auto_on_a_flat_spectrum_ends_at_n_or_the_budget(monkeypatch):
+    monkeypatch.setattr(ks.scale, "n_workers", lambda: 2)  # the budget below counts 2 threads' tiles
     k = kernels.get("rbf", gamma=0.1)
     X, y = ks.data.regression_nd(600, 64, noise=0.1, seed=0)  # isotropic: d_eff ≈ N at this ridge
     with pytest.warns(KernelscopeWarning, match="reached M = N"):
@@ -366,7 +369,7 @@ def test_nystrom_auto_on_a_flat_spectrum_ends_at_n_or_the_budget():
                                rtol=1e-6, atol=1e-8)
     # a budget that holds M = default but not 2·default: stops there, and says so
     m0 = default_n_centers(600)
-    budget = solvers.nystrom.memory_needed(600, m0, 64, 1, 600, 1, 1) * 2
+    budget = solvers.nystrom.memory_needed(600, m0, 64, 1, 600, 2, 1) * 2
     with pytest.warns(KernelscopeWarning, match="would not fit the memory budget"):
         sol = nystrom_solve(k, X, y, 1e-2, n_centers="auto", memory_budget=budget)
     assert sol.info["n_centers"] < 600
