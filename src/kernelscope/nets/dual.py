@@ -33,7 +33,7 @@ _TWO_PI = 2.0 * math.pi
 
 def _safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
     """1/√a, with 0 where a <= 0 (a zero-norm input has cosine 0 with everything, and its kernel is 0)."""
-    return torch.where(a > 0, a.clamp_min(torch.finfo(a.dtype).tiny).rsqrt(), torch.zeros_like(a))
+    return torch.where(a > 0, a, math.inf).rsqrt()
 
 
 _THETA_SNAP = math.sqrt(128 * torch.finfo(torch.float64).eps)  # θ below this is rounding of θ = 0
@@ -86,35 +86,30 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     """
     jump = (beta - alpha) ** 2 / _TWO_PI
     mean_sq = 0.5 * (alpha * alpha + beta * beta)
-    if same == "all":  # every pair is a point with itself: θ = 0, E[φ(u)²] = a·(α²+β²)/2 and E[φ'(u)²] = (α²+β²)/2
-        nngp = torch.mul(a.clamp_min(0), mean_sq, out=c if inplace else None)
+    if same == "all" or jump == 0.0:
+        # a point with itself (θ = 0: E[φ(u)²] = a·(α²+β²)/2), or α = β (a linear map: E[φ(u)φ(v)] = α² c);
+        # either way E[φ'φ'] = (α²+β²)/2 and nothing is left to scale
+        nngp = torch.mul(a.clamp_min(0) if same == "all" else c, mean_sq, out=c if inplace else None)
         dot = torch.full_like(nngp, mean_sq)
         return (nngp, dot) if scaled else (nngp, dot, None, None, 1.0)
-    tiny = torch.finfo(c.dtype).tiny
-    ra, rb = a.clamp_min(tiny).rsqrt(), b.clamp_min(tiny).rsqrt()  # 1/√a (huge for a = 0, where c = 0 too)
-    s1, s2 = a * ra, b * rb  # √a, √b (0 for a = 0)
-    if jump == 0.0:  # α = β: a linear map, E[φ(u)φ(v)] = α² c and E[φ'φ'] = α²
-        nngp = cosine_(c if inplace else c.clone(), a, b, same)
-        dot = torch.full_like(nngp, mean_sq)
-        s1, dot_scale = s1 * mean_sq, 1.0
-    else:
-        # Work with n = −cos θ and φ = arccos(n) = π − θ: then sin θ = sin φ and E[φ'φ'] = jump·φ + αβ, so the
-        # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
-        n = (c if inplace else c.clone()).mul_(ra).mul_(rb.neg_())
-        # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly; then cos θ >= −1
-        torch.nn.functional.threshold(n, -_COS_SNAP, -1.0, inplace=True).clamp_(max=1.0)
-        if same == "diagonal":  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input)
-            dg = n.diagonal()
-            dg.copy_((dg != 0).to(n.dtype).neg_())
-        phi = torch.acos(n)  # π − θ
-        sin = torch.sin(phi)  # sin θ
-        if alpha * beta != 0.0:
-            phi.add_(alpha * beta / jump)  # E[φ'φ'] / jump
-        nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)  # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab))
-        dot, s1, dot_scale = phi, s1 * jump, jump
+    ra, rb = _safe_rsqrt(a), _safe_rsqrt(b)  # 1/√a, 0 for a = 0 (a zero-norm input: c = 0 too)
+    s1, s2 = a * ra * jump, b * rb  # jump·√a, √b
+    # Work with n = −cos θ and φ = arccos(n) = π − θ: then sin θ = sin φ and E[φ'φ'] = jump·φ + αβ, so the
+    # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
+    n = (c if inplace else c.clone()).mul_(ra).mul_(rb.neg_())
+    # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly; then cos θ >= −1
+    torch.nn.functional.threshold(n, -_COS_SNAP, -1.0, inplace=True).clamp_(max=1.0)
+    if same == "diagonal":  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input)
+        dg = n.diagonal()
+        dg.copy_((dg != 0).to(n.dtype).neg_())
+    phi = torch.acos(n)  # π − θ
+    sin = torch.sin(phi)  # sin θ
+    if alpha * beta != 0.0:
+        phi.add_(alpha * beta / jump)  # E[φ'φ'] / jump
+    nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)  # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab))
     if not scaled:
-        return nngp, dot, s1, s2, dot_scale
-    return nngp.mul_(s1).mul_(s2), (dot if dot_scale == 1.0 else dot.mul_(dot_scale))
+        return nngp, phi, s1, s2, jump
+    return nngp.mul_(s1).mul_(s2), phi.mul_(jump)
 
 
 def erf_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: bool = False

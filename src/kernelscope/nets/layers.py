@@ -97,8 +97,7 @@ class NetKernel:
 # Default tile side. On CPU a 512×512 float64 tile is 2 MB: the recursion's few buffers stay in L2/L3, and the
 # per-op overhead of torch stays small (measured at N = 4000: sides 448–512 fastest, 256 is 1.5× slower, 1000
 # 1.15× slower). On a GPU bigger tiles mean fewer kernel launches.
-_TILE = {"cpu": 512}
-_TILE_GPU = 4096
+_TILE_CPU, _TILE_GPU = 512, 4096
 
 
 def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device) -> None:
@@ -202,7 +201,7 @@ class Layer:
         # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
         # pair each point with itself exactly.
         symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
-        side = _TILE.get(X1.device.type, _TILE_GPU)
+        side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
         if block_rows is None:
             block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
             # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
@@ -391,9 +390,6 @@ class ABReLU(_Activation):
 
     def dual_lazy(self, c, a, b, same=None):
         return _dual.abrelu_dual(c, a, b, self.a, self.b, inplace=True, same=same, scaled=False)
-
-    def variance(self, v):
-        return v.clamp_min(0.0).mul_(0.5 * (self.a * self.a + self.b * self.b))  # θ = 0 in the closed form
 
 
 class ReLU(ABReLU):

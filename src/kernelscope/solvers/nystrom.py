@@ -259,9 +259,11 @@ def _nystrom_auto(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, 
         if not saturated or m >= n:
             break
         m_next = min(n, 2 * m)
-        try:  # the next fit must fit the memory budget; otherwise keep this one (and say so below)
-            _nystrom_fixed(kernel, Xn, Y2, ridge, m_next, dry_run=True, **options)
+        try:  # the next fit must fit the memory budget; otherwise keep this one, and say why it stopped
+            _plan(Xn.shape, Y2.shape[1], m_next, options["block"], options["memory_budget"])
         except MemoryBudgetError:
+            _warn_saturated(sol.info, n, ridge, " (n_centers='auto' stopped there: the next M would not fit the "
+                            "memory budget)")
             break
         m = m_next
     sol.info["n_centers_path"] = path
@@ -269,8 +271,6 @@ def _nystrom_auto(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, 
         warn(f"n_centers='auto' reached M = N = {n} (at M = {path[-2][0]} the effective dimension was "
              f"{path[-2][1]:.0%} of M: a flat spectrum at ridge {ridge:.3g}), so this is exact kernel ridge at "
              "Nyström's cost; solver='cg' or 'cholesky' gives that solution for less.")
-    _warn_saturated(sol.info, n, ridge, " (n_centers='auto' stopped there: the next M would not fit the memory "
-                    "budget)")
     return sol
 
 
@@ -283,20 +283,25 @@ def _warn_saturated(info: dict, n: int, ridge: float, why: str = "") -> None:
              "(n_centers), solver='cg' (exact, matrix-free) or a larger ridge.")
 
 
-def _nystrom_fixed(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, m: int, *, sampling: str,
-                   seed: Any, block: int | None, memory_budget: int | None, quiet: bool = False,
-                   dry_run: bool = False) -> NystromSolution | None:
-    """The fit with M = ``m`` centres (``dry_run``: only the memory check; ``quiet``: no saturation warning)."""
-    n, d = Xn.shape
+def _plan(shape: tuple[int, int], n_outputs: int, m: int, block: int | None, memory_budget: int | None
+          ) -> tuple[int, int, int]:
+    """``(block, n_panels, bytes needed)`` of a fit with M = ``m`` centres; refused up front beyond the budget."""
+    n, d = shape
     block = scale.default_block(n, max_bytes=min(64e6, 8.0 * 4096 * max(m, 1))) if block is None \
         else scale.check_block(block)
     threads = scale.n_workers()
     n_panels = max(1, min(math.ceil(n / block), max(2 * threads, math.ceil(n / (16 * block)))))
-    need = memory_needed(n, m, d, Y2.shape[1], block, threads, n_panels if scale.active_client() is None else 0)
+    need = memory_needed(n, m, d, n_outputs, block, threads, n_panels if scale.active_client() is None else 0)
     check_memory(need, f"the Nyström solver with M = {m} centres (N = {n})",
                  "Use fewer centres (n_centers) or a smaller block.", budget=memory_budget)
-    if dry_run:
-        return None
+    return block, n_panels, need
+
+
+def _nystrom_fixed(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, m: int, *, sampling: str,
+                   seed: Any, block: int | None, memory_budget: int | None, quiet: bool = False) -> NystromSolution:
+    """The fit with M = ``m`` centres (``quiet``: no saturation warning)."""
+    n = Xn.shape[0]
+    block, n_panels, need = _plan(Xn.shape, Y2.shape[1], m, block, memory_budget)
 
     idx = sample_centers(kernel, Xn, m, sampling=sampling, ridge=max(ridge, 1e-300), seed=seed, block=block)
     C = Xn[idx]
