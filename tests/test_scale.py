@@ -144,6 +144,17 @@ class TestMatrixFree:
         np.testing.assert_allclose(G, Kxy.T @ Kxy, rtol=0, atol=1e-11)
         np.testing.assert_allclose(z, Kxy.T @ T, rtol=0, atol=1e-11)
 
+    @pytest.mark.parametrize("strip", [1, 7, 41, 64])
+    def test_gram_upper_strips(self, data, monkeypatch, strip):
+        # the panels compute only G's upper triangle in strips of rows (ragged last strip included); the result
+        # is the full, exactly symmetric K_nmᵀ K_nm
+        X, Y = data
+        monkeypatch.setattr(scale, "_GRAM_STRIP", strip)
+        Kxy = dense(rbf, X, Y)
+        G, _ = scale.gram_reduce(rbf, X, np.zeros((X.shape[0], 1)), Y, block=16, n_panels=3)
+        np.testing.assert_array_equal(G, G.T)
+        np.testing.assert_allclose(G, Kxy.T @ Kxy, rtol=0, atol=1e-11)
+
     @pytest.mark.parametrize("n,block", [(100, 10), (100, 7), (97, 97)])
     def test_each_tile_computed_once(self, n, block):
         # the symmetric product evaluates each unordered pair of panels once: (N² + Σ b_i²)/2 entries
