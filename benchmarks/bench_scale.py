@@ -9,7 +9,10 @@ Accuracy is "relative RMSE to the exact solution": ‖f_method(X_test) − f_cho
 and the test RMSE against the held-out targets is printed beside it. The accuracy section runs on two input
 spectra (``--decay``): isotropic inputs (a flat spectrum: the kernel matrix has nearly N effective dimensions at
 this ridge, so no M ≪ N centres can match exact kernel ridge) and inputs whose variances fall like i^-2 (real
-data's power law: few effective dimensions, where Nyström is meant to be used).
+data's power law: few effective dimensions for the RBF kernel, where Nyström is meant to be used; the ReLU NTK's
+spectrum stays flat there too). The ``span_floor`` column measures how far the centres' span itself is from the
+exact predictor: the best that any coefficients on those centres reach, fitted to the exact predictions on 2·M
+fresh points; when it is above 1%, no Nyström solver with that many centres can be within 1%.
 """
 
 from __future__ import annotations
@@ -78,9 +81,20 @@ def table(rows, cols):
     print(flush=True)
 
 
+def span_floor(k, C: np.ndarray, X_fresh: np.ndarray, exact_fresh: np.ndarray) -> float:
+    """The best relative RMSE to the exact predictions that ANY predictor ``Σ_j β_j k(x, c_j)`` on the centres C
+    reaches on the fresh points (β fitted by least squares to the exact predictions there, more points than
+    centres): a floor under the Nyström estimator with these centres, whatever its solver."""
+    Kfc = torch.as_tensor(np.asarray(k(torch.as_tensor(X_fresh), torch.as_tensor(C))), dtype=torch.float64)
+    beta = torch.linalg.lstsq(Kfc, torch.as_tensor(exact_fresh)[:, None]).solution
+    return rel((Kfc @ beta)[:, 0].numpy(), exact_fresh)
+
+
 def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
     X, y = data.regression_nd(n + n_test, D, noise=0.1, decay=decay, seed=0)
     X, Xt, y, yt = X[:n], X[n:], y[:n], y[n:]
+    # 2·M fresh inputs of the same distribution (the first n + n_test rows equal X, Xt) for span_floor
+    X_fresh = data.regression_nd(n + n_test + 2 * m_big, D, noise=0.1, decay=decay, seed=0)[0][n + n_test:]
     Xtt, Xtt_test = torch.as_tensor(X), torch.as_tensor(Xt)
     candidates = [("rbf", kernels.get("rbf", gamma=GAMMA)), ("ntk-relu-3", ntk_kernel())]
     for name, k in candidates:
@@ -92,6 +106,7 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
         # exact Cholesky (kernelscope's dense solver), the reference
         res, t_fit = timed(lambda: SOLVERS["cholesky"](k, Xtt, torch.as_tensor(y[:, None]), lam))
         exact, t_pred = timed(lambda: scale.block_predict(k, Xt, res.centers.numpy(), res.coef.numpy())[:, 0])
+        exact_fresh = scale.block_predict(k, X_fresh, res.centers.numpy(), res.coef.numpy())[:, 0]
         del res
         rows.append(dict(method="cholesky (kernelscope)", fit_s=f"{t_fit:.1f}", predict_s=f"{t_pred:.2f}",
                          total=t_fit + t_pred, rel_to_exact="0", test_rmse=f"{rmse(exact, yt):.4f}"))
@@ -124,6 +139,8 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
                 rows.append(dict(method=f"nystrom M={m} {sampling}", fit_s=f"{t_fit:.1f}", predict_s=f"{t_pred:.2f}",
                                  total=t_fit + t_pred, rel_to_exact=f"{rel(pred, exact):.1e}",
                                  test_rmse=f"{rmse(pred, yt):.4f}", d_eff_over_M=f"{sol.info['saturation']:.2f}"))
+                if m == m_big and sampling == "uniform":
+                    rows[-1]["span_floor"] = f"{span_floor(k, sol.centers, X_fresh, exact_fresh):.1e}"
         for r in rows:
             if "total" in r:
                 r["vs_sklearn"] = f"{r['total'] / sk_total:.2f}x" if sk_total else "n/a"
@@ -131,9 +148,12 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
         inputs = "isotropic inputs" if decay == 0 else f"inputs with variances ∝ i^-{decay:g}"
         print(f"== {name}: N = {n}, d = {D} ({inputs}), {n_test} test points, ridge = {lam:.3g} ==")
         table(rows, ["method", "fit_s", "predict_s", "total", "vs_sklearn", "iters", "residual", "rel_to_exact",
-                     "test_rmse", "d_eff_over_M"])
+                     "test_rmse", "d_eff_over_M", "span_floor"])
         print("d_eff_over_M: effective dimension of the Nyström model at this ridge over M; near 1 the centres' span "
-              "is saturated and the estimator cannot match exact kernel ridge (more centres, or CG).\n")
+              "is saturated and the estimator cannot match exact kernel ridge (more centres, or CG).\n"
+              f"span_floor: the best relative RMSE to exact that any Σ_j β_j k(x, c_j) on those centres reaches on "
+              f"{2 * m_big} fresh points (β fitted by least squares to the exact predictions there): on those points no Nyström "
+              "solver with these centres does better.\n")
 
 
 def _sklearn_child(n: int, n_test: int, name: str, lam: float, decay: float, out: str) -> None:
