@@ -12,7 +12,7 @@ this ridge, so no M ≪ N centres can match exact kernel ridge) and inputs whose
 data's power law: few effective dimensions for the RBF kernel, where Nyström is meant to be used; the ReLU NTK's
 spectrum stays flat there too). The ``span_floor`` column measures how far the centres' span itself is from the
 exact predictor: the best that any coefficients on those centres reach, fitted to the exact predictions on 2·M
-fresh points; when it is above 1%, no Nyström solver with that many centres can be within 1%.
+fresh points; when it is above 1%, no Nyström solver with those centres can be within 1% on those points.
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
         print("d_eff_over_M: effective dimension of the Nyström model at this ridge over M; near 1 the centres' span "
               "is saturated and the estimator cannot match exact kernel ridge (more centres, or CG).\n"
               f"span_floor: the best relative RMSE to exact that any Σ_j β_j k(x, c_j) on those centres reaches on "
-              f"{2 * m_big} fresh points (β fitted by least squares to the exact predictions there): on those points no Nyström "
-              "solver with these centres does better.\n")
+              f"{2 * m_big} fresh points (β fitted by least squares to the exact predictions there): on those points "
+              "no Nyström solver with these centres does better.\n")
 
 
 def _sklearn_child(n: int, n_test: int, name: str, lam: float, decay: float, out: str) -> None:
