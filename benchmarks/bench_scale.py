@@ -85,7 +85,7 @@ def span_floor(k, C: np.ndarray, X_fresh: np.ndarray, exact_fresh: np.ndarray) -
     """The best relative RMSE to the exact predictions that ANY predictor ``Σ_j β_j k(x, c_j)`` on the centres C
     reaches on the fresh points (β fitted by least squares to the exact predictions there, more points than
     centres): a floor under the Nyström estimator with these centres, whatever its solver."""
-    Kfc = torch.as_tensor(np.asarray(k(torch.as_tensor(X_fresh), torch.as_tensor(C))), dtype=torch.float64)
+    Kfc = scale.evaluate(k, X_fresh, C)
     beta = torch.linalg.lstsq(Kfc, torch.as_tensor(exact_fresh)[:, None]).solution
     return rel((Kfc @ beta)[:, 0].numpy(), exact_fresh)
 
