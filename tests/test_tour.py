@@ -1,21 +1,28 @@
-"""The tour runner: chapter discovery, resume after interruption, --force, atomic outputs, the report page."""
+"""The tour runner: the chapter list, resume after interruption, --force, saved work keyed by its configuration,
+file modes, progress off a terminal, the report page."""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
+import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from kernelscope import tour as T
 from kernelscope.report import format_cell, render_report
+from kernelscope.story import Progress
 
 
 def _fake_chapter(key, calls, fail=False, pieces=3, interrupt_at=None):
     def run(ctx):
         import matplotlib.pyplot as plt
 
-        done = []
+        done = [100 if ctx.quick else 0]
         for i in ctx.track(range(pieces), "pieces"):
             if interrupt_at is not None and i == interrupt_at:
                 raise KeyboardInterrupt
@@ -39,7 +46,7 @@ def fake_chapters(monkeypatch):
     return registry, calls
 
 
-def test_discovers_the_story_chapters_in_order():
+def test_the_story_chapters_in_order():
     chs = T.chapters()
     keys = [c.key for c in chs]
     assert keys[0] == "linsys"
@@ -51,9 +58,9 @@ def test_run_writes_report_and_resumes(tmp_path, fake_chapters):
     registry, calls = fake_chapters
     res = T.run_tour(tmp_path, progress=False)
     assert res.ok and res.done == ["a", "b"]
-    assert (tmp_path / "index.html").exists() and (tmp_path / "figures" / "a_curve.png").exists()
+    assert (tmp_path / "index.html").exists() and (tmp_path / "figures" / "full-seed0" / "a_curve.png").exists()
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["chapters"]["a"]["numbers"] == {"sum": 3}
+    assert data["chapters"]["a"]["numbers"] == {"sum": 3} and data["chapters"]["a"]["quick"] is False
     n_calls = len(calls)
     res2 = T.run_tour(tmp_path, progress=False)  # nothing is redone
     assert res2.skipped == ["a", "b"] and res2.done == [] and len(calls) == n_calls
@@ -67,7 +74,7 @@ def test_interrupted_chapter_resumes_from_checkpoints(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         T.run_tour(tmp_path, progress=False)
     assert calls == [("a", 0), ("a", 1)]
-    assert not (tmp_path / "steps" / "a.json").exists()
+    assert not (tmp_path / "steps" / "a-full-seed0.json").exists()
     monkeypatch.setattr(T, "chapters", lambda: [_fake_chapter("a", calls)])
     res = T.run_tour(tmp_path, progress=False)
     assert res.done == ["a"] and calls == [("a", 0), ("a", 1), ("a", 2)]  # pieces 0, 1 were not redone
@@ -80,13 +87,79 @@ def test_a_failing_chapter_does_not_lose_the_others(tmp_path, monkeypatch):
     assert not res.ok and "boom" in res.failed["a"] and res.done == ["b"]
     html = (tmp_path / "index.html").read_text()
     assert "This chapter failed" in html and "Chapter b" in html
-    assert (tmp_path / "steps" / "a.error.txt").read_text().count("RuntimeError") >= 1
+    assert (tmp_path / "steps" / "a-full-seed0.error.txt").read_text().count("RuntimeError") >= 1
 
 
-def test_quick_and_full_results_are_kept_apart(tmp_path, fake_chapters):
-    T.run_tour(tmp_path, quick=True, progress=False)
+def _page(out):
+    return json.loads((out / "results.json").read_text()), (out / "index.html").read_text()
+
+
+def test_quick_and_full_runs_into_one_folder_keep_their_own_numbers(tmp_path, fake_chapters):
+    _, calls = fake_chapters
+    T.run_tour(tmp_path, quick=False, progress=False)  # "make demo"
+    data, html = _page(tmp_path)
+    assert data["quick"] is False and {c["numbers"]["sum"] for c in data["chapters"].values()} == {3}
+    # a quick run of one chapter after the full run: that chapter quick, the other still there, labelled full
+    res = T.run_tour(tmp_path, quick=True, only=["b"], progress=False)
+    assert res.done == ["b"] and len(calls) == 9 and res.other_config == {"a": "full run, seed 0"}
+    data, html = _page(tmp_path)
+    assert data["quick"] is True and "quick run" in html
+    assert data["chapters"]["a"]["numbers"] == {"sum": 3} and data["chapters"]["a"]["quick"] is False
+    assert data["chapters"]["b"]["numbers"] == {"sum": 103} and data["chapters"]["b"]["quick"] is True
+    assert "not run yet" not in html
+    assert re.search(r"id='a'>.*earlier <strong>full run, seed 0</strong>", html, re.S)
+    assert "earlier <strong>" not in html.split("id='b'>")[1]
+    # both runs' figures coexist
+    assert (tmp_path / "figures" / "quick-seed0" / "b_curve.png").exists()
+    assert (tmp_path / "figures" / "full-seed0" / "b_curve.png").exists()
+    # the whole quick run: b is resumed, a computed quick (the full checkpoints are not reused)
+    res = T.run_tour(tmp_path, quick=True, progress=False)
+    assert res.done == ["a"] and res.skipped == ["b"] and len(calls) == 12 and res.other_config == {}
+    data, html = _page(tmp_path)
+    assert {c["numbers"]["sum"] for c in data["chapters"].values()} == {103} and "earlier" not in html
+    # and the full run is still whole: nothing redone, full numbers and full figures only
     res = T.run_tour(tmp_path, quick=False, progress=False)
-    assert res.done == ["a", "b"]
+    assert res.skipped == ["a", "b"] and len(calls) == 12 and res.other_config == {}
+    data, html = _page(tmp_path)
+    assert {c["numbers"]["sum"] for c in data["chapters"].values()} == {3} and "earlier" not in html
+    assert "quick run" not in html
+    assert all(f.startswith("figures/full-seed0/") for c in data["chapters"].values() for f in c["figures"])
+
+
+def test_files_respect_the_umask(tmp_path, fake_chapters):
+    old = os.umask(0o027)
+    try:
+        T.run_tour(tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 7  # report, results, two figures, two steps, checkpoints
+    for p in written:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640, p
+    old = os.umask(0o002)
+    try:
+        T.run_tour(tmp_path, progress=False, force=True)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "index.html").stat().st_mode) == 0o664
+
+
+def test_progress_off_a_terminal_prints_plain_lines_while_work_runs():
+    buf = io.StringIO()  # not a tty
+    with Progress(True, file=buf, interval=0.2) as bar:
+        for _ in bar.track(range(2), "slow pieces"):
+            time.sleep(0.7)  # longer than the interval: the heartbeat must speak in between
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "slow pieces: started (2 pieces)"
+    beats = [ln for ln in lines if ln.startswith("  ... slow pieces: ")]
+    assert len(beats) >= 3 and any("1/2" in ln for ln in beats)
+    assert "\x1b" not in buf.getvalue()  # no terminal control codes in a log file
+
+
+def test_tour_off_a_terminal_reports_each_chapter(tmp_path, fake_chapters, capsys):
+    T.run_tour(tmp_path, progress=True)
+    out = capsys.readouterr().out
+    assert "> [1/2] Chapter a ..." in out and "v [2/2] Chapter b" in out and "a: pieces: started" in out
 
 
 def test_unknown_chapter_is_a_clear_error(tmp_path, fake_chapters):
@@ -100,6 +173,9 @@ def test_report_escapes_and_formats():
     res = T.ChapterResult(tables=[T.Table("<t>", ["a"], [["<b>"]])])
     html = render_report([ch], {"x": res}, {})
     assert "X &lt;title&gt;" in html and "&lt;b&gt;" in html and "<b>" not in html
+    assert "<div class='scroll'><table>" in html and "overflow-x:auto" in html
+    assert format_cell(-0.0) == "0" and format_cell(-1e-12) == "-1.000e-12" and format_cell(-0.00001) != "-0"
+    assert format_cell(-4e-5) == "-4.000e-05" and format_cell(-2.5) == "-2.5"
 
 
 def test_linsys_chapter_end_to_end(tmp_path):

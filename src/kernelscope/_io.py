@@ -11,6 +11,24 @@ from typing import Any
 import numpy as np
 
 
+def _file_mode() -> int:
+    """``0o666 & ~umask``: the mode ``open()`` would give a new file (mkstemp's 0600 is only for the temp name).
+
+    The umask is read from /proc where it is shown, so no other thread ever sees it changed; elsewhere it is read
+    by setting and restoring it.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic(path: Path, write) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -20,6 +38,7 @@ def _atomic(path: Path, write) -> Path:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,4 +1,17 @@
-"""The story's chapters, one module each; every module defines ``CHAPTER = kernelscope.tour.Chapter(...)``.
-
-The tour discovers them itself (see :func:`kernelscope.tour.chapters`): adding a chapter is adding a module.
+"""The story's chapters, in order. Each module holds a chapter's text and assembles its figures and tables from
+:mod:`kernelscope.experiments`; it defines ``CHAPTER = kernelscope.story.Chapter(...)``. A new chapter is a new
+module plus one line in :data:`CHAPTERS`.
 """
+
+from __future__ import annotations
+
+from .ch10_linsys import CHAPTER as LINSYS
+from .ch20_kernels import CHAPTER as KERNELS
+from .ch30_nets import CHAPTER as NETS
+from .ch40_lazy import CHAPTER as LAZY
+from .ch50_pathkernel import CHAPTER as PATHKERNEL
+from .ch60_spirals import CHAPTER as SPIRALS
+
+CHAPTERS = [LINSYS, KERNELS, NETS, LAZY, PATHKERNEL, SPIRALS]
+
+__all__ = ["CHAPTERS"]

@@ -9,7 +9,7 @@ import scipy.linalg as sla
 
 from .. import linsys
 from .._arrays import KernelscopeWarning
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 INTRO = """
 <p>A single equation <code>3x + 4y = 12</code> has infinitely many solutions: a whole line. Which one should a

@@ -19,7 +19,7 @@ import numpy as np
 from .. import kernels as K
 from ..data import TARGETS_1D, regression_1d
 from ..regression import KernelRegressor
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER", "FeatureMapResult", "RidgePathResult", "GPBandResult", "RandomFeaturesResult",
            "feature_map_vs_kernel", "ridge_path", "gp_band", "random_features_sweep", "random_features_fit"]

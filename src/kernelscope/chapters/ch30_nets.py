@@ -25,7 +25,7 @@ import torch
 from .. import nets
 from ..data import digits, regression_1d, sphere
 from ..regression import KernelRegressor
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER", "mlp", "random_features_experiment", "width_experiment", "angle_experiment",
            "digits_experiment"]

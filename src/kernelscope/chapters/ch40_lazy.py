@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import data, nets
 from ..dynamics import ntk_convergence, width_sweep
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER", "lazy_1d_problem", "lazy_digits_problem", "run_lazy_sweeps", "WIDTHS"]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import data
 from ..dynamics import fit_slope, mlp, path_kernel, stable_lr, top_contributions
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER", "step_size_study", "kernel_distance", "PK_1D"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 INTRO = """
 <p>A network is a <em>feature extractor</em> followed by a <em>linear classifier</em>: scores <code>s = W e(x)</code>,

@@ -31,5 +31,5 @@ def register(app: typer.Typer) -> None:
                    f"failed {len(res.failed)})")
         if res.failed:
             for key, msg in res.failed.items():
-                typer.echo(f"chapter {key} failed: {msg} (details in {res.out}/steps/{key}.error.txt)", err=True)
+                typer.echo(f"chapter {key} failed: {msg} (details in {res.out}/steps/{key}-*.error.txt)", err=True)
             raise typer.Exit(1)

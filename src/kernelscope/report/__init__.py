@@ -15,12 +15,15 @@ h1{font-size:2em;margin-bottom:.2em} h2{border-bottom:2px solid #e2e6ef;padding-
 .sub{color:#5a6478;margin-top:0} nav ol{columns:2} code{background:#eef1f6;padding:0 .25em;border-radius:3px}
 figure{margin:1.2em 0;text-align:center} figure img{max-width:100%;border:1px solid #e2e6ef;border-radius:4px}
 figcaption{color:#434b5c;font-size:.93em;margin-top:.3em}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em} caption{font-weight:600;text-align:left;padding:.3em 0}
-th,td{border:1px solid #d6dbe6;padding:.3em .7em;text-align:right} th{background:#eef1f6}
+.scroll{overflow-x:auto;max-width:100%;margin:1em 0}
+table{border-collapse:collapse;font-size:.88em} caption{font-weight:600;text-align:left;padding:.3em 0}
+th,td{border:1px solid #d6dbe6;padding:.25em .5em;text-align:right} th{background:#eef1f6;overflow-wrap:anywhere}
+@media (max-width:700px){table{font-size:.78em} th,td{padding:.2em .35em}}
 td:first-child,th:first-child{text-align:left}
 .findings{background:#f1f7ee;border-left:4px solid #6aa84f;padding:.5em 1em}
 .error{background:#fbeeee;border-left:4px solid #c0392b;padding:.5em 1em}
 .note{color:#5a6478;font-size:.9em}
+.config{background:#fff6e0;border-left:4px solid #e0a800;padding:.4em 1em}
 """
 
 
@@ -33,23 +36,35 @@ def format_cell(v: Any) -> str:
         if math.isnan(v):
             return "—"
         a = abs(v)
-        if a != 0 and (a < 1e-3 or a >= 1e6):
-            return f"{v:.3e}"
-        return f"{v:.4g}"
+        text = f"{v:.3e}" if a != 0 and (a < 1e-3 or a >= 1e6) else f"{v:.4g}"
+        return _no_negative_zero(text)
     if v is None:
         return "—"
     return html.escape(str(v))
+
+
+def _no_negative_zero(text: str) -> str:
+    """``"-0"``, ``"-0.000"``, ``"-0.00e+00"`` -> without the sign: a number that rounds to zero has none."""
+    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
+        return text[1:]
+    return text
 
 
 def _table(t) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
     body = "".join("<tr>" + "".join(f"<td>{format_cell(v)}</td>" for v in row) + "</tr>" for row in t.rows)
     note = f'<p class="note">{html.escape(t.note)}</p>' if t.note else ""
-    return f"<table><caption>{html.escape(t.title)}</caption><tr>{head}</tr>{body}</table>{note}"
+    return (f"<div class='scroll'><table><caption>{html.escape(t.title)}</caption><tr>{head}</tr>{body}</table>"
+            f"</div>{note}")
 
 
-def render_report(chapters, results, failed, *, quick: bool = False) -> str:
-    """HTML of the whole story: each chapter's text, findings, figures and tables."""
+def render_report(chapters, results, failed, *, quick: bool = False, other_config: dict | None = None) -> str:
+    """HTML of the whole story: each chapter's text, findings, figures and tables.
+
+    ``other_config``: chapter key -> the configuration its results come from, for chapters not run in the one
+    this page was asked for (``--only``); those chapters say so at their top.
+    """
+    other_config = other_config or {}
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
@@ -57,11 +72,13 @@ def render_report(chapters, results, failed, *, quick: bool = False) -> str:
         f"<link rel='icon' href='data:,'><style>{_CSS}</style></head><body>",
         "<h1>kernelscope</h1>",
         "<p class='sub'>From linear systems to neural networks, through kernels"
-        + (" &mdash; <em>quick run</em> (small sizes)" if quick else "") + ".</p>",
+        + (" &mdash; <em>quick run</em> (small sizes)" if quick else " &mdash; full run") + ".</p>",
         "<nav><ol>",
     ]
     for ch in chapters:
         state = "" if ch.key in results else (" (failed)" if ch.key in failed else " (not run yet)")
+        if ch.key in other_config and ch.key in results:
+            state = f" (from the {html.escape(other_config[ch.key])})"
         parts.append(f"<li><a href='#{ch.key}'>{html.escape(ch.title)}</a>{state}</li>")
     parts.append("</ol></nav>")
     for ch in chapters:
@@ -72,9 +89,14 @@ def render_report(chapters, results, failed, *, quick: bool = False) -> str:
         if res is None:
             if ch.key not in failed:
                 parts.append("<p class='note'>Not run yet: <code>kernelscope tour --only "
-                             f"{ch.key}</code>.</p>")
+                             f"{ch.key}{' --quick' if quick else ''}</code>.</p>")
             parts.append("</section>")
             continue
+        if ch.key in other_config:
+            parts.append(f"<p class='config'>The numbers and figures of this chapter come from an earlier "
+                         f"<strong>{html.escape(other_config[ch.key])}</strong>, not from the configuration of "
+                         f"this page; <code>kernelscope tour --only {ch.key}"
+                         f"{' --quick' if quick else ''}</code> redoes it in this one.</p>")
         if res.findings:
             parts.append("<div class='findings'><strong>What the numbers show</strong><ul>"
                          + "".join(f"<li>{f}</li>" for f in res.findings) + "</ul></div>")

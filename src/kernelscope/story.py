@@ -1,0 +1,255 @@
+"""The story framework: what a chapter is, what it gets to work with, and what it returns.
+
+A chapter (a module of :mod:`kernelscope.chapters`) holds the story's text and assembles figures and tables from
+the results of :mod:`kernelscope.experiments`; the runner (:mod:`kernelscope.tour`) runs chapters and writes the
+report. This module knows neither the chapters nor the runner.
+
+Saved work is keyed by its configuration (:func:`config_id`: quick or full sizes, and the seed), so a quick run
+and a full run into the same folder never mix their pieces::
+
+    DIR/steps/<key>-<config>.json   one finished chapter (written atomically, last): its presence means "done"
+    DIR/steps/<key>-<config>/*.json checkpoints inside a chapter (each finished width of a sweep, say)
+    DIR/figures/<config>/*.png      the figures
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ._io import atomic_savefig, atomic_write_json, to_jsonable
+
+__all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "config_id", "config_label", "Progress"]
+
+
+def config_id(quick: bool, seed: int) -> str:
+    """Name of a run's configuration in file names: ``"quick-seed0"``, ``"full-seed3"``."""
+    return f"{'quick' if quick else 'full'}-seed{int(seed)}"
+
+
+def config_label(quick: bool, seed: int) -> str:
+    """The configuration as a reader sees it on the page."""
+    return f"{'quick run (small sizes)' if quick else 'full run'}, seed {int(seed)}"
+
+
+@dataclass
+class Figure:
+    file: str  # path relative to DIR, e.g. "figures/full-seed0/linsys_line.png"
+    caption: str
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    note: str = ""
+
+
+@dataclass
+class ChapterResult:
+    """What a chapter step returns: its numbers (JSON), figures, tables and what the numbers show."""
+
+    numbers: dict[str, Any] = field(default_factory=dict)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(asdict(self))
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> "ChapterResult":
+        return ChapterResult(
+            numbers=d.get("numbers", {}),
+            figures=[Figure(**f) for f in d.get("figures", [])],
+            tables=[Table(**t) for t in d.get("tables", [])],
+            findings=list(d.get("findings", [])),
+        )
+
+
+@dataclass
+class Chapter:
+    key: str  # short id, used in file names and on the command line: "linsys"
+    order: int  # position in the story (10, 20, ...)
+    title: str
+    intro: str  # the story's text for this chapter (HTML paragraphs allowed)
+    run: Callable[["StepContext"], ChapterResult]
+
+
+class Progress:
+    """Progress of long work, on a terminal (rich bars) or not (plain lines, at least one every ``interval`` s).
+
+    Off a terminal (a log file, CI, a pipe) rich draws nothing until the end, so this prints a line when work
+    starts and finishes, and a heartbeat line with the current count while a piece of work runs.
+    """
+
+    def __init__(self, enabled: bool = True, *, file=None, interval: float = 10.0, force_plain: bool = False):
+        self.enabled = enabled
+        self.file = file if file is not None else sys.stdout
+        self.interval = interval
+        self.plain = force_plain or not getattr(self.file, "isatty", lambda: False)()
+        self._rich = None
+        self._tasks: dict[int, list[Any]] = {}  # id -> [description, done, total, t0]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last = 0.0
+        self._ids = itertools.count()
+
+    # -- lifetime ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> "Progress":
+        if not self.enabled:
+            return self
+        if self.plain:
+            self._thread = threading.Thread(target=self._heartbeat, name="kernelscope-progress", daemon=True)
+            self._thread.start()
+        else:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=Console(file=self.file), transient=False)
+            self._rich.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        if self._rich is not None:
+            self._rich.__exit__(*exc)
+
+    # -- output ------------------------------------------------------------------------------------------------
+    def print(self, message: str, style: str | None = None) -> None:
+        """One line of news (a chapter done, skipped, failed)."""
+        if not self.enabled:
+            return
+        if self._rich is not None:
+            self._rich.console.print(f"[{style}]{message}[/{style}]" if style else message, highlight=False,
+                                     markup=bool(style))
+        else:
+            self._line(message)
+
+    def _line(self, message: str) -> None:
+        with self._lock:
+            print(message, file=self.file, flush=True)
+            self._last = time.monotonic()
+
+    def _status(self, task: list[Any]) -> str:
+        desc, done, total, t0 = task
+        count = f"{done}/{total}" if total is not None else f"{done}"
+        return f"{desc}: {count} ({time.monotonic() - t0:.0f} s)"
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval)):
+            if time.monotonic() - self._last < self.interval:
+                continue
+            with self._lock:
+                tasks = [list(t) for t in self._tasks.values()]
+            if tasks:
+                self._line("  ... " + "; ".join(self._status(t) for t in tasks))
+
+    # -- tasks -------------------------------------------------------------------------------------------------
+    def add_task(self, description: str, total: int | None = None) -> int:
+        if self._rich is not None:
+            return self._rich.add_task(description, total=total)
+        tid = next(self._ids)
+        with self._lock:
+            self._tasks[tid] = [description, 0, total, time.monotonic()]
+        if self.enabled:
+            self._line(f"{description}: started" + (f" ({total} pieces)" if total is not None else ""))
+        return tid
+
+    def advance(self, task: int) -> None:
+        if self._rich is not None:
+            self._rich.advance(task)
+            return
+        with self._lock:
+            t = self._tasks.get(task)
+            if t is not None:
+                t[1] += 1
+        if self.enabled and t is not None and time.monotonic() - self._last >= self.interval:
+            self._line("  " + self._status(t))
+
+    def remove_task(self, task: int) -> None:
+        if self._rich is not None:
+            self._rich.remove_task(task)
+            return
+        with self._lock:
+            self._tasks.pop(task, None)
+
+    def track(self, iterable: Iterable[Any], description: str, total: int | None = None) -> Iterator[Any]:
+        """Iterate with progress: a bar on a terminal, plain lines otherwise."""
+        if not self.enabled:
+            yield from iterable
+            return
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)  # type: ignore[arg-type]
+        task = self.add_task(description, total=total)
+        try:
+            for item in iterable:
+                yield item
+                self.advance(task)
+        finally:
+            self.remove_task(task)
+
+
+class StepContext:
+    """What a chapter step gets: where to write, quick or full, a seed, progress and checkpoints."""
+
+    def __init__(self, out: Path, chapter: Chapter, *, quick: bool, seed: int, progress: Progress | None = None):
+        self.out = Path(out)
+        self.chapter = chapter
+        self.quick = quick
+        self.seed = seed
+        self._progress = progress
+        self.fig_dir = self.out / "figures" / config_id(quick, seed)  # a full run's figures survive a quick one
+        self.ckpt_dir = self.out / "steps" / f"{chapter.key}-{config_id(quick, seed)}"
+        self.fig_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- figures ---------------------------------------------------------------------------------------------
+    def figure_path(self, name: str) -> Path:
+        """Absolute path of a figure file of this chapter (``name`` with its suffix, e.g. ``"line.png"``)."""
+        return self.fig_dir / f"{self.chapter.key}_{name}"
+
+    def savefig(self, fig, name: str, caption: str, **kwargs: Any) -> Figure:
+        """Save a matplotlib figure atomically, close it, and return the report entry for it."""
+        import matplotlib.pyplot as plt
+
+        path = self.figure_path(name)
+        atomic_savefig(fig, path, **kwargs)
+        plt.close(fig)
+        return Figure(file=str(path.relative_to(self.out)), caption=caption)
+
+    def figure(self, path: Path, caption: str) -> Figure:
+        """Report entry for a figure file written by other means (a GIF, say) under ``figures/``."""
+        return Figure(file=str(Path(path).relative_to(self.out)), caption=caption)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def checkpoint(self, name: str, compute: Callable[[], Any]) -> Any:
+        """Return the saved JSON result ``name`` of this chapter, computing and saving it (atomically) if absent.
+
+        Use it for each expensive piece (each width of a sweep), so an interrupted chapter resumes. Checkpoints
+        live under this run's configuration: a quick run never reads a full run's pieces.
+        """
+        path = self.ckpt_dir / f"{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = to_jsonable(compute())
+        atomic_write_json(path, value)
+        return value
+
+    # -- progress --------------------------------------------------------------------------------------------
+    def track(self, iterable: Iterable[Any], description: str, total: int | None = None) -> Iterator[Any]:
+        """Iterate with progress when the tour shows progress."""
+        if self._progress is None:
+            return iter(iterable)
+        return self._progress.track(iterable, f"  {self.chapter.key}: {description}", total=total)
