@@ -66,7 +66,7 @@ def test_solve_errors_are_one_line_exit_2(tmp_path, capsys, a_text, b_text, mess
     (tmp_path / "b.csv").write_text(b_text)
     code, out, err = run(["solve", str(tmp_path / "A.csv"), str(tmp_path / "b.csv")], capsys)
     assert code == 2
-    lines = [l for l in err.splitlines() if l.strip()]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
 
 
@@ -84,3 +84,31 @@ def test_console_script_runs_as_a_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "kernelscope", "solve", str(tmp_path / "nope.npy"), "x.npy"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_library_validation_error_is_one_clean_line(tmp_path, capsys):
+    """A ValidationError raised inside the library (not by the CLI) reaches the user as one line, exit 2."""
+    from kernelscope.cli import main
+
+    np.save(tmp_path / "A.npy", np.eye(2))
+    np.save(tmp_path / "b.npy", np.ones(3))  # 3 values for 2 equations: linsys.solve refuses it
+    with pytest.raises(SystemExit) as exc:
+        main(["solve", str(tmp_path / "A.npy"), str(tmp_path / "b.npy")])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith("kernelscope: error: b") and "expected" in err and "Traceback" not in err
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from kernelscope import tour
+    from kernelscope.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tour, "run_tour", interrupted)
+    with pytest.raises(SystemExit) as exc:
+        main(["tour", "--out", str(tmp_path), "--quick"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 130 and "Traceback" not in err
+    assert f"kernelscope tour --out {tmp_path} --quick" in err and "resume" in err

@@ -7,7 +7,7 @@ import math
 import matplotlib
 import numpy as np
 
-from kernelscope.chapters import ch30_nets as ch
+from kernelscope.experiments import nets as ch
 from kernelscope.plots import nets as P
 
 

@@ -387,7 +387,7 @@ class TestCommandLine:
 
 class TestChapterExperiments:
     def test_feature_map_equals_kernel_and_ridge_path(self):
-        from kernelscope.chapters import ch20_kernels as ch
+        from kernelscope.experiments import kernels as ch
         from kernelscope.data import regression_1d
 
         x, y = regression_1d(15, noise=0.1, seed=0)
@@ -399,7 +399,7 @@ class TestChapterExperiments:
         assert rp.rkhs_norm2[0] < rp.rkhs_norm2[1] < rp.rkhs_norm2[2]
 
     def test_random_features_slope_is_minus_half(self):
-        from kernelscope.chapters import ch20_kernels as ch
+        from kernelscope.experiments import kernels as ch
         from kernelscope.data import regression_1d
 
         x, y = regression_1d(20, noise=0.1, seed=1)

@@ -314,8 +314,8 @@ def test_chapter_tiny(tmp_path, monkeypatch):
     for f in out["figures"]:
         assert (tmp_path / f).stat().st_size > 1000
     # the sweep and the regime widths were checkpointed: a rerun would resume them
-    assert (tmp_path / "steps" / "spirals" / "width_100.json").exists()
-    assert (tmp_path / "steps" / "spirals" / "regime_width_64.json").exists()
+    assert (tmp_path / "steps" / "spirals-quick-seed0" / "width_100.json").exists()
+    assert (tmp_path / "steps" / "spirals-quick-seed0" / "regime_width_64.json").exists()
 
 
 def _cli(argv, capsys):

@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ._io import atomic_savefig, atomic_write_json, to_jsonable
 
-__all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "config_id", "config_label", "Progress"]
+__all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "config_id", "config_label", "Progress",
+           "json_checkpoint"]
 
 
 def config_id(quick: bool, seed: int) -> str:
@@ -36,6 +37,22 @@ def config_id(quick: bool, seed: int) -> str:
 def config_label(quick: bool, seed: int) -> str:
     """The configuration as a reader sees it on the page."""
     return f"{'quick run (small sizes)' if quick else 'full run'}, seed {int(seed)}"
+
+
+def json_checkpoint(folder: Path, prefix: str = "") -> Callable[[str, Callable[[], Any]], Any]:
+    """``checkpoint(name, compute)``: the saved JSON ``folder/<prefix><name>.json`` if it is there, else
+    ``compute()``, saved atomically, so a long computation interrupted half way resumes."""
+    folder = Path(folder)
+
+    def checkpoint(name: str, compute: Callable[[], Any]) -> Any:
+        path = folder / f"{prefix}{name}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        value = to_jsonable(compute())
+        atomic_write_json(path, value)
+        return value
+
+    return checkpoint
 
 
 @dataclass
@@ -240,12 +257,7 @@ class StepContext:
         Use it for each expensive piece (each width of a sweep), so an interrupted chapter resumes. Checkpoints
         live under this run's configuration: a quick run never reads a full run's pieces.
         """
-        path = self.ckpt_dir / f"{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        value = to_jsonable(compute())
-        atomic_write_json(path, value)
-        return value
+        return json_checkpoint(self.ckpt_dir)(name, compute)
 
     # -- progress --------------------------------------------------------------------------------------------
     def track(self, iterable: Iterable[Any], description: str, total: int | None = None) -> Iterator[Any]:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.linalg as sla
 
 from .. import linsys
-from .._arrays import KernelscopeWarning
+from ..experiments.linsys import solve_system
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 INTRO = """
@@ -25,12 +23,6 @@ subspaces.</p>
 """
 
 
-def _quiet(fn, *a, **k):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", KernelscopeWarning)
-        return fn(*a, **k)
-
-
 def run(ctx: StepContext) -> ChapterResult:
     import matplotlib.pyplot as plt
 
@@ -41,10 +33,11 @@ def run(ctx: StepContext) -> ChapterResult:
 
     # 1. One line in the plane.
     A1, b1 = np.array([[3.0, 4.0]]), np.array([12.0])
-    r1 = linsys.solve(A1, b1)
+    s1 = solve_system(A1, b1)
+    r1 = s1.result
     exact1 = np.array([36 / 25, 48 / 25])
     fig, ax = plt.subplots(figsize=(5.6, 5.4))
-    P.plot_line(r1, A1, b1, ax=ax)
+    P.plot_line(s1, ax=ax)
     out.figures.append(ctx.savefig(fig, "line.png", "3x + 4y = 12: the least-norm point (36/25, 48/25) is where "
                                    "the perpendicular from the origin meets the line; its length is 12/5."))
     rows.append(["3x + 4y = 12", r1.kind, r1.rank, float(np.linalg.norm(r1.x)), 12 / 5,
@@ -52,9 +45,10 @@ def run(ctx: StepContext) -> ChapterResult:
 
     # 2. One plane in 3-D: x + 2y + 2z = 9 -> x* = (1, 2, 2), distance 3.
     A2, b2 = np.array([[1.0, 2.0, 2.0]]), np.array([9.0])
-    r2 = linsys.solve(A2, b2)
+    s2 = solve_system(A2, b2)
+    r2 = s2.result
     fig = plt.figure(figsize=(6, 5.6))
-    P.plot_plane(r2, A2, b2, ax=fig.add_subplot(111, projection="3d"))
+    P.plot_plane(s2, ax=fig.add_subplot(111, projection="3d"))
     out.figures.append(ctx.savefig(fig, "plane.png", "The plane x + 2y + 2z = 9: the least-norm solution "
                                    "(1, 2, 2) sits on the plane's normal, at distance 3 from the origin."))
     rows.append(["x + 2y + 2z = 9", r2.kind, r2.rank, float(np.linalg.norm(r2.x)), 3.0,
@@ -62,11 +56,12 @@ def run(ctx: StepContext) -> ChapterResult:
 
     # 3. Two planes: their intersection is a line; x* is in the span of both normals.
     A3, b3 = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 2.0]]), np.array([3.0, 2.0])
-    r3 = linsys.solve(A3, b3)
+    s3 = solve_system(A3, b3)
+    r3 = s3.result
     exact3 = A3.T @ np.linalg.solve(A3 @ A3.T, b3)
-    S3 = linsys.subspaces(A3)
+    S3 = s3.subspaces
     fig = plt.figure(figsize=(6, 5.6))
-    P.plot_two_planes(r3, A3, b3, ax=fig.add_subplot(111, projection="3d"))
+    P.plot_two_planes(s3, ax=fig.add_subplot(111, projection="3d"))
     out.figures.append(ctx.savefig(fig, "two_planes.png", "Two planes meet in a line (x* plus the null space); "
                                    "the least-norm point is perpendicular to that line, in the span of the normals."))
     rows.append(["x+y+z = 3, x−y+2z = 2", r3.kind, r3.rank, float(np.linalg.norm(r3.x)),
@@ -80,13 +75,13 @@ def run(ctx: StepContext) -> ChapterResult:
         A4 = rng.integers(-1, 2, (8, 4)).astype(float) @ rng.integers(-1, 2, (4, 8)).astype(float)
     b_in = A4 @ rng.integers(-1, 2, 8).astype(float)
     b_out = b_in + 1.5 * rng.standard_normal(8)
-    r_in = _quiet(linsys.solve, A4, b_in)
-    r_out = _quiet(linsys.solve, A4, b_out)
-    S4 = linsys.subspaces(A4)
+    s_in, s_out = solve_system(A4, b_in, quiet=True), solve_system(A4, b_out, quiet=True)
+    r_in, r_out = s_in.result, s_out.result
+    S4 = s_in.subspaces
     pinv_np = np.linalg.pinv(A4)
     fig, axes = plt.subplots(2, 1, figsize=(8, 7.4))
-    P.plot_subspaces(r_in, A4, b_in, ax=axes[0])
-    P.plot_subspaces(r_out, A4, b_out, ax=axes[1])
+    P.plot_subspaces(s_in, ax=axes[0])
+    P.plot_subspaces(s_out, ax=axes[1])
     fig.tight_layout()
     out.figures.append(ctx.savefig(fig, "rank4.png", "An 8×8 matrix of rank 4. Top: b in the column space, an exact "
                                    "solution of least norm (residual at rounding level). Bottom: b not in the column "
@@ -113,7 +108,7 @@ def run(ctx: StepContext) -> ChapterResult:
     for n in ([6, 10, 14] if ctx.quick else [6, 8, 10, 12, 14, 16]):
         H = sla.hilbert(n)
         bH = H @ np.ones(n)
-        rH = _quiet(linsys.solve, H, bH)
+        rH = solve_system(H, bH, quiet=True).result
         xl = np.linalg.lstsq(H, bH, rcond=None)[0]
         hil_rows.append([n, float(np.linalg.cond(H)), rH.rank, rH.method, float(np.linalg.norm(bH - H @ rH.x)),
                          float(np.linalg.norm(bH - H @ xl))])

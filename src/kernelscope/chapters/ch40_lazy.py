@@ -1,6 +1,7 @@
 """Chapter 4: the neural tangent kernel and lazy training (THEORY.md §5).
 
-Three experiments, each saved per finished piece (``ctx.checkpoint``) so an interrupted run resumes:
+Text and figures of three experiments (:mod:`kernelscope.experiments.lazy`), each saved per finished piece
+(``ctx.checkpoint``) so an interrupted run resumes:
 
 1. a width sweep of two-layer erf networks on a 1-D regression set: the trained net, its trained linearisation,
    and the gradient-flow predictions with the empirical Θ₀ and with the infinite-width NTK (``nets``);
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import data, nets
-from ..dynamics import ntk_convergence, width_sweep
+from .. import nets
+from ..dynamics import ntk_convergence
+from ..experiments.lazy import lazy_1d_problem, lazy_digits_problem, run_lazy_sweeps
 from ..story import Chapter, ChapterResult, StepContext, Table
 
-__all__ = ["CHAPTER", "lazy_1d_problem", "lazy_digits_problem", "run_lazy_sweeps", "WIDTHS"]
+__all__ = ["CHAPTER", "WIDTHS"]
 
 INTRO = """
 <p>Linearise a network around its initial weights: <code>f(x; w) ≈ f(x; w₀) + ∇<sub>w</sub>f(x; w₀)·(w − w₀)</code>.
@@ -36,49 +38,6 @@ WIDTHS = {
     "digits": {"quick": [16, 64, 256], "full": [16, 64, 256, 1024, 4096]},
     "ntk": {"quick": [16, 128, 1024], "full": [16, 64, 256, 1024, 4096]},
 }
-ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)
-DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)
-
-
-def lazy_1d_problem(seed: int = 0, n: int = 20):
-    """1-D regression set (``sin 3x`` + noise): X (n, 1), y (n,), a test grid (60, 1)."""
-    X, y = data.regression_1d(n, seed=seed)
-    return X, y, np.linspace(-1.2, 1.2, 60)[:, None]
-
-
-def lazy_digits_problem(seed: int = 0, n_train: int = 64, n_test: int = 40):
-    """Digits subset with the parity target ±1: X (n_train, 64), y (n_train,), X_test (n_test, 64)."""
-    X, labels = data.digits(n_train + n_test, seed=seed)
-    y = np.where(labels % 2 == 0, 1.0, -1.0)
-    return X[:n_train], y[:n_train], X[n_train:]
-
-
-def _infinite_ntk(X, X_test, cfg):
-    """Θ∞(X, X) and Θ∞(X_test, X) of the same architecture from :mod:`kernelscope.nets`."""
-    act = {"erf": nets.Erf, "relu": nets.ReLU}[cfg["activation"]]
-    layers = []
-    for _ in range(cfg["depth"] - 1):
-        layers += [nets.Dense(512, w_std=cfg["w_std"], b_std=cfg["b_std"]), act()]
-    net = nets.serial(*layers, nets.Dense(1, w_std=cfg["w_std"], b_std=cfg["b_std"]))
-    return net, (net.kernel(X).ntk, net.kernel(X_test, X).ntk)
-
-
-def run_lazy_sweeps(widths_1d, widths_digits, *, steps_1d: int, steps_digits: int, seed: int = 0,
-                    checkpoint=None, track=None) -> dict:
-    """Both width sweeps (1-D two-layer erf with the infinite-width comparison; digits three-layer ReLU)."""
-    out = {}
-    X, y, Xs = lazy_1d_problem(seed)
-    _, k_inf = _infinite_ntk(X, Xs, ONE_D)
-    out["1d"] = width_sweep(X, y, Xs, widths_1d, steps=steps_1d, seed=seed, checkpoint=checkpoint,
-                            ntk_infinite=k_inf, track=track, tag="1d", **ONE_D)
-    if widths_digits:
-        Xd, yd, Xds = lazy_digits_problem(seed)
-        _, kd_inf = _infinite_ntk(Xd, Xds, DIGITS)
-        out["digits"] = width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
-                                    checkpoint=checkpoint, ntk_infinite=kd_inf, track=track, tag="digits", **DIGITS)
-    return out
-
-
 def _run(ctx: StepContext) -> ChapterResult:
     from ..plots import dynamics as P
     import matplotlib.pyplot as plt

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataclasses import asdict
+
 from .. import data
-from ..dynamics import fit_slope, mlp, path_kernel, stable_lr, top_contributions
+from ..dynamics import mlp, path_kernel, stable_lr, top_contributions
+from ..experiments.pathkernel import PK_1D, StepSizeStudy, kernel_distance, pathkernel_1d_problem, step_size_study
 from ..story import Chapter, ChapterResult, StepContext, Table
 
-__all__ = ["CHAPTER", "step_size_study", "kernel_distance", "PK_1D"]
+__all__ = ["CHAPTER"]
 
 INTRO = """
 <p>Domingos (2020) observed that <em>any</em> model trained by gradient descent is a kernel machine. Each step
@@ -31,35 +34,6 @@ training path — it is the training that chooses the kernel. For a wide (lazy) 
 for a narrow one it is not, and that difference is feature learning.</p>
 """
 
-PK_1D = dict(depth=2, activation="tanh", w_std=1.0, b_std=0.5)
-
-
-def _one_d(seed: int):
-    X, y = data.regression_1d(20, seed=seed)
-    return X, y, np.linspace(-1.2, 1.2, 60)[:, None]
-
-
-def step_size_study(model, X, y, X_test, *, T: float, steps: list[int], nodes: int = 4) -> dict:
-    """Relative error of the kernel machine at fixed training time ``T`` for ``η = T/steps``: left-endpoint sum and
-    exact quadrature; the fitted log-log slope of the left-endpoint error (theory: 1)."""
-    lrs, left, exact = [], [], []
-    for s in steps:
-        lr = T / s
-        lrs.append(lr)
-        left.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=False).rel_error)
-        exact.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=True, nodes=nodes).rel_error)
-    return {"T": T, "steps": list(steps), "lr": lrs, "left_endpoint": left, "exact": exact,
-            "slope": fit_slope(lrs, left), "slope_smallest": fit_slope(lrs[-2:], left[-2:])}
-
-
-def kernel_distance(res) -> dict:
-    """Relative Frobenius distances of the path kernel from ``T·Θ₀`` and ``T·Θ_T`` (scalar output)."""
-    K, K0, KT = (np.asarray(a, float) for a in (res.K, res.ntk0, res.ntkT))
-    nK = np.linalg.norm(K)
-    return {"vs_T_theta0": float(np.linalg.norm(K - res.T * K0) / nK),
-            "vs_T_thetaT": float(np.linalg.norm(K - res.T * KT) / nK), "T": res.T}
-
-
 def _run(ctx: StepContext) -> ChapterResult:
     import matplotlib.pyplot as plt
 
@@ -67,7 +41,7 @@ def _run(ctx: StepContext) -> ChapterResult:
 
     q = ctx.quick
     res = ChapterResult()
-    X, y, Xs = _one_d(ctx.seed)
+    X, y, Xs = pathkernel_1d_problem(ctx.seed)
 
     # 1. the trained net as a kernel machine, exact and left-endpoint
     model = mlp(1, 256, seed=ctx.seed, **PK_1D)
@@ -86,8 +60,8 @@ def _run(ctx: StepContext) -> ChapterResult:
     # 2. left-endpoint error against the step size at fixed T
     small = mlp(1, 64, seed=ctx.seed, **PK_1D)
     T = stable_lr(small, X) * 40
-    study = ctx.checkpoint("step_size", lambda: step_size_study(
-        small, X, y, Xs, T=T, steps=[20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))
+    study = StepSizeStudy(**ctx.checkpoint("step_size", lambda: asdict(step_size_study(
+        small, X, y, Xs, T=T, steps=[20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))))
     ax = P.plot_step_error(study)
     res.figures.append(ctx.savefig(ax.figure, "step_error.png", "Error of the kernel machine at fixed training time "
                                    "T as the step size shrinks: Domingos' left-endpoint sum is first order, the "
@@ -118,7 +92,7 @@ def _run(ctx: StepContext) -> ChapterResult:
     for ax, (name, m) in zip(axes, (("narrow m=4", 4), ("wide m=1024", 1024))):
         net = mlp(1, m, seed=ctx.seed, **PK_1D)
         r = path_kernel(net, X, y, Xs[::3], lr=lr, steps=long_steps, exact=False)
-        dist[name] = kernel_distance(r)
+        dist[name] = asdict(kernel_distance(r))
         P.plot_kernel_comparison(r, ax=ax, label=f"{name}, {long_steps} steps (T = {r.T:.3g})")
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "kernel_vs_ntk.png", "Path kernel K(x, x_i) against T·Θ₀ (dots) and "
@@ -130,19 +104,20 @@ def _run(ctx: StepContext) -> ChapterResult:
                              for k, v in dist.items()]))
     res.tables.append(Table("Left-endpoint error against step size (fixed T)", ["steps", "η", "left-endpoint",
                             "exact"], [[s, f"{a:.3g}", f"{b:.3g}", f"{c:.2g}"] for s, a, b, c in
-                                       zip(study["steps"], study["lr"], study["left_endpoint"], study["exact"])]))
+                                       zip(study.steps, study.lr, study.left_endpoint, study.exact)]))
     res.numbers = {"exact_rel_error": exact.rel_error, "left_rel_error": left.rel_error, "lr": lr, "steps": steps,
-                   "step_study": study, "classifier_rel_error": cls.rel_error, "classifier_test_accuracy": acc,
+                   "step_study": asdict(study), "classifier_rel_error": cls.rel_error, "classifier_test_accuracy": acc,
                    "top5_share_predicted_class": share_same,
                    "kernel_distance": dist}
     nw, ww = dist["narrow m=4"], dist["wide m=1024"]
     res.findings = [
         f"Exact per-step quadrature reproduces the trained net: relative error {exact.rel_error:.1e} over "
         f"{steps} steps (target ≤ 1e-9); Domingos' left-endpoint sum is off by {left.rel_error:.1e}.",
-        f"At fixed training time T the left-endpoint error falls as the step size shrinks ({study['left_endpoint'][0]:.2g} "
-        f"at η={study['lr'][0]:.3g}, {study['left_endpoint'][-1]:.2g} at η={study['lr'][-1]:.3g}): fitted log-log slope "
-        f"{study['slope']:.2f}, {study['slope_smallest']:.2f} between the two smallest steps (first order: slope 1 "
-        f"as η → 0; larger steps add higher-order terms). The exact version stays at {max(study['exact']):.1e} or below.",
+        f"At fixed training time T the left-endpoint error falls as the step size shrinks "
+        f"({study.left_endpoint[0]:.2g} "
+        f"at η={study.lr[0]:.3g}, {study.left_endpoint[-1]:.2g} at η={study.lr[-1]:.3g}): fitted log-log slope "
+        f"{study.slope:.2f}, {study.slope_smallest:.2f} between the two smallest steps (first order: slope 1 "
+        f"as η → 0; larger steps add higher-order terms). The exact version stays at {max(study.exact):.1e} or below.",
         f"The digits classifier (cross-entropy, mini-batches of {30 if q else 50}, {cls.steps_done} steps, test "
         f"accuracy {acc:.2f} on {len(pred)} images) is a kernel machine over its {n_train} training images to "
         f"{cls.rel_error:.1e}; {100 * share_same:.0f}% of the five most influential training images of a prediction "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..story import Chapter, ChapterResult, StepContext, Table
@@ -46,7 +45,10 @@ def _radius(e: np.ndarray) -> float:
 
 
 def run(ctx: StepContext) -> ChapterResult:
-    from ..experiments import regimes, spirals as sp
+    import matplotlib.pyplot as plt
+
+    from ..experiments import regimes
+    from ..experiments import spirals as sp
     from ..plots import spirals as ps
 
     cfg = _settings(ctx.quick)
@@ -56,7 +58,6 @@ def run(ctx: StepContext) -> ChapterResult:
     # --- the lecture's network ---------------------------------------------------------------------------------
     run_ = sp.train_spiral(width=100, seed=seed, track=ctx.track, **cfg["main"])
     summary = run_.summary()
-    K = run_.classes
     ax_list = ps.plot_embedding_panels(run_, 6)
     res.figures.append(ctx.savefig(ax_list[0].figure, "embedding.png",
                                    "The 2-D embedding e(x) along training (same axes in every panel): collapsed at "
@@ -71,7 +72,8 @@ def run(ctx: StepContext) -> ChapterResult:
     axes = ps.plot_interpolation_panels(run_)
     res.figures.append(ctx.savefig(axes[0].figure, "interpolation.png",
                                    "The trained map pulling the input plane (a = 0) into the embedding (a = 1): "
-                                   "points and grid lines at (1 - a) x + a e(x)."))
+                                   "points and grid lines at (1 - a) x + a c e(x), where the constant c rescales the "
+                                   "embedding to the size of the input box so that both fit one frame."))
     gif = ps.animate_interpolation(run_, ctx.figure_path("interpolation.gif"), frames=13 if ctx.quick else 21)
     res.figures.append(ctx.figure(gif, "The interpolation from input plane to embedding, as a loop."))
     axes = ps.plot_training_curves(run_)
@@ -119,7 +121,7 @@ def run(ctx: StepContext) -> ChapterResult:
     }
     res.tables.append(Table(
         "Hidden-width sweep", ["hidden width H", "final train accuracy", "test accuracy", "final loss"],
-        [[w, a, t, l] for w, a, t, l in zip(sweep.widths, sweep.final_train_accuracy(), sweep.test_accuracy,
+        [[w, a, t, loss] for w, a, t, loss in zip(sweep.widths, sweep.final_train_accuracy(), sweep.test_accuracy,
                                             sweep.final_loss())],
         note=f"{cfg['sweep']['epochs']} full-batch Adam epochs, lr {cfg['sweep']['lr']}, "
              f"{cfg['sweep']['n_per_class']} points per arm."))
@@ -144,7 +146,8 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
              f"({target} the 95% target) and {run_.final_test_accuracy:.1%} on a held-out draw after {E} epochs; "
              f"a linear classifier on the raw inputs gets {linear_acc:.1%} (chance {1 / K:.0%}).")
     r0, r1 = _radius(run_.embeddings[0]), _radius(run_.embeddings[-1])
-    f.append(f"The embedding starts collapsed (mean radius {r0:.3g} at epoch 0) and grows {r1 / max(r0, 1e-300):.0f}-fold "
+    f.append(f"The embedding starts collapsed (mean radius {r0:.3g} at epoch 0) and grows "
+             f"{r1 / max(r0, 1e-300):.0f}-fold "
              f"to {r1:.3g} by the end, where the arms sit in separate angular sectors around the class vectors.")
     accs = sweep.final_train_accuracy()
     weak = [w for w, a in zip(sweep.widths, accs) if a < 0.9]
@@ -200,5 +203,6 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     return f
 
 
-CHAPTER = Chapter(key="spirals", order=60, title="6. Learning the feature vector: spirals, and where the kernel picture "
+CHAPTER = Chapter(key="spirals", order=60,
+                  title="6. Learning the feature vector: spirals, and where the kernel picture "
                   "stops", intro=INTRO, run=run)

@@ -3,14 +3,17 @@
 Every module of this package that defines ``register(app: typer.Typer)`` adds its subcommands; the command
 discovers them, so each chapter brings its own subcommand without touching the others.
 
-Errors from bad input (unreadable file, bad shape, NaN, a bad option value) print one line to stderr and exit
-with status 2, never a traceback.
+Errors from bad input (unreadable file, bad shape, NaN, a bad option value) are the library's own
+:class:`~kernelscope._arrays.ValidationError` (``<argument>: expected <what>, got <what came>.``), raised by the
+library or by a subcommand for its options; they print one line to stderr and exit with status 2, never a
+traceback. Ctrl-C prints how to resume (the same command) and exits with status 130.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import shlex
 import sys
 
 import typer
@@ -35,10 +38,6 @@ def _root() -> None:
     """From linear systems to neural networks, through kernels."""
 
 
-class UserError(Exception):
-    """An error the command reports in one line (exit status 2)."""
-
-
 def _register_all() -> None:
     pkg = sys.modules[__name__]
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
@@ -53,31 +52,24 @@ def _register_all() -> None:
 _register_all()
 
 
-def fail(message: str) -> None:
-    """Raise the one-line error of a subcommand."""
-    raise UserError(message)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
         rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, _cx.Abort if hasattr(_cx, "Abort") else typer.Abort):
-        print("kernelscope: interrupted", file=sys.stderr)
-        sys.exit(130)
     except _cx.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(0)
     except _cx.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("kernelscope: interrupted; what was finished is saved, run the same command again to resume",
-              file=sys.stderr)
+    except (KeyboardInterrupt, typer.Abort, _cx.Abort):  # click turns Ctrl-C into Abort
+        command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
+        print(f"kernelscope: interrupted; what was finished is saved. To resume, run the same command again:\n"
+              f"  {command}", file=sys.stderr)
         sys.exit(130)
-    except (UserError, ValueError, OSError, MemoryError) as exc:
+    except (ValueError, OSError, MemoryError) as exc:  # ValidationError is a ValueError
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"kernelscope: error: {msg}", file=sys.stderr)
         sys.exit(2)

@@ -6,18 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import UserError
+from .._arrays import ValidationError
 
 SUFFIXES = (".npy", ".csv", ".txt", ".tsv", ".mtx")
 
 
 def read_array(path: str | Path, name: str, *, allow_sparse: bool = False):
-    """Load an array from ``path``; one-line :class:`UserError` for missing/unreadable/unsupported files."""
+    """Load an array from ``path``; a :class:`~kernelscope._arrays.ValidationError` for
+    missing, unreadable or unsupported files."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"{name}: file not found: {p}")
+        raise ValidationError(name, "an existing file", f"{p}, which does not exist")
     if p.is_dir():
-        raise UserError(f"{name}: expected a file, got the folder {p}")
+        raise ValidationError(f"{name}", "a file", f"the folder {p}")
     suffix = p.suffix.lower()
     try:
         if suffix == ".npy":
@@ -38,10 +39,10 @@ def read_array(path: str | Path, name: str, *, allow_sparse: bool = False):
             if hasattr(arr, "tocsr"):
                 arr = arr.tocsr() if allow_sparse else arr.toarray()
         else:
-            raise UserError(f"{name}: unsupported file type '{p.suffix}' for {p} (use one of {', '.join(SUFFIXES)})")
-    except UserError:
+            raise ValidationError(name, "a file of type " + ", ".join(SUFFIXES), f"'{p.suffix}' ({p})")
+    except ValidationError:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{name}: could not read {p}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                        ) from None
+        raise ValidationError(name, "a readable numeric file", f"{p}, which could not be read ("
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     return arr

@@ -6,38 +6,22 @@ under ``OUT/steps/`` and resumes from there when run again with the same options
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
-from typing import Any, Callable
 
 import typer
 
+from .._arrays import ValidationError
+
 
 def _widths(text: str) -> list[int]:
-    from . import UserError
-
     try:
         ws = [int(w) for w in text.replace(" ", "").split(",") if w]
     except ValueError:
-        raise UserError(f"--widths: expected comma-separated integers like 16,64,256, got '{text}'") from None
+        raise ValidationError("--widths", "comma-separated integers like 16,64,256", f"'{text}'") from None
     if not ws or min(ws) < 1:
-        raise UserError(f"--widths: expected positive integers, got '{text}'")
+        raise ValidationError("--widths", "positive integers", f"'{text}'")
     return ws
-
-
-def _json_checkpoint(folder: Path, key: str) -> Callable[[str, Callable[[], Any]], Any]:
-    """``checkpoint(name, compute)`` saving each result atomically as ``folder/<key>_<name>.json``."""
-    from .._io import atomic_write_json, to_jsonable
-
-    def checkpoint(name: str, compute: Callable[[], Any]) -> Any:
-        path = folder / f"{key}_{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        value = to_jsonable(compute())
-        atomic_write_json(path, value)
-        return value
-
-    return checkpoint
 
 
 def register(app: typer.Typer) -> None:
@@ -54,36 +38,34 @@ def register(app: typer.Typer) -> None:
         """Train nets of several widths next to their linearisations; print the lazy-training slopes."""
         import matplotlib.pyplot as plt
 
-        from .._io import atomic_write_json
-        from ..chapters.ch40_lazy import DIGITS, ONE_D, _infinite_ntk, lazy_1d_problem, lazy_digits_problem
+        from .._io import atomic_savefig, atomic_write_json
         from ..dynamics import width_sweep
+        from ..experiments.lazy import DIGITS, ONE_D, infinite_ntk, lazy_1d_problem, lazy_digits_problem
         from ..plots import dynamics as P
-        from . import UserError
+        from ..story import Progress, json_checkpoint
 
         if dataset not in ("1d", "digits"):
-            raise UserError(f"--dataset: expected '1d' or 'digits', got '{dataset}'")
+            raise ValidationError("--dataset", "'1d' or 'digits'", f"'{dataset}'")
         if steps < 1:
-            raise UserError(f"--steps: expected a positive integer, got {steps}")
+            raise ValidationError("--steps", "a positive integer", f"{steps}")
         if lr < 0:
-            raise UserError(f"--lr: expected a positive number (or 0 for automatic), got {lr}")
+            raise ValidationError("--lr", "a positive number (or 0 for automatic)", f"{lr}")
         ws = _widths(widths)
         X, y, Xs = lazy_1d_problem(seed) if dataset == "1d" else lazy_digits_problem(seed)
         cfg = ONE_D if dataset == "1d" else DIGITS
-        _, k_inf = _infinite_ntk(X, Xs, cfg)
+        _, k_inf = infinite_ntk(X, Xs, cfg)
         out.mkdir(parents=True, exist_ok=True)
         key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
-        from rich.progress import track as rich_track
-
-        sweep = width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
-                            checkpoint=_json_checkpoint(out / "steps", key),
-                            track=lambda it, d: rich_track(list(it), description=d), tag="w", **cfg)
+        with Progress(file=sys.stderr) as bar:
+            sweep = width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
+                                checkpoint=json_checkpoint(out / "steps", f"{key}_"), track=bar.track, tag="w", **cfg)
         atomic_write_json(out / "lazy.json", sweep)
         ax = P.plot_width_sweep(sweep)
-        ax.figure.savefig(out / "lazy_sweep.png", dpi=120, bbox_inches="tight")
+        atomic_savefig(ax.figure, out / "lazy_sweep.png", dpi=120)
         plt.close(ax.figure)
         if dataset == "1d":
             ax = P.plot_lazy_functions(sweep["runs"][-1], X, y, Xs)
-            ax.figure.savefig(out / "lazy_functions.png", dpi=120, bbox_inches="tight")
+            atomic_savefig(ax.figure, out / "lazy_functions.png", dpi=120)
             plt.close(ax.figure)
         typer.echo(f"{'m':>6} {'Δw rel':>10} {'ΔΘ rel':>10} {'net−lin':>10} {'net−flow∞':>10}")
         for r in sweep["runs"]:
@@ -109,49 +91,49 @@ def register(app: typer.Typer) -> None:
         import matplotlib.pyplot as plt
         import numpy as np
 
+        from dataclasses import asdict
+
         from .. import data
-        from .._io import atomic_write_json
-        from ..chapters.ch50_pathkernel import PK_1D, kernel_distance
+        from .._io import atomic_savefig, atomic_write_json
         from ..dynamics import mlp, path_kernel, stable_lr
+        from ..experiments.pathkernel import PK_1D, kernel_distance, pathkernel_1d_problem
         from ..plots import dynamics as P
-        from . import UserError
+        from ..story import Progress
 
         if dataset not in ("1d", "digits"):
-            raise UserError(f"--dataset: expected '1d' or 'digits', got '{dataset}'")
+            raise ValidationError("--dataset", "'1d' or 'digits'", f"'{dataset}'")
         for name, v in (("--width", width), ("--steps", steps), ("--nodes", nodes)):
             if v < 1:
-                raise UserError(f"{name}: expected a positive integer, got {v}")
+                raise ValidationError(f"{name}", "a positive integer", f"{v}")
         if lr < 0 or batch_size < 0:
-            raise UserError("--lr and --batch-size: expected non-negative numbers")
-        from rich.progress import track as rich_track
-
-        track = lambda it, d: rich_track(it, description=d)  # noqa: E731
+            raise ValidationError("--lr and --batch-size", "non-negative numbers", f"{lr} and {batch_size}")
         out.mkdir(parents=True, exist_ok=True)
-        if dataset == "1d":
-            X, y = data.regression_1d(20, seed=seed)
-            Xs = np.linspace(-1.2, 1.2, 60)[:, None]
-            model = mlp(1, width, seed=seed, **PK_1D)
-            res = path_kernel(model, X, y, Xs, lr=lr or stable_lr(model, X), steps=steps, exact=exact, nodes=nodes,
-                              batch_size=batch_size or None, seed=seed, track=track)
-            ax = P.plot_path_agreement(res, Xs)
-            summary = kernel_distance(res)
-        else:
-            Xd, labels = data.digits(306, seed=seed)
-            X, y, Xs = Xd[:300], labels[:300], Xd[300:]
-            model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
-            res = path_kernel(model, X, y, Xs, lr=lr or 0.05, steps=steps, loss="cross_entropy", exact=exact,
-                              nodes=nodes, batch_size=batch_size or None, seed=seed, track=track)
-            axes = P.plot_explanations(res, X, Xs, indices=list(range(4)), labels_train=y)
-            ax = axes[0, 0]
-            summary = {"test_accuracy": float(np.mean(np.argmax(res.f_model, 1) == labels[300:]))}
-        ax.figure.savefig(out / "pathkernel.png", dpi=120, bbox_inches="tight")
+        with Progress(file=sys.stderr) as bar:
+            if dataset == "1d":
+                X, y, Xs = pathkernel_1d_problem(seed)
+                model = mlp(1, width, seed=seed, **PK_1D)
+                res = path_kernel(model, X, y, Xs, lr=lr or stable_lr(model, X), steps=steps, exact=exact, nodes=nodes,
+                                  batch_size=batch_size or None, seed=seed, track=bar.track)
+                ax = P.plot_path_agreement(res, Xs)
+                summary = asdict(kernel_distance(res))
+            else:
+                Xd, labels = data.digits(306, seed=seed)
+                X, y, Xs = Xd[:300], labels[:300], Xd[300:]
+                model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
+                res = path_kernel(model, X, y, Xs, lr=lr or 0.05, steps=steps, loss="cross_entropy", exact=exact,
+                                  nodes=nodes, batch_size=batch_size or None, seed=seed, track=bar.track)
+                axes = P.plot_explanations(res, X, Xs, indices=list(range(4)), labels_train=y)
+                ax = axes[0, 0]
+                summary = {"test_accuracy": float(np.mean(np.argmax(res.f_model, 1) == labels[300:]))}
+        atomic_savefig(ax.figure, out / "pathkernel.png", dpi=120)
         plt.close(ax.figure)
         payload = {"dataset": dataset, "width": width, "steps_done": res.steps_done, "stopped_at": res.stopped_at,
                    "T": res.T, "exact": exact, "nodes": nodes, "rel_error": res.rel_error,
                    "f_model": res.f_model, "f_kernel": res.f_kernel, "losses": res.losses, **summary}
         atomic_write_json(out / "pathkernel.json", payload)
         how = "exact quadrature" if exact else "left-endpoint sum"
-        typer.echo(f"trained {res.steps_done} steps (T = {res.T:.4g}); loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
+        typer.echo(f"trained {res.steps_done} steps (T = {res.T:.4g}); "
+                   f"loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
         typer.echo(f"kernel machine ({how}) vs model: relative error {res.rel_error:.3e}")
         for k, v in summary.items():
             typer.echo(f"{k}: {v:.4g}")

@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from . import UserError
+from .._arrays import ValidationError
 
 NET_ACTIVATIONS = ("relu", "leaky_relu", "erf", "gelu", "tanh", "sigmoid", "identity")
 CLASSIC = ("rbf", "poly", "linear", "laplace")
@@ -39,7 +39,7 @@ def _read(path: Path, what: str) -> np.ndarray:
     if getattr(arr, "ndim", 0) == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.size == 0:
-        raise UserError(f"{what}: expected a non-empty 2-D array (rows = samples), got shape {arr.shape}")
+        raise ValidationError(f"{what}", "a non-empty 2-D array (rows = samples)", f"shape {arr.shape}")
     return arr
 
 
@@ -69,19 +69,19 @@ def register(app: typer.Typer) -> None:
 
         act = activation.lower()
         if act not in NET_ACTIVATIONS + CLASSIC:
-            raise UserError(f"--activation: expected one of {', '.join(NET_ACTIVATIONS + CLASSIC)}, got {activation!r}")
+            raise ValidationError("--activation", f"one of {', '.join(NET_ACTIVATIONS + CLASSIC)}", f"{activation!r}")
         if which not in ("ntk", "nngp"):
-            raise UserError(f"--which: expected 'ntk' or 'nngp', got {which!r}")
+            raise ValidationError("--which", "'ntk' or 'nngp'", f"{which!r}")
         if depth < 0:
-            raise UserError(f"--depth: expected an integer >= 0, got {depth}")
+            raise ValidationError("--depth", "an integer >= 0", f"{depth}")
         if out.suffix.lower() != ".npy":
-            raise UserError(f"--out: expected a .npy file name, got {out.name}")
+            raise ValidationError("--out", "a .npy file name", f"{out.name}")
         if diag and x2 is not None:
-            raise UserError("--diag: computes k(x, x) for --x only; leave out --x2")
+            raise ValidationError("--diag", "no --x2 (it computes k(x, x) for --x only)", "--x2", "Leave out --x2.")
         X1 = _read(x, "--x")
         X2 = None if x2 is None else _read(x2, "--x2")
         if X2 is not None and X2.shape[1] != X1.shape[1]:
-            raise UserError(f"--x2: expected {X1.shape[1]} columns (as many as --x), got {X2.shape[1]}")
+            raise ValidationError("--x2", f"{X1.shape[1]} columns (as many as --x)", f"{X2.shape[1]}")
         t0 = time.perf_counter()
         if act in CLASSIC:
             from .. import kernels
@@ -100,7 +100,8 @@ def register(app: typer.Typer) -> None:
             net = nets.serial(*layers, nets.Dense(1, w_std, b_std, parameterization))
             res = net.kernel(X1, diag=True) if diag else net.kernel(X1, X2)
             K = getattr(res, which)
-            what = f"{which.upper()} of a depth-{depth} {act} network (w_std={w_std}, b_std={b_std}, {parameterization})"
+            what = (f"{which.upper()} of a depth-{depth} {act} network "
+                    f"(w_std={w_std}, b_std={b_std}, {parameterization})")
         K = np.asarray(K, dtype=np.float64)
         buf = io.BytesIO()
         np.save(buf, K)

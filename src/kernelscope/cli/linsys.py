@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 import typer
 
+from .._arrays import ValidationError
+
 
 def _fmt(v) -> str:
     return np.array2string(np.asarray(v), precision=6, suppress_small=True, max_line_width=100)
@@ -25,9 +27,8 @@ def register(app: typer.Typer) -> None:
         """Solve Ax = b: the exact, least-norm or least-squares solution, with its rank and row/null parts."""
         import warnings
 
-        from .. import linsys
+        from ..experiments.linsys import solve_system
         from .._arrays import KernelscopeWarning
-        from . import UserError
         from ._files import read_array
 
         A = read_array(a_file, "A", allow_sparse=True)
@@ -35,10 +36,11 @@ def register(app: typer.Typer) -> None:
         if b.ndim == 2 and 1 in b.shape and b.shape[0] == 1 and getattr(A, "shape", (0,))[0] != 1:
             b = b.ravel()  # a row of numbers in a CSV is the vector b
         if plot is not None and plot.suffix.lower() not in (".png", ".svg", ".pdf"):
-            raise UserError(f"--plot: expected a .png, .svg or .pdf file name, got '{plot.name}'")
+            raise ValidationError("--plot", "a .png, .svg or .pdf file name", f"'{plot.name}'")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", KernelscopeWarning)
-            res = linsys.solve(A, b, rcond=rcond)
+            system = solve_system(A, b, rcond=rcond)
+        res = system.result
         m, n = res.shape
         typer.echo(f"system: {m} equation(s), {n} unknown(s); method {res.method}")
         typer.echo(f"kind: {res.kind}" + (f" (per column: {', '.join(res.kinds)})" if len(res.kinds) > 1 else ""))
@@ -52,11 +54,17 @@ def register(app: typer.Typer) -> None:
         for w in caught:
             typer.echo(f"note: {w.message}", err=True)
         if save is not None:
-            np.save(save, np.asarray(res.x))
+            import io
+
+            from .._io import atomic_write_bytes
+
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(res.x))
+            atomic_write_bytes(save, buf.getvalue())
             typer.echo(f"saved x to {save}")
         if plot is not None:
             if not isinstance(A, np.ndarray) or n not in (2, 3):
-                raise UserError(f"--plot: drawing needs a dense system with 2 or 3 unknowns, got {n} unknowns")
+                raise ValidationError("--plot", "a dense system with 2 or 3 unknowns to draw", f"{n} unknowns")
             import matplotlib.pyplot as plt
 
             from .._io import atomic_savefig
@@ -64,13 +72,13 @@ def register(app: typer.Typer) -> None:
 
             fig = plt.figure(figsize=(6, 5.6))
             if n == 2 and m == 1:
-                plot_line(res, A, b, ax=fig.add_subplot(111))
+                plot_line(system, ax=fig.add_subplot(111))
             elif n == 3 and m == 1:
-                plot_plane(res, A, b, ax=fig.add_subplot(111, projection="3d"))
+                plot_plane(system, ax=fig.add_subplot(111, projection="3d"))
             elif n == 3 and m == 2:
-                plot_two_planes(res, A, b, ax=fig.add_subplot(111, projection="3d"))
+                plot_two_planes(system, ax=fig.add_subplot(111, projection="3d"))
             else:
-                plot_subspaces(res, A, b, ax=fig.add_subplot(111))
+                plot_subspaces(system, ax=fig.add_subplot(111))
             atomic_savefig(fig, plot)
             plt.close(fig)
             typer.echo(f"plot: {plot}")

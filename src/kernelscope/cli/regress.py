@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import typer
 
-from . import UserError
+from .._arrays import ValidationError
 
 KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf")
 
@@ -25,7 +25,7 @@ def read_table(path: Path, what: str) -> np.ndarray:
     """A 2-D float array from ``.npy`` or ``.csv`` (one header line allowed); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{what}: file not found: {path}")
+        raise ValidationError(what, "an existing file", f"{path}, which does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -38,26 +38,27 @@ def read_table(path: Path, what: str) -> np.ndarray:
                 except ValueError:  # a header line
                     arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
         else:
-            raise UserError(f"{what}: expected a .npy or .csv file, got {path.name}")
+            raise ValidationError(f"{what}", "a .npy or .csv file", f"{path.name}")
     except (ValueError, OSError) as exc:
-        raise UserError(f"{what}: cannot read {path}: {str(exc).splitlines()[0]}") from None
+        raise ValidationError(what, "a readable table",
+                              f"{path}, which could not be read ({str(exc).splitlines()[0]})") from None
     if arr.ndim != 2 or arr.size == 0:
-        raise UserError(f"{what}: expected a non-empty 2-D table (rows = samples), got shape {arr.shape}")
+        raise ValidationError(f"{what}", "a non-empty 2-D table (rows = samples)", f"shape {arr.shape}")
     if arr.dtype.kind not in "biuf":
-        raise UserError(f"{what}: expected numbers, got dtype {arr.dtype}")
+        raise ValidationError(f"{what}", "numbers", f"dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         r, c = np.argwhere(~np.isfinite(arr))[0]
-        raise UserError(f"{what}: non-finite value at row {r}, column {c}")
+        raise ValidationError(what, "finite numbers", f"a non-finite value at row {r}, column {c}")
     return arr
 
 
 def split_target(table: np.ndarray, col: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     n_cols = table.shape[1]
     if n_cols < 2:
-        raise UserError(f"{what}: expected at least 2 columns (features and a target), got {n_cols}")
+        raise ValidationError(f"{what}", "at least 2 columns (features and a target)", f"{n_cols}")
     if not -n_cols <= col < n_cols:
-        raise UserError(f"--target-col: expected a column index in [{-n_cols}, {n_cols - 1}], got {col}")
+        raise ValidationError("--target-col", f"a column index in [{-n_cols}, {n_cols - 1}]", f"{col}")
     col = col % n_cols
     return np.delete(table, col, axis=1), table[:, col]
 
@@ -104,11 +105,11 @@ def register(app: typer.Typer) -> None:
         from ..regression import KernelRegressor
 
         if kernel not in KERNEL_CHOICES:
-            raise UserError(f"--kernel: expected one of {', '.join(KERNEL_CHOICES)}, got {kernel!r}")
+            raise ValidationError("--kernel", f"one of {', '.join(KERNEL_CHOICES)}", f"{kernel!r}")
         if solver not in ("auto", "cholesky", "cg", "nystrom"):
-            raise UserError(f"--solver: expected one of auto, cholesky, cg, nystrom, got {solver!r}")
+            raise ValidationError("--solver", "one of auto, cholesky, cg, nystrom", f"{solver!r}")
         if not ridge >= 0:
-            raise UserError(f"--ridge: expected a number >= 0, got {ridge}")
+            raise ValidationError("--ridge", "a number >= 0", f"{ridge}")
         params = {k: v for k, v in {"gamma": gamma, "lengthscale": lengthscale, "degree": degree,
                                     "coef0": coef0}.items() if v is not None}
         X, y = split_target(read_table(train, "--train"), target_col, "--train")
@@ -117,15 +118,15 @@ def register(app: typer.Typer) -> None:
         if T.shape[1] == X.shape[1] + 1:
             T, y_test = split_target(T, target_col, "--test")
         elif T.shape[1] != X.shape[1]:
-            raise UserError(f"--test: expected {X.shape[1]} feature columns (or {X.shape[1] + 1} with the target) "
-                            f"like the training file, got {T.shape[1]}")
+            raise ValidationError("--test", f"{X.shape[1]} feature columns (or {X.shape[1] + 1} with the target) "
+                                  "like the training file", f"{T.shape[1]}")
         from ..scale import scheduler as dask_scheduler
 
         with dask_scheduler(scheduler, timeout=5.0):  # None: local threads; else a Client, closed at the end
             try:
                 model = KernelRegressor(kernel, ridge=ridge, kernel_params=params or None, solver=solver).fit(X, y)
             except TypeError as exc:
-                raise UserError(f"kernel options: {exc}") from None
+                raise ValidationError("kernel options", "options the kernel takes", str(exc)) from None
             rmse = float(np.sqrt(np.mean((model.predict(X) - y) ** 2)))
             if std:
                 mean, sd = model.predict(T, return_std=True)

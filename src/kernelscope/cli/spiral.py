@@ -22,13 +22,14 @@ def register(app: typer.Typer) -> None:
         optimizer: str = typer.Option("adam", "--optimizer", help="adam, or sgd (with momentum 0.9)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data and the initial weights."),
         sweep: Optional[List[int]] = typer.Option(None, "--sweep",
-                                                  help="Also train these hidden widths (repeatable) and plot the curves."),
+                                                  help="Also train these hidden widths (repeatable) "
+                                                       "and plot the curves."),
         no_gif: bool = typer.Option(False, "--no-gif", help="Skip the two GIFs (faster)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
         """Train 2 -> H (ReLU) -> 2 (embedding) -> K on K spiral arms; write embedding/regions/interpolation figures."""
+        import sys
         import warnings
-        from contextlib import nullcontext
 
         import matplotlib.pyplot as plt
 
@@ -36,28 +37,12 @@ def register(app: typer.Typer) -> None:
         from .._io import atomic_savefig, atomic_write_json
         from ..experiments import spirals as sp
         from ..plots import spirals as ps
+        from ..story import Progress
 
         out.mkdir(parents=True, exist_ok=True)
-        bar_ctx = nullcontext(None)
-        if not no_progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            bar_ctx = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), transient=True)
-        with bar_ctx as bar, warnings.catch_warnings(record=True) as caught:
+        with Progress(not no_progress, file=sys.stderr) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", KernelscopeWarning)
-
-            def track(iterable, description):
-                if bar is None:
-                    yield from iterable
-                    return
-                items = list(iterable)
-                task = bar.add_task(description, total=len(items))
-                for item in items:
-                    yield item
-                    bar.advance(task)
-                bar.remove_task(task)
-
+            track = bar.track
             run = sp.train_spiral(classes, n_per_class, noise, width=width, epochs=epochs, lr=lr,
                                   weight_decay=weight_decay, optimizer=optimizer, seed=seed, track=track)
             sweep_res = None

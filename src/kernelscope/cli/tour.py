@@ -11,7 +11,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def tour(
-        out: Path = typer.Option(Path("tour-out"), "--out", "-o", help="Folder for index.html, results.json, figures/."),
+        out: Path = typer.Option(Path("tour-out"), "--out", "-o",
+                                 help="Folder for index.html, results.json, figures/."),
         quick: bool = typer.Option(False, "--quick", help="Small sizes: the whole story in a few minutes."),
         force: bool = typer.Option(False, "--force", help="Redo chapters that are already done."),
         only: Optional[List[str]] = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),

@@ -92,7 +92,8 @@ def plot_lazy_functions(run: dict, X: Any, y: Any, X_test: Any, ax=None):
     order = np.argsort(xs)
     ax.plot(xs[order], np.array(run["f0_test"])[order], color="0.6", lw=1, ls=":", label="f₀ (initial net)")
     ax.plot(xs[order], np.array(run["f_net_test"])[order], color="#1f77b4", lw=2.2, label="trained net")
-    ax.plot(xs[order], np.array(run["f_lin_test"])[order], color="#ff7f0e", lw=1.4, ls="--", label="trained linearisation")
+    ax.plot(xs[order], np.array(run["f_lin_test"])[order], color="#ff7f0e", lw=1.4, ls="--",
+            label="trained linearisation")
     if run.get("f_flow_test") is not None:
         ax.plot(xs[order], np.array(run["f_flow_test"])[order], color="k", lw=1, ls="-.", label="gradient flow, Θ₀")
     if run.get("f_inf_test") is not None:
@@ -149,16 +150,17 @@ def plot_path_agreement(result: Any, X_test: Any | None = None, ax=None):
     return ax
 
 
-def plot_step_error(study: dict, ax=None):
+def plot_step_error(study: Any, ax=None):
     """Relative error of the kernel machine against the step size at fixed training time T: Domingos'
-    left-endpoint sum (first order, fitted slope) and the exact per-step quadrature."""
+    left-endpoint sum (first order, fitted slope) and the exact per-step quadrature. ``study``: a
+    :class:`kernelscope.experiments.pathkernel.StepSizeStudy`."""
     ax = _new_axes(ax)
-    lr = np.array(study["lr"], float)
-    ax.loglog(lr, study["left_endpoint"], "o-", color="#d62728",
-              label=f"left-endpoint sum (slope {study['slope']:+.2f})")
-    exact = np.maximum(np.array(study["exact"], float), 1e-17)
+    lr = np.array(study.lr, float)
+    ax.loglog(lr, study.left_endpoint, "o-", color="#d62728",
+              label=f"left-endpoint sum (slope {study.slope:+.2f})")
+    exact = np.maximum(np.array(study.exact, float), 1e-17)
     ax.loglog(lr, exact, "s-", color="#2ca02c", label="Gauss–Legendre per step")
-    ax.loglog(lr, study["left_endpoint"][-1] * lr / lr[-1], "k--", lw=1, label="guide ∝ η (first order)")
+    ax.loglog(lr, study.left_endpoint[-1] * lr / lr[-1], "k--", lw=1, label="guide ∝ η (first order)")
     from matplotlib.ticker import FixedLocator, NullFormatter
 
     ax.xaxis.set_major_locator(FixedLocator(list(lr)))
@@ -166,7 +168,7 @@ def plot_step_error(study: dict, ax=None):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step size η (training time T = η·steps fixed)")
     ax.set_ylabel("‖f_kernel − f_model‖ / ‖f_model‖")
-    ax.set_title(f"Discrete steps, training time T = {study['T']:.3g}")
+    ax.set_title(f"Discrete steps, training time T = {study.T:.3g}")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return ax

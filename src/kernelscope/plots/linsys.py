@@ -1,12 +1,13 @@
-"""Figures of the linear-systems chapter (THEORY.md §1). Each takes a :class:`~kernelscope.linsys.SolveResult`
-(or :class:`~kernelscope.linsys.Subspaces`) and the system it answers, draws, and returns the Axes."""
+"""Figures of the linear-systems chapter (THEORY.md §1). Each takes a solved system
+(:class:`kernelscope.experiments.linsys.LinearSystem`: A, b, the solution and the four subspaces), draws, and
+returns the Axes."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .._arrays import ValidationError, as_numpy
-from ..linsys import SolveResult, subspaces
+from ..experiments.linsys import LinearSystem
 
 __all__ = ["plot_line", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system", "plot_power_iteration"]
 
@@ -26,7 +27,8 @@ def _np(a):
     return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a, dtype=np.float64)
 
 
-def plot_line(result: SolveResult, A, b, ax=None):
+def plot_line(system: LinearSystem, ax=None):
+    result, A, b = system.result, system.A, system.b
     """One equation in two unknowns ``a·x = b``: the solution line, the least-norm point ``x*`` on the normal
     direction, and the perpendicular from the origin (its length ``|b|/‖a‖`` is the distance to the line)."""
     A = as_numpy(A, "A", ndim=2)
@@ -77,7 +79,20 @@ def _plane_patch(ax, a, beta, center, half, color, alpha=0.25):
     ax.plot_surface(P[..., 0], P[..., 1], P[..., 2], color=color, alpha=alpha, linewidth=0, shade=False)
 
 
-def plot_plane(result: SolveResult, A, b, ax=None):
+def _oblique_view(ax, normal, angle_deg: float = 55.0) -> None:
+    """Look at a plane at ``angle_deg`` from its normal: the plane shows as a face, not edge-on, and the normal
+    still shows as an arrow (viewed along it, it would shrink to a point)."""
+    n_hat = np.asarray(normal, float) / np.linalg.norm(normal)
+    side = np.cross(n_hat, [0.0, 0.0, 1.0])
+    side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else np.array([1.0, 0.0, 0.0])
+    a = np.deg2rad(angle_deg)
+    d = np.cos(a) * n_hat + np.sin(a) * side
+    ax.view_init(elev=float(np.degrees(np.arcsin(np.clip(d[2], -1, 1)))),
+                 azim=float(np.degrees(np.arctan2(d[1], d[0]))))
+
+
+def plot_plane(system: LinearSystem, ax=None):
+    result, A, b = system.result, system.A, system.b
     """One equation in three unknowns: the plane of solutions, its normal, and the least-norm point on it."""
     A = as_numpy(A, "A", ndim=2)
     if A.shape != (1, 3):
@@ -95,12 +110,14 @@ def plot_plane(result: SolveResult, A, b, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_zlabel("z")
+    _oblique_view(ax, A[0])
     ax.set_title("A plane: x* is along its normal")
     ax.legend(loc="upper left", fontsize=8)
     return ax
 
 
-def plot_two_planes(result: SolveResult, A, b, ax=None):
+def plot_two_planes(system: LinearSystem, ax=None):
+    result, A, b = system.result, system.A, system.b
     """Two equations in three unknowns: two planes, their line of intersection and the least-norm point, which
     lies in the span of both normals (perpendicular to the line)."""
     A = as_numpy(A, "A", ndim=2)
@@ -112,7 +129,7 @@ def plot_two_planes(result: SolveResult, A, b, ax=None):
     r = max(np.linalg.norm(x), 1.0)
     _plane_patch(ax, A[0], bb[0], x, 1.3 * r, "#2c5aa0", 0.2)
     _plane_patch(ax, A[1], bb[1], x, 1.3 * r, "#27ae60", 0.2)
-    S = subspaces(A)
+    S = system.subspaces
     if S.null.shape[1]:
         d = S.null[:, 0]
         t = np.linspace(-1.5 * r, 1.5 * r, 2)
@@ -142,11 +159,12 @@ def _equal_3d(ax, pts):
         pass
 
 
-def plot_subspaces(result: SolveResult, A, b, ax=None, *, title: str | None = None):
+def plot_subspaces(system: LinearSystem, ax=None, *, title: str | None = None):
+    result, A, b = system.result, system.A, system.b
     """A general system: bars of the solution x, its row-space and null-space parts, b and the residual, with
     the four subspaces' dimensions and the kind of solution in the title."""
     A = as_numpy(A, "A", ndim=2)
-    S = subspaces(A)
+    S = system.subspaces
     x = _np(result.x).ravel()
     bb = _np(b).ravel()
     res = _np(result.residual).ravel()
@@ -170,16 +188,16 @@ def plot_subspaces(result: SolveResult, A, b, ax=None, *, title: str | None = No
     return ax
 
 
-def plot_system(result: SolveResult, A, b, ax=None):
+def plot_system(system: LinearSystem, ax=None):
     """The picture that fits the system's shape: a line (1×2), a plane (1×3), two planes (2×3), otherwise bars."""
-    shape = as_numpy(A, "A", ndim=2).shape
+    shape = as_numpy(system.A, "A", ndim=2).shape
     if shape == (1, 2):
-        return plot_line(result, A, b, ax)
+        return plot_line(system, ax)
     if shape == (1, 3):
-        return plot_plane(result, A, b, ax)
+        return plot_plane(system, ax)
     if shape == (2, 3):
-        return plot_two_planes(result, A, b, ax)
-    return plot_subspaces(result, A, b, ax)
+        return plot_two_planes(system, ax)
+    return plot_subspaces(system, ax)
 
 
 def plot_power_iteration(result, true_eigenvalues, ax=None):

@@ -10,14 +10,15 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
 __all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_panels", "plot_input_regions",
-           "plot_interpolation", "plot_interpolation_panels", "embedding_scale", "plot_training_curves", "plot_width_sweep",
+           "plot_interpolation", "plot_interpolation_panels", "embedding_scale", "plot_training_curves",
+           "plot_width_sweep",
            "plot_folding", "plot_regimes", "animate_embedding", "animate_interpolation"]
 
 
@@ -92,7 +93,7 @@ def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int 
             bbox=dict(facecolor="white", alpha=0.7, edgecolor="none"))
     epoch = int(run.snapshot_epochs[index])
     acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
-    ax.set_title(f"epoch {epoch}   train accuracy {acc:.0%}")
+    ax.set_title(f"epoch {epoch}   train accuracy {acc:.1%}")
     return ax
 
 
@@ -174,15 +175,20 @@ def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
     ax.set_aspect("equal")
     ax.set_xlabel("$(1-a)\\,x_1 + a\\,c\\,e_1$")
     ax.set_ylabel("$(1-a)\\,x_2 + a\\,c\\,e_2$")
-    ax.set_title(f"a = {alpha:.2f}   (c = {c:.3g})")
+    where = {0.0: "input plane", 1.0: "embedding"}.get(float(alpha), "on the way")
+    ax.set_title(f"a = {alpha:.2f}: {where}")
     return ax
 
 
-def plot_interpolation_panels(run, alphas: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), axes=None):
+def plot_interpolation_panels(run, alphas: Sequence[float] = (0.0, 0.5, 1.0), axes=None):
+    """Three stages of the morph, large enough to read at page width, with ``c`` explained in the title."""
     if axes is None:
-        _, axes = plt.subplots(1, len(alphas), figsize=(3.9 * len(alphas), 4.0), squeeze=False,
-                               layout="constrained")
+        fig, axes = plt.subplots(1, len(alphas), figsize=(4.4 * len(alphas), 4.9), squeeze=False,
+                                 layout="constrained")
         axes = list(axes.ravel())
+        fig.suptitle(f"Input x (a = 0) morphing into the learned embedding e(x) (a = 1); c = "
+                     f"{embedding_scale(run):.3g} rescales e to the size of the input box (the shape matters, "
+                     "not the scale)", fontsize=10)
     lims = _morph_lims(run)
     for ax, a in zip(axes, alphas):
         plot_interpolation(run, a, ax, lims=lims)
@@ -213,7 +219,7 @@ def plot_training_curves(run, axes=None):
 def plot_width_sweep(sweep, axes=None):
     """Loss and training-accuracy curves for every hidden width (narrow widths struggle)."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
     a0, a1 = axes
     cmap = plt.get_cmap("viridis")
     n = len(sweep.widths)
@@ -228,8 +234,9 @@ def plot_width_sweep(sweep, axes=None):
     a1.set_ylabel("train accuracy")
     a1.set_ylim(0, 1.02)
     a1.set_title("accuracy per hidden width H")
-    a1.legend(fontsize=8, loc="center right")
-    a0.legend(fontsize=8, loc="lower left")
+    # one legend for both panels (same colours), outside the axes so that it hides no curve
+    a1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+              title="hidden width (final test accuracy)", title_fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
     return axes
@@ -362,7 +369,7 @@ def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 
         radius_text.set_text(f"mean |e| = {radius:.3g}")
         epoch = int(run.snapshot_epochs[i])
         acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
-        ax.set_title(f"epoch {epoch}   train accuracy {acc:.0%}")
+        ax.set_title(f"epoch {epoch}   train accuracy {acc:.1%}")
 
     return _save_gif(fig, draw, len(run.snapshot_epochs), path, fps, dpi)
 

@@ -1,0 +1,57 @@
+"""Chapter 4's experiments: lazy training of wide networks, against the infinite-width NTK (THEORY.md §5).
+
+- :func:`lazy_1d_problem`, :func:`lazy_digits_problem` - the two data sets;
+- :func:`infinite_ntk` - Θ∞ of the same architecture from :mod:`kernelscope.nets`;
+- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.width_sweep` on both sets, with the infinite-width flow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import data, nets
+from ..dynamics import width_sweep
+
+__all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps"]
+
+ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)  # two-layer erf nets on the 1-D set
+DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)  # three-layer ReLU nets on digits parity
+
+
+def lazy_1d_problem(seed: int = 0, n: int = 20):
+    """1-D regression set (``sin 3x`` + noise): X (n, 1), y (n,), a test grid (60, 1)."""
+    X, y = data.regression_1d(n, seed=seed)
+    return X, y, np.linspace(-1.2, 1.2, 60)[:, None]
+
+
+def lazy_digits_problem(seed: int = 0, n_train: int = 64, n_test: int = 40):
+    """Digits subset with the parity target ±1: X (n_train, 64), y (n_train,), X_test (n_test, 64)."""
+    X, labels = data.digits(n_train + n_test, seed=seed)
+    y = np.where(labels % 2 == 0, 1.0, -1.0)
+    return X[:n_train], y[:n_train], X[n_train:]
+
+
+def infinite_ntk(X, X_test, cfg: dict):
+    """(network, (Θ∞(X, X), Θ∞(X_test, X))) of the architecture ``cfg`` (``ONE_D`` or ``DIGITS``)."""
+    act = {"erf": nets.Erf, "relu": nets.ReLU}[cfg["activation"]]
+    layers = []
+    for _ in range(cfg["depth"] - 1):
+        layers += [nets.Dense(512, w_std=cfg["w_std"], b_std=cfg["b_std"]), act()]
+    net = nets.serial(*layers, nets.Dense(1, w_std=cfg["w_std"], b_std=cfg["b_std"]))
+    return net, (net.kernel(X).ntk, net.kernel(X_test, X).ntk)
+
+
+def run_lazy_sweeps(widths_1d, widths_digits, *, steps_1d: int, steps_digits: int, seed: int = 0,
+                    checkpoint=None, track=None) -> dict:
+    """Both width sweeps (1-D two-layer erf with the infinite-width comparison; digits three-layer ReLU)."""
+    out = {}
+    X, y, Xs = lazy_1d_problem(seed)
+    _, k_inf = infinite_ntk(X, Xs, ONE_D)
+    out["1d"] = width_sweep(X, y, Xs, widths_1d, steps=steps_1d, seed=seed, checkpoint=checkpoint,
+                            ntk_infinite=k_inf, track=track, tag="1d", **ONE_D)
+    if widths_digits:
+        Xd, yd, Xds = lazy_digits_problem(seed)
+        _, kd_inf = infinite_ntk(Xd, Xds, DIGITS)
+        out["digits"] = width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
+                                    checkpoint=checkpoint, ntk_infinite=kd_inf, track=track, tag="digits", **DIGITS)
+    return out
