@@ -54,10 +54,10 @@ def test_solve_npy_and_mtx(tmp_path, capsys):
 @pytest.mark.parametrize(
     "a_text, b_text, message",
     [
-        (None, "1\n", "A: file not found"),
+        (None, "1\n", "A: expected an existing file"),
         ("1,nan\n", "1\n", "A: expected finite values, got NaN"),
         ("1,2\n3,4\n5,6\n", "1\n", "b: expected 3 rows"),
-        ("x,y\n", "1\n", "A: could not read"),
+        ("x,y\n", "1\n", "A: expected a readable numeric file"),
     ],
 )
 def test_solve_errors_are_one_line_exit_2(tmp_path, capsys, a_text, b_text, message):
@@ -107,6 +107,7 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(tour, "run_tour", interrupted)
+    monkeypatch.setattr("sys.argv", ["kernelscope", "tour", "--out", str(tmp_path), "--quick"])
     with pytest.raises(SystemExit) as exc:
         main(["tour", "--out", str(tmp_path), "--quick"])
     err = capsys.readouterr().err

@@ -57,7 +57,7 @@ def test_nngp_diag_erf_and_classic_kernel(data):
     (["--activation", "softplus"], "--activation"),
     (["--which", "both"], "--which"),
     (["--w-std", "0"], "w_std"),
-    (["--x2", "MISSING.npy"], "not found"),
+    (["--x2", "MISSING.npy"], "expected an existing file"),
     (["--diag", "--x2", "y.csv"], "--diag"),
 ])
 def test_bad_input_one_line_exit_2(data, args, msg):

@@ -362,7 +362,7 @@ class TestCommandLine:
         np.testing.assert_allclose(np.load(d / "p.npy")[:, 0], ref, rtol=1e-12)
 
     @pytest.mark.parametrize("args,message", [
-        (["--train", "missing.csv"], "--train: file not found"),
+        (["--train", "missing.csv"], "--train: expected an existing file"),
         (["--kernel", "gauss"], "--kernel: expected one of"),
         (["--ridge", "-1"], "--ridge: expected a number >= 0"),
         (["--kernel", "rbf", "--degree", "3"], "kernel_params"),

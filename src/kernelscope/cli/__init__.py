@@ -52,6 +52,14 @@ def _register_all() -> None:
 _register_all()
 
 
+def interrupted(argv: list[str] | None = None) -> None:
+    """Ctrl-C: say how to resume (the same command) and exit with status 130, no traceback."""
+    command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
+    print(f"kernelscope: interrupted; what was finished is saved. To resume, run the same command again:\n"
+          f"  {command}", file=sys.stderr)
+    sys.exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     try:
@@ -64,11 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     except _cx.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort, _cx.Abort):  # click turns Ctrl-C into Abort
-        command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
-        print(f"kernelscope: interrupted; what was finished is saved. To resume, run the same command again:\n"
-              f"  {command}", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, typer.Abort):
+        interrupted(argv)
     except (ValueError, OSError, MemoryError) as exc:  # ValidationError is a ValueError
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"kernelscope: error: {msg}", file=sys.stderr)

@@ -27,7 +27,12 @@ def register(app: typer.Typer) -> None:
             for ch in chapters():
                 typer.echo(f"{ch.key:12s} {ch.title}")
             return
-        res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
+        try:
+            res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
+        except KeyboardInterrupt:  # typer would turn it into a silent exit 130
+            from . import interrupted
+
+            interrupted()
         typer.echo(f"report: {res.out / 'index.html'}  (done {len(res.done)}, resumed {len(res.skipped)}, "
                    f"failed {len(res.failed)})")
         if res.failed:
