@@ -14,7 +14,6 @@ For width m the first three shrink like ``m^{-1/2}``: :func:`lazy_width_sweep` f
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -150,8 +149,8 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
                   f0_test=f0_test.tolist())
     at = set(np.unique(np.linspace(0, steps, records).round().astype(int)).tolist())
 
-    def record(step: int, loss: float, out: torch.Tensor) -> None:
-        if step not in at or not math.isfinite(loss):
+    def record(step: int, loss: float, out: torch.Tensor, diverged: bool) -> None:
+        if step not in at or diverged:
             return
         with torch.no_grad():
             f_net, f_lin = _scalar(net(Xs), Xs.shape[0]), _scalar(lin(Xs), Xs.shape[0])

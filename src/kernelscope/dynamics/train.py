@@ -72,7 +72,7 @@ class TrainResult:
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "mse", reduction: str = "sum",
           optimizer: str = "sgd", lr: float, momentum: float = 0.0, weight_decay: float = 0.0, steps: int,
           batch_size: int | None = None, seed: int | torch.Generator = 0, explode: float = 1e12,
-          callback: Callable[[int, float, torch.Tensor], None] | None = None,
+          callback: Callable[[int, float, torch.Tensor, bool], None] | None = None,
           track: Callable[[Iterable[int], str], Iterable[int]] | None = None, desc: str = "training",
           what: str = "training") -> TrainResult:
     """Train ``model`` in place for ``steps`` optimiser steps on ``loss``; stop at divergence with a warning.
@@ -86,8 +86,9 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     steps : optimiser steps. batch_size : None for full batch, else the next ``batch_size`` points of a seeded
         permutation (a new one each epoch; ``seed``).
     explode : the loss growing beyond ``explode`` times its initial value counts as divergence.
-    callback : ``callback(step, loss, out)`` at each evaluation (before step ``step``; ``out`` the model's
-        output on the batch, detached), e.g. to record snapshots.
+    callback : ``callback(step, loss, out, diverged)`` at each evaluation (before step ``step``; ``out`` the
+        model's output on the batch, detached; ``diverged`` True at the evaluation where training stops for
+        divergence), e.g. to record snapshots.
     track : progress wrapper ``track(iterable, desc)``. what : names the training in the warning.
 
     Returns
@@ -136,9 +137,10 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
         value = loss_value(out2, yb, loss, reduction)
         lv = float(value.detach())
         losses[step] = lv
+        bad = diverged(lv, losses[0], explode)
         if callback is not None:
-            callback(step, lv, out.detach())
-        if diverged(lv, losses[0], explode):
+            callback(step, lv, out.detach(), bad)
+        if bad:
             diverged_at = step
             warn(f"{what} diverged: the loss became {lv:.4g} at step {step} (initial {losses[0]:.4g}, lr={lr:.3g}); "
                  "stopped there, what was recorded before is kept. Use a smaller lr.")

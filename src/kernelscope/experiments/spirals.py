@@ -184,10 +184,10 @@ def _train(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, *, epochs: in
     cbs: list[np.ndarray] = []
     head = model[-1]
 
-    def record(epoch: int, loss: float, s: torch.Tensor) -> None:
+    def record(epoch: int, loss: float, s: torch.Tensor, diverged: bool) -> None:
         # epoch 0 is the initial network; the last epoch only evaluates
         accs[epoch] = float((s.argmax(1) == y).double().mean())
-        if epoch in schedule or not math.isfinite(loss):
+        if epoch in schedule or diverged:
             with torch.no_grad():
                 e = model[:-1](X)
             snap_epochs.append(epoch)
