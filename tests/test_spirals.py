@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from kernelscope import data
 from kernelscope._arrays import KernelscopeWarning, ValidationError
