@@ -9,52 +9,56 @@ import numpy as np
 import pytest
 import torch
 
-from kernelscope._arrays import ValidationError
+from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.experiments import regimes as rg
+from kernelscope.nets.finite import mlp
+from kernelscope.regression import gradient_flow
 
 W_STD, B_STD = 1.3, 0.2
 
 
-class _Net(torch.nn.Module):
-    """The regime's finite net as a torch module, so that an independent autograd NTK can be taken."""
+def _closed_form_ntk(model, X1, X2, w, b):
+    """NTK of ``f(x) = (w/sqrt(n)) W2 relu(z) + b b2``, ``z = (w/sqrt(d)) W1 x + b b1``, averaged over K outputs,
+    written out by hand: ``b^2 + (w^2/n) relu(z).relu(z') + Sigma1 (w^2/n) sum_i mean_k(W2_ki^2) 1[z_i>0] 1[z'_i>0]``
+    with ``Sigma1 = w^2 x.x'/d + b^2``."""
+    W1, b1 = model[0].weight.detach(), model[0].bias.detach()
+    W2 = model[2].weight.detach()
+    n, d = W1.shape
+    z1 = (w / math.sqrt(d)) * X1 @ W1.T + b * b1
+    z2 = (w / math.sqrt(d)) * X2 @ W1.T + b * b1
+    sigma1 = w**2 * (X1 @ X2.T) / d + b**2
+    last = (w**2 / n) * z1.clamp_min(0) @ z2.clamp_min(0).T + b**2
+    first = (w**2 / n) * ((z1 > 0).double() * (W2**2).mean(0)) @ (z2 > 0).double().T
+    return last + sigma1 * first
 
-    def __init__(self, params):
-        super().__init__()
-        self.p = torch.nn.ParameterDict({k: torch.nn.Parameter(v.detach().clone()) for k, v in params.items()})
 
-    def forward(self, x):
-        return rg._ntk_forward(dict(self.p), x, W_STD, B_STD)
-
-
-def _params(width, d=2, out=3, seed=0):
-    return {k: v.detach() for k, v in rg._init_ntk(width, d, out, torch.Generator().manual_seed(seed)).items()}
+def _model(width, d=2, out=3, seed=0):
+    return mlp(d, width, depth=2, d_out=out, w_std=W_STD, b_std=B_STD, seed=seed)
 
 
 class TestNTK:
-    def test_closed_form_equals_autograd(self):
-        """Theta(x, x') = (1/K) sum_k grad f_k(x).grad f_k(x'), against kernelscope.empirical (autograd)."""
-        from kernelscope import empirical
-
-        p = _params(7, out=3)
+    def test_finite_ntk_equals_the_closed_form(self):
+        """finite_ntk (kernelscope.empirical, structured) against the two-layer formula written out by hand."""
+        model = _model(7, out=3)
         X1 = torch.randn(6, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         X2 = torch.randn(4, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-        ours = rg.ntk_two_layer(p, X1, X2, w_std=W_STD, b_std=B_STD)
-        ref = empirical.ntk(_Net(p), X1, X2, trace=True) / 3
-        torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+        ref = _closed_form_ntk(model, X1, X2, W_STD, B_STD)
+        both = torch.cat([X1, X2])
+        torch.testing.assert_close(rg.finite_ntk(model, both)[:6, 6:], ref, rtol=1e-12, atol=1e-12)
 
-    def test_closed_form_equals_jacobian_product(self):
+    def test_finite_ntk_equals_jacobian_product(self):
         """Same, against a Jacobian assembled by hand with torch.autograd.functional.jacobian."""
-        p = _params(5, out=2, seed=3)
+        model = _model(5, out=2, seed=3)
         X = torch.randn(4, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
-        names = list(p)
+        names = [n for n, _ in model.named_parameters()]
 
         def f(*flat):
-            return rg._ntk_forward(dict(zip(names, flat)), X, W_STD, B_STD)  # (N, K)
+            return torch.func.functional_call(model, dict(zip(names, flat)), (X,))  # (N, K)
 
-        J = torch.autograd.functional.jacobian(f, tuple(p[n] for n in names))
+        J = torch.autograd.functional.jacobian(f, tuple(p.detach() for p in model.parameters()))
         J = torch.cat([j.reshape(4, 2, -1) for j in J], -1)  # (N, K, P)
         ref = torch.einsum("ikp,jkp->ij", J, J) / 2
-        torch.testing.assert_close(rg.ntk_two_layer(p, X, w_std=W_STD, b_std=B_STD), ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rg.finite_ntk(model, X), ref, rtol=1e-12, atol=1e-12)
 
     def test_wide_finite_ntk_approaches_the_analytic_kernel(self):
         """Monte Carlo: the finite-width NTK converges to the infinite-width one like 1/sqrt(n)."""
@@ -62,7 +66,7 @@ class TestNTK:
         _, ntk = rg.analytic_kernels(X, w_std=W_STD, b_std=B_STD)
         errs = []
         for width in (400, 25600):
-            emp = rg.ntk_two_layer(_params(width, seed=5), X, w_std=W_STD, b_std=B_STD)
+            emp = rg.finite_ntk(_model(width, seed=5), X)
             errs.append(float(torch.linalg.norm(emp - ntk) / torch.linalg.norm(ntk)))
         assert errs[1] < 0.05 and errs[1] < errs[0] / 3  # 64x the width: ~8x smaller error
 
@@ -111,14 +115,21 @@ class TestKernelPredictions:
         Y = torch.as_tensor(rng.normal(size=(n, 3)))
         return K[:n, :n], K[n:, :n], Y, Phi
 
+    @staticmethod
+    def _gd(Ktr, Kte, Y, lr, steps):
+        """gradient_flow in discrete steps on (1/2N)|f - Y|^2 (step lr/N on the summed loss), test predictions."""
+        return torch.as_tensor(gradient_flow(Ktr, Kte, Y, steps, lr=lr / Ktr.shape[0], discrete=True).test)
+
     def test_gd_limits(self):
         Ktr, Kte, Y, _ = self._kernel()
         N = Ktr.shape[0]
         lr = 0.5 * N / float(torch.linalg.eigvalsh(Ktr)[-1])
-        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 0), torch.zeros(10, 3, dtype=torch.float64))
-        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 1), lr / N * Kte @ Y)
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, 0), torch.zeros(10, 3, dtype=torch.float64))
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, 1), lr / N * Kte @ Y)
         # t -> infinity: kernel regression K(x, X) K^-1 Y
-        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, 10**7), Kte @ torch.linalg.solve(Ktr, Y),
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, 10**7), Kte @ torch.linalg.solve(Ktr, Y),
+                                   rtol=1e-7, atol=1e-7)
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, math.inf), Kte @ torch.linalg.solve(Ktr, Y),
                                    rtol=1e-7, atol=1e-7)
 
     def test_gd_equals_training_the_linear_model(self):
@@ -129,26 +140,49 @@ class TestKernelPredictions:
         w = torch.zeros(50, 3, dtype=torch.float64)
         for _ in range(T):
             w = w - lr / N * Phi_tr.T @ (Phi_tr @ w - Y)
-        torch.testing.assert_close(rg.gd_kernel_predict(Ktr, Kte, Y, lr, T), Phi_te @ w, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, T), Phi_te @ w, rtol=1e-9, atol=1e-9)
+        # large steps (lr * lambda_max / N in (1, 2)) take the power, not log1p, and still agree
+        lr = 1.5 * N / float(torch.linalg.eigvalsh(Ktr)[-1])
+        w = torch.zeros(50, 3, dtype=torch.float64)
+        for _ in range(T):
+            w = w - lr / N * Phi_tr.T @ (Phi_tr @ w - Y)
+        torch.testing.assert_close(self._gd(Ktr, Kte, Y, lr, T), Phi_te @ w, rtol=1e-8, atol=1e-8)
 
-    def test_singular_kernel_takes_the_limit(self):
-        """A zero eigenvalue contributes lr T / N (the limit of (1 - (1 - lr lam/N)^T)/lam), not a division by 0."""
+    def test_gd_train_predictions_and_times(self):
+        """Train predictions f_T(X) = (I - (I - lr K)^T) Y, for an array of step counts at once."""
+        Ktr, _, Y, _ = self._kernel(n=12, m=1, seed=4)
+        lr = 0.3 / float(torch.linalg.eigvalsh(Ktr)[-1])
+        out = torch.as_tensor(gradient_flow(Ktr, None, Y, [0, 3], lr=lr, discrete=True).train)
+        A = torch.eye(12, dtype=torch.float64) - lr * Ktr
+        torch.testing.assert_close(out[0], torch.zeros_like(Y))
+        torch.testing.assert_close(out[1], (torch.eye(12, dtype=torch.float64) - A @ A @ A) @ Y)
+
+    def test_singular_kernel(self):
+        """Targets in the null space of K never move under gradient descent: no division by the zero eigenvalue."""
         v = torch.tensor([[1.0], [1.0]], dtype=torch.float64) / math.sqrt(2)
         K = 2.0 * v @ v.T  # eigenvalues 2 and 0
         Y = torch.tensor([[1.0], [-1.0]], dtype=torch.float64)  # in the null space of K
-        out = rg.gd_kernel_predict(K, torch.eye(2, dtype=torch.float64), Y, lr=0.1, steps=5)
-        torch.testing.assert_close(out, 0.1 * 5 / 2 * Y)
+        out = gradient_flow(K, K, Y, 5, lr=0.1, discrete=True)
+        torch.testing.assert_close(torch.as_tensor(out.train), torch.zeros_like(Y))
+        torch.testing.assert_close(torch.as_tensor(out.test), torch.zeros_like(Y))
 
-    def test_kernel_classifier_matches_sklearn(self):
+    def test_kernel_rows_match_sklearn(self):
+        """The table's kernel classifier rows are kernel ridge regression on centred one-hot targets with
+        lambda = ridge * mean(diag K): the same labels as scikit-learn's KernelRidge on the precomputed kernel."""
         from sklearn.kernel_ridge import KernelRidge
 
-        Ktr, Kte, _, _ = self._kernel(seed=2)
-        y = np.random.default_rng(3).integers(0, 3, 30)
+        from kernelscope.data import spirals
+
+        X, y = spirals(20, 3, 0.2, 0)
+        Xt, yt = spirals(30, 3, 0.2, 1)
         ridge = 1e-3
-        lam = ridge * float(torch.diagonal(Ktr).mean())
-        Yc = np.eye(3)[y] - 1 / 3
-        ref = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr.numpy(), Yc).predict(Kte.numpy()).argmax(1)
-        np.testing.assert_array_equal(rg.kernel_classifier(Ktr, Kte, y, 3, ridge), ref)
+        t = rg.regime_table(widths=(4,), classes=3, n_per_class=20, n_test_per_class=30, steps=2, ridge=ridge)
+        nngp, _ = rg.analytic_kernels(torch.as_tensor(X))
+        nngp_t, _ = rg.analytic_kernels(torch.as_tensor(Xt), torch.as_tensor(X))
+        lam = ridge * float(torch.diagonal(nngp).mean())
+        ref = KernelRidge(alpha=lam, kernel="precomputed").fit(nngp.numpy(), np.eye(3)[y] - 1 / 3)
+        acc = float((ref.predict(nngp_t.numpy()).argmax(1) == yt).mean())
+        assert t.rows[0].model.startswith("NNGP") and t.rows[0].test_accuracy == acc
 
 
 class TestFiniteNets:
@@ -171,8 +205,7 @@ class TestFiniteNets:
         change = {}
         for width in (16, 2048):
             r = rg.train_ntk_net(X, y, X, width, lr=2.0, steps=150, seed=0)
-            th0 = rg.ntk_two_layer(r["params0"], Xt)
-            thT = rg.ntk_two_layer(r["paramsT"], Xt)
+            th0, thT = rg.finite_ntk(r["model0"], Xt), rg.finite_ntk(r["modelT"], Xt)
             change[width] = float(torch.linalg.norm(thT - th0) / torch.linalg.norm(th0))
         assert change[2048] < change[16] / 3
 
@@ -180,7 +213,8 @@ class TestFiniteNets:
         from kernelscope.data import spirals
 
         X, y = spirals(10, 2, 0.2, 0)
-        r = rg.train_ntk_net(X, y, X, 32, lr=1e4, steps=50)
+        with pytest.warns(KernelscopeWarning, match="diverged"):
+            r = rg.train_ntk_net(X, y, X, 32, lr=1e4, steps=50)
         assert r["diverged_at"] is not None and len(r["loss"]) == 51
 
 

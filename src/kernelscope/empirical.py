@@ -584,7 +584,7 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
 
 def _readout(model: nn.Module, x: torch.Tensor) -> str:
     """Name of the readout: the last module called that owns parameters, widened to the enclosing module while
-    that holds no other parameters (``NTKDense`` wrapping an ``nn.Linear``)."""
+    that holds no other parameters (``nets.finite.DenseModule`` wrapping an ``nn.Linear``)."""
     with torch.no_grad():
         model(x[:1])  # lazily built modules create their parameters on the first call
     owners = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]

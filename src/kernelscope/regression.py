@@ -219,28 +219,36 @@ class GradientFlow(NamedTuple):
 
 
 def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: float = 1.0,
-                  f0_train: Any = None, f0_test: Any = None, rcond: float | None = None) -> GradientFlow:
-    """Function values after training time t of gradient flow ``df/dt = −η Θ (f − y)`` on ``½‖f − y‖²``.
+                  f0_train: Any = None, f0_test: Any = None, rcond: float | None = None, *,
+                  discrete: bool = False) -> GradientFlow:
+    """Function values after training time t of gradient flow ``df/dt = −η Θ (f − y)`` on ``½‖f − y‖²``
+    (or, with ``discrete=True``, after t steps of gradient descent ``f ← f − η Θ (f − y)``).
 
-    With ``Θ = V diag(w) Vᵀ`` (one eigendecomposition) and ``E(t) = I − e^{−ηΘt} = −V expm1(−ηwt) Vᵀ``:
+    With ``Θ = V diag(w) Vᵀ`` (one eigendecomposition) and ``E(t) = I − e^{−ηΘt} = −V expm1(−ηwt) Vᵀ``
+    (discrete: ``E(t) = I − (I − ηΘ)^t``, computed as ``−expm1(t·log1p(−ηw))`` while ``ηw < 1``):
 
     - train:  ``f_t(X) = f₀(X) + E(t) (y − f₀(X))``
     - test:   ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ E(t) (y − f₀(X))``, where ``Θ⁻¹E(t) = V diag(−expm1(−ηwt)/w) Vᵀ``
 
     ``expm1`` keeps small t accurate; eigenvalues below ``rcond · w_max`` (default ``eps · N``) count as zero,
-    i.e. Θ⁻¹ is the pseudoinverse on the range of Θ. At t = 0 this is f₀; as t → ∞ it is kernel regression
-    with ridge 0 (the least-norm interpolant) added to f₀ — the lazy-training limit of a wide network.
+    i.e. Θ⁻¹ is the pseudoinverse on the range of Θ (for a PSD kernel ``Θ(x, X)`` has no component in the null
+    space of ``Θ(X, X)``, so nothing is lost). At t = 0 this is f₀; as t → ∞ it is kernel regression
+    with ridge 0 (the least-norm interpolant) added to f₀ — the lazy-training limit of a wide network (and of
+    gradient descent with ``η < 2/w_max``). A loss averaged over the N points, ``(1/2N)‖f − y‖²``, is
+    ``lr = η/N`` here.
 
     Parameters
     ----------
     k_train : array-like of shape (N, N) - Θ(X, X), symmetric PSD.
     k_test_train : array-like of shape (M, N) - Θ(x, X) for M test points, or None (train only).
     y_train : array-like of shape (N,) or (N, O).
-    t : float or array-like of shape (T,) - training times (≥ 0; ``inf`` allowed).
+    t : float or array-like of shape (T,) - training times (≥ 0; ``inf`` allowed); with ``discrete``, numbers
+        of gradient-descent steps.
     lr : float > 0 - the learning rate η.
     f0_train : array-like like y_train, optional - the initial function on X (default 0).
     f0_test : array-like of shape (M,) or (M, O), optional - the initial function at the test points.
     rcond : float, optional - relative cut-off for the eigenvalues of Θ.
+    discrete : gradient descent in steps of size η instead of gradient flow.
 
     Returns
     -------
@@ -285,9 +293,16 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
     w = torch.where(keep, w, torch.zeros_like(w))
     R = V.T @ (Y - F0)  # (N, O): residual in the eigenbasis
     T = times.reshape(-1, 1)  # (T, 1)
-    # ηwt, with 0 (not 0·inf = nan) on the null space of Θ, which gradient flow never moves
-    ewt = torch.where(keep, eta * w * T, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
-    decayed = -torch.expm1(-ewt)  # (T, N): 1 − e^{−ηwt}, accurate for small ηwt
+    if discrete:  # 1 − (1 − ηw)^t, through log1p while 1 − ηw > 0 (accurate for small ηw)
+        g = eta * w
+        log_contraction = torch.log1p(-torch.clamp(g, max=0.5))
+        steps_power = torch.where(g < 0.5, -torch.expm1(torch.where(keep, T * log_contraction, 0.0 * T)),
+                                  1.0 - torch.pow(1.0 - g, T))
+        decayed = torch.where(keep, steps_power, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
+    else:
+        # ηwt, with 0 (not 0·inf = nan) on the null space of Θ, which gradient flow never moves
+        ewt = torch.where(keep, eta * w * T, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
+        decayed = -torch.expm1(-ewt)  # (T, N): 1 − e^{−ηwt}, accurate for small ηwt
     train = F0 + V @ (decayed[:, :, None] * R)  # (T, N, O)
     test = None
     if Kx is not None:

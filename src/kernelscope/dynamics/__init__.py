@@ -1,14 +1,28 @@
-"""Training dynamics: lazy training of wide networks and Domingos' path kernel (THEORY.md §5–6).
+"""Training dynamics: one training loop, lazy training of wide networks, Domingos' path kernel (THEORY.md §5–6).
 
-- :func:`mlp` - small perceptrons in the NTK parameterisation (parameters in ``nn.Linear``).
-- :func:`train_lazy`, :func:`width_sweep`, :func:`ntk_convergence` - a network and its linearisation trained
-  side by side; how the weights, the NTK and the predictions move as the width grows.
+- :func:`train` - the training loop of the library (losses, optimisers, divergence detection).
+- :func:`mlp` - small perceptrons in the NTK parameterisation (:func:`kernelscope.nets.finite.mlp`).
+- :func:`train_lazy`, :func:`lazy_width_sweep`, :func:`ntk_convergence` - a network and its linearisation
+  trained side by side; how the weights, the NTK and the predictions move as the width grows.
 - :func:`path_kernel` - any model trained by gradient descent as a kernel machine over its training points.
 """
 
-from .lazy import LazyRun, NTKConvergence, fit_slope, ntk_convergence, stable_lr, train_lazy, width_sweep
-from .models import ACTIVATIONS, NTKDense, mlp
-from .pathkernel import LOSSES, PathKernelResult, path_kernel, top_contributions
+from ..nets.finite import ACTIVATIONS, mlp
+from .lazy import (
+                   LazyRun,
+                   NTKConvergence,
+                   fit_slope,
+                   lazy_width_sweep,
+                   ntk_convergence,
+                   stable_lr,
+                   train_lazy,
+                   width_sweep,
+)
+from .models import NTKDense
+from .pathkernel import PathKernelResult, path_kernel, top_contributions
+from .train import LOSSES, OPTIMIZERS, TrainResult, loss_value, train
 
-__all__ = ["mlp", "NTKDense", "ACTIVATIONS", "train_lazy", "width_sweep", "LazyRun", "fit_slope", "stable_lr",
-           "ntk_convergence", "NTKConvergence", "path_kernel", "PathKernelResult", "top_contributions", "LOSSES"]
+__all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS", "train_lazy",
+           "lazy_width_sweep", "LazyRun", "stable_lr", "ntk_convergence", "NTKConvergence", "path_kernel",
+           "PathKernelResult", "top_contributions",
+           "width_sweep", "fit_slope", "NTKDense"]  # the last three: alias-for-merge

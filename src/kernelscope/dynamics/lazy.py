@@ -9,12 +9,11 @@ summed loss) for the network and for ``linearize(network)``. Recorded along the 
   prediction ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ (I − e^{−ηΘt})(y − f₀)`` of :func:`kernelscope.regression.gradient_flow`
   (with the empirical Θ₀, and optionally with the infinite-width NTK).
 
-For width m the first three shrink like ``m^{-1/2}``: :func:`width_sweep` fits the log-log slopes.
+For width m the first three shrink like ``m^{-1/2}``: :func:`lazy_width_sweep` fits the log-log slopes.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -23,10 +22,12 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import ValidationError, as_tensor, check_int, check_positive, check_same_rows, warn
-from .models import mlp
+from .._arrays import ValidationError, as_tensor, check_int, check_positive, check_same_rows
+from ..nets.finite import mlp
+from ..stats import fit_slope as _fit_line
+from .train import train
 
-__all__ = ["LazyRun", "train_lazy", "width_sweep", "fit_slope", "ntk_convergence", "NTKConvergence",
+__all__ = ["LazyRun", "train_lazy", "lazy_width_sweep", "width_sweep", "fit_slope", "ntk_convergence", "NTKConvergence",
            "stable_lr"]
 
 
@@ -94,6 +95,18 @@ def _scalar(out: torch.Tensor, n: int) -> torch.Tensor:
     return out.reshape(n)
 
 
+class _SideBySide(nn.Module):
+    """``x -> [net(x), lin(x)]`` of shape (N, 2), for two scalar-output models trained in one loop."""
+
+    def __init__(self, net: nn.Module, lin: nn.Module):
+        super().__init__()
+        self.net, self.lin = net, lin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        return torch.stack([_scalar(self.net(x), n), _scalar(self.lin(x), n)], 1)
+
+
 def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | None = None, steps: int = 300,
                records: int = 8, ntk_infinite: tuple[Any, Any] | None = None) -> LazyRun:
     """Train a copy of ``model`` and its linearisation with full-batch gradient descent; record the lazy metrics.
@@ -134,40 +147,25 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
         f0_test = _scalar(net(Xs), Xs.shape[0])
     run = LazyRun(width=0, lr=lr, steps=steps, steps_done=0, n_params=int(w0.numel()),
                   f0_test=f0_test.tolist())
-    opt_net = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=lr)
-    opt_lin = torch.optim.SGD(lin.parameters(), lr=lr)
     at = set(np.unique(np.linspace(0, steps, records).round().astype(int)).tolist())
 
-    def record(step: int, loss_net: float, loss_lin: float) -> None:
+    def record(step: int, loss: float, out: torch.Tensor, diverged: bool) -> None:
+        if step not in at or diverged:
+            return
         with torch.no_grad():
             f_net, f_lin = _scalar(net(Xs), Xs.shape[0]), _scalar(lin(Xs), Xs.shape[0])
         theta = torch.as_tensor(empirical.ntk(net, Xt))
         run.record_steps.append(step)
-        run.loss_net.append(loss_net)
-        run.loss_lin.append(loss_lin)
+        run.loss_net.append(float(0.5 * ((out[:, 0] - yt) ** 2).sum()))
+        run.loss_lin.append(float(0.5 * ((out[:, 1] - yt) ** 2).sum()))
         run.weight_change.append(float(torch.linalg.norm(_flat(net) - w0) / torch.linalg.norm(w0)))
         run.ntk_change.append(float(torch.linalg.norm(theta - theta0) / torch.linalg.norm(theta0)))
         run.dist_net_lin.append(_rms(f_net, f_lin))
 
-    for step in range(steps + 1):
-        opt_net.zero_grad()
-        opt_lin.zero_grad()
-        loss_net = 0.5 * ((_scalar(net(Xt), n) - yt) ** 2).sum()
-        loss_lin = 0.5 * ((_scalar(lin(Xt), n) - yt) ** 2).sum()
-        if not (math.isfinite(float(loss_net.detach())) and math.isfinite(float(loss_lin.detach()))):
-            run.stopped_at = step
-            warn(f"lazy training: the loss became {float(loss_net.detach())} (net) / {float(loss_lin.detach())} (linearised) at step "
-                 f"{step} with lr={lr:.3g}; stopped there, what was recorded before is kept. Use a smaller lr.")
-            break
-        if step in at:
-            record(step, float(loss_net.detach()), float(loss_lin.detach()))
-        run.steps_done = step
-        if step == steps:
-            break
-        loss_net.backward()
-        loss_lin.backward()
-        opt_net.step()
-        opt_lin.step()
+    # the network and its linearisation side by side: one SGD over both, on the sum of their (independent) losses
+    res = train(_SideBySide(net, lin), Xt, torch.stack([yt, yt], 1), loss="mse", optimizer="sgd", lr=lr,
+                steps=steps, callback=record, what="lazy training (network and linearisation)")
+    run.steps_done, run.stopped_at = res.steps_done, res.diverged_at
 
     with torch.no_grad():
         f_net, f_lin = _scalar(net(Xs), Xs.shape[0]), _scalar(lin(Xs), Xs.shape[0])
@@ -187,20 +185,15 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     return run
 
 
-def fit_slope(x: Sequence[float], y: Sequence[float]) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` (the exponent of a power law ``y ∝ x^slope``)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x > 0) & (y > 0) & np.isfinite(y)
-    if keep.sum() < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+def fit_slope(x: Sequence[float], y: Sequence[float]) -> float:  # alias-for-merge: stats.fit_slope(x, y)[0]
+    return _fit_line(x, y)[0]
 
 
-def width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, depth: int = 2, steps: int = 300,
-                lr: float | None = None, seed: int = 0, activation: str = "relu", w_std: float = 1.0,
-                b_std: float = 0.0, checkpoint: Callable[[str, Callable[[], Any]], Any] | None = None,
-                ntk_infinite: tuple[Any, Any] | None = None, track: Callable | None = None,
-                tag: str = "lazy") -> dict[str, Any]:
+def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, depth: int = 2, steps: int = 300,
+                     lr: float | None = None, seed: int = 0, activation: str = "relu", w_std: float = 1.0,
+                     b_std: float = 0.0, checkpoint: Callable[[str, Callable[[], Any]], Any] | None = None,
+                     ntk_infinite: tuple[Any, Any] | None = None, track: Callable | None = None,
+                     tag: str = "lazy") -> dict[str, Any]:
     """:func:`train_lazy` for ``mlp(width=m)`` over ``widths``, with the fitted log-log slopes (theory ≈ −½).
 
     ``lr`` defaults to :func:`stable_lr` of the widest network (the closest to the width-independent limit), the
@@ -229,11 +222,11 @@ def width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, depth: in
 
         runs.append(checkpoint(f"{tag}_m{m}", compute) if checkpoint else compute())
     ws = [r["width"] for r in runs]
-    slopes = {key: fit_slope(ws, [r[key][-1] for r in runs])
+    slopes = {key: _fit_line(ws, [r[key][-1] for r in runs])[0]
               for key in ("weight_change", "ntk_change", "dist_net_lin")}
-    slopes["dist_net_flow"] = fit_slope(ws, [r["dist_net_flow"] for r in runs])
+    slopes["dist_net_flow"] = _fit_line(ws, [r["dist_net_flow"] for r in runs])[0]
     if ntk_infinite is not None:
-        slopes["dist_net_inf"] = fit_slope(ws, [r["dist_net_inf"] for r in runs])
+        slopes["dist_net_inf"] = _fit_line(ws, [r["dist_net_inf"] for r in runs])[0]
     return {"depth": depth, "lr": lr, "steps": steps, "runs": runs, "slopes": slopes}
 
 
@@ -268,5 +261,8 @@ def ntk_convergence(net: Any, X: Any, widths: Iterable[int], *, seeds: int = 3, 
             K = torch.as_tensor(empirical.ntk(model, Xt, method=method))
             row.append(float(torch.linalg.norm(K - K_inf) / torch.linalg.norm(K_inf)))
         errors.append(row)
-    slope = fit_slope(widths, [float(np.mean(r)) for r in errors])
+    slope = _fit_line(widths, [float(np.mean(r)) for r in errors])[0]
     return NTKConvergence(widths, errors, slope)
+
+
+width_sweep = lazy_width_sweep  # alias-for-merge

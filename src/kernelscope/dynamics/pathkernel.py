@@ -22,7 +22,6 @@ or their per-layer factors for ``nn.Linear``/``nn.Conv2d`` models): memory O((N 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,12 +30,11 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int, \
-    check_positive, warn
+from .._arrays import ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int, check_positive, warn
+from .train import LOSSES, diverged, loss_value
 
 __all__ = ["path_kernel", "PathKernelResult", "top_contributions", "LOSSES"]
 
-LOSSES = ("mse", "cross_entropy")
 
 
 @dataclass
@@ -77,11 +75,11 @@ class PathKernelResult:
 
 
 def _loss_and_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss over the batch and ``ℓ' = ∂ℓ/∂f`` of shape (B, O) (no graph through ℓ')."""
+    """Summed loss over the batch (:func:`kernelscope.dynamics.train.loss_value`) and ``ℓ' = ∂ℓ/∂f`` of shape
+    (B, O) (no graph through ℓ')."""
+    total = loss_value(out, y, loss, "sum")
     if loss == "mse":
-        r = out - y
-        return 0.5 * (r**2).sum(), r.detach()
-    total = torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        return total, (out - y).detach()
     p = torch.softmax(out.detach(), dim=1)
     return total, p - torch.nn.functional.one_hot(y, out.shape[1]).to(p.dtype)
 
@@ -107,7 +105,7 @@ class _Gradients:
 
 def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, steps: int, loss: str = "mse",
                 exact: bool = True, batch_size: int | None = None, seed: int = 0, nodes: int = 4,
-                method: str = "auto", track: Callable | None = None) -> PathKernelResult:
+                method: str = "auto", track: Callable | None = None, explode: float = 1e12) -> PathKernelResult:
     """Train a copy of ``model`` by gradient descent and write it as a kernel machine over its training points.
 
     Parameters
@@ -124,11 +122,13 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     method : 'auto' (per-layer factors when every trainable parameter is in an nn.Linear or nn.Conv2d), 'structured' or
         'jacobian' (per-example Jacobians).
     track : optional progress wrapper ``track(iterable, description)``.
+    explode : a loss above ``explode`` times the first step's counts as divergence (as in
+        :func:`kernelscope.dynamics.train`).
 
     Returns
     -------
-    PathKernelResult. A NaN/inf loss stops training with a warning naming the step; the kernel machine of the
-    steps taken so far is returned.
+    PathKernelResult. A NaN/inf (or exploding) loss stops training with a warning naming the step; the kernel
+    machine of the steps taken so far is returned.
 
     Notes
     -----
@@ -143,6 +143,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     lr = check_positive(lr, "lr")
     steps = check_int(steps, "steps", minimum=1)
     nodes = check_int(nodes, "nodes", minimum=1, maximum=64)
+    explode = check_positive(explode, "explode")
     method = check_choice(method, "method", ("auto", "structured", "jacobian"))
     if not isinstance(model, nn.Module):
         raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
@@ -212,12 +213,13 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
         xb = Xt[idx]
         out = net(xb).reshape(xb.shape[0], n_out)
         total, dl = _loss_and_derivative(out, yt[idx], loss)  # dl (B, O)
-        if not math.isfinite(float(total.detach())):
+        lv = float(total.detach())
+        if diverged(lv, losses[0] if losses else lv, explode):
             stopped_at = s
-            warn(f"path_kernel: the loss became {float(total.detach())} at step {s} (lr={lr:.3g}); stopped there and kept "
+            warn(f"path_kernel: the loss became {lv:.4g} at step {s} (lr={lr:.3g}); stopped there and kept "
                  f"the kernel machine of the {s} steps taken. Use a smaller lr.")
             break
-        losses.append(float(total.detach()))
+        losses.append(lv)
         g_train = grads(xb)  # per-example gradients at w_s
         w_s = [p.detach().clone() for p in params]
         if not exact:

@@ -9,14 +9,14 @@
 
 from __future__ import annotations
 
-from .regimes import (RegimeRow, RegimeTable, kernel_target_alignment, ntk_two_layer, regime_table,
-                      train_ntk_net)
-from .spirals import (FoldingRun, SpiralRun, WidthSweep, count_linear_pieces, decision_regions,
-                      interpolation_grid, train_folding_net, train_spiral, width_sweep)
+from .regimes import RegimeRow, RegimeTable, kernel_target_alignment, regime_table, train_ntk_net
+from .spirals import (FoldingRun, SpiralRun, WidthSweep, count_linear_pieces, decision_regions, interpolation_grid,
+                      spiral_width_sweep, train_folding_net, train_spiral, width_sweep)
 
 __all__ = [
     "SpiralRun", "train_spiral", "decision_regions", "interpolation_grid",
-    "WidthSweep", "width_sweep",
+    "WidthSweep", "spiral_width_sweep",
     "FoldingRun", "train_folding_net", "count_linear_pieces",
-    "RegimeRow", "RegimeTable", "regime_table", "train_ntk_net", "ntk_two_layer", "kernel_target_alignment",
+    "RegimeRow", "RegimeTable", "regime_table", "train_ntk_net", "kernel_target_alignment",
+    "width_sweep",  # alias-for-merge
 ]

@@ -19,52 +19,36 @@ feature learning is exactly the NTK moving towards the targets.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
-from .._arrays import (ValidationError, as_generator, as_numpy, check_int, check_nonnegative, check_positive)
+from .. import empirical
+from .._arrays import as_generator, as_numpy, check_int, check_nonnegative, check_positive
 from ..data import spirals
-from .spirals import one_thread
+from ..dynamics.train import train
+from ..nets.finite import mlp
+from ..regression import KernelRegressor, gradient_flow
+from ..stats import kernel_target_alignment
 
-__all__ = ["ntk_two_layer", "analytic_kernels", "kernel_target_alignment", "kernel_classifier",
-           "gd_kernel_predict", "train_ntk_net", "RegimeRow", "RegimeTable", "regime_table", "REGIME_WIDTHS"]
+__all__ = ["analytic_kernels", "kernel_target_alignment", "train_ntk_net", "finite_ntk", "RegimeRow",
+           "RegimeTable", "regime_table", "REGIME_WIDTHS"]
 
 #: Widths of the finite networks in the regime table.
 REGIME_WIDTHS = (16, 64, 256, 1024, 4096)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Kernels of the two-layer ReLU net in the NTK parameterisation
-# ---------------------------------------------------------------------------------------------------------------
+def _architecture(w_std: float, b_std: float, width: int = 512):
+    """``Dense(width) -> ReLU -> Dense(1)`` in the NTK parameterisation, as a :mod:`kernelscope.nets` network."""
+    from .. import nets
 
-def _relu(z: torch.Tensor) -> torch.Tensor:
-    return torch.clamp_min(z, 0.0)
-
-
-def ntk_two_layer(params: dict[str, torch.Tensor], X1: torch.Tensor, X2: torch.Tensor | None = None, *,
-                  w_std: float = 1.0, b_std: float = 0.1) -> torch.Tensor:
-    """Empirical NTK of the finite net ``f(x) = (w/sqrt(n)) W2 relu(z) + b b2``, ``z = (w/sqrt(d)) W1 x + b b1``.
-
-    With K outputs the kernel is the per-output NTK averaged over the outputs,
-    ``Theta(x, x') = (1/K) sum_k grad f_k(x) . grad f_k(x')`` =
-    ``b^2 + (w^2/n) relu(z).relu(z') + Sigma1(x, x') (w^2/n) sum_i mean_k(W2_ki^2) 1[z_i>0] 1[z'_i>0]``
-    with ``Sigma1(x, x') = w^2 x.x'/d + b^2`` (THEORY.md section 5 with biases). Shapes: X1 (N1, d), X2 (N2, d)
-    -> (N1, N2).
-    """
-    X2 = X1 if X2 is None else X2
-    W1, b1, W2 = params["W1"], params["b1"], params["W2"]
-    n, d = W1.shape
-    z1 = (w_std / math.sqrt(d)) * X1 @ W1.T + b_std * b1  # (N1, n)
-    z2 = (w_std / math.sqrt(d)) * X2 @ W1.T + b_std * b1  # (N2, n)
-    readout = (W2**2).mean(0)  # (n,) mean over outputs of W2_ki^2
-    sigma1 = w_std**2 * (X1 @ X2.T) / d + b_std**2
-    last = (w_std**2 / n) * _relu(z1) @ _relu(z2).T + b_std**2
-    first = (w_std**2 / n) * ((z1 > 0).to(X1.dtype) * readout) @ (z2 > 0).to(X1.dtype).T
-    return last + sigma1 * first
+    return nets.serial(nets.Dense(width, w_std=w_std, b_std=b_std), nets.ReLU(),
+                       nets.Dense(1, w_std=w_std, b_std=b_std))
 
 
 def analytic_kernels(X1: torch.Tensor, X2: torch.Tensor | None = None, *, w_std: float = 1.0, b_std: float = 0.1
@@ -75,91 +59,34 @@ def analytic_kernels(X1: torch.Tensor, X2: torch.Tensor | None = None, *, w_std:
     ``Sigma2 = w^2 sqrt(Sigma1(x,x) Sigma1(x',x')) (sin theta + (pi - theta) cos theta)/(2 pi) + b^2``,
     ``Theta2 = Sigma2 + w^2 (pi - theta)/(2 pi) Sigma1``. Shapes: (N1, d), (N2, d) -> two (N1, N2).
     """
-    from .. import nets
-
-    net = nets.serial(nets.Dense(512, w_std=w_std, b_std=b_std), nets.ReLU(), nets.Dense(1, w_std=w_std, b_std=b_std))
-    k = net.kernel(X1, X2)
+    k = _architecture(w_std, b_std).kernel(X1, X2)
     return torch.as_tensor(k.nngp, dtype=torch.float64), torch.as_tensor(k.ntk, dtype=torch.float64)
-
-
-def kernel_target_alignment(K: Any, y: Any, classes: int | None = None) -> float:
-    """Centred kernel-target alignment ``<HKH, T>_F / (|HKH|_F |T|_F)``, ``T = Y Y^T`` of one-hot labels.
-
-    ``K`` of shape (N, N), ``y`` of shape (N,) integer labels. 1 means the kernel's geometry is exactly the
-    labels' (same class similar, other classes not); near 0 means unrelated.
-    """
-    K = as_numpy(K, "K", ndim=2)
-    y = as_numpy(y, "y", ndim=1, dtype=np.int64)
-    if K.shape != (len(y), len(y)):
-        raise ValidationError("K", f"a square matrix of shape ({len(y)}, {len(y)})", f"shape {K.shape}")
-    classes = int(y.max()) + 1 if classes is None else classes
-    Y = np.eye(classes)[y]
-    T = Y @ Y.T
-    Kc = K - K.mean(0, keepdims=True) - K.mean(1, keepdims=True) + K.mean()
-    # <HKH, T> = <HKH, HTH> since H is a projection; normalise by the centred target too
-    Tc = T - T.mean(0, keepdims=True) - T.mean(1, keepdims=True) + T.mean()
-    denom = np.linalg.norm(Kc) * np.linalg.norm(Tc)
-    return float((Kc * Tc).sum() / denom) if denom > 0 else 0.0
 
 
 def _one_hot_centred(y: np.ndarray, classes: int) -> torch.Tensor:
     return torch.as_tensor(np.eye(classes)[y] - 1.0 / classes)
 
 
-def kernel_classifier(K_train: torch.Tensor, K_test: torch.Tensor, y: np.ndarray, classes: int,
-                      ridge: float = 1e-6) -> np.ndarray:
-    """Kernel regression on centred one-hot targets, ``argmax_k [K_test (K_train + ridge I)^-1 Y]_k``.
-
-    ``ridge`` is relative to the mean of ``diag(K_train)``. Returns the predicted labels, shape (N_test,).
-    """
-    Y = _one_hot_centred(y, classes)
-    lam = ridge * float(torch.diagonal(K_train).mean())
-    A = K_train + lam * torch.eye(len(y), dtype=K_train.dtype)
-    alpha = torch.linalg.lstsq(A, Y).solution if lam == 0 else torch.linalg.solve(A, Y)
-    return (K_test @ alpha).argmax(1).numpy()
+def finite_ntk(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
+    """Empirical NTK averaged over the K outputs, ``(1/K) sum_k grad f_k(x) . grad f_k(x')`` (N, N):
+    :func:`kernelscope.empirical.ntk` with ``trace=True`` over K."""
+    K = empirical.ntk(model, X, trace=True)
+    with torch.no_grad():
+        return K / model(X[:1]).shape[1]
 
 
-def gd_kernel_predict(K_train: torch.Tensor, K_test: torch.Tensor, Y: torch.Tensor, lr: float, steps: int
-                      ) -> torch.Tensor:
-    """Prediction of the linearised net after ``steps`` of full-batch GD on ``(1/2N) |f - Y|^2`` from ``f = 0``.
-
-    ``f_T(x) = K(x, X) K^-1 (I - (I - lr K / N)^T) Y`` (THEORY.md section 5, in discrete steps), computed in the
-    eigenbasis of ``K`` so that zero eigenvalues take their limit ``lr T / N``. Shapes: K_train (N, N),
-    K_test (M, N), Y (N, C) -> (M, C).
-    """
-    N = K_train.shape[0]
-    lam, V = torch.linalg.eigh(K_train)
-    g = lr * lam / N
-    safe = lam.abs() > 1e-12 * lam.abs().max()
-    factor = torch.where(safe, (1.0 - (1.0 - g) ** steps) / torch.where(safe, lam, torch.ones_like(lam)),
-                         torch.full_like(lam, lr * steps / N))
-    return K_test @ (V @ (factor[:, None] * (V.T @ Y)))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Finite networks in the NTK parameterisation
-# ---------------------------------------------------------------------------------------------------------------
-
-def _init_ntk(width: int, d: int, out: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
-    p = {"W1": torch.randn(width, d, generator=gen, dtype=torch.float64),
-         "b1": torch.randn(width, generator=gen, dtype=torch.float64),
-         "W2": torch.randn(out, width, generator=gen, dtype=torch.float64),
-         "b2": torch.randn(out, generator=gen, dtype=torch.float64)}
-    return {k: v.requires_grad_() for k, v in p.items()}
-
-
-def _ntk_forward(p: dict[str, torch.Tensor], X: torch.Tensor, w_std: float, b_std: float) -> torch.Tensor:
-    n, d = p["W1"].shape
-    z = (w_std / math.sqrt(d)) * X @ p["W1"].T + b_std * p["b1"]  # (N, n)
-    return (w_std / math.sqrt(n)) * _relu(z) @ p["W2"].T + b_std * p["b2"]  # (N, K)
+def _flat(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | None = None, w_std: float = 1.0,
                   b_std: float = 0.1, lr: float = 1.0, steps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Train ``2 -> width (ReLU) -> K`` (NTK parameterisation) by full-batch GD on ``(1/2N) |f - Y|^2``.
+    """Train ``2 -> width (ReLU) -> K`` (NTK parameterisation, :func:`kernelscope.nets.finite.mlp`) by full-batch
+    gradient descent on ``(1/2N) |f - Y|^2`` (centred one-hot ``Y``) with :func:`kernelscope.dynamics.train`.
 
-    Returns a dict: ``params0``, ``paramsT`` (dicts of tensors), ``loss`` (steps + 1,), ``test_pred`` (M,) labels,
-    ``train_pred`` (N,) labels, ``diverged_at`` (None or the step).
+    Returns a dict: ``model0``, ``modelT`` (the network at initialisation and trained), ``loss`` (steps + 1,),
+    ``test_pred`` (M,) labels, ``train_pred`` (N,) labels, ``diverged_at`` (None or the step; the loss becoming
+    NaN/inf stops training with a warning).
     """
     X = torch.as_tensor(as_numpy(X, "X", ndim=2))
     Xt = torch.as_tensor(as_numpy(X_test, "X_test", ndim=2))
@@ -169,33 +96,18 @@ def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | Non
     lr = check_positive(lr, "lr")
     classes = int(y.max()) + 1 if classes is None else classes
     Y = _one_hot_centred(y, classes)
-    p = _init_ntk(width, X.shape[1], classes, as_generator(seed))
-    with one_thread():
-        return _gd(p, X, Xt, Y, w_std, b_std, lr, steps)
-
-
-def _gd(p, X, Xt, Y, w_std, b_std, lr, steps) -> dict[str, Any]:
-    p0 = {k: v.detach().clone() for k, v in p.items()}
-    opt = torch.optim.SGD(list(p.values()), lr=lr)
+    model = mlp(X.shape[1], width, depth=2, d_out=classes, activation="relu", w_std=w_std, b_std=b_std,
+                seed=as_generator(seed))
+    model0 = copy.deepcopy(model)
+    res = train(model, X, Y, loss="mse", reduction="mean", optimizer="sgd", lr=lr, steps=steps,
+                what=f"the width-{width} network")
     losses = np.full(steps + 1, np.nan)
-    diverged_at = None
-    for step in range(steps + 1):
-        loss = 0.5 * ((_ntk_forward(p, X, w_std, b_std) - Y) ** 2).sum(1).mean()
-        losses[step] = float(loss.detach())
-        if not math.isfinite(losses[step]):
-            diverged_at = step
-            break
-        if step == steps:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    pT = {k: v.detach().clone() for k, v in p.items()}
+    losses[:len(res.losses)] = res.losses
     with torch.no_grad():
-        test_pred = _ntk_forward(pT, Xt, w_std, b_std).argmax(1).numpy()
-        train_pred = _ntk_forward(pT, X, w_std, b_std).argmax(1).numpy()
-    return {"params0": p0, "paramsT": pT, "loss": losses, "test_pred": test_pred, "train_pred": train_pred,
-            "diverged_at": diverged_at}
+        test_pred = model(Xt).argmax(1).numpy()
+        train_pred = model(X).argmax(1).numpy()
+    return {"model0": model0, "modelT": model, "loss": losses, "test_pred": test_pred, "train_pred": train_pred,
+            "diverged_at": res.diverged_at}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,20 +171,23 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     Xtr, Xte = torch.as_tensor(X), torch.as_tensor(Xt)
     N = len(y)
     nngp, ntk = analytic_kernels(Xtr, None, w_std=w_std, b_std=b_std)
-    nngp_t, ntk_t = analytic_kernels(Xte, Xtr, w_std=w_std, b_std=b_std)
+    ntk_t = analytic_kernels(Xte, Xtr, w_std=w_std, b_std=b_std)[1]
     if lr is None:
         lr = float(N / torch.linalg.eigvalsh(ntk)[-1])
     lr = check_positive(lr, "lr")
-    Y = _one_hot_centred(y, classes)
+    Y = _one_hot_centred(y, classes).numpy()
     rows: list[RegimeRow] = []
-    for name, Ktr, Kte in (("NNGP kernel regression", nngp, nngp_t), ("NTK kernel regression", ntk, ntk_t)):
-        pred_te = kernel_classifier(Ktr, Kte, y, classes, ridge)
-        pred_tr = kernel_classifier(Ktr, Ktr, y, classes, ridge)
+    for name, Ktr in (("NNGP kernel regression", nngp), ("NTK kernel regression", ntk)):
+        # ridge relative to the kernel's scale: lambda = ridge * mean(diag K)
+        reg = KernelRegressor(_architecture(w_std, b_std), ridge=ridge * float(torch.diagonal(Ktr).mean()),
+                              nngp=name.startswith("NNGP"), solver="cholesky").fit(X, Y)
+        pred_tr, pred_te = reg.predict(X).argmax(1), reg.predict(Xt).argmax(1)
         a = kernel_target_alignment(Ktr.numpy(), y, classes)
         rows.append(RegimeRow(name, float("inf"), float((pred_tr == y).mean()), float((pred_te == yt).mean()),
                               alignment_0=a, alignment_T=a))
-    f_te = gd_kernel_predict(ntk, ntk_t, Y, lr, steps).argmax(1).numpy()
-    f_tr = gd_kernel_predict(ntk, ntk, Y, lr, steps).argmax(1).numpy()
+    # the linearised net after the same gradient-descent steps on (1/2N)|f - Y|^2: step size lr/N on the sum
+    flow = gradient_flow(ntk, ntk_t, Y, steps, lr=lr / N, discrete=True)
+    f_tr, f_te = np.asarray(flow.train).argmax(1), np.asarray(flow.test).argmax(1)
     a = kernel_target_alignment(ntk.numpy(), y, classes)
     rows.append(RegimeRow(f"NTK linearised, {steps} GD steps", float("inf"), float((f_tr == y).mean()),
                           float((f_te == yt).mean()), 0.0, alignment_0=a, alignment_T=a))
@@ -280,10 +195,8 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     def compute(width: int) -> dict[str, Any]:
         r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, lr=lr, steps=steps,
                           seed=seed)
-        th0 = ntk_two_layer(r["params0"], Xtr, w_std=w_std, b_std=b_std)
-        thT = ntk_two_layer(r["paramsT"], Xtr, w_std=w_std, b_std=b_std)
-        w0 = torch.cat([v.ravel() for v in r["params0"].values()])
-        wT = torch.cat([v.ravel() for v in r["paramsT"].values()])
+        th0, thT = finite_ntk(r["model0"], Xtr), finite_ntk(r["modelT"], Xtr)
+        w0, wT = _flat(r["model0"]), _flat(r["modelT"])
         return asdict(RegimeRow(
             f"finite net, width {width}", float(width), float((r["train_pred"] == y).mean()),
             float((r["test_pred"] == yt).mean()),

@@ -12,7 +12,7 @@ Public functions (each returns a dataclass the figures draw from):
 
 - :func:`train_spiral` - the lecture's network, with snapshots of the embedding, the class vectors (rows of W)
   and the loss/accuracy along training; the input-plane decision regions and the input -> embedding grid.
-- :func:`width_sweep` - the same network for hidden widths 2, 4, ..., 100: loss and accuracy curves.
+- :func:`spiral_width_sweep` - the same network for hidden widths 2, 4, ..., 100: loss and accuracy curves.
 - :func:`train_folding_net` - a narrow deep net (2 units per layer, leaky ReLU), layer by layer, and
   :func:`count_linear_pieces` - ReLU nets are piecewise-linear maps of the plane.
 """
@@ -20,20 +20,28 @@ Public functions (each returns a dataclass the figures draw from):
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from .._arrays import (ValidationError, as_generator, as_numpy, check_choice, check_int, check_nonnegative,
-                       check_positive, warn)
+from .._arrays import (
+    ValidationError,
+    as_generator,
+    as_numpy,
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 from ..data import spirals
+from ..dynamics.train import train
+from ..nets.finite import DenseModule, stack
 
 __all__ = ["SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "embed", "scores",
-           "WidthSweep", "width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
+           "WidthSweep", "spiral_width_sweep", "width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
            "WIDTHS", "Params", "linear_baseline"]
 
 #: The hidden widths of the lecture's suggested sweep.
@@ -44,62 +52,54 @@ Params = list[tuple[np.ndarray, np.ndarray]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The network as a pure function of its parameters
+# The network: DenseModules of kernelscope.nets.finite (standard parameterisation, one std per layer)
 # ---------------------------------------------------------------------------------------------------------------
 
-def _init_params(sizes: Sequence[int], stds: Sequence[float], gen: torch.Generator,
-                 dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
-    """Gaussian weights ``W ~ N(0, std^2)`` of shape (out, in) and biases ``b ~ N(0, std^2)``, as leaf tensors."""
-    params: list[torch.Tensor] = []
-    for (n_in, n_out), std in zip(zip(sizes[:-1], sizes[1:]), stds):
-        W = torch.randn(n_out, n_in, generator=gen, dtype=dtype) * std
-        b = torch.randn(n_out, generator=gen, dtype=dtype) * std
-        params += [W.requires_grad_(), b.requires_grad_()]
-    return params
+def _net(sizes: Sequence[int], w_stds: Sequence[float], b_stds: Sequence[float], gen: torch.Generator, *,
+         slope: float = 0.0) -> nn.Sequential:
+    """``[Linear, act] * (L-2), Linear (embedding), Linear (classifier)`` with ``W ~ N(0, w_std^2)`` (out, in) and
+    ``b ~ N(0, b_std^2)`` drawn layer by layer from ``gen``; ``act`` is ReLU (``slope = 0``) or leaky ReLU
+    ``max(z, slope z)``."""
+    return stack(sizes, "relu" if slope == 0.0 else "leaky_relu", w_std=list(w_stds), b_std=list(b_stds),
+                 parameterization="standard", fan_in=False, linear_tail=2, slope=slope, seed=gen)
 
 
-def _forward(params: Sequence[torch.Tensor], x: torch.Tensor, *, slope: float = 0.0,
-             stages: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores and embedding of the net ``[Linear, act] * (L-2), Linear (embedding), Linear (classifier)``.
-
-    ``act`` is ReLU (``slope = 0``) or leaky ReLU ``max(z, slope z)``. ``x`` of shape (N, 2); returns
-    ``s`` (N, K) and ``e`` (N, 2). If ``stages`` is a list, every intermediate (N, width) is appended to it:
-    after each linear map and after each activation (the layer-by-layer picture).
-    """
-    Ws, bs = params[0::2], params[1::2]
+def _forward(model: nn.Sequential, x: torch.Tensor, stages: list[torch.Tensor] | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores ``s`` (N, K) and embedding ``e`` (N, 2) of inputs ``x`` (N, 2). If ``stages`` is a list, every
+    intermediate (N, width) is appended to it: after each linear map and after each activation, up to ``e``."""
     h = x
-    n_layers = len(Ws)
-    for l in range(n_layers - 2):  # feature extractor: linear, nonlinear, ...
-        h = h @ Ws[l].T + bs[l]
+    for m in model[:-1]:
+        h = m(h)
         if stages is not None:
             stages.append(h)
-        h = F.relu(h) if slope == 0.0 else F.leaky_relu(h, slope)
-        if stages is not None:
-            stages.append(h)
-    e = h @ Ws[-2].T + bs[-2]  # (N, 2) embedding
-    if stages is not None:
-        stages.append(e)
-    s = e @ Ws[-1].T + bs[-1]  # (N, K) scores, rows of Ws[-1] are the class vectors
-    return s, e
+    return model[-1](h), h  # rows of the classifier's weight are the class vectors
 
 
-def _as_torch_params(params: Params) -> list[torch.Tensor]:
-    out: list[torch.Tensor] = []
-    for W, b in params:
-        out += [torch.as_tensor(np.asarray(W, dtype=np.float64)), torch.as_tensor(np.asarray(b, dtype=np.float64))]
-    return out
+def _from_params(params: Params, slope: float = 0.0) -> nn.Sequential:
+    """The network holding ``params`` (``[(W, b)]`` per linear layer)."""
+    sizes = [np.shape(params[0][0])[1]] + [np.shape(W)[0] for W, _ in params]
+    model = _net(sizes, [1.0] * len(params), [1.0] * len(params), torch.Generator(), slope=slope)
+    with torch.no_grad():
+        for dense, (W, b) in zip(_dense(model), params):
+            dense.weight.copy_(torch.as_tensor(np.asarray(W, dtype=np.float64)))
+            dense.bias.copy_(torch.as_tensor(np.asarray(b, dtype=np.float64)))
+    return model
 
 
-def _to_params(params: Sequence[torch.Tensor]) -> Params:
-    ps = [p.detach().cpu().numpy().copy() for p in params]
-    return list(zip(ps[0::2], ps[1::2]))
+def _dense(model: nn.Sequential) -> list[DenseModule]:
+    return [m for m in model if isinstance(m, DenseModule)]
+
+
+def _to_params(model: nn.Sequential) -> Params:
+    return [(d.weight.detach().cpu().numpy().copy(), d.bias.detach().cpu().numpy().copy()) for d in _dense(model)]
 
 
 def embed(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
     """Embedding ``e(x)`` of shape (N, 2) of inputs ``X`` (N, 2) under a trained net's ``params``."""
     X = as_numpy(X, "X", ndim=2)
     with torch.no_grad():
-        _, e = _forward(_as_torch_params(params), torch.as_tensor(X), slope=slope)
+        _, e = _forward(_from_params(params, slope), torch.as_tensor(X))
     return e.numpy()
 
 
@@ -107,7 +107,7 @@ def scores(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
     """Class scores ``s = W e(x) + c`` of shape (N, K) of inputs ``X`` (N, 2)."""
     X = as_numpy(X, "X", ndim=2)
     with torch.no_grad():
-        s, _ = _forward(_as_torch_params(params), torch.as_tensor(X), slope=slope)
+        s, _ = _forward(_from_params(params, slope), torch.as_tensor(X))
     return s.numpy()
 
 
@@ -171,74 +171,40 @@ def _snapshot_schedule(epochs: int, n: int) -> list[int]:
     return sorted({int(round(v)) for v in np.concatenate([[0], geo, lin])})
 
 
-@contextmanager
-def one_thread():
-    """Run torch on one intra-op thread inside the block, then restore the previous count.
-
-    The matrices here are small (N x 100); on a 2-core machine shared with other work, a second intra-op thread
-    mostly adds synchronisation: measured 7 ms vs 17 ms per epoch (N = 1000, float64) with 1 vs 2 threads.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _train(params: list[torch.Tensor], X: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float,
-           weight_decay: float, optimizer: str, momentum: float, slope: float, snapshots: int,
+def _train(model: nn.Sequential, X: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float, weight_decay: float,
+           optimizer: str, momentum: float, snapshots: int,
            track: Callable[[Iterable[int], str], Iterable[int]] | None, desc: str) -> _Fit:
-    """Full-batch training on cross-entropy; stops (with a warning) at the first non-finite loss."""
-    with one_thread():
-        return _train_loop(params, X, y, epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                           momentum=momentum, slope=slope, snapshots=snapshots, track=track, desc=desc)
-
-
-def _train_loop(params, X, y, *, epochs, lr, weight_decay, optimizer, momentum, slope, snapshots, track, desc):
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    """Full-batch training on cross-entropy (:func:`kernelscope.dynamics.train`), with the accuracy of every epoch
+    and snapshots of the embedding and the classifier; stops (with a warning) where the loss diverges."""
     schedule = set(_snapshot_schedule(epochs, snapshots)) if snapshots > 0 else set()
-    losses, accs = np.full(epochs + 1, np.nan), np.full(epochs + 1, np.nan)
+    accs = np.full(epochs + 1, np.nan)
     snap_epochs: list[int] = []
     embs: list[np.ndarray] = []
     cvs: list[np.ndarray] = []
     cbs: list[np.ndarray] = []
-    diverged_at: int | None = None
-    epoch_iter: Iterable[int] = range(epochs + 1)
-    if track is not None:
-        epoch_iter = track(epoch_iter, desc)
-    for epoch in epoch_iter:
-        # epoch 0 is the initial network; the last iteration only evaluates
-        s, e = _forward(params, X, slope=slope)
-        loss = F.cross_entropy(s, y)
-        lv = float(loss.detach())
-        losses[epoch] = lv
-        accs[epoch] = float((s.detach().argmax(1) == y).double().mean())
-        if epoch in schedule or not math.isfinite(lv):
+    head = model[-1]
+
+    def record(epoch: int, loss: float, s: torch.Tensor, diverged: bool) -> None:
+        # epoch 0 is the initial network; the last epoch only evaluates
+        accs[epoch] = float((s.argmax(1) == y).double().mean())
+        if epoch in schedule or diverged:
+            with torch.no_grad():
+                e = model[:-1](X)
             snap_epochs.append(epoch)
-            embs.append(e.detach().numpy().copy())
-            cvs.append(params[-2].detach().numpy().copy())
-            cbs.append(params[-1].detach().numpy().copy())
-        if not math.isfinite(lv):
-            diverged_at = epoch
-            warn(f"training diverged (loss {lv}) at epoch {epoch}; the snapshots up to it are kept. "
-                 "Lower lr.")
-            break
-        if epoch == epochs:
-            break
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    stop = epochs + 1 if diverged_at is None else diverged_at + 1
-    return _Fit(np.arange(stop), losses[:stop], accs[:stop], snap_epochs, embs, cvs, cbs, diverged_at)
+            embs.append(e.numpy().copy())
+            cvs.append(head.weight.detach().numpy().copy())
+            cbs.append(head.bias.detach().numpy().copy())
+
+    res = train(model, X, y, loss="cross_entropy", reduction="mean", optimizer=optimizer, lr=lr, momentum=momentum,
+                weight_decay=weight_decay, steps=epochs, callback=record, track=track, desc=desc,
+                what="spiral training")
+    stop = len(res.losses)
+    return _Fit(np.arange(stop), res.losses, accs[:stop], snap_epochs, embs, cvs, cbs, res.diverged_at)
 
 
-def _accuracy(params: Sequence[torch.Tensor], X: np.ndarray, y: np.ndarray, slope: float = 0.0) -> float:
+def _accuracy(model: nn.Sequential, X: np.ndarray, y: np.ndarray) -> float:
     with torch.no_grad():
-        s, _ = _forward(params, torch.as_tensor(X), slope=slope)
+        s, _ = _forward(model, torch.as_tensor(X))
     return float((s.argmax(1).numpy() == y).mean())
 
 
@@ -347,11 +313,11 @@ def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, 
     X, y = spirals(n_per_class, classes, noise, seed)
     Xt, yt = spirals(n_test, classes, noise, seed + 1)
     gen = as_generator(seed)
-    params = _init_params([2, width, 2, classes], [init_std] * 3, gen)
-    fit = _train(params, torch.as_tensor(X), torch.as_tensor(y), epochs=epochs, lr=lr, weight_decay=weight_decay,
-                 optimizer=optimizer, momentum=momentum, slope=0.0, snapshots=snapshots, track=track,
+    model = _net([2, width, 2, classes], [init_std] * 3, [init_std] * 3, gen)
+    fit = _train(model, torch.as_tensor(X), torch.as_tensor(y), epochs=epochs, lr=lr, weight_decay=weight_decay,
+                 optimizer=optimizer, momentum=momentum, snapshots=snapshots, track=track,
                  desc=f"spiral width {width}")
-    final = _to_params(params)
+    final = _to_params(model)
     lim = 1.2 * float(np.abs(X).max())
     lims = (-lim, lim, -lim, lim)
     finite = fit.diverged_at is None
@@ -372,7 +338,7 @@ def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, 
         snapshot_epochs=np.array(fit.snapshot_epochs), embeddings=np.array(fit.embeddings),
         class_vectors=np.array(fit.class_vectors), class_biases=np.array(fit.class_biases), params=final,
         final_train_accuracy=float(fit.accuracy[last]),
-        final_test_accuracy=_accuracy(params, Xt, yt) if finite else float("nan"),
+        final_test_accuracy=_accuracy(model, Xt, yt) if finite else float("nan"),
         final_loss=float(fit.loss[last]), diverged_at=fit.diverged_at, input_lims=lims, input_regions=regions,
         grid_input=grid_in, grid_embedding=grid_emb)
 
@@ -396,7 +362,7 @@ def linear_baseline(X: Any, y: Any, X_test: Any, y_test: Any) -> float:
 
 @dataclass
 class WidthSweep:
-    """What :func:`width_sweep` returns: per hidden width, loss and training-accuracy curves and test accuracy.
+    """What :func:`spiral_width_sweep` returns: per hidden width, loss and training-accuracy curves and test accuracy.
 
     ``loss[i]``, ``train_accuracy[i]`` are (E + 1,) arrays for ``widths[i]`` (shorter if that run diverged).
     """
@@ -429,11 +395,11 @@ class WidthSweep:
                           config=dict(d.get("config", {})))
 
 
-def width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, *,
-                epochs: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5, optimizer: str = "adam",
-                momentum: float = 0.9, init_std: float = 0.1, seed: int = 0,
-                run_one: Callable[[int, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
-                track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> WidthSweep:
+def spiral_width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_class: int = 1000,
+                       noise: float = 0.2, *, epochs: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5,
+                       optimizer: str = "adam", momentum: float = 0.9, init_std: float = 0.1, seed: int = 0,
+                       run_one: Callable[[int, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+                       track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> WidthSweep:
     """Train the lecture's network for each hidden width (same data, same seed) and keep the curves.
 
     ``run_one(width, compute)`` may wrap each width's computation (the tour passes a checkpoint so an interrupted
@@ -462,6 +428,9 @@ def width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_class: i
     config = dict(classes=classes, n_per_class=n_per_class, noise=noise, lr=lr, weight_decay=weight_decay,
                   optimizer=optimizer, init_std=init_std, seed=seed)
     return WidthSweep(widths, epochs, losses, accs, tests, config)
+
+
+width_sweep = spiral_width_sweep  # alias-for-merge
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -536,40 +505,36 @@ def train_folding_net(depth: int = 4, classes: int = 3, n_per_class: int = 300, 
     restarts = check_int(restarts, "restarts", minimum=1)
     X, y = spirals(n_per_class, classes, noise, seed)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
-    best: tuple[float, list[torch.Tensor], _Fit] | None = None
+    best: tuple[float, nn.Sequential, _Fit] | None = None
+    sizes = [2] + [2] * depth + [2, classes]
+    w_stds = [math.sqrt(2.0 / ((1.0 + slope**2) * n_in)) for n_in in sizes[:-1]]
     for r in range(restarts):
-        gen = as_generator(seed + r)
-        sizes = [2] + [2] * depth + [2, classes]
-        params = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            std = math.sqrt(2.0 / ((1.0 + slope**2) * n_in))
-            params += [(torch.randn(n_out, n_in, generator=gen, dtype=torch.float64) * std).requires_grad_(),
-                       (torch.randn(n_out, generator=gen, dtype=torch.float64) * 0.1).requires_grad_()]
-        fit = _train(params, Xt, yt, epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-                     momentum=momentum, slope=slope, snapshots=0, track=track, desc=f"narrow net, start {r + 1}")
+        model = _net(sizes, w_stds, [0.1] * len(w_stds), as_generator(seed + r), slope=slope)
+        fit = _train(model, Xt, yt, epochs=epochs, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+                     momentum=momentum, snapshots=0, track=track, desc=f"narrow net, start {r + 1}")
         acc = float(fit.accuracy[-1]) if fit.diverged_at is None else -1.0
         if best is None or acc > best[0]:
-            best = (acc, params, fit)
+            best = (acc, model, fit)
     assert best is not None
-    _, params, fit = best
+    _, model, fit = best
     lim = 1.2 * float(np.abs(X).max())
     lims = (-lim, lim, -lim, lim)
     grid = _grid_lines(lims, 17, 300)
     stages_pts: list[torch.Tensor] = []
     stages_grid: list[torch.Tensor] = []
     with torch.no_grad():
-        _forward(params, Xt, slope=slope, stages=stages_pts)
-        _forward(params, torch.as_tensor(grid.reshape(-1, 2)), slope=slope, stages=stages_grid)
+        _forward(model, Xt, stages=stages_pts)
+        _forward(model, torch.as_tensor(grid.reshape(-1, 2)), stages=stages_grid)
     names = ["input"]
-    for l in range(1, depth + 1):
-        names += [f"linear {l}", f"leaky ReLU {l}"]
+    for i in range(1, depth + 1):
+        names += [f"linear {i}", f"leaky ReLU {i}"]
     names.append("embedding (linear)")
-    final = _to_params(params)
+    final = _to_params(model)
     hidden = final[:depth]
     # a linear map adds no piece; the l-th activation cuts along the lines where layer l's pre-activations vanish
     pieces = [1]
-    for l in range(1, depth + 1):
-        pieces += [pieces[-1], count_linear_pieces(hidden[:l], lims, 500, slope=slope)]
+    for i in range(1, depth + 1):
+        pieces += [pieces[-1], count_linear_pieces(hidden[:i], lims, 500, slope=slope)]
     pieces.append(pieces[-1])
     config = dict(depth=depth, classes=classes, n_per_class=n_per_class, noise=noise, slope=slope, epochs=epochs,
                   lr=lr, weight_decay=weight_decay, optimizer=optimizer, seed=seed, restarts=restarts)

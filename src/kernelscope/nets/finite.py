@@ -1,47 +1,96 @@
-"""Finite random networks built from a :mod:`kernelscope.nets` description (the ``finite`` half of a layer).
+"""Finite random networks: the one implementation of a fully connected layer, its activations and the builders.
 
-Weights and biases are drawn N(0, 1) from one ``torch.Generator`` in layer order. ``'ntk'`` parameterisation
-stores them as drawn and applies ``w_std/√n_in`` and ``b_std`` in ``forward``; ``'standard'`` stores
-``W·w_std/√n_in`` and ``b·b_std`` and applies them as they are (so gradients, hence the NTK, differ while the
-outputs at initialisation are the same random function).
+Every finite network of the library is made of these modules: ``net.finite(seed, width)`` of a
+:mod:`kernelscope.nets` description, :func:`mlp` (the perceptrons of the lazy-training and path-kernel chapters)
+and :func:`stack` (the spiral experiments' nets). The parameters of a :class:`DenseModule` live in an
+``nn.Linear``, so :func:`kernelscope.empirical.ntk` can use its per-layer ``'structured'`` factorisation.
+
+Weights and biases are drawn N(0, 1) from one ``torch.Generator``, layer by layer, weight before bias:
+
+- ``'ntk'`` parameterisation (THEORY.md §4): ``z = (w_std/√n_in) W x + b_std b`` with ``W``, ``b`` stored as
+  drawn, computed as ``s · Linear(x · w_std/(s √n_in))`` with ``s = b_std`` (1 without bias): the same
+  function and the same parameter gradients;
+- ``'standard'``: ``z = W' x + b'`` with ``W' = W·w_std/√n_in`` and ``b' = b·b_std`` stored (same random
+  function at initialisation, other gradients, hence another NTK).
+
+``fan_in=False`` drops the ``1/√n_in`` (``w_std`` is then the standard deviation of each weight entry).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+from torch import nn
+
+from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive
 
 __all__ = ["DenseModule", "ActivationModule", "FanOutModule", "ParallelModule", "FanInSumModule",
-           "LazyNetwork"]
+           "LazyNetwork", "ACTIVATIONS", "activation", "mlp", "stack"]
+
+PARAMETERIZATIONS = ("ntk", "standard")
 
 
-class DenseModule(torch.nn.Module):
-    """``z = (w_std/√n_in) x Wᵀ + b_std b`` ('ntk') or ``z = x Wᵀ + b`` ('standard'); x (N, n_in) -> (N, n_out)."""
+class DenseModule(nn.Module):
+    """A fully connected layer, (N, n_in) -> (N, n_out); parameters in ``self.linear`` (an ``nn.Linear``).
 
-    def __init__(self, n_in: int, n_out: int, w_std: float, b_std: float, parameterization: str,
-                 gen: torch.Generator, dtype: torch.dtype):
+    Parameters
+    ----------
+    n_in, n_out : widths.  w_std > 0, b_std >= 0 : weight and bias scales.
+    parameterization : ``'ntk'`` or ``'standard'`` (module docstring).
+    generator : the N(0, 1) draws, weight (n_out, n_in) then bias (n_out,).
+    fan_in : divide ``w_std`` by ``√n_in`` (True) or not.
+    draw_unused_bias : in the ``'ntk'`` parameterisation with ``b_std = 0`` the bias does nothing and the layer
+        has none; True still draws it from the generator (what ``net.finite`` does, so that later layers get the
+        same numbers whatever ``b_std``), False does not (:func:`mlp`).
+    """
+
+    def __init__(self, n_in: int, n_out: int, w_std: float = 1.0, b_std: float = 0.0,
+                 parameterization: str = "ntk", generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64, *, fan_in: bool = True, draw_unused_bias: bool = True):
         super().__init__()
-        W = torch.randn(n_out, n_in, generator=gen, dtype=dtype)
-        b = torch.randn(n_out, generator=gen, dtype=dtype)
         self.parameterization = parameterization
+        has_bias = parameterization == "standard" or b_std > 0
+        self.linear = nn.Linear(n_in, n_out, bias=has_bias, dtype=dtype)
+        W = torch.randn(n_out, n_in, generator=generator, dtype=dtype)
+        b = torch.randn(n_out, generator=generator, dtype=dtype) if has_bias or draw_unused_bias else None
+        root = math.sqrt(n_in) if fan_in else 1.0
+        # the layer's scales as in the formulas: z = w_scale·W x + b_scale·b over the stored W, b
         if parameterization == "ntk":
-            self.w_scale, self.b_scale = w_std / math.sqrt(n_in), b_std
+            self.w_scale, self.b_scale = (w_std / root if fan_in else w_std), b_std
+            self.out_scale = b_std if has_bias else 1.0
+            self.in_scale = w_std / (root * self.out_scale)
         else:
-            W, b = W * (w_std / math.sqrt(n_in)), b * b_std
-            self.w_scale, self.b_scale = 1.0, 1.0
-        self.weight = torch.nn.Parameter(W)  # (n_out, n_in)
-        self.bias = torch.nn.Parameter(b)  # (n_out,)
+            W, b = W * (w_std / root if fan_in else w_std), b * b_std
+            self.w_scale = self.b_scale = self.out_scale = self.in_scale = 1.0
+        with torch.no_grad():
+            self.linear.weight.copy_(W)
+            if has_bias:
+                self.linear.bias.copy_(b)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The stored weight (n_out, n_in)."""
+        return self.linear.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """The stored bias (n_out,), None for an ``'ntk'`` layer with ``b_std = 0``."""
+        return self.linear.bias
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}, parameterization={self.parameterization!r}"
+        return f"{self.linear.in_features} -> {self.linear.out_features}, parameterization={self.parameterization!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(x, self.weight) * self.w_scale + self.b_scale * self.bias
+        if self.out_scale == 1.0 and self.in_scale == 1.0:
+            return self.linear(x)
+        return self.out_scale * self.linear(x * self.in_scale)
 
 
-class ActivationModule(torch.nn.Module):
+class ActivationModule(nn.Module):
+    """An elementwise activation ``fn`` (torch -> torch) as a module; ``name`` is shown in ``repr``."""
+
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str):
         super().__init__()
         self.fn, self.name = fn, name
@@ -53,7 +102,88 @@ class ActivationModule(torch.nn.Module):
         return self.fn(x)
 
 
-class FanOutModule(torch.nn.Module):
+def _leaky(slope: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: torch.nn.functional.leaky_relu(x, slope)
+
+
+#: The activations of the finite networks by name: ``name -> (fn, nets layer factory)``. The nets layer
+#: (``kernelscope.nets.ReLU`` ...) gives the same function its infinite-width kernel.
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], str]] = {
+    "relu": (torch.relu, "ReLU"),
+    "tanh": (torch.tanh, "Tanh"),
+    "erf": (torch.erf, "Erf"),
+    "gelu": (torch.nn.functional.gelu, "GELU"),
+    "sigmoid": (torch.sigmoid, "Sigmoid"),
+    "softplus": (torch.nn.functional.softplus, "Elementwise"),
+    "identity": (lambda x: x, "Identity"),
+}
+
+
+def activation(name: str, slope: float = 0.01) -> ActivationModule:
+    """The activation module called ``name`` (a key of :data:`ACTIVATIONS`, or ``'leaky_relu'`` with ``slope``)."""
+    check_choice(name, "activation", (*ACTIVATIONS, "leaky_relu"))
+    if name == "leaky_relu":
+        return ActivationModule(_leaky(slope), f"leaky_relu({slope})")
+    return ActivationModule(ACTIVATIONS[name][0], name)
+
+
+def _per_layer(value: float | Sequence[float], n: int, name: str, positive: bool) -> list[float]:
+    values = [value] * n if isinstance(value, (int, float)) else list(value)
+    if len(values) != n:
+        raise ValidationError(name, f"one number or {n} (one per layer)", f"{len(values)} numbers")
+    check = check_positive if positive else check_nonnegative
+    return [check(v, name) for v in values]
+
+
+def stack(sizes: Sequence[int], activation_name: str = "relu", *, w_std: float | Sequence[float] = 1.0,
+          b_std: float | Sequence[float] = 0.0, parameterization: str = "ntk", seed: int | torch.Generator = 0,
+          linear_tail: int = 1, slope: float = 0.01, fan_in: bool = True, draw_unused_bias: bool = False,
+          dtype: torch.dtype = torch.float64) -> nn.Sequential:
+    """``sizes[0] -> sizes[1] -> ... -> sizes[-1]``: :class:`DenseModule` s, an activation after each but the last
+    ``linear_tail`` of them.
+
+    ``linear_tail = 1`` is a perceptron; the spiral net ``2 -> H (ReLU) -> 2 (embedding) -> K`` has
+    ``linear_tail = 2``. ``w_std``, ``b_std``: one number or one per layer. Weights and biases are drawn from
+    ``seed`` layer by layer (weight, then bias). Returns an ``nn.Sequential`` mapping (N, sizes[0]) ->
+    (N, sizes[-1]).
+    """
+    sizes = [check_int(s, "sizes", minimum=1) for s in sizes]
+    if len(sizes) < 2:
+        raise ValidationError("sizes", "at least two widths (input and output)", repr(sizes))
+    n = len(sizes) - 1
+    linear_tail = check_int(linear_tail, "linear_tail", minimum=1, maximum=n)
+    check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    ws = _per_layer(w_std, n, "w_std", True)
+    bs = _per_layer(b_std, n, "b_std", False)
+    gen = as_generator(seed)
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers.append(DenseModule(sizes[i], sizes[i + 1], ws[i], bs[i], parameterization, gen, dtype,
+                                  fan_in=fan_in, draw_unused_bias=draw_unused_bias))
+        if i < n - linear_tail:
+            layers.append(activation(activation_name, slope))
+    return nn.Sequential(*layers)
+
+
+def mlp(d_in: int, width: int, *, depth: int = 2, d_out: int = 1, activation: str = "relu",
+        w_std: float = 1.0, b_std: float = 0.0, seed: int | torch.Generator = 0,
+        parameterization: str = "ntk", dtype: torch.dtype = torch.float64) -> nn.Sequential:
+    """A ``depth``-layer perceptron ``d_in -> width -> ... -> width -> d_out`` (NTK parameterisation by default).
+
+    ``depth = 2`` is the two-layer net of THEORY.md §5, ``f(x) = (w_std/√m) Σ_i b_i σ(a_iᵀx w_std/√d)``.
+    Output of shape (N, d_out). All weights are N(0, 1) draws from ``seed``; a layer has a bias only when
+    ``b_std > 0`` (or in the standard parameterisation). ``activation``: a key of :data:`ACTIVATIONS`.
+    """
+    d_in = check_int(d_in, "d_in", minimum=1)
+    width = check_int(width, "width", minimum=1)
+    depth = check_int(depth, "depth", minimum=1)
+    d_out = check_int(d_out, "d_out", minimum=1)
+    check_choice(activation, "activation", tuple(ACTIVATIONS))
+    return stack([d_in] + [width] * (depth - 1) + [d_out], activation, w_std=w_std, b_std=b_std,
+                 parameterization=parameterization, seed=seed, dtype=dtype)
+
+
+class FanOutModule(nn.Module):
     def __init__(self, n: int):
         super().__init__()
         self.n = n
@@ -62,16 +192,16 @@ class FanOutModule(torch.nn.Module):
         return [x] * self.n
 
 
-class ParallelModule(torch.nn.Module):
-    def __init__(self, mods: list[torch.nn.Module]):
+class ParallelModule(nn.Module):
+    def __init__(self, mods: list[nn.Module]):
         super().__init__()
-        self.branches = torch.nn.ModuleList(mods)
+        self.branches = nn.ModuleList(mods)
 
     def forward(self, xs):
         return [m(x) for m, x in zip(self.branches, xs)]
 
 
-class FanInSumModule(torch.nn.Module):
+class FanInSumModule(nn.Module):
     def forward(self, xs):
         out = xs[0]
         for x in xs[1:]:
@@ -79,17 +209,18 @@ class FanInSumModule(torch.nn.Module):
         return out
 
 
-class LazyNetwork(torch.nn.Module):
-    """The finite network; its parameters are drawn when the input dimension is known.
+class LazyNetwork(nn.Module):
+    """The finite network of a ``nets`` description; its parameters are drawn when the input dimension is known.
 
-    Call :meth:`materialize` (or the module once) with the input dimension before reading ``parameters()``.
+    ``net.finite(seed, in_dim=d)`` draws them at once; otherwise call :meth:`materialize` (or the module once)
+    with the input dimension before reading ``parameters()``.
     """
 
     def __init__(self, description: Any, gen: torch.Generator, width: int | None, readout: Any,
                  dtype: torch.dtype):
         super().__init__()
         self.description, self._gen, self._width, self._readout, self._dtype = description, gen, width, readout, dtype
-        self.body: torch.nn.Module | None = None
+        self.body: nn.Module | None = None
 
     def materialize(self, d: int) -> "LazyNetwork":
         if self.body is None:

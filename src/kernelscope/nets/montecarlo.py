@@ -4,8 +4,8 @@ For ``S`` independent draws of a width-``n`` network with ``k`` outputs ``f_o``:
 
 - NNGP estimate ``K̂_s(x, x') = (1/k) Σ_o f_o(x) f_o(x')`` (the prior has mean zero, so this is the output
   covariance over draws), averaged over s;
-- NTK estimate ``Θ̂_s(x, x') = (1/k) Σ_o ∇_w f_o(x) · ∇_w f_o(x')`` (the empirical NTK, per-example gradients by
-  ``torch.func``), averaged over s;
+- NTK estimate ``Θ̂_s(x, x') = (1/k) Σ_o ∇_w f_o(x) · ∇_w f_o(x')`` (the empirical NTK,
+  :func:`kernelscope.empirical.ntk`), averaged over s;
 
 with standard errors ``std_s(·)/√S``. As ``n → ∞`` the empirical NTK of one draw converges to the analytic NTK
 (error ∝ n^{-1/2}).
@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.func import functional_call, jacrev, vmap
 
-from .._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_int, check_memory)
+from .._arrays import ArrayKind, ValidationError, as_generator, as_tensor, check_int
 
 __all__ = ["MonteCarloKernel", "monte_carlo", "empirical_ntk"]
 
@@ -36,33 +35,17 @@ class MonteCarloKernel:
     n_samples: int
 
 
-def _jacobian(model: torch.nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Per-example Jacobian of the outputs w.r.t. all parameters, flattened: (N, k, P)."""
-
-    def f(p, xi):
-        return functional_call(model, p, (xi[None, :],))[0]  # (k,)
-
-    jac = vmap(jacrev(f), in_dims=(None, 0))(params, x)  # name -> (N, k, *shape)
-    return torch.cat([j.reshape(x.shape[0], j.shape[1], -1) for j in jac.values()], dim=2)
-
-
 def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None) -> torch.Tensor:
-    """Empirical NTK ``(1/k) Σ_o ∇_w f_o(x1) · ∇_w f_o(x2)`` of a torch model, shape (N1, N2) (tensors in/out).
+    """Empirical NTK averaged over the outputs, ``(1/k) Σ_o ∇_w f_o(x1) · ∇_w f_o(x2)``, shape (N1, N2).
 
-    Memory: the Jacobians, ``(N1 + N2)·k·P·8`` bytes for P parameters.
+    :func:`kernelscope.empirical.ntk` with ``trace=True`` divided by the number of outputs ``k`` (tensors in/out).
     """
-    if hasattr(model, "materialize"):
-        model.materialize(x1.shape[1])
-    params = {n: p.detach() for n, p in model.named_parameters()}
-    n_par = sum(p.numel() for p in params.values())
-    n2 = 0 if x2 is None else x2.shape[0]
+    from .. import empirical
+
+    K = empirical.ntk(model, x1, x2, trace=True)  # (N1, N2) Σ_o Θ[o, o]; builds a lazy network first
     with torch.no_grad():
-        k_out = model(x1[:1]).shape[-1]
-    check_memory(8.0 * (x1.shape[0] + n2) * k_out * n_par * 2, "the per-example Jacobians",
-                 "Use fewer points, a smaller width, or fewer outputs.")
-    J1 = _jacobian(model, params, x1)  # (N1, k, P)
-    J2 = J1 if x2 is None else _jacobian(model, params, x2)
-    return torch.einsum("nkp,mkp->nm", J1, J2) / J1.shape[1]
+        k_out = model(x1[:1]).reshape(1, -1).shape[1]
+    return K / k_out
 
 
 def monte_carlo(net: Any, x1: Any, x2: Any = None, width: int | None = None, n_samples: int = 100,

@@ -1,0 +1,154 @@
+"""The one training loop of the library: a torch model, a loss, an optimiser, and divergence detection.
+
+``train(model, X, y, loss=..., optimizer=..., lr=..., steps=...)`` takes ``steps`` optimiser steps and evaluates
+the loss before each one and once after the last (``steps + 1`` values, entry 0 being the initial model). It stops
+early - with a :class:`~kernelscope._arrays.KernelscopeWarning` naming the step and ``diverged_at`` in the
+result - when the loss becomes NaN/inf or grows beyond ``explode`` times its initial value.
+
+Losses (:data:`LOSSES`), per example, for outputs ``f`` of shape (B, O):
+
+- ``'mse'``: ``ℓ = ½ ‖f − y‖²`` (targets (B, O), or (B,) for one output);
+- ``'cross_entropy'``: ``ℓ = −log softmax(f)_y`` (integer labels (B,)),
+
+summed over the batch (``reduction='sum'``) or averaged (``'mean'``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive, warn
+
+__all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "diverged"]
+
+LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+
+
+def loss_value(out: torch.Tensor, y: torch.Tensor, loss: str, reduction: str = "sum") -> torch.Tensor:
+    """The loss of outputs ``out`` (B, O) against targets ``y`` (module docstring); a 0-d tensor with its graph."""
+    if loss == "mse":
+        per_example = ((out - y.reshape(out.shape)) ** 2).sum(1)  # (B,) ‖f − y‖²
+        return 0.5 * (per_example.sum() if reduction == "sum" else per_example.mean())
+    return nn.functional.cross_entropy(out, y, reduction=reduction)
+
+
+def diverged(value: float, first: float, explode: float) -> bool:
+    """True when a loss ``value`` is NaN/inf or above ``explode`` times the initial loss ``first``."""
+    return not math.isfinite(value) or (math.isfinite(first) and first > 0 and value > explode * first)
+
+
+def optimizer_for(params: list[torch.Tensor], optimizer: str, lr: float, momentum: float = 0.0,
+                  weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``'sgd'`` (with ``momentum`` if given), ``'momentum'`` (SGD, momentum 0.9 unless given), ``'adam'``,
+    ``'adamw'``; ``weight_decay`` as torch defines it for each."""
+    if optimizer in ("sgd", "momentum"):
+        m = 0.9 if optimizer == "momentum" and momentum == 0.0 else momentum
+        return torch.optim.SGD(params, lr=lr, momentum=m, weight_decay=weight_decay)
+    cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, weight_decay=weight_decay)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    losses : (steps_done + 1,) the loss before each step taken and after the last one (full batch: of the
+        whole training set; mini-batch: of the step's batch); with divergence, the last entry is the bad one.
+    steps_done : optimiser steps taken.  diverged_at : the step whose loss was NaN/inf/exploding, else None.
+    """
+
+    losses: np.ndarray
+    steps_done: int
+    diverged_at: int | None
+
+
+def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "mse", reduction: str = "sum",
+          optimizer: str = "sgd", lr: float, momentum: float = 0.0, weight_decay: float = 0.0, steps: int,
+          batch_size: int | None = None, seed: int | torch.Generator = 0, explode: float = 1e12,
+          callback: Callable[[int, float, torch.Tensor, bool], None] | None = None,
+          track: Callable[[Iterable[int], str], Iterable[int]] | None = None, desc: str = "training",
+          what: str = "training") -> TrainResult:
+    """Train ``model`` in place for ``steps`` optimiser steps on ``loss``; stop at divergence with a warning.
+
+    Parameters
+    ----------
+    model : ``nn.Module`` mapping X (N, ...) to (N, O) (or (N,) for one output); its trainable parameters move.
+    X, y : tensors; y (N,) or (N, O) targets for ``'mse'``, (N,) integer labels for ``'cross_entropy'``.
+    loss, reduction : see the module docstring.
+    optimizer : one of :data:`OPTIMIZERS`; ``lr``, ``momentum``, ``weight_decay`` as torch defines them.
+    steps : optimiser steps. batch_size : None for full batch, else the next ``batch_size`` points of a seeded
+        permutation (a new one each epoch; ``seed``).
+    explode : the loss growing beyond ``explode`` times its initial value counts as divergence.
+    callback : ``callback(step, loss, out, diverged)`` at each evaluation (before step ``step``; ``out`` the
+        model's output on the batch, detached; ``diverged`` True at the evaluation where training stops for
+        divergence), e.g. to record snapshots.
+    track : progress wrapper ``track(iterable, desc)``. what : names the training in the warning.
+
+    Returns
+    -------
+    TrainResult. Diverging training stops at the bad loss (no step is taken from it), warns with
+    :class:`~kernelscope._arrays.KernelscopeWarning` and records ``diverged_at``.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
+    check_choice(loss, "loss", LOSSES)
+    check_choice(reduction, "reduction", ("sum", "mean"))
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    lr = check_positive(lr, "lr")
+    momentum = check_nonnegative(momentum, "momentum")
+    weight_decay = check_nonnegative(weight_decay, "weight_decay")
+    steps = check_int(steps, "steps", minimum=0)
+    explode = check_positive(explode, "explode")
+    n = X.shape[0]
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValidationError("model", "a model with trainable parameters", "none",
+                              "Build the model's parameters first (e.g. net.finite(seed, in_dim=d)).")
+    opt = optimizer_for(params, optimizer, lr, momentum, weight_decay)
+    gen = as_generator(seed)
+    order, cursor = torch.arange(n), n
+    losses = np.full(steps + 1, np.nan)
+    diverged_at: int | None = None
+    it: Iterable[int] = range(steps + 1)
+    if track is not None:
+        it = track(it, desc)
+    step = 0
+    for step in it:
+        # step s evaluates the model after s steps; the last one only evaluates
+        if batch_size is None or step == steps:
+            xb, yb = X, y
+        else:
+            if cursor + batch_size > n:
+                order, cursor = torch.randperm(n, generator=gen), 0
+            idx = order[cursor:cursor + batch_size]
+            cursor += batch_size
+            xb, yb = X[idx], y[idx]
+        out = model(xb)
+        out2 = out.reshape(out.shape[0], -1)
+        value = loss_value(out2, yb, loss, reduction)
+        lv = float(value.detach())
+        losses[step] = lv
+        bad = diverged(lv, losses[0], explode)
+        if callback is not None:
+            callback(step, lv, out.detach(), bad)
+        if bad:
+            diverged_at = step
+            warn(f"{what} diverged: the loss became {lv:.4g} at step {step} (initial {losses[0]:.4g}, lr={lr:.3g}); "
+                 "stopped there, what was recorded before is kept. Use a smaller lr.")
+            break
+        if step == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+    stop = step + 1
+    return TrainResult(losses[:stop], stop - 1 if diverged_at is None else diverged_at, diverged_at)
