@@ -270,7 +270,8 @@ class TestValidateOnce:
     @pytest.mark.parametrize("solver,options", [
         ("auto", {}), ("cholesky", {}), ("cg", {"block": 16, "n_centers": 20}),
         ("cg", {"block": 16, "n_centers": 20, "persist": True}),
-        ("nystrom", {"block": 16, "n_centers": 30, "sampling": "leverage"}), ("nystrom", {"n_centers": "auto", "block": 16})])
+        ("nystrom", {"block": 16, "n_centers": 30, "sampling": "leverage"}),
+        ("nystrom", {"n_centers": "auto", "block": 16})])
     def test_one_fit_validates_once_and_reads_the_budget_once(self, reg_data, counts, solver, options):
         X, y, _ = reg_data
         with warnings.catch_warnings():

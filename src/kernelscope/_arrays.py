@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ class ArrayKind:
     device: torch.device | None = None
 
     @staticmethod
-    def of(*xs: Any) -> "ArrayKind":
+    def of(*xs: Any) -> ArrayKind:
         for x in xs:
             if isinstance(x, torch.Tensor):
                 return ArrayKind(True, x.device)

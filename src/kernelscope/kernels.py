@@ -32,13 +32,22 @@ an output that does not itself fit the memory budget is refused up front (:class
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import combinations_with_replacement
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_int, check_memory,
-                      check_nonnegative, check_positive)
+from ._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_generator,
+    as_tensor,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "Kernel", "Linear", "Polynomial", "RBF", "Laplace", "ArcCosine", "Erf", "CallableKernel",
@@ -172,17 +181,17 @@ class Kernel:
                           for i in range(0, A.shape[0], step)])
 
     # -- algebra --------------------------------------------------------------------------------------------
-    def __add__(self, other: Any) -> "Kernel":
+    def __add__(self, other: Any) -> Kernel:
         return SumKernel(self, _as_kernel(other, "other"))
 
     __radd__ = __add__
 
-    def __mul__(self, other: Any) -> "Kernel":
+    def __mul__(self, other: Any) -> Kernel:
         if isinstance(other, (int, float)) and not isinstance(other, bool):
             return ScaledKernel(self, other)
         return ProductKernel(self, _as_kernel(other, "other"))
 
-    def __rmul__(self, other: Any) -> "Kernel":
+    def __rmul__(self, other: Any) -> Kernel:
         return self.__mul__(other)
 
     def __repr__(self) -> str:

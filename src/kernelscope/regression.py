@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from . import _arrays
 from . import kernels as _kernels
 from . import solvers as _solvers
-from ._arrays import (ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive)
+from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
 
 __all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel"]
 
@@ -137,7 +137,7 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         # torch.from_numpy shares memory; read-only input (memmaps) is copied rather than warned about.
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-    def fit(self, X: Any, y: Any) -> "KernelRegressor":
+    def fit(self, X: Any, y: Any) -> KernelRegressor:
         """Solve ``(K + λI) α = y``.
 
         Parameters

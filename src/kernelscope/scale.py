@@ -29,8 +29,9 @@ import math
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import dask
 import dask.array as da
@@ -369,7 +370,7 @@ class BlockOperator:
 
     @classmethod
     def of_validated(cls, kernel: Kernel, X: np.ndarray, block: int, ridge: float, persist: bool = False, *,
-                     budget: int | None = None) -> "BlockOperator":
+                     budget: int | None = None) -> BlockOperator:
         """The operator for arguments the caller validated already (the solvers): no second check.
 
         X float64 ndarray (N, d), block an int >= 1, ridge a float >= 0.

@@ -31,8 +31,9 @@ and extend :func:`choose`, which picks a solver for ``solver='auto'``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,5 +126,7 @@ def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | No
     return "cholesky"  # pragma: no cover - check_memory raised
 
 
-from . import dense  # noqa: E402,F401  (registers 'cholesky')
-from . import cg, nystrom  # noqa: E402,F401  (register 'cg' and 'nystrom': matrix-free, on Dask)
+# The registry fills as the solver modules are imported, in this order: 'cholesky' (dense) first, then the
+# matrix-free solvers on Dask, 'nystrom' and 'cg'.
+from . import dense  # noqa: E402,F401,I001
+from . import cg, nystrom  # noqa: E402,F401

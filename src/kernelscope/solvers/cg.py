@@ -18,10 +18,10 @@ best iterate seen.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -254,8 +254,9 @@ def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memor
         **solver_options: Any) -> SolverResult:
     """Registry entry ``SOLVERS['cg']``: :func:`cg_solve` as a :class:`~kernelscope.solvers.SolverResult`.
 
-    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options: ``tol``, ``max_iter``, ``n_centers``, ``precondition``,
-    ``block``, ``seed``, ``persist``, ``memory_budget``. CG gives no posterior standard deviation (that needs the N×N
+    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options:
+    ``tol``, ``max_iter``, ``n_centers``, ``precondition``, ``block``, ``seed``, ``persist``, ``memory_budget``
+    (bytes, read once by the caller). CG gives no posterior standard deviation (that needs the N×N
     inverse; use solver='cholesky'), so ``variance`` is None.
     """
     t0 = time.perf_counter()
@@ -271,7 +272,8 @@ def choose_scaleout(n: int, *, d: int | None = None, n_outputs: int = 1, budget:
     with ⌈√N log N⌉ centres is the practical choice). Warns which solver was picked and why; refuses up front
     (:class:`~kernelscope.MemoryBudgetError` naming the bytes) when not even the Nyström solver fits.
     """
-    from .nystrom import default_n_centers, memory_needed as nystrom_bytes
+    from .nystrom import default_n_centers
+    from .nystrom import memory_needed as nystrom_bytes
 
     budget = _arrays.memory_budget_bytes() if budget is None else int(budget)
     d = 1 if d is None else int(d)

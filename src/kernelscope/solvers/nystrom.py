@@ -30,16 +30,25 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import dask
 import numpy as np
 import torch
 
 from .. import _arrays, scale
-from .._arrays import (MemoryBudgetError, ValidationError, as_generator, check_choice, check_int, check_memory,
-                       check_nonnegative, warn)
+from .._arrays import (
+    MemoryBudgetError,
+    ValidationError,
+    as_generator,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    warn,
+)
 from ..kernels import Kernel as _Kernel
 from . import SolverResult, _numpy, check_xy, register
 
@@ -338,9 +347,10 @@ def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memor
         **solver_options: Any) -> SolverResult:
     """Registry entry ``SOLVERS['nystrom']``: :func:`nystrom_solve` as a :class:`~kernelscope.solvers.SolverResult`.
 
-    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options: ``n_centers``, ``sampling``, ``seed``, ``block``,
-    ``memory_budget``. The Nyström estimator gives no posterior standard deviation here (``variance`` is None;
-    use solver='cholesky' for ``return_std``).
+    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options:
+    ``n_centers``, ``sampling``, ``seed``, ``block``, ``memory_budget`` (bytes, read once by the caller). The
+    Nyström estimator gives no posterior standard deviation here (``variance`` is None; use solver='cholesky' for
+    ``return_std``).
     """
     t0 = time.perf_counter()
     sol = _nystrom_solve(kernel, _numpy(X), _numpy(Y), ridge, memory_budget=memory_budget, **solver_options)
