@@ -35,7 +35,6 @@ __all__ = [
     "check_memory",
     "memory_budget_bytes",
     "format_bytes",
-    "default_device",
     "as_generator",
 ]
 
@@ -84,12 +83,6 @@ def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = N
         raise MemoryBudgetError(
             f"{what} needs {format_bytes(n_bytes)} but the memory budget is {format_bytes(budget)}. {way_out}"
         )
-
-
-def _describe(x: Any) -> str:
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return f"shape {tuple(x.shape)} and dtype {x.dtype}"
-    return f"{type(x).__name__}"
 
 
 @dataclass(frozen=True)
@@ -179,10 +172,6 @@ def as_numpy(x: Any, name: str, *, ndim: int | Sequence[int] | None = None, min_
     if finite:
         _check_finite(arr, name)
     return arr
-
-
-def default_device() -> torch.device:
-    return torch.device("cpu")
 
 
 def as_tensor(x: Any, name: str, *, ndim: int | Sequence[int] | None = None, min_rows: int = 1,
