@@ -1,6 +1,6 @@
 """Conjugate gradients for ``(K + λI) α = y`` with a matrix-free block matvec and a Nyström preconditioner.
 
-The exact kernel ridge coefficients ``α = (K + λI)⁻¹ y`` (THEORY.md §2) without ever holding K: every product
+The exact kernel ridge coefficients ``α = (K + λI)⁻¹ y`` (THEORY.md §2, §8) without ever holding K: every product
 ``(K + λI) p`` is computed from (block, block) tiles on Dask (:class:`kernelscope.scale.BlockOperator`), so the
 memory is O(N·block + N·M). Convergence is made fast by preconditioning with a rank-M Nyström approximation of K,
 the idea of Falkon (Rudi, Carratino & Rosasco 2017; Meanti et al. 2020) applied to the full system as in

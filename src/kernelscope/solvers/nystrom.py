@@ -1,4 +1,4 @@
-"""The Nyström kernel ridge estimator (Falkon's model) with M centres, never forming the N×N matrix.
+"""The Nyström kernel ridge estimator (Falkon's model) with M centres, never forming the N×N matrix (THEORY.md §8).
 
 With centres ``C = {c_1..c_M} ⊂ X`` the predictor is restricted to ``f(x) = Σ_j β_j k(x, c_j)`` and the ridge
 objective ``‖K_nm β − y‖² + λ βᵀ K_mm β`` (the exact problem ``‖Kα − y‖² + λ αᵀKα`` of ``α = (K + λI)⁻¹y``
