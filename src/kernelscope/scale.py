@@ -180,7 +180,8 @@ def evaluate(kernel: Kernel, A: np.ndarray | torch.Tensor, B: np.ndarray | torch
     A = torch.as_tensor(A, dtype=torch.float64)
     B = torch.as_tensor(B, dtype=torch.float64)
     if isinstance(kernel, _kernels.Kernel):
-        return kernel.matrix(A, B, out=torch.empty((A.shape[0], B.shape[0]), dtype=torch.float64))
+        out = torch.empty((A.shape[0], B.shape[0]), dtype=torch.float64, device=A.device)  # (len(A), len(B))
+        return kernel.matrix(A, B.to(A.device), out=out).cpu()
     K = kernel(A, B)
     if not isinstance(K, torch.Tensor):
         K = torch.as_tensor(np.asarray(K, dtype=np.float64))
