@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install kernelscope (torch==2.13.0, CPU build), run the tour into ./tour-out
-#   make test   the same set-up, then the whole test suite
+#   make test   the same set-up, then the linter (ruff) and the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -37,6 +37,7 @@ browser:
 
 test: install
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory browser; fi
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -95,7 +95,7 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
     X, Xt, y, yt = X[:n], X[n:], y[:n], y[n:]
     # 2·M fresh inputs of the same distribution (the first n + n_test rows equal X, Xt) for span_floor
     X_fresh = data.regression_nd(n + n_test + 2 * m_big, D, noise=0.1, decay=decay, seed=0)[0][n + n_test:]
-    Xtt, Xtt_test = torch.as_tensor(X), torch.as_tensor(Xt)
+    Xtt = torch.as_tensor(X)
     candidates = [("rbf", kernels.get("rbf", gamma=GAMMA)), ("ntk-relu-3", ntk_kernel())]
     for name, k in candidates:
         if k is None:
@@ -107,7 +107,7 @@ def section_accuracy(n: int, n_test: int, m_big: int, decay: float) -> None:
         res, t_fit = timed(lambda: SOLVERS["cholesky"](k, Xtt, torch.as_tensor(y[:, None]), lam))
         exact, t_pred = timed(lambda: scale.block_predict(k, Xt, res.centers.numpy(), res.coef.numpy())[:, 0])
         exact_fresh = scale.block_predict(k, X_fresh, res.centers.numpy(), res.coef.numpy())[:, 0]
-        del res
+        res = None  # the N×N factor goes before the next solver runs
         rows.append(dict(method="cholesky (kernelscope)", fit_s=f"{t_fit:.1f}", predict_s=f"{t_pred:.2f}",
                          total=t_fit + t_pred, rel_to_exact="0", test_rmse=f"{rmse(exact, yt):.4f}"))
         # scikit-learn KernelRidge in the same run, in a subprocess: at N = 20 000 the SciPy OpenBLAS behind

@@ -14,9 +14,9 @@ import torch
 from sklearn.metrics import pairwise as skp
 
 import kernelscope._arrays as _arrays
+from contract import check_kernel_contract
 from kernelscope import kernels as K
 from kernelscope._arrays import MemoryBudgetError, ValidationError
-from contract import check_kernel_contract
 
 EPS = np.finfo(np.float64).eps
 

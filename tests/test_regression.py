@@ -4,6 +4,8 @@ registry, and gradient_flow against its limits (t = 0, t → ∞), the matrix ex
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.integrate as si
@@ -234,6 +236,77 @@ class TestSolversAndErrors:
 
     def test_top_level_names(self):
         assert ks.KernelRegressor is KernelRegressor and ks.gradient_flow is gradient_flow
+
+
+class TestValidateOnce:
+    """One fit validates its data and ridge once and reads the memory budget once: the solvers and every Dask
+    tile use the unvalidated Kernel.matrix (issue 12)."""
+
+    @pytest.fixture
+    def counts(self, monkeypatch):
+        from kernelscope import regression, scale
+        from kernelscope.solvers import cg, nystrom
+
+        counts = {"budget": 0, "validate_data": 0, "ridge": 0, "arrays": 0, "call": 0, "diag": 0, "matrix": 0}
+
+        def counted(key, fn, only=None):
+            def wrapper(*args, **kwargs):
+                if only is None or only(*args, **kwargs):
+                    counts[key] += 1
+                return fn(*args, **kwargs)
+            return wrapper
+
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", counted("budget", lambda: 10**12))
+        monkeypatch.setattr(regression, "validate_data", counted("validate_data", regression.validate_data))
+        for mod in (regression, scale, cg, nystrom):
+            monkeypatch.setattr(mod, "check_nonnegative", counted("ridge", mod.check_nonnegative,
+                                                                  lambda v, name: name == "ridge"))
+        for mod, name in ((K, "as_tensor"), (scale, "as_numpy"), (solvers, "as_numpy")):
+            monkeypatch.setattr(mod, name, counted("arrays", getattr(mod, name)))
+        for key, method in (("call", "__call__"), ("diag", "diag"), ("matrix", "matrix")):
+            monkeypatch.setattr(K.Kernel, method, counted(key, getattr(K.Kernel, method)))
+        return counts
+
+    @pytest.mark.parametrize("solver,options", [
+        ("auto", {}), ("cholesky", {}), ("cg", {"block": 16, "n_centers": 20}),
+        ("cg", {"block": 16, "n_centers": 20, "persist": True}),
+        ("nystrom", {"block": 16, "n_centers": 30, "sampling": "leverage"}),
+        ("nystrom", {"n_centers": "auto", "block": 16})])
+    def test_one_fit_validates_once_and_reads_the_budget_once(self, reg_data, counts, solver, options):
+        X, y, _ = reg_data
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KernelscopeWarning)
+            KernelRegressor("rbf", ridge=1e-2, solver=solver, solver_options=options).fit(X, y)
+        assert counts["budget"] == 1 and counts["validate_data"] == 1 and counts["ridge"] == 1, counts
+        assert counts["arrays"] == 0 and counts["call"] == 0 and counts["diag"] == 0, counts
+        assert counts["matrix"] >= (4 if solver in ("cg", "nystrom") else 1), counts  # tiles on Dask
+
+    def test_a_given_budget_is_not_read(self, reg_data, counts):
+        X, y, _ = reg_data
+        KernelRegressor("rbf", solver="cg", solver_options={"memory_budget": 10**9, "n_centers": 20}).fit(X, y)
+        assert counts["budget"] == 0 and counts["ridge"] == 1, counts
+
+    def test_predict_validates_once_and_reads_the_budget_once(self, reg_data, counts, monkeypatch):
+        X, y, Xt = reg_data
+        model = KernelRegressor("rbf", ridge=1e-2).fit(X, y)
+        counts.update(budget=0, validate_data=0, matrix=0)
+        monkeypatch.setattr(K, "BLOCK_ELEMENTS", 4 * 60 * 5)  # 5 test rows per block: 5 blocks
+        model.predict(Xt, return_std=True)
+        assert counts["budget"] == 1 and counts["validate_data"] == 1 and counts["matrix"] == 5, counts
+        assert counts["arrays"] == 0 and counts["call"] == 0 and counts["diag"] == 0, counts
+
+    def test_public_solve_functions_still_validate(self, reg_data):
+        from kernelscope.solvers.cg import cg_solve
+        from kernelscope.solvers.nystrom import nystrom_solve
+
+        X, y, _ = reg_data
+        for solve in (cg_solve, nystrom_solve):
+            with pytest.raises(ValidationError, match="ridge: expected a non-negative number"):
+                solve(K.RBF(), X, y, -1.0)
+            with pytest.raises(ValidationError, match="X: expected finite values"):
+                solve(K.RBF(), np.where(X > 1, np.inf, X), y, 1.0)
+            with pytest.raises(ValidationError, match="Y: expected 60 rows"):
+                solve(K.RBF(), X, y[:5], 1.0)
 
 
 class TestGradientFlow:

@@ -154,7 +154,8 @@ class TestNystrom:
         assert default_n_centers(50) == 50
         assert default_n_centers(20_000) == 1401 and default_n_centers(200_000) == 5459
 
-    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
+    # few centres on purpose
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")
     def test_normal_equations_closed_form(self, problem):
         X, Y, Xt = problem
         ridge = 1e-2
@@ -192,7 +193,8 @@ class TestNystrom:
             spare = nystrom_solve(rbf, X, Y, 30.0, n_centers=12, seed=0)
         assert spare.info["saturation"] < 0.5
 
-    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
+    # few centres on purpose
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")
     def test_error_shrinks_with_more_centres(self, problem):
         X, Y, Xt = problem
         exact = K_of(Xt, X) @ np.linalg.solve(K_of(X) + 1e-2 * np.eye(len(X)), Y[:, 0])
@@ -243,7 +245,8 @@ class TestNystrom:
 
 
 class TestRegistry:
-    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")  # few centres on purpose
+    # few centres on purpose
+    @pytest.mark.filterwarnings("ignore:Nyström with M:kernelscope._arrays.KernelscopeWarning")
     def test_registered_and_tensor_results(self, problem):
         X, Y, _ = problem
         Xt_, Yt_ = torch.as_tensor(X), torch.as_tensor(Y)
@@ -307,7 +310,7 @@ class TestKernelRegressor:
 def test_regression_nd_power_law_spectrum():
     X0, y0 = ks.data.regression_nd(50, 6, seed=3)
     rng = np.random.default_rng(3)
-    u, v = rng.standard_normal(6), rng.standard_normal(6)
+    _u, _v = rng.standard_normal(6), rng.standard_normal(6)  # the two directions regression_nd draws first
     np.testing.assert_array_equal(X0, rng.standard_normal((50, 6)) / np.sqrt(6))  # decay = 0: isotropic, as before
     X, _ = ks.data.regression_nd(40_000, 8, decay=2.0, seed=1)
     lam = np.arange(1, 9) ** -2.0

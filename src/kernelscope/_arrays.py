@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,6 @@ __all__ = [
     "check_memory",
     "memory_budget_bytes",
     "format_bytes",
-    "default_device",
     "as_generator",
 ]
 
@@ -85,12 +85,6 @@ def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = N
         )
 
 
-def _describe(x: Any) -> str:
-    if isinstance(x, (np.ndarray, torch.Tensor)):
-        return f"shape {tuple(x.shape)} and dtype {x.dtype}"
-    return f"{type(x).__name__}"
-
-
 @dataclass(frozen=True)
 class ArrayKind:
     """Remembers what kind of array came in so the result can go back out as the same kind."""
@@ -99,7 +93,7 @@ class ArrayKind:
     device: torch.device | None = None
 
     @staticmethod
-    def of(*xs: Any) -> "ArrayKind":
+    def of(*xs: Any) -> ArrayKind:
         for x in xs:
             if isinstance(x, torch.Tensor):
                 return ArrayKind(True, x.device)
@@ -178,10 +172,6 @@ def as_numpy(x: Any, name: str, *, ndim: int | Sequence[int] | None = None, min_
     if finite:
         _check_finite(arr, name)
     return arr
-
-
-def default_device() -> torch.device:
-    return torch.device("cpu")
 
 
 def as_tensor(x: Any, name: str, *, ndim: int | Sequence[int] | None = None, min_rows: int = 1,

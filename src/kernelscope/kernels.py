@@ -32,13 +32,22 @@ an output that does not itself fit the memory budget is refused up front (:class
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from itertools import combinations_with_replacement
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from ._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_int, check_memory,
-                      check_nonnegative, check_positive)
+from ._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_generator,
+    as_tensor,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = [
     "Kernel", "Linear", "Polynomial", "RBF", "Laplace", "ArcCosine", "Erf", "CallableKernel",
@@ -107,6 +116,10 @@ class Kernel:
     Kernels compose: ``k1 + k2``, ``k1 * k2`` (entrywise), ``c * k`` (c ≥ 0). Subclasses implement
     ``_fill(A, B, out)`` (write k(A, B) into the float64 tensor ``out`` of shape (len(A), len(B)), which the
     caller gives block by block) and ``_diag(A)``; both take validated float64 tensors.
+
+    ``k(X1, X2)`` and ``k.diag(X)`` validate their input; :meth:`matrix` and ``_diag`` are the unvalidated paths
+    the solvers, the Dask tiles (:func:`kernelscope.scale.evaluate`) and :class:`~kernelscope.KernelRegressor` use
+    once the input has been validated at the public boundary.
     """
 
     #: rows per block are chosen so that ``rows × N2 × block_factor`` stays below :data:`BLOCK_ELEMENTS`.
@@ -136,18 +149,22 @@ class Kernel:
         A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
         return kind.wrap(self._diag(A))
 
-    # -- unvalidated tensor path (solvers use this) ---------------------------------------------------------
-    def matrix(self, A: torch.Tensor, B: torch.Tensor | None = None, out: torch.Tensor | None = None
-               ) -> torch.Tensor:
-        """k(A, B) for float64 tensors, filled a block of rows at a time (bounded temporaries).
+    # -- unvalidated tensor path: the solvers, the Dask tiles and the estimator, after validating once ---------
+    def matrix(self, A: torch.Tensor, B: torch.Tensor | None = None, out: torch.Tensor | None = None, *,
+               budget: int | None = None) -> torch.Tensor:
+        """k(A, B) for validated float64 tensors A (N1, d), B (N2, d) (None: A), filled a block of rows at a time
+        (bounded temporaries), into ``out`` (N1, N2) when given.
 
-        Refuses up front (``MemoryBudgetError``) an output that does not fit the memory budget.
+        Without ``out``, an output larger than ``budget`` bytes (default: :func:`~kernelscope._arrays.
+        memory_budget_bytes`, read now) is refused up front (``MemoryBudgetError``); with ``out`` nothing is
+        allocated but temporaries and nothing is checked (the caller sized ``out``).
         """
         B = A if B is None else B
         n1, n2 = A.shape[0], B.shape[0]
         if out is None:
             check_memory(8.0 * n1 * n2, f"the {n1}×{n2} float64 kernel matrix",
-                         "Use a matrix-free solver (solver='cg' or 'nystrom'), fewer points, or Dask blocks.")
+                         "Use a matrix-free solver (solver='cg' or 'nystrom'), fewer points, or Dask blocks.",
+                         budget=budget)
             out = torch.empty((n1, n2), dtype=torch.float64, device=A.device)
         rows = max(1, min(n1, BLOCK_ELEMENTS // max(1, n2 * self.block_factor)))
         for i in range(0, n1, rows):
@@ -164,17 +181,17 @@ class Kernel:
                           for i in range(0, A.shape[0], step)])
 
     # -- algebra --------------------------------------------------------------------------------------------
-    def __add__(self, other: Any) -> "Kernel":
+    def __add__(self, other: Any) -> Kernel:
         return SumKernel(self, _as_kernel(other, "other"))
 
     __radd__ = __add__
 
-    def __mul__(self, other: Any) -> "Kernel":
+    def __mul__(self, other: Any) -> Kernel:
         if isinstance(other, (int, float)) and not isinstance(other, bool):
             return ScaledKernel(self, other)
         return ProductKernel(self, _as_kernel(other, "other"))
 
-    def __rmul__(self, other: Any) -> "Kernel":
+    def __rmul__(self, other: Any) -> Kernel:
         return self.__mul__(other)
 
     def __repr__(self) -> str:

@@ -18,8 +18,9 @@ dense SVD.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -382,9 +383,9 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
     if nv == 0:
         raise ValidationError("v0", "a non-zero start vector", "the zero vector")
     v /= nv
-    lam, res, converged, it = 0.0, np.inf, False, 0
+    lam, res, converged = 0.0, np.inf, False
     history: list[float] = []
-    for it in range(1, max_iter + 1):
+    for _ in range(max_iter):
         Av = matvec(v)
         lam = float(v @ Av)
         history.append(lam)
@@ -404,5 +405,5 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
     k = int(np.argmax(np.abs(v)))
     if v[k] < 0:
         v = -v
-    return PowerResult(eigenvalue=lam, eigenvector=kind_of.wrap(v), iterations=it, converged=converged,
+    return PowerResult(eigenvalue=lam, eigenvector=kind_of.wrap(v), iterations=len(history), converged=converged,
                        residual=res, history=history)

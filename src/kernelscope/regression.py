@@ -3,7 +3,7 @@
 - :class:`KernelRegressor`: a scikit-learn estimator for kernel ridge regression
   ``f(x) = k(x, X) α``, ``α = (K + λI)⁻¹ Y`` (``α = K⁺Y``, the least-norm interpolant, for λ = 0), with the
   Gaussian-process posterior standard deviation of the latent function. The linear system is solved by a
-  solver from :data:`kernelscope.solvers.SOLVERS` (``'cholesky'``; the scale-out issue adds more).
+  solver from :data:`kernelscope.solvers.SOLVERS` (``'cholesky'``, ``'cg'``, ``'nystrom'``).
 - :func:`gradient_flow`: the function a kernel machine (a linearised network) has after training time t of
   gradient flow on the squared loss, on the training set and at test points, for one or many t.
 """
@@ -17,9 +17,10 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _arrays
 from . import kernels as _kernels
 from . import solvers as _solvers
-from ._arrays import (ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive)
+from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
 
 __all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel"]
 
@@ -136,7 +137,7 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         # torch.from_numpy shares memory; read-only input (memmaps) is copied rather than warned about.
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-    def fit(self, X: Any, y: Any) -> "KernelRegressor":
+    def fit(self, X: Any, y: Any) -> KernelRegressor:
         """Solve ``(K + λI) α = y``.
 
         Parameters
@@ -148,15 +149,23 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        # Validated here, once: the solvers and their Dask tiles take the data, the ridge and the memory budget
+        # as given (Kernel.matrix, not the validating Kernel.__call__).
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         ridge = check_nonnegative(self.ridge, "ridge")
         kernel = self._kernel_object()
-        name = self.solver
+        options = dict(self.solver_options or {})
+        name = check_choice(self.solver, "solver", ["auto", *_solvers.SOLVERS])
+        budget = options.get("memory_budget")
+        budget = _arrays.memory_budget_bytes() if budget is None else int(budget)  # read once per fit
         if name == "auto":
-            name = _solvers.choose(X.shape[0], d=X.shape[1], n_outputs=1 if y.ndim == 1 else y.shape[1])
-        check_choice(name, "solver", ["auto", *_solvers.SOLVERS])
+            name = _solvers.choose(X.shape[0], d=X.shape[1], n_outputs=1 if y.ndim == 1 else y.shape[1],
+                                   budget=budget)
+        fit = _solvers.SOLVERS[name]
+        if _solvers.takes_memory_budget(fit):
+            options["memory_budget"] = budget
         Y = self._tensor(np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64))  # (N, O)
-        result = _solvers.SOLVERS[name](kernel, self._tensor(X), Y, ridge, **(self.solver_options or {}))
+        result = fit(kernel, self._tensor(X), Y, ridge, **options)
         coef = result.coef.detach().cpu().numpy()
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
         self.X_fit_ = result.centers.detach().cpu().numpy()
@@ -190,13 +199,14 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         Xt = self._tensor(X)
         centers, coef = res.centers, res.coef  # (M, d), (M, O)
         rows = max(1, _kernels.BLOCK_ELEMENTS // (4 * max(1, centers.shape[0])))
+        budget = _arrays.memory_budget_bytes()  # read once, for every block
         means, variances = [], []
         for i in range(0, Xt.shape[0], rows):
             Xb = Xt[i:i + rows]
-            Kb = kernel(Xb, centers)  # (B, M)
+            Kb = kernel.matrix(Xb, centers, budget=budget)  # (B, M); X validated above
             means.append(Kb @ coef)
             if return_std:
-                variances.append(res.variance(Kb, kernel.diag(Xb)))
+                variances.append(res.variance(Kb, kernel._diag(Xb)))
         mean = torch.cat(means).cpu().numpy()  # (T, O)
         if self._y_ndim == 1:
             mean = mean[:, 0]

@@ -29,16 +29,16 @@ import math
 import os
 import shutil
 import uuid
-import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import torch
 
+from . import kernels as _kernels
 from ._arrays import (
     ValidationError,
     as_numpy,
@@ -171,9 +171,17 @@ def default_block(n: int, *, max_bytes: float = 64e6) -> int:
 
 
 def evaluate(kernel: Kernel, A: np.ndarray | torch.Tensor, B: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """One tile ``k(A, B)`` of shape (len(A), len(B)) as a float64 CPU tensor (the kernel gets float64 tensors)."""
+    """One tile ``k(A, B)`` of shape (len(A), len(B)) as a float64 CPU tensor (the kernel gets float64 tensors).
+
+    A and B are trusted (rows of inputs validated once by the caller): a kernelscope :class:`~kernelscope.kernels.
+    Kernel` fills the tile through its unvalidated :meth:`~kernelscope.kernels.Kernel.matrix`, with no memory
+    check (the caller budgeted its tiles in flight); any other callable is called as ``kernel(A, B)``.
+    """
     A = torch.as_tensor(A, dtype=torch.float64)
     B = torch.as_tensor(B, dtype=torch.float64)
+    if isinstance(kernel, _kernels.Kernel):
+        out = torch.empty((A.shape[0], B.shape[0]), dtype=torch.float64, device=A.device)  # (len(A), len(B))
+        return kernel.matrix(A, B.to(A.device), out=out).cpu()
     K = kernel(A, B)
     if not isinstance(K, torch.Tensor):
         K = torch.as_tensor(np.asarray(K, dtype=np.float64))
@@ -223,20 +231,30 @@ def block_kernel(kernel: Kernel, X1: Any, X2: Any = None, *, block: int | None =
     X2d = X1d if X2 is None else _as_inputs(X2, "X2", block)
     if X2d.shape[1] != X1d.shape[1]:
         raise ValidationError("X2", f"{X1d.shape[1]} features (as many as X1)", f"{X2d.shape[1]} features")
-    with warnings.catch_warnings():  # "increasing the number of chunks" is the point of a block matrix
-        warnings.simplefilter("ignore", da.PerformanceWarning)
-        return da.blockwise(_tile, "ij", X1d, "ik", X2d, "jk", kernel=kernel, dtype=np.float64,
-                            concatenate=True, meta=np.empty((0, 0), dtype=np.float64))
+    return _tiles(kernel, X1d, X2d)
 
 
-def persist(K: da.Array) -> da.Array:
+def _blockwise(kernel: Kernel, X1: np.ndarray, X2: np.ndarray | None, block: int) -> da.Array:
+    """:func:`block_kernel` of validated float64 arrays X1 (n1, d), X2 (n2, d) (None: X1): no second check."""
+    X1d = da.from_array(X1, chunks=(block, -1))
+    return _tiles(kernel, X1d, X1d if X2 is None else da.from_array(X2, chunks=(block, -1)))
+
+
+def _tiles(kernel: Kernel, X1d: da.Array, X2d: da.Array) -> da.Array:
+    """The (n1, n2) tile matrix of X1d (n1, d), X2d (n2, d), both chunked (block, d): chunks aligned already, so
+    Dask need not unify them (that would warn that the tiles outnumber the input blocks, which is the point)."""
+    return da.blockwise(_tile, "ij", X1d, "ik", X2d, "jk", kernel=kernel, dtype=np.float64, concatenate=True,
+                        align_arrays=False, meta=np.empty((0, 0), dtype=np.float64))
+
+
+def persist(K: da.Array, *, budget: int | None = None) -> da.Array:
     """Compute the tiles once and keep them in memory: the cluster's workers' memory when a client is active,
-    this process's memory otherwise. Refused up front when the whole matrix exceeds this machine's budget and
-    no cluster is active."""
+    this process's memory otherwise. Refused up front when the whole matrix exceeds ``budget`` bytes (default:
+    this machine's memory budget, read now) and no cluster is active."""
     if active_client() is None:
         check_memory(K.nbytes, f"persisting a {K.shape[0]}x{K.shape[1]} kernel matrix",
                      "Start a Dask cluster (see `dask scheduler`), write it to disk with save_blocks, or use a "
-                     "matrix-free solver (solver='cg' or 'nystrom').")
+                     "matrix-free solver (solver='cg' or 'nystrom').", budget=budget)
     return K.persist()
 
 
@@ -326,15 +344,15 @@ def _place(value: Any, what: str) -> Any:
     return client.scatter(value, broadcast=True, hash=False)
 
 
-@dataclass
 class BlockOperator:
     """The matrix-free operator ``V -> (K + ridge·I) V`` with ``K = k(X, X)`` computed from tiles on the fly.
 
     Each task computes the tiles of one row panel (using the symmetry of K, each tile once, see
     :func:`_symmetric_panel_matvec`), one (block, block) tile at a time, so the memory is O(N·block) whatever N.
     ``X`` is sent to the workers once; only ``V`` travels per product.
-    With ``persist=True`` the tiles are computed once and kept (:func:`persist`): O(N²) memory, spread over the
-    cluster's workers when a client is active, for kernels that cost more to evaluate than to store.
+    With ``persist=True`` the tiles are computed once and kept (:func:`persist`, refused beyond ``budget`` bytes):
+    O(N²) memory, spread over the cluster's workers when a client is active, for kernels that cost more to
+    evaluate than to store.
 
     Attributes
     ----------
@@ -343,22 +361,35 @@ class BlockOperator:
     block : int
     ridge : float
     persist : bool
+    n_products : int - products computed so far.
     """
 
-    kernel: Kernel
-    X: np.ndarray
-    block: int
-    ridge: float = 0.0
-    persist: bool = False
+    def __init__(self, kernel: Kernel, X: Any, block: int, ridge: float = 0.0, persist: bool = False, *,
+                 budget: int | None = None):
+        self._setup(kernel, as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)"), check_block(block),
+                    check_nonnegative(ridge, "ridge"), bool(persist), budget)
 
-    def __post_init__(self) -> None:
-        self.block = check_block(self.block)
-        self.ridge = check_nonnegative(self.ridge, "ridge")
+    @classmethod
+    def of_validated(cls, kernel: Kernel, X: np.ndarray, block: int, ridge: float, persist: bool = False, *,
+                     budget: int | None = None) -> BlockOperator:
+        """The operator for arguments the caller validated already (the solvers): no second check.
+
+        X float64 ndarray (N, d), block an int >= 1, ridge a float >= 0.
+        """
+        op = cls.__new__(cls)
+        op._setup(kernel, X, block, ridge, persist, budget)
+        return op
+
+    def _setup(self, kernel: Kernel, X: np.ndarray, block: int, ridge: float, keep: bool,
+               budget: int | None) -> None:
+        self.kernel, self.X, self.block, self.ridge, self.persist = kernel, X, block, ridge, keep
         self.n_products = 0
-        # persist=True: the tiles are computed once and kept (in the cluster's memory when a client is active):
-        # O(N²) memory in all, for kernels too costly to recompute at every product.
-        self._K = persist(block_kernel(self.kernel, self.X, block=self.block)) if self.persist else None
-        self._X = None if self.persist else _place(self.X, "X")
+        self._K = persist(_blockwise(kernel, X, None, block), budget=budget) if keep else None
+        self._X = None if keep else _place(X, "X")
+
+    def __repr__(self) -> str:
+        return (f"BlockOperator(kernel={self.kernel!r}, X=<{self.X.shape[0]}×{self.X.shape[1]}>, "
+                f"block={self.block}, ridge={self.ridge:g}, persist={self.persist})")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -395,7 +426,7 @@ def block_matvec(kernel: Kernel, X: Any, V: Any, *, ridge: float = 0.0, block: i
     if Vn.shape[0] != Xn.shape[0]:
         raise ValidationError("V", f"{Xn.shape[0]} rows (as many as X)", f"{Vn.shape[0]} rows")
     block = default_block(Xn.shape[0]) if block is None else check_block(block)
-    return BlockOperator(kernel, Xn, block, ridge).matvec(Vn)
+    return BlockOperator.of_validated(kernel, Xn, block, check_nonnegative(ridge, "ridge")).matvec(Vn)
 
 
 def block_predict(kernel: Kernel, X: Any, centers: Any, coef: Any, *, block: int | None = None) -> np.ndarray:

@@ -100,25 +100,22 @@ class NetKernel:
 _TILE_CPU, _TILE_GPU = 512, 4096
 
 
-def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device) -> None:
-    """Run ``fn(r0, r1)`` over row blocks. On CPU: one torch thread per worker and as many workers as torch
-    threads — small elementwise ops parallelise badly inside torch (a barrier per op), well across blocks.
-    The blocks write disjoint parts of the outputs. torch's thread count is restored afterwards."""
+def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device, threads: int
+                ) -> None:
+    """Run ``fn(r0, r1)`` over row blocks: on CPU on ``threads`` worker threads (the blocks write disjoint parts
+    of the outputs), otherwise in order. torch's process-wide intra-op thread count is read by the caller, never
+    written: each worker's ops may use it too (measured at N = 4000 on 2 busy cores: no slower than the former
+    one-torch-thread-per-worker scheme, which changed the count for every thread of the process)."""
     starts = list(range(0, n, block_rows))
-    n_threads = torch.get_num_threads()
-    if device.type != "cpu" or n_threads <= 1 or len(starts) == 1:
+    if device.type != "cpu" or threads <= 1 or len(starts) == 1:
         for r0 in starts:
             fn(r0, min(n, r0 + block_rows))
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=n_threads) as pool:
-            for f in [pool.submit(fn, r0, min(n, r0 + block_rows)) for r0 in starts]:
-                f.result()
-    finally:
-        torch.set_num_threads(n_threads)
+    with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+        for f in [pool.submit(fn, r0, min(n, r0 + block_rows)) for r0 in starts]:
+            f.result()
 
 
 def _affine_vars(k: KState, scale: float, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,7 +148,8 @@ class Layer:
         return f"{type(self).__name__}()"
 
     # -- public API -------------------------------------------------------------------------------------------
-    def kernel(self, x1: Any, x2: Any = None, diag: bool = False, *, block_rows: int | None = None) -> NetKernel:
+    def kernel(self, x1: Any, x2: Any = None, diag: bool = False, *, block_rows: int | None = None,
+               threads: int | None = None) -> NetKernel:
         """Infinite-width NNGP and NTK of the network between the rows of ``x1`` and ``x2``.
 
         Parameters
@@ -162,6 +160,8 @@ class Layer:
         block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
             columns of ``x2``). Default: 512 on CPU, 4096 on a GPU, with tiles of as many entries but other
             shapes when ``x1`` or ``x2`` has fewer rows than that.
+        threads : worker threads the rows of tiles run on (CPU). Default: ``torch.get_num_threads()``, read and
+            never changed.
 
         Returns
         -------
@@ -174,14 +174,15 @@ class Layer:
         ``x1`` has few rows; never more than N2): each tile gets one GEMM for
         its input Gram ``x·x'/d``, then the whole recursion runs in place on that tile while it is in cache. For
         k(X, X) only the tiles on and above the diagonal are computed, and each is written twice, as itself and
-        transposed below the diagonal. Rows of tiles run on ``torch.get_num_threads()`` worker threads with
-        one torch thread each (torch's thread count is set to 1 meanwhile and restored). Peak memory: the two
+        transposed below the diagonal. Rows of tiles run on ``threads`` worker threads; torch's own
+        (process-wide) thread count is left as it is. Peak memory: the two
         outputs (``2·N1·N2·8`` bytes) plus about ``5·B·T·8`` bytes of temporaries per worker (10 MB for the
         default 512×512 tiles); quadrature activations (:class:`Elementwise`) add ``4·B·T·degree·8`` bytes per
         worker. Measured at N = 4000: 2.3–2.5 N×N buffers in all.
         k(X) and k(X, X) pair each point with itself exactly; for the piecewise-linear activations angles below
         1.7e-7 (rounding of 0) are set to 0, so a point repeated in x1 and x2 gets the same entries as k(X).
         """
+        threads = torch.get_num_threads() if threads is None else check_int(threads, "threads", minimum=1)
         kind = ArrayKind.of(x1, x2)
         device = kind.device if kind.is_torch else None
         X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)")
@@ -238,7 +239,7 @@ class Layer:
                         if mirror:
                             dst[j0:j1, r0:r1].copy_(tile.T)
 
-        _run_blocks(rows, n1, block_rows, X1.device)
+        _run_blocks(rows, n1, block_rows, X1.device, threads)
         return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
 
     def _output(self, out) -> KState:

@@ -8,12 +8,17 @@ The registry is a plain dict, :data:`SOLVERS`, from a name to a *fit function*::
   float64 torch tensors (see :mod:`kernelscope.kernels`);
 - ``X``: float64 tensor (N, d); ``Y``: float64 tensor (N, O) (always 2-D here); ``ridge``: λ ≥ 0.
 
+The caller (:class:`kernelscope.KernelRegressor`) has validated ``X``, ``Y`` and ``ridge``: a fit function does not
+check them again, and computes kernel matrices through the unvalidated :meth:`kernelscope.kernels.Kernel.matrix`
+(directly or in Dask tiles, :func:`kernelscope.scale.evaluate`). A fit function that takes a ``memory_budget``
+keyword gets the budget (bytes) the estimator read once for the whole fit.
+
 A :class:`SolverResult` holds the ``centers`` (M, d) the predictions are made from, the ``coef`` (M, O) so that
 ``f(x) = k(x, centers) @ coef``, an ``info`` dict (solver name, timings, iterations...) and, if the solver can
 give it, ``variance(K_test_centers (T, M), k_test_diag (T,)) -> (T,)``, the Gaussian-process posterior variance
 of the latent function. Keep ``variance`` picklable (a module-level function bound with ``functools.partial``).
 
-Adding a solver (the scale-out issue adds ``'cg'`` and ``'nystrom'``)::
+Adding a solver::
 
     from kernelscope.solvers import SOLVERS, SolverResult, register
 
@@ -25,15 +30,18 @@ and extend :func:`choose`, which picks a solver for ``solver='auto'``.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from .. import _arrays
-from .._arrays import check_memory, check_int, format_bytes
+from .._arrays import ValidationError, as_numpy, check_int, check_memory, format_bytes
 
-__all__ = ["SolverResult", "SOLVERS", "register", "choose", "cholesky_bytes"]
+__all__ = ["SolverResult", "SOLVERS", "register", "choose", "cholesky_bytes", "check_xy", "takes_memory_budget"]
 
 
 @dataclass
@@ -71,6 +79,25 @@ def register(name: str) -> Callable[[FitFunction], FitFunction]:
     return deco
 
 
+def takes_memory_budget(fit: FitFunction) -> bool:
+    """Whether a fit function declares the ``memory_budget`` keyword (then the estimator passes its budget)."""
+    return "memory_budget" in inspect.signature(fit).parameters
+
+
+def check_xy(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The public solve functions' input check: X (N, d) and Y (N,) or (N, O) -> float64 ndarrays X, Y (N, O)."""
+    Xn = as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    Yn = as_numpy(Y, "Y", ndim=(1, 2))
+    if Yn.shape[0] != Xn.shape[0]:
+        raise ValidationError("Y", f"{Xn.shape[0]} rows (as many as X)", f"{Yn.shape[0]} rows")
+    return Xn, (Yn[:, None] if Yn.ndim == 1 else Yn)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    """A validated float64 tensor as an ndarray (shares memory on the CPU), for the NumPy/Dask solvers."""
+    return t.detach().cpu().numpy()
+
+
 def cholesky_bytes(n: int) -> float:
     """Memory of the dense path: the N×N float64 matrix, factorised in place, plus slack for one more copy."""
     return 2 * 8.0 * n * n
@@ -99,5 +126,7 @@ def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | No
     return "cholesky"  # pragma: no cover - check_memory raised
 
 
-from . import dense  # noqa: E402,F401  (registers 'cholesky')
-from . import cg, nystrom  # noqa: E402,F401  (register 'cg' and 'nystrom': matrix-free, on Dask)
+# The registry fills as the solver modules are imported, in this order: 'cholesky' (dense) first, then the
+# matrix-free solvers on Dask, 'nystrom' and 'cg'.
+from . import dense  # noqa: E402,F401,I001
+from . import cg, nystrom  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """Conjugate gradients for ``(K + λI) α = y`` with a matrix-free block matvec and a Nyström preconditioner.
 
-The exact kernel ridge coefficients ``α = (K + λI)⁻¹ y`` (THEORY.md §2) without ever holding K: every product
+The exact kernel ridge coefficients ``α = (K + λI)⁻¹ y`` (THEORY.md §2, §8) without ever holding K: every product
 ``(K + λI) p`` is computed from (block, block) tiles on Dask (:class:`kernelscope.scale.BlockOperator`), so the
 memory is O(N·block + N·M). Convergence is made fast by preconditioning with a rank-M Nyström approximation of K,
 the idea of Falkon (Rudi, Carratino & Rosasco 2017; Meanti et al. 2020) applied to the full system as in
@@ -18,25 +18,17 @@ best iterate seen.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._arrays import (
-    ValidationError,
-    as_numpy,
-    check_int,
-    check_memory,
-    check_nonnegative,
-    check_positive,
-    warn,
-)
-from .. import scale
-from . import SolverResult, register
+from .. import _arrays, scale
+from .._arrays import check_int, check_memory, check_nonnegative, check_positive, format_bytes, warn
+from . import SolverResult, _numpy, check_xy, register
 from .nystrom import _check_n_centers, cholesky_jitter, sample_centers
 
 __all__ = ["CGResult", "conjugate_gradient", "NystromPreconditioner", "nystrom_preconditioner", "CGSolution",
@@ -145,7 +137,7 @@ def nystrom_preconditioner(kernel: Kernel, X: np.ndarray, ridge: float, centers:
     The eigenpairs of ``K̂`` come from the M×M matrix ``BᵀB = W S² Wᵀ``: ``U = B W S⁻¹``, ``Λ = S²``. Directions
     with ``S² ≤ 1e-12·S²_max`` are dropped. Memory O(N·M).
     """
-    Knm = scale.block_kernel(kernel, X, centers, block=block).compute()  # (N, M)
+    Knm = scale._blockwise(kernel, X, centers, block).compute()  # (N, M)
     L, _ = cholesky_jitter(scale.evaluate(kernel, centers, centers))
     Bt = torch.linalg.solve_triangular(L, torch.as_tensor(Knm).T, upper=False)  # Bᵀ = L⁻¹ K_mn, (M, N)
     del Knm
@@ -215,12 +207,18 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
         ``coef`` (N, n_outputs) (2-D even for 1-D Y); ``info`` with ``n_iter``, ``residual``, ``converged``,
         ``tol``, ``max_iter``, ``residual_history``, ``n_centers``, ``block``, ``scheduler``.
     """
-    Xn = as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
-    Yn = as_numpy(Y, "Y", ndim=(1, 2))
-    if Yn.shape[0] != Xn.shape[0]:
-        raise ValidationError("Y", f"{Xn.shape[0]} rows (as many as X)", f"{Yn.shape[0]} rows")
-    Y2 = Yn[:, None] if Yn.ndim == 1 else Yn
-    ridge = check_nonnegative(ridge, "ridge")
+    Xn, Y2 = check_xy(X, Y)
+    return _cg_solve(kernel, Xn, Y2, check_nonnegative(ridge, "ridge"), tol=tol, max_iter=max_iter,
+                     n_centers=n_centers, precondition=precondition, block=block, seed=seed, persist=persist,
+                     memory_budget=memory_budget, callback=callback)
+
+
+def _cg_solve(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, *, tol: float = 1e-8,
+              max_iter: int = 500, n_centers: int | None = None, precondition: bool = True, block: int | None = None,
+              seed: Any = 0, persist: bool = False, memory_budget: int | None = None,
+              callback: Callable[[int, float], None] | None = None) -> CGSolution:
+    """:func:`cg_solve` for validated Xn (N, d), Y2 (N, O) float64 ndarrays and ridge >= 0; checks the options.
+    The memory budget is read here once (unless given) and passed down."""
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     n, d = Xn.shape
@@ -231,11 +229,12 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
     need = memory_needed(n, d, Y2.shape[1], m, block, threads)
     if persist and scale.active_client() is None:
         need += 8 * n * n  # the persisted tiles, in this process
+    budget = _arrays.memory_budget_bytes() if memory_budget is None else int(memory_budget)  # once per fit
     check_memory(need, f"conjugate gradients on N = {n} with a rank-{m} preconditioner and {block}-row tiles",
                  "Use a smaller block, fewer preconditioner centres (n_centers), or solver='nystrom'.",
-                 budget=memory_budget)
+                 budget=budget)
 
-    op = scale.BlockOperator(kernel, Xn, block, ridge, persist=bool(persist))
+    op = scale.BlockOperator.of_validated(kernel, Xn, block, ridge, bool(persist), budget=budget)
     precond = None
     if m > 0:
         idx = sample_centers(kernel, Xn, m, sampling="uniform", seed=seed, block=block)
@@ -251,19 +250,19 @@ def cg_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, tol: float = 1e-8,
 
 
 @register("cg")
-def fit(kernel: Kernel, X: Any, Y: Any, ridge: float, **solver_options: Any) -> SolverResult:
+def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memory_budget: int | None = None,
+        **solver_options: Any) -> SolverResult:
     """Registry entry ``SOLVERS['cg']``: :func:`cg_solve` as a :class:`~kernelscope.solvers.SolverResult`.
 
-    X (N, d), Y (N, O) float64 tensors. Options: ``tol``, ``max_iter``, ``n_centers``, ``precondition``,
-    ``block``, ``seed``, ``persist``, ``memory_budget``. CG gives no posterior standard deviation (that needs the N×N
+    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options:
+    ``tol``, ``max_iter``, ``n_centers``, ``precondition``, ``block``, ``seed``, ``persist``, ``memory_budget``
+    (bytes, read once by the caller). CG gives no posterior standard deviation (that needs the N×N
     inverse; use solver='cholesky'), so ``variance`` is None.
     """
     t0 = time.perf_counter()
-    sol = cg_solve(kernel, X, Y, ridge, **solver_options)
+    sol = _cg_solve(kernel, _numpy(X), _numpy(Y), ridge, memory_budget=memory_budget, **solver_options)
     sol.info["seconds_fit"] = time.perf_counter() - t0
-    device = X.device if isinstance(X, torch.Tensor) else None
-    centers = X if isinstance(X, torch.Tensor) else torch.as_tensor(sol.centers)
-    return SolverResult(centers=centers, coef=torch.as_tensor(sol.coef, device=device), info=sol.info)
+    return SolverResult(centers=X, coef=torch.as_tensor(sol.coef, device=X.device), info=sol.info)
 
 
 def choose_scaleout(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | None = None,
@@ -273,10 +272,10 @@ def choose_scaleout(n: int, *, d: int | None = None, n_outputs: int = 1, budget:
     with ⌈√N log N⌉ centres is the practical choice). Warns which solver was picked and why; refuses up front
     (:class:`~kernelscope.MemoryBudgetError` naming the bytes) when not even the Nyström solver fits.
     """
-    from .._arrays import format_bytes, memory_budget_bytes
-    from .nystrom import default_n_centers, memory_needed as nystrom_bytes
+    from .nystrom import default_n_centers
+    from .nystrom import memory_needed as nystrom_bytes
 
-    budget = memory_budget_bytes() if budget is None else int(budget)
+    budget = _arrays.memory_budget_bytes() if budget is None else int(budget)
     d = 1 if d is None else int(d)
     why = (f"the dense N×N system for N = {n} needs {format_bytes(dense_bytes)}" if dense_bytes is not None
            else f"N = {n}") + f" > the memory budget {format_bytes(budget)}"

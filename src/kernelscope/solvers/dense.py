@@ -17,6 +17,7 @@ import scipy.linalg as sla
 import torch
 
 from .._arrays import warn
+from ..kernels import Kernel
 from . import SolverResult, register
 
 __all__ = ["fit_cholesky", "cholesky_variance", "pinv_variance"]
@@ -62,16 +63,25 @@ def _fit_pinv(K: torch.Tensor, X: torch.Tensor, Y: torch.Tensor, info: dict, rco
     return SolverResult(centers=X, coef=coef, info=info, variance=partial(pinv_variance, P))
 
 
+def _gram(kernel, X: torch.Tensor, budget: int | None) -> torch.Tensor:
+    """k(X, X) (N, N) in a fresh buffer, through the unvalidated path of a kernelscope kernel."""
+    if isinstance(kernel, Kernel):
+        return kernel.matrix(X, X, budget=budget)
+    return kernel(X, X)
+
+
 @register("cholesky")
-def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcond: float | None = None
-                 ) -> SolverResult:
+def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcond: float | None = None,
+                 memory_budget: int | None = None) -> SolverResult:
     """Exact kernel ridge regression by Cholesky (pseudoinverse for λ = 0 or a non-PD ``K + λI``).
 
     Parameters
     ----------
-    kernel : kernel object over float64 tensors (callable and ``diag``).
-    X : tensor (N, d); Y : tensor (N, O); ridge : λ ≥ 0.
+    kernel : kernel object over float64 tensors (a :class:`~kernelscope.kernels.Kernel`: its unvalidated
+        ``matrix`` is used; any other callable ``kernel(A, B)`` is called).
+    X : tensor (N, d); Y : tensor (N, O); ridge : λ ≥ 0 (validated by the caller).
     rcond : cut-off of the pseudoinverse path (``None``: ``eps · N``, NumPy's default).
+    memory_budget : bytes the N×N matrix may take (default: the memory budget, read when it is allocated).
 
     Returns
     -------
@@ -81,7 +91,7 @@ def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcon
     n = X.shape[0]
     info: dict = {"solver": "cholesky", "n": n}
     t0 = time.perf_counter()
-    K = kernel(X, X)  # (N, N), a fresh buffer we may overwrite
+    K = _gram(kernel, X, memory_budget)  # (N, N), a fresh buffer we may overwrite
     info["seconds_kernel"] = time.perf_counter() - t0
     if ridge == 0:
         return _fit_pinv(K, X, Y, info, rcond)
@@ -94,7 +104,7 @@ def fit_cholesky(kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, rcon
         warn(f"K + ridge·I is not positive definite (Cholesky failed at column {int(status)}, ridge={ridge:g}); "
              "answered by the pseudoinverse. A larger ridge makes the system well posed.")
         if K_copy is None:
-            K_copy = kernel(X, X)
+            K_copy = _gram(kernel, X, memory_budget)
             K_copy.diagonal().add_(ridge)
         del L, K
         return _fit_pinv(K_copy, X, Y, info, rcond)

@@ -1,4 +1,4 @@
-"""The Nyström kernel ridge estimator (Falkon's model) with M centres, never forming the N×N matrix.
+"""The Nyström kernel ridge estimator (Falkon's model) with M centres, never forming the N×N matrix (THEORY.md §8).
 
 With centres ``C = {c_1..c_M} ⊂ X`` the predictor is restricted to ``f(x) = Σ_j β_j k(x, c_j)`` and the ridge
 objective ``‖K_nm β − y‖² + λ βᵀ K_mm β`` (the exact problem ``‖Kα − y‖² + λ αᵀKα`` of ``α = (K + λI)⁻¹y``
@@ -30,26 +30,27 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import dask
 import numpy as np
 import torch
 
+from .. import _arrays, scale
 from .._arrays import (
     MemoryBudgetError,
     ValidationError,
     as_generator,
-    as_numpy,
     check_choice,
     check_int,
     check_memory,
     check_nonnegative,
     warn,
 )
-from .. import scale
-from . import SolverResult, register
+from ..kernels import Kernel as _Kernel
+from . import SolverResult, _numpy, check_xy, register
 
 __all__ = ["default_n_centers", "sample_centers", "leverage_scores", "nystrom_solve", "NystromSolution", "fit",
            "effective_dimension_from_factor"]
@@ -95,6 +96,9 @@ def cholesky_jitter(K: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 
 def _diag(kernel: Kernel, X: torch.Tensor) -> torch.Tensor:
+    """``k(x_i, x_i)`` (N,) for the validated rows X (N, d)."""
+    if isinstance(kernel, _Kernel):
+        return kernel._diag(X)
     d = getattr(kernel, "diag", None)
     if callable(d):
         try:
@@ -234,18 +238,23 @@ def nystrom_solve(kernel: Kernel, X: Any, Y: Any, ridge: float, *, n_centers: in
     NystromSolution
         ``coef`` of shape (M, n_outputs) (2-D even for 1-D Y), ``info`` with the solver's numbers.
     """
-    Xn = as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
-    Yn = as_numpy(Y, "Y", ndim=(1, 2))
-    if Yn.shape[0] != Xn.shape[0]:
-        raise ValidationError("Y", f"{Xn.shape[0]} rows (as many as X)", f"{Yn.shape[0]} rows")
-    Y2 = Yn[:, None] if Yn.ndim == 1 else Yn
-    ridge = check_nonnegative(ridge, "ridge")
+    Xn, Y2 = check_xy(X, Y)
+    return _nystrom_solve(kernel, Xn, Y2, check_nonnegative(ridge, "ridge"), n_centers=n_centers,
+                          sampling=sampling, seed=seed, block=block, memory_budget=memory_budget)
+
+
+def _nystrom_solve(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, *,
+                   n_centers: int | str | None = None, sampling: str = "uniform", seed: Any = 0,
+                   block: int | None = None, memory_budget: int | None = None) -> NystromSolution:
+    """:func:`nystrom_solve` for validated Xn (N, d), Y2 (N, O) float64 ndarrays and ridge >= 0; checks the
+    options. The memory budget is read here once (unless given) and passed down."""
+    budget = _arrays.memory_budget_bytes() if memory_budget is None else int(memory_budget)  # once per fit
     if isinstance(n_centers, str):
         check_choice(n_centers, "n_centers", ("auto",))
         return _nystrom_auto(kernel, Xn, Y2, ridge, sampling=sampling, seed=seed, block=block,
-                             memory_budget=memory_budget)
+                             memory_budget=budget)
     return _nystrom_fixed(kernel, Xn, Y2, ridge, _check_n_centers(n_centers, Xn.shape[0]), sampling=sampling,
-                          seed=seed, block=block, memory_budget=memory_budget)
+                          seed=seed, block=block, memory_budget=budget)
 
 
 def _nystrom_auto(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, **options: Any) -> NystromSolution:
@@ -334,16 +343,17 @@ def _nystrom_fixed(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float,
 
 
 @register("nystrom")
-def fit(kernel: Kernel, X: Any, Y: Any, ridge: float, **solver_options: Any) -> SolverResult:
+def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memory_budget: int | None = None,
+        **solver_options: Any) -> SolverResult:
     """Registry entry ``SOLVERS['nystrom']``: :func:`nystrom_solve` as a :class:`~kernelscope.solvers.SolverResult`.
 
-    X (N, d), Y (N, O) float64 tensors. Options: ``n_centers``, ``sampling``, ``seed``, ``block``,
-    ``memory_budget``. The Nyström estimator gives no posterior standard deviation here (``variance`` is None;
-    use solver='cholesky' for ``return_std``).
+    X (N, d), Y (N, O) float64 tensors and ridge >= 0, validated by the caller (not again here). Options:
+    ``n_centers``, ``sampling``, ``seed``, ``block``, ``memory_budget`` (bytes, read once by the caller). The
+    Nyström estimator gives no posterior standard deviation here (``variance`` is None; use solver='cholesky' for
+    ``return_std``).
     """
     t0 = time.perf_counter()
-    sol = nystrom_solve(kernel, X, Y, ridge, **solver_options)
+    sol = _nystrom_solve(kernel, _numpy(X), _numpy(Y), ridge, memory_budget=memory_budget, **solver_options)
     sol.info["seconds_fit"] = time.perf_counter() - t0
-    device = X.device if isinstance(X, torch.Tensor) else None
-    return SolverResult(centers=torch.as_tensor(sol.centers, device=device),
-                        coef=torch.as_tensor(sol.coef, device=device), info=sol.info)
+    return SolverResult(centers=torch.as_tensor(sol.centers, device=X.device),
+                        coef=torch.as_tensor(sol.coef, device=X.device), info=sol.info)
