@@ -21,6 +21,18 @@ _KIND = {"minimum": ("o", "#27ae60"), "maximum": ("^", "#c0392b"), "saddle": ("X
          "degenerate": ("s", "gray")}
 
 
+def _factor_colors(factors) -> list:
+    """Blues for step-size factors below 1 (converging), reds above (diverging), darker farther from 1."""
+    f = np.asarray(factors, dtype=float)
+    out = []
+    for v in f:
+        if v < 1:
+            out.append(plt.get_cmap("Blues")(0.95 - 0.5 * v))
+        else:
+            out.append(plt.get_cmap("Reds")(min(0.95, 0.55 + 0.4 * (v - 1))))
+    return out
+
+
 def _ax(ax, size=(5.6, 4.6)):
     if ax is None:
         _, ax = plt.subplots(figsize=size)
@@ -137,8 +149,7 @@ def plot_step_sizes(res, axes=None):
     """Left: ‖x_t‖ against t for each η = c·2/λ_max (dots: the run; lines: the closed form). Right: the 2-D
     iterates of three of them on the contours of the quadratic."""
     axes = _axes(axes, 2, (11.0, 4.4))
-    cmap = plt.get_cmap("coolwarm")
-    cs = [cmap(0.05 + 0.9 * i / max(1, len(res.factors) - 1)) for i in range(len(res.factors))]
+    cs = _factor_colors(res.factors)
     t = np.arange(res.error.shape[1])
     for c, f, e, p in zip(cs, res.factors, res.error, res.predicted):
         axes[0].semilogy(t, p, color=c, lw=1.2)
@@ -152,7 +163,7 @@ def plot_step_sizes(res, axes=None):
     g = np.linspace(-1.6, 1.6, 200)
     gx, gy = np.meshgrid(g, g)
     axes[1].contour(gx, gy, 0.5 * (lam[0] * gx**2 + lam[1] * gy**2), levels=12, colors="#999", linewidths=0.6)
-    show = [0, int(np.searchsorted(res.factors, 0.99)), int(np.searchsorted(res.factors, 1.01))]
+    show = [int(np.argmin(np.abs(res.factors - c))) for c in (0.5, 0.9, 1.1)]
     for i in dict.fromkeys(show):
         if i < len(res.runs):
             pts = res.runs[i].points[:25]
@@ -169,11 +180,11 @@ def plot_step_sizes(res, axes=None):
 def plot_model_step_sizes(res, axes=None):
     """Loss curves of full-batch gradient descent on each model at η = c·2/λ_max(w₀); a curve that stops diverged."""
     axes = _axes(axes, len(res.models), (5.5 * len(res.models), 4.2))
-    cmap = plt.get_cmap("coolwarm")
+    cols = _factor_colors(res.factors)
     for ax, name in zip(axes, res.models):
         curves = res.loss[name]
         for i, c in enumerate(res.factors):
-            col = cmap(0.05 + 0.9 * i / max(1, len(res.factors) - 1))
+            col = cols[i]
             y = curves[i]
             ok = np.isfinite(y)
             s = res.sharpness_end[name][i]
@@ -308,7 +319,11 @@ def plot_spiral_regions(res, axes=None):
     """The linear classifier's regions on the spirals next to the network's (trained per sample), and the
     full-batch network after the same epochs."""
     labels = list(res.regions)
-    axes = _axes(axes, 1 + len(labels), (4.2 * (1 + len(labels)), 4.3))
+    if axes is None:
+        n = 1 + len(labels)
+        cols = 2 if n == 4 else n
+        _, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.4 * cols, 4.4 * ((n + cols - 1) // cols)))
+    axes = list(np.ravel(axes))
     k = int(res.y.max()) + 1
     _regions(axes[0], res.linear_regions, res.lims, k)
     _points(axes[0], res.X, res.y, k)
