@@ -519,8 +519,8 @@ def min_norm(A: Any, b: Any, p: float = 2, *, rcond: float | None = None) -> Min
     if p == 1:
         # variables (x, t) in R^{2n}: min Σ t, x − t ≤ 0, −x − t ≤ 0, V_rᵀ x = c
         c = np.concatenate([np.zeros(n), np.ones(n)])
-        I = np.eye(n)
-        A_ub = np.block([[I, -I], [-I, -I]])
+        eye = np.eye(n)
+        A_ub = np.block([[eye, -eye], [-eye, -eye]])
         b_ub = np.zeros(2 * n)
         A_eq = np.hstack([Vr.T, np.zeros((r, n))])
     else:

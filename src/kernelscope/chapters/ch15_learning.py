@@ -52,7 +52,6 @@ def run(ctx: StepContext) -> ChapterResult:
 
 
 def _run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
     import torch
 
     from ..dynamics import mlp
@@ -190,9 +189,9 @@ def _run(ctx: StepContext) -> ChapterResult:
     axes = P.plot_influence(sg)
     res.figures.append(ctx.savefig(axes[0].figure, "influence.png",
                                    "The NTK's influence map Θ(x, x_i)/Θ(x_i, x_i): a gradient step on x_i alone moves "
-                                   "f(x) by −η Θ(x, x_i) ℓ'_i, so pulling one point drags its neighbours along. At "
-                                   "w₀ the influence is a broad blob around x_i; after training it has learned the "
-                                   "shape of the data."))
+                                   "f(x) by −η Θ(x, x_i) ℓ'_i, so pulling one point drags others along. At w₀ it is a "
+                                   "wide wedge in the direction of x_i (a ReLU network's NTK grows with ‖x‖); after "
+                                   "per-sample training the wedge is narrower and bent: the kernel itself moved."))
 
     res.numbers = {
         "least_norm": {k: {"x": ln.solutions[k].tolist(), "norm": ln.norms[k], "expected": ln.exact[k]}
@@ -205,7 +204,8 @@ def _run(ctx: StepContext) -> ChapterResult:
         "step_size_final_error": dict(zip(map(float, ss.factors), map(float, ss.error[:, -1]))),
         "model_step_sizes": {n: {"lambda_max": ms.lambda_max[n], "lambda_dense": ms.lambda_dense[n],
                                  "n_hvp": ms.n_hvp[n]} for n in ms.models},
-        "batch_sizes": {k: {"final_loss": float(r.loss[-1]), "updates": int(r.updates[-1])} for k, r in bs.runs.items()},
+        "batch_sizes": {k: {"final_loss": float(r.loss[-1]), "updates": int(r.updates[-1])}
+                        for k, r in bs.runs.items()},
         "least_norm_link": {"rel_error": link.rel_error, "null_fraction": link.null_fraction,
                             "residual": link.residual, "n_params": link.n_params, "steps": link.steps,
                             "other_interpolant_norm": link.other_norm,
@@ -226,11 +226,13 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"({ln.solutions['2'][0]:.6g}, {ln.solutions['2'][1]:.6g}), least ℓ∞ ({ln.solutions['inf'][0]:.6g}, "
         f"{ln.solutions['inf'][1]:.6g}); each norm equals Hölder's |β|/‖a‖_q to "
         f"{max(abs(ln.norms[k] - ln.exact[k]) for k in ln.norms):.1e}.",
-        f"Lasso path: {int(rp.lasso.nonzeros.min())}–{int(rp.lasso.nonzeros.max())} non-zero weights along the path; "
-        f"ridge: always {int(rp.ridge.nonzeros.min())}. Agreement with scikit-learn's lasso_path: {rp.max_abs_diff:.1e}.",
-        "Critical points of x³ − 3x + y³ − 3y: " + ", ".join(f"({p.x[0]:.0f}, {p.x[1]:.0f}) {p.kind}" for p in st.points)
-        + ".",
-        f"Double well from (2, 1): {gd_lab} ends at x = {de.runs[gd_lab].x[0]:.3f} (f = {de.runs[gd_lab].values[-1]:.3f}), "
+        f"Lasso path: {int(rp.lasso.nonzeros.min())}–{int(rp.lasso.nonzeros.max())} non-zero weights along the "
+        f"path; ridge: always {int(rp.ridge.nonzeros.min())}. Agreement with scikit-learn's lasso_path: "
+        f"{rp.max_abs_diff:.1e}.",
+        "Critical points of x³ − 3x + y³ − 3y: "
+        + ", ".join(f"({p.x[0]:.0f}, {p.x[1]:.0f}) {p.kind}" for p in st.points) + ".",
+        f"Double well from (2, 1): {gd_lab} ends at x = {de.runs[gd_lab].x[0]:.3f} "
+        f"(f = {de.runs[gd_lab].values[-1]:.3f}), "
         f"{mom_lab} at x = {de.runs[mom_lab].x[0]:.3f} (f = {de.runs[mom_lab].values[-1]:.3f}).",
         "Quadratic, λ_max = 10: final error " + ", ".join(f"{e:.1e} at η = {c:g}·2/λ_max" for c, e in
                                                           zip(ss.factors, ss.error[:, -1])) + ".",
@@ -240,9 +242,9 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"{link.rel_error:.1e} (null-space part {link.null_fraction:.1e} of the move); another interpolant is "
         f"{link.other_norm / np.linalg.norm(link.dw_least_norm):.2f} times longer. Nonlinear net: "
         + ", ".join(f"width {w}: {v:.2f}" for w, v in link.net.items()) + " relative distance.",
-        f"At the interpolating minimum (‖f − y‖ = {gn.residual:.1e}) the top {k} Hessian eigenvalues equal the NTK's to "
-        f"{eig_diff:.1e} (relative); ‖∇²L − JᵀJ‖/‖∇²L‖ = {gn.hessian_gn_gap:.1e}; JᵀJ has rank {gn.rank} of P = "
-        f"{gn.n_params}.",
+        f"At the interpolating minimum (‖f − y‖ = {gn.residual:.1e}) the top {k} Hessian eigenvalues equal the "
+        f"NTK's to {eig_diff:.1e} (relative); ‖∇²L − JᵀJ‖/‖∇²L‖ = {gn.hessian_gn_gap:.1e}; JᵀJ has rank "
+        f"{gn.rank} of P = {gn.n_params}.",
         f"Rings: a line gets {lf.acc_plane:.0%}, a plane after the lift x₁² + x₂² gets {lf.acc_lifted:.0%}.",
         f"Spirals: linear classifier {sg.linear_accuracy:.0%}; network " + ", ".join(
             f"{k} {v:.0%}" for k, v in sg.accuracy.items()) + f" after {sg.config['epochs']} epochs.",

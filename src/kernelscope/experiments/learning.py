@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .. import empirical, linsys, optim
-from .._arrays import as_numpy, as_tensor, check_int, check_positive
+from .._arrays import as_numpy, check_int, check_positive
 
 __all__ = ["SURFACES", "LeastNorms", "least_norms", "RegularizationPaths", "regularization_paths",
            "StationaryPoints", "stationary_points", "surface_grid", "Descent", "momentum_escape", "StepSizes",
@@ -639,8 +639,8 @@ def spiral_sgd(classes: int = 3, n_per_class: int = 100, noise: float = 0.2, *, 
     parameterisation (:func:`kernelscope.dynamics.mlp`) trained on the mean cross-entropy from the same w₀ with
     each batch size (0 = full batch) - same η, same epochs; its regions; and the NTK's influence map
     ``Θ(x, x_i)``: a gradient step on the loss of x_i alone changes f(x) by ``−η Θ(x, x_i) ℓ'_i``, so the map
-    shows which inputs move when x_i is pulled ("moving one point drags the others"). At w₀ it is a broad blob
-    around x_i; after training it has learned the data's shape."""
+    shows which inputs move when x_i is pulled ("moving one point drags the others"). For a ReLU network it
+    is a wide wedge in x_i's direction at w₀ (the NTK grows with ‖x‖); training changes it (the kernel moves)."""
     from ..data import spirals
     from ..dynamics import mlp
 
