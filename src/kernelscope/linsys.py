@@ -407,3 +407,268 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
         v = -v
     return PowerResult(eigenvalue=lam, eigenvector=kind_of.wrap(v), iterations=len(history), converged=converged,
                        residual=res, history=history)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Other norms: ℓ1, ℓp, ℓ∞; the least-ℓ1 and least-ℓ∞ solutions; the lasso and ridge paths (applied-math deck)
+# ---------------------------------------------------------------------------------------------------------------
+
+__all__ += ["norm", "unit_sphere", "MinNormResult", "min_norm", "RegularizationPath", "ridge_path", "lasso_path"]
+
+
+def _check_p(p: Any) -> float:
+    if isinstance(p, str) and p.lower() in ("inf", "∞"):
+        return np.inf
+    if isinstance(p, (int, float, np.number)) and not isinstance(p, bool) and p == np.inf:
+        return np.inf
+    v = check_positive(p, "p")
+    if v < 1:
+        raise ValidationError("p", "p >= 1 or inf (below 1 it is not a norm: the unit ball is not convex)", repr(p))
+    return v
+
+
+def norm(x: Any, p: float = 2) -> Any:
+    """The ℓp norm ``‖x‖_p = (Σ_i |x_i|^p)^{1/p}`` for p ≥ 1, and ``‖x‖_∞ = max_i |x_i|`` (p = inf).
+
+    x : (n,) one vector -> a float; (k, n) k vectors as rows -> (k,) norms (NumPy in -> NumPy out, tensor in ->
+    tensor out). ℓ1 is the "taxicab" length, ℓ2 the Euclidean one, ℓ∞ the largest coordinate.
+    """
+    p = _check_p(p)
+    kind_of = ArrayKind.of(x)
+    a = np.abs(as_numpy(x, "x", ndim=(1, 2)))
+    if p == np.inf:
+        out = a.max(axis=-1)
+    elif p == 1:
+        out = a.sum(axis=-1)
+    else:
+        scale = a.max(axis=-1, keepdims=True)  # scaled so that |x_i|^p neither overflows nor underflows
+        safe = np.where(scale > 0, scale, 1.0)
+        out = (safe[..., 0] * ((a / safe) ** p).sum(axis=-1) ** (1.0 / p)) * (scale[..., 0] > 0)
+    return float(out) if np.ndim(out) == 0 else kind_of.wrap(out)
+
+
+def unit_sphere(p: float = 2, n_points: int = 401) -> np.ndarray:
+    """Points of the ℓp unit circle ``{x ∈ R²: ‖x‖_p = 1}`` (the boundary of the unit ball), shape (n_points, 2).
+
+    The ray of angle θ meets it at ``u/‖u‖_p`` with ``u = (cos θ, sin θ)``; θ runs once around (first point =
+    last point). ℓ1 gives the diamond, ℓ2 the circle, ℓ∞ the square; the ball grows with p.
+    """
+    p = _check_p(p)
+    n_points = check_int(n_points, "n_points", minimum=5)
+    # the corners of the ℓ1 diamond and ℓ∞ square lie at multiples of 45°: include them exactly
+    theta = np.linspace(0.0, 2 * np.pi, 8 * ((n_points - 1) // 8) + 1) if n_points > 8 else \
+        np.linspace(0.0, 2 * np.pi, n_points)
+    u = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    return u / norm(u, p)[:, None]
+
+
+@dataclass
+class MinNormResult:
+    """The answer of :func:`min_norm`: among the least-squares solutions of ``Ax = b``, the one of least ℓp norm.
+
+    x : (n,) ; p : 1, 2 or inf ; norm : ‖x‖_p ; residual : (m,) ``b − Ax`` ; kind : as in :class:`SolveResult`
+    ('unique', 'least_norm' or 'least_squares') ; method : 'svd' (p = 2) or 'linprog-highs' ; rank : of A ;
+    unique : for p = 1 or inf, whether the LP's minimiser is the only one (checked on the optimal face), else None.
+    """
+
+    x: Any
+    p: float
+    norm: float
+    residual: Any
+    kind: str
+    method: str
+    rank: int
+    unique: bool | None = None
+
+
+def min_norm(A: Any, b: Any, p: float = 2, *, rcond: float | None = None) -> MinNormResult:
+    """The least-ℓp-norm solution of ``Ax = b`` (p = 1, 2 or inf), among all least-squares solutions.
+
+    - p = 2: ``x = A⁺b`` (:func:`solve`): it lies in the row space of A.
+    - p = 1: the linear program ``min Σ_i t_i`` subject to ``−t ≤ x ≤ t``, ``x ∈ S``; its minimisers sit at
+      vertices, so the answer is *sparse* (at most rank(A) non-zeros): for ``3x + 4y = 12`` it is (0, 3), where
+      ℓ2 gives (36/25, 48/25). This is basis pursuit (Chen, Donoho & Saunders 1998), the noiseless lasso.
+    - p = inf: ``min t`` subject to ``−t ≤ x_i ≤ t``, ``x ∈ S``: the entries spread out to equal magnitudes.
+
+    ``S`` is the set of least-squares solutions ``{x : V_rᵀ x = V_rᵀ A⁺b}`` (``V_r`` the row-space basis of the
+    SVD), which is ``{Ax = b}`` when b is in the column space. Writing it with the orthonormal ``V_r`` keeps the
+    LP well conditioned and free of redundant rows. The LPs are solved by HiGHS (``scipy.optimize.linprog``).
+    By Hölder's inequality, for one equation ``aᵀx = β`` the minimum is ``|β| / ‖a‖_q`` with ``1/p + 1/q = 1``.
+
+    A : (m, n) dense ; b : (m,). NumPy in -> NumPy out; tensor in -> tensor out.
+    """
+    from scipy.optimize import linprog
+
+    p = _check_p(p)
+    if p not in (1.0, 2.0, np.inf):
+        raise ValidationError("p", "1, 2 or inf", repr(p), "Other p need a nonlinear solver (e.g. scipy.optimize).")
+    kind_of = ArrayKind.of(A, b)
+    A_np = _check_matrix(A)
+    m, n = A_np.shape
+    b_np = as_numpy(b, "b", ndim=1)
+    if b_np.shape[0] != m:
+        raise ValidationError("b", f"{m} values (as many as A has rows)", f"shape {b_np.shape}")
+    base = _quiet_solve(A_np, b_np, rcond)
+    if p == 2:
+        x = base.x
+        return MinNormResult(x=kind_of.wrap(x), p=2.0, norm=float(np.linalg.norm(x)),
+                             residual=kind_of.wrap(base.residual), kind=base.kind, method="svd", rank=int(base.rank))
+    S = subspaces(A_np, rcond)
+    Vr = np.asarray(S.row)  # (n, r)
+    r = Vr.shape[1]
+    c_eq = Vr.T @ base.x  # (r,)
+    if p == 1:
+        # variables (x, t) in R^{2n}: min Σ t, x − t ≤ 0, −x − t ≤ 0, V_rᵀ x = c
+        c = np.concatenate([np.zeros(n), np.ones(n)])
+        eye = np.eye(n)
+        A_ub = np.block([[eye, -eye], [-eye, -eye]])
+        b_ub = np.zeros(2 * n)
+        A_eq = np.hstack([Vr.T, np.zeros((r, n))])
+    else:
+        # variables (x, t) in R^{n+1}: min t, x_i − t ≤ 0, −x_i − t ≤ 0, V_rᵀ x = c
+        c = np.concatenate([np.zeros(n), [1.0]])
+        ones = np.ones((n, 1))
+        A_ub = np.block([[np.eye(n), -ones], [-np.eye(n), -ones]])
+        b_ub = np.zeros(2 * n)
+        A_eq = np.hstack([Vr.T, np.zeros((r, 1))])
+    bounds = [(None, None)] * n + [(0, None)] * (A_ub.shape[1] - n)
+    lp = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq if r else None, b_eq=c_eq if r else None, bounds=bounds,
+                 method="highs")
+    if lp.status != 0:  # pragma: no cover - the LP is always feasible and bounded
+        raise RuntimeError(f"min_norm: linprog failed ({lp.message})")
+    x = lp.x[:n] + 0.0  # no negative zeros in the answer
+    return MinNormResult(x=kind_of.wrap(x), p=float(p), norm=float(norm(x, p)), residual=kind_of.wrap(b_np - A_np @ x),
+                         kind=base.kind, method="linprog-highs", rank=int(base.rank),
+                         unique=_lp_unique(c, A_ub, b_ub, A_eq if r else None, c_eq if r else None, bounds, lp))
+
+
+def _quiet_solve(A: np.ndarray, b: np.ndarray, rcond: float | None) -> SolveResult:
+    import warnings
+
+    from ._arrays import KernelscopeWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KernelscopeWarning)  # rank deficiency is expected here (n > m)
+        return solve(A, b, rcond=rcond)
+
+
+def _lp_unique(c, A_ub, b_ub, A_eq, b_eq, bounds, lp, tol: float = 1e-7) -> bool:
+    """Is the LP's minimiser the only one? Probe the optimal face {c·z = c·z*} in a few random directions: if the
+    farthest point from z* stays at z* (up to tol), the face is a single point (a probe, not a proof)."""
+    from scipy.optimize import linprog
+
+    A_eq2 = np.vstack([A_eq, c[None, :]]) if A_eq is not None else c[None, :]
+    b_eq2 = np.concatenate([b_eq, [lp.fun]]) if b_eq is not None else np.array([lp.fun])
+    rng = np.random.default_rng(0)
+    scale = max(1.0, float(np.abs(lp.x).max()))
+    for _ in range(4):
+        d = rng.standard_normal(c.shape[0])
+        probe = linprog(-d, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq2, b_eq=b_eq2, bounds=bounds, method="highs")
+        if probe.status == 0 and float(np.abs(probe.x - lp.x).max()) > tol * scale:
+            return False
+    return True
+
+
+@dataclass
+class RegularizationPath:
+    """Coefficients along a penalty path (from :func:`ridge_path` or :func:`lasso_path`).
+
+    penalties : (L,) the λ (ridge) or α (lasso) values, in the order given ; coefs : (L, n_features)
+    penalty : 'ridge' or 'lasso' ; iterations : coordinate-descent sweeps per α (lasso), else empty
+    """
+
+    penalties: np.ndarray
+    coefs: np.ndarray
+    penalty: str
+    iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+
+    @property
+    def nonzeros(self) -> np.ndarray:
+        """(L,) how many coefficients are non-zero at each penalty (exact zeros: the lasso's sparsity)."""
+        return (self.coefs != 0).sum(axis=1)
+
+
+def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    X_np = as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    y_np = as_numpy(y, "y", ndim=1)
+    if y_np.shape[0] != X_np.shape[0]:
+        raise ValidationError("y", f"{X_np.shape[0]} values (one per row of X)", f"shape {y_np.shape}")
+    return X_np, y_np
+
+
+def _check_penalties(values: Any, name: str) -> np.ndarray:
+    v = as_numpy(values, name, ndim=1)
+    if (v < 0).any():
+        raise ValidationError(name, "non-negative penalties", f"{float(v.min())}")
+    return v
+
+
+def ridge_path(X: Any, y: Any, lambdas: Any) -> RegularizationPath:
+    """Ridge coefficients ``w(λ) = argmin ‖Xw − y‖² + λ‖w‖² = (XᵀX + λI)⁻¹Xᵀy`` for each λ (no intercept).
+
+    From one SVD ``X = UΣVᵀ``: ``w(λ) = V diag(σ/(σ² + λ)) Uᵀy``. Every coefficient shrinks smoothly towards 0 and
+    none is ever exactly 0 (λ > 0); λ → 0 gives the least-norm least-squares ``X⁺y`` (THEORY.md §2).
+    X : (n_samples, n_features) ; y : (n_samples,) ; lambdas : (L,) ≥ 0. Returns coefs (L, n_features).
+    """
+    X_np, y_np = _check_xy(X, y)
+    lam = _check_penalties(lambdas, "lambdas")
+    U, s, Vt = sla.svd(X_np, full_matrices=False)
+    cutoff = default_rcond(X_np.shape) * (s[0] if s.size else 0.0)
+    uty = U.T @ y_np
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrink = np.where(s[None, :] > cutoff, s[None, :] / (s[None, :] ** 2 + lam[:, None]), 0.0)  # (L, r)
+    return RegularizationPath(penalties=lam, coefs=(shrink * uty[None, :]) @ Vt, penalty="ridge")
+
+
+def _soft_threshold(z: float, a: float) -> float:
+    """``S(z, a) = sign(z) max(|z| − a, 0)`` (plain floats: it runs in the innermost loop)."""
+    return z - a if z > a else (z + a if z < -a else 0.0)
+
+
+def lasso_path(X: Any, y: Any, alphas: Any, *, tol: float = 1e-10, max_iter: int = 10000) -> RegularizationPath:
+    """Lasso coefficients ``w(α) = argmin (1/2N)‖Xw − y‖² + α‖w‖₁`` for each α (no intercept; scikit-learn's
+    scaling of the objective), by cyclic coordinate descent with warm starts along the path.
+
+    One coordinate at a time the problem is a 1-D lasso solved exactly by soft thresholding
+    (Friedman, Hastie & Tibshirani 2010, "Regularization paths for GLMs via coordinate descent")::
+
+        w_j ← S(c_j − Σ_{k≠j} G_jk w_k, α) / G_jj,   G = XᵀX/N, c = Xᵀy/N, S(z, a) = sign(z) max(|z| − a, 0).
+
+    Coefficients hit exactly 0 one after another as α grows (α ≥ max_j |c_j| gives w = 0), unlike ridge. Sweeps
+    stop when no coefficient moves more than ``tol · max(1, ‖w‖_∞)``.
+    X : (n_samples, n_features) ; y : (n_samples,) ; alphas : (L,) ≥ 0 (solved from the largest down, reported
+    in the given order). Returns coefs (L, n_features) and the sweeps per α.
+    """
+    X_np, y_np = _check_xy(X, y)
+    alphas = _check_penalties(alphas, "alphas")
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    N, n = X_np.shape
+    G = X_np.T @ X_np / N
+    c = X_np.T @ y_np / N
+    diag = np.diag(G).copy()
+    w = np.zeros(n)
+    coefs = np.zeros((alphas.shape[0], n))
+    sweeps = np.zeros(alphas.shape[0], dtype=int)
+    Gw = np.zeros(n)  # G @ w, kept up to date
+    for i in np.argsort(-alphas):
+        a = float(alphas[i])
+        it = 0
+        for it in range(1, max_iter + 1):
+            biggest = 0.0
+            for j in range(n):
+                if diag[j] == 0.0:  # a zero column: its coefficient stays 0
+                    continue
+                old = w[j]
+                new = _soft_threshold(c[j] - (Gw[j] - diag[j] * old), a) / diag[j]
+                if new != old:
+                    Gw += G[:, j] * (new - old)
+                    w[j] = new
+                    biggest = max(biggest, abs(new - old))
+            if biggest <= tol * max(1.0, float(np.abs(w).max())):
+                break
+        else:
+            warn(f"lasso_path: coordinate descent did not converge in {max_iter} sweeps at alpha={a:.3g}.")
+        coefs[i] = w
+        sweeps[i] = it
+    return RegularizationPath(penalties=alphas, coefs=coefs, penalty="lasso", iterations=sweeps)

@@ -1,0 +1,497 @@
+"""Optimisation as mathematics: gradients, Hessians, their spectra, and gradient-descent iterations.
+
+Everything here acts on a scalar function of one flat vector, ``f: R^P -> R`` (a torch callable):
+
+- a 2-D surface ``f(x, y)`` written with torch operations, or
+- the loss of any ``torch.nn.Module`` as a function of its flattened trainable weights θ (:func:`model_loss`),
+
+so that one set of functions serves the deck's pictures and real networks alike (the applied-math deck 002,
+THEORY.md §1 "Hessian eigenvalues classify stationary points", "batch vs mini-batch vs stochastic", "momentum").
+
+Derivatives come from ``torch.func`` (no hand-written backprop):
+
+``gradient``     ``∇f(x)`` by reverse mode (``torch.func.grad``).
+``hessian``      ``∇²f(x)`` (P, P), forward-over-reverse (``torch.func.hessian``); memory P².
+``hvp``          ``v ↦ ∇²f(x) v`` without the matrix: the JVP of the gradient, ``jvp(grad f, (x,), (v,))``
+                 (Pearlmutter 1994, "Fast exact multiplication by the Hessian"); cost ≈ two gradients.
+``hessian_eigs`` the top of the spectrum from HVPs only: Lanczos (``scipy.sparse.linalg.eigsh`` on a
+                 ``LinearOperator``) or power iteration (:func:`kernelscope.linsys.power_iteration`).
+``stationary_point`` / ``classify``  Newton's iteration ``x ← x − H⁻¹∇f`` to a critical point, and its kind from
+                 the signs of the Hessian's eigenvalues: all > 0 a minimum, all < 0 a maximum, both a saddle.
+
+Iterations (the *mathematical* iterations; a training framework for models lives in :mod:`kernelscope.dynamics`):
+
+``trajectory``   gradient descent with heavy-ball momentum (Polyak 1964) on f,
+                 ``v ← μ v − η ∇f(x)``, ``x ← x + v`` (μ = 0: plain gradient descent). On a quadratic with
+                 curvature λ plain descent multiplies the error by ``1 − ηλ`` per step: it converges iff
+                 ``η < 2/λ_max``.
+``sgd``          the same update with the gradient of a mini-batch of a finite sum ``f(x) = Σ_i f_i(x)``:
+                 batch size N is full-batch gradient descent, 1 is per-sample (stochastic) gradient descent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp
+
+from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, \
+    check_nonnegative, check_positive, warn
+
+__all__ = ["LOSSES", "model_loss", "gradient", "hessian", "hvp", "hessian_operator", "HessianEigs",
+           "hessian_eigs", "classify", "StationaryPoint", "stationary_point", "Trajectory", "trajectory",
+           "SGDRun", "sgd", "unflatten"]
+
+#: Losses of :func:`model_loss` (the names of :data:`kernelscope.dynamics.LOSSES`).
+LOSSES = ("mse", "cross_entropy")
+
+Function = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loss of a torch model as a function of its flat weights
+# ---------------------------------------------------------------------------------------------------------------
+
+def unflatten(theta: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Split a flat vector (P,) into named tensors of the given shapes (in order): the inverse of concatenating
+    ``p.reshape(-1)`` over ``shapes``."""
+    sizes = [math.prod(s) for s in shapes.values()]
+    return {n: t.view(s) for (n, s), t in zip(shapes.items(), torch.split(theta, sizes))}
+
+
+class _ModelLoss:
+    """``L(θ, idx=None)``: the loss of ``model`` with flat weights θ on the examples ``idx`` (all when None)."""
+
+    def __init__(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss: str, reduction: str,
+                 shapes: dict[str, torch.Size]):
+        self.model, self.X, self.y, self.loss, self.reduction, self.shapes = model, X, y, loss, reduction, shapes
+        self.n = X.shape[0]
+
+    def outputs(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """Model outputs at weights θ: (n,) for one output, else (n, O)."""
+        out = functional_call(self.model, unflatten(theta, self.shapes), (X,))
+        return out.reshape(X.shape[0], -1).squeeze(1) if out.ndim > 1 and out.shape[-1] == 1 else out
+
+    def __call__(self, theta: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        X, y = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
+        out = self.outputs(theta, X)
+        if self.loss == "mse":
+            total = 0.5 * ((out - y) ** 2).sum()
+        else:
+            total = torch.nn.functional.cross_entropy(out, y, reduction="sum")
+        return total / X.shape[0] if self.reduction == "mean" else total
+
+
+def model_loss(model: nn.Module, X: Any, y: Any, loss: str = "mse", *, reduction: str = "sum"
+               ) -> tuple[_ModelLoss, torch.Tensor]:
+    """The training loss of a torch model as a function of its flattened trainable weights.
+
+    ``L(θ) = Σ_i ℓ(f(x_i; θ), y_i)`` (``reduction='sum'``, the convention of THEORY.md §5 and of
+    :func:`kernelscope.dynamics.path_kernel`) or its mean (``'mean'``), with ``ℓ = ½‖f − y‖²`` (``'mse'``) or
+    the cross-entropy of the scores ``f`` against integer labels (``'cross_entropy'``).
+
+    Parameters
+    ----------
+    model : any ``nn.Module`` mapping (N, ...) to (N,) or (N, O); its trainable parameters (``requires_grad``) are
+        the variables, in ``named_parameters`` order (the column order of :func:`kernelscope.empirical.jacobian`).
+    X : (N, ...) inputs ; y : (N,) or (N, O) targets for 'mse', (N,) integer labels for 'cross_entropy'.
+
+    Returns
+    -------
+    ``(L, θ₀)``: ``L(θ)`` a scalar tensor (``L(θ, idx)`` the loss of the examples ``idx`` alone, with the same
+    reduction), and θ₀ (P,) the model's current weights. The model itself is never modified.
+    """
+    from .empirical import trainable_parameters
+
+    loss = check_choice(loss, "loss", LOSSES)
+    reduction = check_choice(reduction, "reduction", ("sum", "mean"))
+    params = trainable_parameters(model)
+    first = next(iter(params.values()))
+    Xt = as_tensor(X, "X", dtype=first.dtype, device=first.device)
+    if loss == "cross_entropy":
+        yt = as_tensor(y, "y", ndim=1, dtype=torch.int64, device=first.device)
+    else:
+        yt = as_tensor(y, "y", ndim=(1, 2), dtype=first.dtype, device=first.device)
+    if yt.shape[0] != Xt.shape[0]:
+        raise ValidationError("y", f"{Xt.shape[0]} targets (one per row of X)", f"shape {tuple(yt.shape)}")
+    shapes = {n: p.shape for n, p in params.items()}
+    theta0 = torch.cat([p.reshape(-1) for p in params.values()]).clone()
+    L = _ModelLoss(model, Xt, yt, loss, reduction, shapes)
+    with torch.no_grad():
+        out = L.outputs(theta0, Xt[:1])
+    if loss == "mse" and tuple(out.shape[1:]) != tuple(yt.shape[1:]):
+        raise ValidationError("y", f"targets shaped like the model's outputs (N{', ' if out.ndim > 1 else ''}"
+                              f"{', '.join(map(str, out.shape[1:]))})", f"shape {tuple(yt.shape)}")
+    if loss == "cross_entropy" and out.ndim != 2:
+        raise ValidationError("model", "scores of shape (N, K) for loss='cross_entropy'",
+                              f"outputs of shape {tuple(out.shape)}")
+    return L, theta0
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Derivatives of f: R^P -> R
+# ---------------------------------------------------------------------------------------------------------------
+
+def _point(x: Any, name: str = "x") -> tuple[torch.Tensor, ArrayKind]:
+    kind = ArrayKind.of(x)
+    t = x.detach() if isinstance(x, torch.Tensor) and x.is_floating_point() else as_tensor(x, name)
+    if t.ndim != 1:
+        raise ValidationError(name, "a flat vector of shape (P,)", f"shape {tuple(t.shape)}",
+                              "Flatten the point first (model weights: use model_loss, which returns θ₀ flat).")
+    return t, kind
+
+
+def gradient(f: Function, x: Any) -> Any:
+    """``∇f(x)`` of shape (P,) (reverse mode). NumPy in -> NumPy out; tensor in -> tensor out."""
+    t, kind = _point(x)
+    return kind.wrap(grad(f)(t).detach())
+
+
+def hessian(f: Function, x: Any) -> Any:
+    """``∇²f(x)`` of shape (P, P), ``H_jk = ∂²f/∂x_j∂x_k``, by forward-over-reverse differentiation.
+
+    Needs P² numbers: refused up front when they would not fit the memory budget (use :func:`hvp` or
+    :func:`hessian_eigs`, which never form the matrix).
+    """
+    t, kind = _point(x)
+    P = t.numel()
+    check_memory(P * P * t.element_size(), f"the {P}×{P} Hessian",
+                 "Use optim.hvp (Hessian-vector products) or optim.hessian_eigs for its top eigenvalues.")
+    H = torch.func.hessian(f)(t).detach()
+    return kind.wrap(0.5 * (H + H.T))  # symmetric up to rounding; symmetrise so eigvalsh sees the same matrix
+
+
+def hvp(f: Function, x: Any) -> Callable[[Any], Any]:
+    """The map ``v ↦ ∇²f(x) v`` (P,) -> (P,), as the JVP of the gradient (no P×P matrix).
+
+    The returned callable takes and returns the kind it is given (NumPy or tensor), so it plugs into
+    :func:`kernelscope.linsys.power_iteration` and SciPy's ``LinearOperator`` as is.
+    """
+    t, _ = _point(x)
+    g = grad(f)
+
+    def matvec(v: Any) -> Any:
+        vk = ArrayKind.of(v)
+        vt = torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v, dtype=t.dtype,
+                             device=t.device).reshape(t.shape)
+        return vk.wrap(jvp(g, (t,), (vt,))[1].detach())
+
+    return matvec
+
+
+def hessian_operator(f: Function, x: Any):
+    """``scipy.sparse.linalg.LinearOperator`` (P, P), float64, whose matvec is :func:`hvp`; counts its calls in
+    ``.calls``."""
+    import scipy.sparse.linalg as spla
+
+    t, _ = _point(x)
+    P = t.numel()
+    mv = hvp(f, t)
+
+    class _Op(spla.LinearOperator):
+        calls = 0
+
+        def _matvec(self, v):
+            _Op.calls += 1
+            return np.asarray(mv(np.ascontiguousarray(v, dtype=np.float64).reshape(P)), dtype=np.float64)
+
+        def _rmatvec(self, v):  # the Hessian is symmetric
+            return self._matvec(v)
+
+    return _Op(dtype=np.float64, shape=(P, P))
+
+
+@dataclass
+class HessianEigs:
+    """Top eigenpairs of a Hessian from :func:`hessian_eigs`: ``eigenvalues`` (k,) in decreasing order,
+    ``eigenvectors`` (P, k) orthonormal columns, ``n_hvp`` Hessian-vector products used, ``method``."""
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    n_hvp: int
+    method: str
+
+
+def hessian_eigs(f: Function, x: Any, k: int = 1, *, method: str = "lanczos", which: str = "LA",
+                 tol: float = 1e-10, seed: int = 0, max_iter: int = 1000) -> HessianEigs:
+    """The top of the Hessian's spectrum at x from Hessian-vector products only.
+
+    Parameters
+    ----------
+    k : how many eigenpairs (``method='power'``: 1).
+    method : 'lanczos' - implicitly restarted Lanczos (ARPACK through ``scipy.sparse.linalg.eigsh``) on the
+        :func:`hessian_operator`; 'power' - :func:`kernelscope.linsys.power_iteration` ``v ← Hv/‖Hv‖``, which
+        finds the eigenvalue of largest *magnitude* (the top one when the Hessian is positive semi-definite,
+        e.g. near a minimum), at rate |λ₂/λ₁|.
+    which : for Lanczos, 'LA' largest algebraic (the sharpness λ_max), 'SA' smallest algebraic (negative
+        curvature), 'LM' largest magnitude.
+    tol, max_iter : stopping rules; seed : the start vector.
+
+    Returns :class:`HessianEigs` (NumPy, float64), eigenvalues sorted in decreasing order.
+    """
+    from . import linsys
+
+    method = check_choice(method, "method", ("lanczos", "power"))
+    which = check_choice(which, "which", ("LA", "SA", "LM"))
+    k = check_int(k, "k", minimum=1)
+    tol = check_positive(tol, "tol")
+    t, _ = _point(x)
+    P = t.numel()
+    v0 = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal(P)
+    if method == "power":
+        if k != 1:
+            raise ValidationError("k", "1 with method='power'", repr(k), "Use method='lanczos' for several.")
+        op = hessian_operator(f, t)
+        res = linsys.power_iteration(op.matvec, n=P, v0=v0, tol=tol, max_iter=max_iter)
+        return HessianEigs(np.array([res.eigenvalue]), np.asarray(res.eigenvector)[:, None], op.calls, "power")
+    if k >= P - 1:  # ARPACK needs k < P - 1: form the (small) matrix instead
+        H = np.asarray(_to_np(hessian(f, t)))
+        w, V = np.linalg.eigh(H)
+        order = {"LA": np.argsort(-w), "SA": np.argsort(w), "LM": np.argsort(-np.abs(w))}[which][:k]
+        sel = order[np.argsort(-w[order])]
+        return HessianEigs(w[sel], V[:, sel], 0, "dense")
+    import scipy.sparse.linalg as spla
+
+    op = hessian_operator(f, t)
+    w, V = spla.eigsh(op, k=k, which=which, tol=tol, v0=v0, maxiter=max_iter * P)
+    order = np.argsort(-w)
+    return HessianEigs(w[order], V[:, order], op.calls, "lanczos")
+
+
+def _to_np(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def classify(eigenvalues: Any, tol: float = 1e-8) -> str:
+    """Kind of a stationary point from its Hessian's eigenvalues (the deck's rule, second-derivative test):
+    'minimum' (all > tol·scale), 'maximum' (all < −tol·scale), 'saddle' (both signs), else 'degenerate'
+    (a zero eigenvalue: the second derivatives do not decide). ``scale = max |λ|``."""
+    w = np.asarray(_to_np(eigenvalues), dtype=np.float64).ravel()
+    if w.size == 0:
+        raise ValidationError("eigenvalues", "at least one eigenvalue", "none")
+    cut = check_nonnegative(tol, "tol") * max(float(np.abs(w).max()), np.finfo(np.float64).tiny)
+    pos, neg = bool((w > cut).any()), bool((w < -cut).any())
+    if pos and neg:
+        return "saddle"
+    if np.all(np.abs(w) > cut):
+        return "minimum" if pos else "maximum"
+    return "degenerate"
+
+
+@dataclass
+class StationaryPoint:
+    """A critical point found by :func:`stationary_point`: ``x`` (P,), ``value`` f(x), ``gradient_norm``,
+    ``hessian`` (P, P), ``eigenvalues`` (P,) ascending, ``kind`` (see :func:`classify`), Newton ``iterations``."""
+
+    x: np.ndarray
+    value: float
+    gradient_norm: float
+    hessian: np.ndarray
+    eigenvalues: np.ndarray
+    kind: str
+    iterations: int
+    converged: bool
+
+
+def stationary_point(f: Function, x0: Any, *, tol: float = 1e-10, max_iter: int = 50) -> StationaryPoint:
+    """Newton's iteration ``x ← x − H(x)⁺ ∇f(x)`` from x0 to a nearby critical point (of any kind: Newton is
+    attracted by minima, maxima and saddles alike), then its Hessian's eigenvalues and :func:`classify`.
+
+    Stops when ``‖∇f‖ ≤ tol · max(1, |f|)``. For small P (the matrix is formed). NumPy out.
+    """
+    x, _ = _point(x0, "x0")
+    x = x.to(torch.float64)
+    tol = check_positive(tol, "tol")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    converged, it = False, 0
+    for it in range(max_iter + 1):
+        g, val = _grad_and_value(f, x)
+        if float(g.norm()) <= tol * max(1.0, abs(float(val))):
+            converged = True
+            break
+        if it == max_iter:
+            break
+        H = torch.autograd.functional.hessian(f, x)  # P is small here; 5x less overhead than torch.func (P = 2)
+        x = x - torch.linalg.pinv(H) @ g  # pinv: a singular Hessian (degenerate point) still gives a step
+    if not converged:
+        warn(f"stationary_point: Newton did not converge in {max_iter} iterations (‖∇f‖ = {float(g.norm()):.3e}); "
+             "start closer to the critical point.")
+    H = np.asarray(_to_np(hessian(f, x)))
+    w = np.linalg.eigvalsh(H)
+    return StationaryPoint(x=_to_np(x).copy(), value=float(val), gradient_norm=float(g.norm()), hessian=H,
+                           eigenvalues=w, kind=classify(w), iterations=it, converged=converged)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Gradient descent with momentum: full batch and mini-batch
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Trajectory:
+    """What :func:`trajectory` returns (NumPy).
+
+    points : (T + 1, P) the iterates x₀ ... x_T (only when ``keep_points``; else just (1, P) with x_T)
+    values : (T + 1,) f at each iterate ; grad_norms : (T + 1,) ‖∇f‖ at each iterate
+    x : (P,) the last iterate ; lr, momentum : the step size η and the momentum μ
+    diverged_at : first step whose value was NaN/inf or above ``blowup`` (the run stopped there), else None
+    """
+
+    points: np.ndarray
+    values: np.ndarray
+    grad_norms: np.ndarray
+    x: np.ndarray
+    lr: float
+    momentum: float
+    diverged_at: int | None = None
+
+    @property
+    def steps(self) -> int:
+        return len(self.values) - 1
+
+
+def _grad_and_value(f: Callable[..., torch.Tensor], x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(∇f(x), f(x))`` by one reverse pass of autograd (about half the per-call overhead of ``torch.func`` for
+    the small steps of an iteration; measured 0.6 ms against 1.4 ms on a 5-32-1 network and 40 examples)."""
+    xg = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        val = f(xg, *args)
+        (g,) = torch.autograd.grad(val, xg)
+    return g, val.detach()
+
+
+def _check_step(lr: Any, momentum: Any) -> tuple[float, float]:
+    lr = check_positive(lr, "lr")
+    momentum = check_nonnegative(momentum, "momentum")
+    if momentum >= 1:
+        raise ValidationError("momentum", "a number in [0, 1)", repr(momentum),
+                              "μ ≥ 1 never damps the velocity: the iteration cannot settle.")
+    return lr, momentum
+
+
+def trajectory(f: Function, x0: Any, *, lr: float, momentum: float = 0.0, steps: int = 100,
+               keep_points: bool = True, blowup: float = 1e12) -> Trajectory:
+    """Gradient descent with heavy-ball momentum on f from x0 (Polyak 1964)::
+
+        v₀ = 0,   v_{t+1} = μ v_t − η ∇f(x_t),   x_{t+1} = x_t + v_{t+1}
+
+    (μ = 0: plain gradient descent ``x ← x − η∇f(x)``). The same iterates as ``torch.optim.SGD(lr=η,
+    momentum=μ)``. Momentum keeps the velocity of the descent, so it can carry the iterate over a barrier that
+    stops plain descent in a local minimum, and it damps the zig-zag across a narrow valley.
+
+    Parameters
+    ----------
+    f : torch callable (P,) -> scalar ; x0 : start (P,) ; lr : η > 0 ; momentum : μ in [0, 1) ; steps : T.
+    keep_points : store every iterate (T + 1, P) (for pictures); False keeps only the last (for models).
+    blowup : stop (``diverged_at``, with a warning) once |f| exceeds this or is not finite.
+
+    Returns :class:`Trajectory` (NumPy).
+    """
+    lr, momentum = _check_step(lr, momentum)
+    steps = check_int(steps, "steps", minimum=0)
+    x, _ = _point(x0, "x0")
+    x = x.clone()
+    v = torch.zeros_like(x)
+    points, values, norms = [], [], []
+    diverged = None
+    for t in range(steps + 1):
+        g, val = _grad_and_value(f, x)
+        fv = float(val)
+        values.append(fv)
+        norms.append(float(g.norm()))
+        if keep_points:
+            points.append(_to_np(x).copy())
+        if not math.isfinite(fv) or abs(fv) > blowup:
+            diverged = t
+            warn(f"trajectory: f reached {fv:.3g} at step {t} with lr={lr:.3g}; stopped there. A smaller lr "
+                 "(below 2/λ_max of the Hessian) converges.")
+            break
+        if t == steps:
+            break
+        v = momentum * v - lr * g
+        x = x + v
+    last = _to_np(x).copy()
+    pts = np.array(points) if keep_points else last[None, :]
+    return Trajectory(points=pts, values=np.array(values), grad_norms=np.array(norms), x=last, lr=lr,
+                      momentum=momentum, diverged_at=diverged)
+
+
+@dataclass
+class SGDRun:
+    """What :func:`sgd` returns (NumPy).
+
+    batch_size : B ; n : N ; updates_per_epoch : ⌈N/B⌉
+    epochs : (E + 1,) 0 ... E ; loss : (E + 1,) the full objective f(x) after each epoch (before the first)
+    updates : (E + 1,) parameter updates done by then ; grad_evals : (E + 1,) per-example gradients computed
+    x : (P,) the last iterate ; diverged_at : epoch where the loss became NaN/inf or exceeded ``blowup``
+    """
+
+    batch_size: int
+    n: int
+    lr: float
+    momentum: float
+    epochs: np.ndarray
+    loss: np.ndarray
+    updates: np.ndarray
+    grad_evals: np.ndarray
+    x: np.ndarray
+    diverged_at: int | None = None
+    config: dict = field(default_factory=dict)
+
+
+def sgd(f: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x0: Any, n: int, *, batch_size: int,
+        lr: float, epochs: int = 10, momentum: float = 0.0, seed: int = 0, blowup: float = 1e12) -> SGDRun:
+    """Mini-batch stochastic gradient descent on a finite sum, with heavy-ball momentum.
+
+    Each epoch visits the N examples once in a fresh random order (``seed``), in batches ``B_s`` of
+    ``batch_size``; each batch takes the step of :func:`trajectory` with the batch's gradient
+    ``∇f(x, B_s)``::
+
+        v ← μ v − η ∇f(x, B_s),   x ← x + v.
+
+    ``batch_size = n`` is full-batch gradient descent, ``1`` per-sample SGD (the lecture's "stochastic": one
+    step per example), in between mini-batch. With a mean-reduced ``f`` (``model_loss(..., reduction='mean')``)
+    the batch gradient is an unbiased estimate of the full one and the same η compares the three fairly.
+
+    Parameters
+    ----------
+    f : ``f(x, idx)`` the objective on the examples ``idx`` (a LongTensor), ``f(x, None)`` on all of them
+        (what :func:`model_loss` returns).
+    x0 : (P,) start ; n : number of examples N ; batch_size : B in [1, N] ; lr : η ; epochs : E ;
+    momentum : μ in [0, 1) ; seed : the shuffling.
+
+    Returns :class:`SGDRun` with the full objective after every epoch.
+    """
+    lr, momentum = _check_step(lr, momentum)
+    n = check_int(n, "n", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
+    epochs = check_int(epochs, "epochs", minimum=0)
+    x, _ = _point(x0, "x0")
+    x = x.clone()
+    v = torch.zeros_like(x)
+    gen = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+    per_epoch = -(-n // batch_size)
+    losses = [float(f(x, None))]
+    diverged = None
+    for e in range(1, epochs + 1):
+        order = torch.randperm(n, generator=gen).to(x.device) if batch_size < n else None
+        for s in range(per_epoch):
+            idx = None if order is None else order[s * batch_size:(s + 1) * batch_size]
+            v = momentum * v - lr * _grad_and_value(f, x, idx)[0]
+            x = x + v
+        with torch.no_grad():
+            fv = float(f(x, None))
+        losses.append(fv)
+        if not math.isfinite(fv) or abs(fv) > blowup:
+            diverged = e
+            warn(f"sgd: the loss reached {fv:.3g} after epoch {e} (batch size {batch_size}, lr={lr:.3g}); "
+                 "stopped there. Use a smaller lr.")
+            break
+    ep = np.arange(len(losses))
+    return SGDRun(batch_size=batch_size, n=n, lr=lr, momentum=momentum, epochs=ep, loss=np.array(losses),
+                  updates=ep * per_epoch, grad_evals=ep * n, x=_to_np(x).copy(), diverged_at=diverged,
+                  config={"seed": seed, "updates_per_epoch": per_epoch})

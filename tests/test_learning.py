@@ -1,0 +1,219 @@
+"""ℓp norms and least-ℓp solutions (linsys), lasso/ridge paths, and the experiments of the chapter "learning"
+against closed forms, scipy.optimize.linprog-free references (vertex enumeration, Hölder), scikit-learn and the
+explicit Jacobian."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernelscope import linsys
+from kernelscope._arrays import KernelscopeWarning, ValidationError
+from kernelscope.experiments import learning as E
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    from kernelscope.experiments.spirals import one_thread
+
+    # many small torch steps: one intra-op thread, as the chapter runs them (a second one only synchronises)
+    with warnings.catch_warnings(), one_thread():
+        warnings.simplefilter("ignore", KernelscopeWarning)
+        yield
+
+
+class TestNorms:
+    def test_norms_against_numpy(self):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((5, 7))
+        for p in (1, 1.5, 2, 3, np.inf):
+            np.testing.assert_allclose(linsys.norm(X, p), np.linalg.norm(X, p, axis=1), rtol=1e-13)
+        assert linsys.norm([3.0, -4.0], 1) == 7.0 and linsys.norm([3.0, -4.0], "inf") == 4.0
+        assert isinstance(linsys.norm(torch.tensor([[3.0, 4.0]]), 2), torch.Tensor)
+        assert linsys.norm(np.array([1e200, 1e200]), 2) == pytest.approx(np.sqrt(2) * 1e200)  # no overflow
+        with pytest.raises(ValidationError, match="p"):
+            linsys.norm([1.0], 0.5)
+
+    @pytest.mark.parametrize("p", [1, 2, np.inf, 3])
+    def test_unit_sphere_has_norm_one(self, p):
+        s = linsys.unit_sphere(p, 201)
+        np.testing.assert_allclose(linsys.norm(s, p), 1.0, rtol=1e-13)
+        np.testing.assert_allclose(s[0], s[-1], atol=1e-15)
+        if p in (1, np.inf):  # the corners are on the curve
+            corners = [[1, 0], [0, 1]] if p == 1 else [[1, 1], [-1, 1]]
+            for c in corners:
+                assert np.min(np.abs(s - c).max(axis=1)) < 1e-12
+
+
+class TestMinNorm:
+    def test_3x_4y_12(self):
+        A, b = [[3.0, 4.0]], [12.0]
+        r1, r2, ri = (linsys.min_norm(A, b, p) for p in (1, 2, np.inf))
+        np.testing.assert_allclose(r1.x, [0.0, 3.0], atol=1e-12)
+        np.testing.assert_allclose(r2.x, [36 / 25, 48 / 25], atol=1e-14)
+        np.testing.assert_allclose(ri.x, [12 / 7, 12 / 7], atol=1e-12)
+        assert r1.unique and ri.unique and r1.kind == "least_norm"
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.integers(2, 6), st.integers(0, 2**16))
+    def test_one_equation_holder(self, n, seed):
+        """min ‖x‖_p subject to a·x = β is |β|/‖a‖_q (Hölder), 1/p + 1/q = 1."""
+        rng = np.random.default_rng(seed)
+        a = rng.standard_normal(n)
+        beta = float(rng.standard_normal())
+        for p, q in ((1, np.inf), (2, 2), (np.inf, 1)):
+            r = linsys.min_norm(a[None, :], [beta], p)
+            assert r.norm == pytest.approx(abs(beta) / np.linalg.norm(a, q), rel=1e-8, abs=1e-10)
+            assert abs(a @ np.asarray(r.x) - beta) < 1e-9 * max(1.0, abs(beta))
+
+    def test_l1_against_vertex_enumeration(self):
+        """An ℓ1 minimiser sits at a basic solution: m columns of A, the others 0. Enumerate them all."""
+        rng = np.random.default_rng(3)
+        m, n = 3, 7
+        A = rng.standard_normal((m, n))
+        b = rng.standard_normal(m)
+        best = min(np.abs(np.linalg.solve(A[:, list(c)], b)).sum() for c in itertools.combinations(range(n), m))
+        r = linsys.min_norm(A, b, 1)
+        assert r.norm == pytest.approx(best, rel=1e-9)
+        assert np.count_nonzero(np.abs(np.asarray(r.x)) > 1e-9) <= m  # sparse
+        np.testing.assert_allclose(A @ r.x, b, atol=1e-9)
+
+    def test_inconsistent_system_minimises_over_least_squares_set(self):
+        A = np.array([[1.0, 1.0], [1.0, 1.0]])
+        b = np.array([1.0, 3.0])  # not in the column space: the least-squares set is x + y = 2
+        r1 = linsys.min_norm(A, b, 1)
+        r2 = linsys.min_norm(A, b, 2)
+        assert r1.kind == "least_squares"
+        np.testing.assert_allclose(r2.x, [1.0, 1.0], atol=1e-12)
+        assert r1.norm == pytest.approx(2.0) and not r1.unique  # the whole segment has ℓ1 norm 2
+        np.testing.assert_allclose(np.asarray(r1.x).sum(), 2.0, atol=1e-9)
+
+    def test_torch_in_torch_out_and_errors(self):
+        r = linsys.min_norm(torch.tensor([[3.0, 4.0]]), torch.tensor([12.0]), 1)
+        assert isinstance(r.x, torch.Tensor)
+        with pytest.raises(ValidationError, match="p"):
+            linsys.min_norm([[1.0, 2.0]], [1.0], 3)
+        with pytest.raises(ValidationError, match="b"):
+            linsys.min_norm([[1.0, 2.0]], [1.0, 2.0], 1)
+
+
+class TestPaths:
+    def test_lasso_matches_sklearn(self):
+        from sklearn.linear_model import lasso_path
+
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((40, 6))
+        y = X @ np.array([2.0, 0, 0, -1.0, 0, 0.5]) + 0.1 * rng.standard_normal(40)
+        alphas = np.geomspace(1.0, 1e-3, 15)
+        ours = linsys.lasso_path(X, y, alphas)
+        a_ref, c_ref, _ = lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
+        assert np.allclose(a_ref, alphas)  # sklearn returns them decreasing, as given here
+        np.testing.assert_allclose(ours.coefs, c_ref.T, atol=1e-8)
+        assert ours.nonzeros[0] < ours.nonzeros[-1]
+
+    def test_ridge_matches_closed_form_and_sklearn(self):
+        from sklearn.linear_model import Ridge
+
+        rng = np.random.default_rng(1)
+        X = rng.standard_normal((30, 5))
+        y = rng.standard_normal(30)
+        lams = np.array([0.0, 0.1, 10.0])
+        path = linsys.ridge_path(X, y, lams)
+        for lam, w in zip(lams, path.coefs):
+            np.testing.assert_allclose(w, np.linalg.solve(X.T @ X + lam * np.eye(5), X.T @ y), rtol=1e-10)
+        np.testing.assert_allclose(path.coefs[2], Ridge(alpha=10.0, fit_intercept=False).fit(X, y).coef_, rtol=1e-10)
+        assert (path.nonzeros == 5).all()
+
+    def test_one_equation_paths_end_at_least_l1_and_l2(self):
+        res = E.least_norms()
+        np.testing.assert_allclose(res.lasso.coefs[-1], [0.0, 3.0], atol=1e-4)
+        np.testing.assert_allclose(res.ridge.coefs[-1], [36 / 25, 48 / 25], atol=1e-5)
+        for k in res.norms:
+            assert res.norms[k] == pytest.approx(res.exact[k], rel=1e-12)
+
+    def test_errors(self):
+        with pytest.raises(ValidationError, match="alphas"):
+            linsys.lasso_path(np.eye(2), [1.0, 2.0], [-1.0])
+        with pytest.raises(ValidationError, match="y"):
+            linsys.ridge_path(np.eye(2), [1.0], [1.0])
+
+
+class TestExperiments:
+    def test_stationary_points_of_the_cubic(self):
+        res = E.stationary_points()
+        kinds = {tuple(np.round(p.x).astype(int)): p.kind for p in res.points}
+        assert kinds == {(1, 1): "minimum", (-1, -1): "maximum", (1, -1): "saddle", (-1, 1): "saddle"}
+
+    def test_momentum_escapes_where_descent_stays(self):
+        res = E.momentum_escape()
+        gd, mom = res.runs.values()
+        glob = int(np.argmin([m.value for m in res.minima]))
+        assert res.ends_in[list(res.runs)[0]] != glob and res.ends_in[list(res.runs)[1]] == glob
+        assert gd.grad_norms[-1] < 1e-3 and mom.grad_norms[-1] < 1e-2
+
+    def test_step_sizes_follow_the_closed_form(self):
+        res = E.step_sizes(factors=(0.5, 0.99, 1.01), steps=40)
+        np.testing.assert_allclose(res.error, res.predicted, rtol=1e-9)
+        assert res.error[0, -1] < res.error[1, -1] < 1 < res.error[2, -1]
+
+    def test_model_step_sizes_linear_model_threshold(self):
+        res = E.model_step_sizes(factors=(0.9, 1.1), steps=150, width=8)
+        lin = res.models[0]
+        assert res.lambda_max[lin] == pytest.approx(res.lambda_dense[lin], rel=1e-8)
+        assert np.isfinite(res.loss[lin][0]).all() and not np.isfinite(res.loss[lin][1]).all()
+
+    def test_least_norm_link(self):
+        res = E.least_norm_link(n=6, d=6, width=32, widths=(8, 256), max_steps=2000)
+        assert res.rel_error < 1e-8 and res.null_fraction < 1e-10 and res.residual < 1e-8
+        assert res.other_norm == pytest.approx(np.sqrt(2) * np.linalg.norm(res.dw_least_norm), rel=1e-10)
+        assert res.net[256] < res.net[8]  # wider: lazier, closer to the linearised answer
+
+    def test_gauss_newton_equals_ntk_at_interpolation(self):
+        res = E.gauss_newton_spectrum(n=6, d=6, width=12, max_steps=2000)
+        assert res.residual < 1e-6
+        np.testing.assert_allclose(res.hessian_eigs[:res.n], res.ntk_eigs, rtol=1e-5)
+        np.testing.assert_allclose(res.gauss_newton_eigs[:res.n], res.ntk_eigs, rtol=1e-9)
+        assert res.rank == res.n and np.abs(res.hessian_eigs[res.n:]).max() < 1e-5 * res.ntk_eigs[0]
+        assert res.top_lanczos == pytest.approx(res.hessian_eigs[0], rel=1e-8)
+
+    def test_lift_separates_rings(self):
+        res = E.lift(n=200)
+        assert res.acc_plane < 0.7 and res.acc_lifted == 1.0 and res.radius is not None
+        r = np.sqrt((res.X**2).sum(1))
+        assert r[res.y == 1].max() < res.radius < r[res.y == 0].min()  # make_circles: class 1 is the inner ring
+
+    def test_batch_sizes_with_a_swapped_trainer(self):
+        """The loop is a parameter: a trainer that records its calls stands in for the default."""
+        from kernelscope.dynamics import mlp
+
+        calls = []
+
+        def trainer(L, theta0, n, batch_size, lr, epochs, seed):
+            calls.append(batch_size)
+            return E.sgd_trainer(L, theta0, n, batch_size, lr, epochs, seed)
+
+        X = torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        res = E.batch_sizes(mlp(3, 8, seed=0), X, X[:, 0], batch_sizes=(0, 4, 1), lr=0.05, epochs=3, trainer=trainer)
+        assert calls == [32, 4, 1]
+        assert [r.updates[-1] for r in res.runs.values()] == [3, 24, 96]
+        assert all(r.loss[-1] < r.loss[0] for r in res.runs.values())
+
+    def test_spiral_influence_is_the_ntk(self):
+        from kernelscope import empirical
+        from kernelscope.dynamics import mlp
+
+        res = E.spiral_sgd(n_per_class=20, width=16, depth=2, epochs=2, resolution=12, batch_sizes=(0, 1))
+        assert res.influence_init.shape == (2, 12, 12)
+        model = mlp(2, 16, depth=2, d_out=3, b_std=0.1, seed=0)
+        i = res.anchors[0]
+        corner = np.array([[res.lims[0], res.lims[2]]])  # grid point (0, 0)
+        K = float(np.asarray(empirical.ntk(model, corner, res.X[i:i + 1], trace=True))[0, 0])
+        Kii = float(np.asarray(empirical.ntk(model, res.X[i:i + 1], trace=True))[0, 0])
+        assert res.influence_init[0, 0, 0] == pytest.approx(K / Kii, rel=1e-10)
+        assert set(res.accuracy) == {"full batch (60)", "per sample (1)"}
