@@ -161,7 +161,8 @@ def main() -> None:
             worst = max(abs(v - ref) / abs(ref) for v in tr.values())
             print(f"  N={n}: traces agree to {worst:.1e} relative")
     print()
-    head = f"{'N':>6} | " + " | ".join(f"{m:>20s}" for m in methods) + " | jacobian/structured | vmap(jacrev)/structured"
+    head = (f"{'N':>6} | " + " | ".join(f"{m:>20s}" for m in methods)
+            + " | jacobian/structured | vmap(jacrev)/structured")
     print(head)
     print("-" * len(head))
     for n in sizes:

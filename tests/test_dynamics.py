@@ -10,7 +10,8 @@ import torch
 
 from kernelscope import data, dynamics, empirical, nets
 from kernelscope._arrays import KernelscopeWarning, ValidationError
-from kernelscope.dynamics import fit_slope, mlp, train_lazy, width_sweep
+from kernelscope.dynamics import lazy_width_sweep, mlp, train_lazy
+from kernelscope.stats import fit_slope
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_linearised_training_is_gradient_descent_on_a_linear_model(problem):
 
 def test_lazy_metrics_shrink_with_width(problem):
     X, y, Xs = problem
-    sweep = width_sweep(X, y, Xs, [16, 64, 256, 1024], steps=60, activation="erf", b_std=0.5, seed=0)
+    sweep = lazy_width_sweep(X, y, Xs, [16, 64, 256, 1024], steps=60, activation="erf", b_std=0.5, seed=0)
     runs = {r["width"]: r for r in sweep["runs"]}
     assert -0.8 < sweep["slopes"]["weight_change"] < -0.3  # theory: -1/2
     assert sweep["slopes"]["ntk_change"] < -0.3
@@ -82,16 +83,16 @@ def test_sweep_resumes_from_checkpoints(problem):
             store[name] = compute()
         return store[name]
 
-    a = width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
+    a = lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
     n_first = len(computed)
-    b = width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
+    b = lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
     assert len(computed) == n_first == 3  # lr + two widths, nothing recomputed
     assert a == b
 
 
 def test_fit_slope_and_ntk_convergence():
     x = np.array([1.0, 4.0, 16.0])
-    assert fit_slope(x, 3 * x**-0.5) == pytest.approx(-0.5, abs=1e-12)
+    assert fit_slope(x, 3 * x**-0.5)[0] == pytest.approx(-0.5, abs=1e-12)
     X = np.random.default_rng(3).standard_normal((6, 2))
     net = nets.serial(nets.Dense(8, w_std=1.0, b_std=0.1), nets.ReLU(), nets.Dense(1, w_std=1.0, b_std=0.1))
     conv = dynamics.ntk_convergence(net, X, [16, 256, 4096], seeds=3)
@@ -109,7 +110,7 @@ def test_bad_inputs(problem):
     with pytest.raises(ValidationError, match="model output"):
         train_lazy(mlp(1, 4, d_out=2), X, y, Xs)
     with pytest.raises(ValidationError, match="widths"):
-        width_sweep(X, y, Xs, [])
+        lazy_width_sweep(X, y, Xs, [])
 
 
 def _cli(argv, capsys):

@@ -20,10 +20,10 @@ from kernelscope.experiments import learning as E
 
 @pytest.fixture(autouse=True)
 def _quiet():
-    from kernelscope.experiments.spirals import one_thread
+    from kernelscope._threads import torch_threads
 
     # many small torch steps: one intra-op thread, as the chapter runs them (a second one only synchronises)
-    with warnings.catch_warnings(), one_thread():
+    with warnings.catch_warnings(), torch_threads(1):
         warnings.simplefilter("ignore", KernelscopeWarning)
         yield
 

@@ -460,8 +460,8 @@ class TestCommandLine:
 
 class TestChapterExperiments:
     def test_feature_map_equals_kernel_and_ridge_path(self):
-        from kernelscope.experiments import kernels as ch
         from kernelscope.data import regression_1d
+        from kernelscope.experiments import kernels as ch
 
         x, y = regression_1d(15, noise=0.1, seed=0)
         grid = np.linspace(-1, 1, 50)[:, None]
@@ -472,8 +472,8 @@ class TestChapterExperiments:
         assert rp.rkhs_norm2[0] < rp.rkhs_norm2[1] < rp.rkhs_norm2[2]
 
     def test_random_features_slope_is_minus_half(self):
-        from kernelscope.experiments import kernels as ch
         from kernelscope.data import regression_1d
+        from kernelscope.experiments import kernels as ch
 
         x, y = regression_1d(20, noise=0.1, seed=1)
         grid = np.linspace(-1, 1, 40)[:, None]

@@ -12,7 +12,6 @@ from kernelscope import data
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.experiments import spirals as sp
 
-
 # --------------------------------------------------------------------------------------------------------------
 # fixtures: small trainings shared by several tests
 # --------------------------------------------------------------------------------------------------------------
@@ -152,7 +151,7 @@ class TestTrainSpiral:
 
 class TestWidthSweep:
     def test_narrow_struggles(self):
-        sw = sp.width_sweep((2, 64), classes=5, n_per_class=100, epochs=400, lr=1e-2)
+        sw = sp.spiral_width_sweep((2, 64), classes=5, n_per_class=100, epochs=400, lr=1e-2)
         acc = sw.final_train_accuracy()
         assert acc[0] < 0.7 < 0.9 < acc[1]
         assert sw.final_loss()[0] > sw.final_loss()[1]
@@ -168,13 +167,13 @@ class TestWidthSweep:
             calls.append(w)
             return {"loss": [1.0, 0.5], "train_accuracy": [0.2, 0.4], "test_accuracy": 0.3}
 
-        sw = sp.width_sweep((3, 5), classes=3, n_per_class=5, epochs=1, run_one=run_one)
+        sw = sp.spiral_width_sweep((3, 5), classes=3, n_per_class=5, epochs=1, run_one=run_one)
         assert calls == [3, 5] and sw.test_accuracy == [0.3, 0.3]
 
     @pytest.mark.parametrize("widths", [(0, 4), (4, -1), ()])
     def test_bad_widths(self, widths):
         with pytest.raises(ValidationError, match="^widths:"):
-            sp.width_sweep(widths, classes=3, n_per_class=5, epochs=1)
+            sp.spiral_width_sweep(widths, classes=3, n_per_class=5, epochs=1)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -47,8 +47,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
-from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, \
-    check_nonnegative, memory_budget_bytes
+from ._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    memory_budget_bytes,
+)
 
 __all__ = ["ntk", "nngp", "linearize", "LinearizedModel", "METHODS", "StructuredUnsupported",
            "trainable_parameters"]
@@ -151,11 +159,11 @@ class LinearFeatures:
     weight: bool
     bias: bool
 
-    def rows(self, sl: slice) -> "LinearFeatures":
+    def rows(self, sl: slice) -> LinearFeatures:
         return LinearFeatures(self.A[sl], self.G[sl], self.weight, self.bias)
 
     @staticmethod
-    def cat(parts: list["LinearFeatures"]) -> "LinearFeatures":
+    def cat(parts: list[LinearFeatures]) -> LinearFeatures:
         return LinearFeatures(torch.cat([p.A for p in parts]), torch.cat([p.G for p in parts]),
                               parts[0].weight, parts[0].bias)
 
@@ -163,7 +171,7 @@ class LinearFeatures:
     def nbytes(self) -> int:
         return self.A.numel() * self.A.element_size() + self.G.numel() * self.G.element_size()
 
-    def gram(self, other: "LinearFeatures", trace: bool) -> torch.Tensor:
+    def gram(self, other: LinearFeatures, trace: bool) -> torch.Tensor:
         """``Σ_{u,u'} (g_u·g'_{u'}) (a_u·a'_{u'} + 1)`` (the 1 only with a trainable bias): (n1, n2, O, O), or
         its trace over outputs (n1, n2)."""
         f1, f2 = self, other
@@ -207,18 +215,18 @@ class GradientFeatures:
 
     J: torch.Tensor
 
-    def rows(self, sl: slice) -> "GradientFeatures":
+    def rows(self, sl: slice) -> GradientFeatures:
         return GradientFeatures(self.J[sl])
 
     @staticmethod
-    def cat(parts: list["GradientFeatures"]) -> "GradientFeatures":
+    def cat(parts: list[GradientFeatures]) -> GradientFeatures:
         return GradientFeatures(torch.cat([p.J for p in parts]))
 
     @property
     def nbytes(self) -> int:
         return self.J.numel() * self.J.element_size()
 
-    def gram(self, other: "GradientFeatures", trace: bool) -> torch.Tensor:
+    def gram(self, other: GradientFeatures, trace: bool) -> torch.Tensor:
         return _contract(self.J, other.J, trace)  # one GEMM: (n1, n2, O, O) or (n1, n2)
 
 
@@ -517,7 +525,7 @@ def _ntk_ntvp(model, x1, x2, n_out, trace, chunk):
     for j in range(0, n2, chunk):
         xb = xs2[j:j + chunk]
         nb = xb.shape[0]
-        _, vjp_fn = vjp(lambda p: f(p, xb), params)
+        _, vjp_fn = vjp(lambda p, xb=xb: f(p, xb), params)
         basis = torch.eye(nb * n_out, dtype=x1.dtype, device=x1.device).reshape(nb * n_out, nb, n_out)
         (tangents,) = vmap(vjp_fn)(basis)  # dict name -> (nb*O, *shape): J₂ᵀ e for each basis vector
 

@@ -654,7 +654,7 @@ def lasso_path(X: Any, y: Any, alphas: Any, *, tol: float = 1e-10, max_iter: int
     for i in np.argsort(-alphas):
         a = float(alphas[i])
         it = 0
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007 - the sweep count is read after the loop
             biggest = 0.0
             for j in range(n):
                 if diag[j] == 0.0:  # a zero column: its coefficient stays 0

@@ -32,16 +32,26 @@ Iterations (the *mathematical* iterations; a training framework for models lives
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jvp
 
-from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, \
-    check_nonnegative, check_positive, warn
+from ._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+    warn,
+)
 
 __all__ = ["LOSSES", "model_loss", "gradient", "hessian", "hvp", "hessian_operator", "HessianEigs",
            "hessian_eigs", "classify", "StationaryPoint", "stationary_point", "Trajectory", "trajectory",

@@ -19,9 +19,10 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ._io import atomic_savefig, atomic_write_json, to_jsonable
 
@@ -82,7 +83,7 @@ class ChapterResult:
         return to_jsonable(asdict(self))
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "ChapterResult":
+    def from_json(d: dict[str, Any]) -> ChapterResult:
         return ChapterResult(
             numbers=d.get("numbers", {}),
             figures=[Figure(**f) for f in d.get("figures", [])],
@@ -97,7 +98,8 @@ class Chapter:
     order: int  # position in the story (10, 20, ...)
     title: str
     intro: str  # the story's text for this chapter (HTML paragraphs allowed)
-    run: Callable[["StepContext"], ChapterResult]
+    run: Callable[[StepContext], ChapterResult]
+    threads: int | None = None  # torch intra-op threads the runner gives this chapter (None: as they are)
 
 
 class Progress:
@@ -121,7 +123,7 @@ class Progress:
         self._ids = itertools.count()
 
     # -- lifetime ----------------------------------------------------------------------------------------------
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if not self.enabled:
             return self
         if self.plain:

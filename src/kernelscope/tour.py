@@ -22,11 +22,12 @@ import json
 import shutil
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ._io import atomic_write_json, atomic_write_text
+from ._threads import torch_threads
 from .story import Chapter, ChapterResult, Figure, Progress, StepContext, Table, config_id, config_label
 
 __all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "chapters", "run_tour", "TourResult"]
@@ -145,7 +146,8 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
                 bar.print(f"> {here} ...")
                 t0 = time.perf_counter()
                 try:
-                    res = ch.run(ctx)
+                    with torch_threads(ch.threads):
+                        res = ch.run(ctx)
                 except Exception as exc:  # one chapter failing must not lose the others
                     failed[ch.key] = f"{type(exc).__name__}: {exc}"
                     atomic_write_text(out / "steps" / f"{ch.key}-{config_id(quick, seed)}.error.txt",

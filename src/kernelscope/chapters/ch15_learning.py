@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tour import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table
 
 INTRO = """
 <p>Chapter 1 chose, among the infinitely many solutions of <code>3x + 4y = 12</code>, the one of least
@@ -43,15 +43,6 @@ def _settings(quick: bool) -> dict[str, Any]:
 
 
 def run(ctx: StepContext) -> ChapterResult:
-    # one intra-op thread: these are many small steps, where a second thread only adds synchronisation
-    # (measured 48 s -> 3.5 s for gauss_newton_spectrum on a loaded 2-core machine)
-    from ..experiments.spirals import one_thread
-
-    with one_thread():
-        return _run(ctx)
-
-
-def _run(ctx: StepContext) -> ChapterResult:
     import torch
 
     from ..dynamics import mlp
@@ -252,5 +243,5 @@ def _run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter(key="learning", order=15, title="1b. The mathematics of learning: norms, curvature, descent",
-                  intro=INTRO, run=run)
+CHAPTER = Chapter(key="learning", order=15, title="2. The mathematics of learning: norms, curvature, descent",
+                  intro=INTRO, run=run, threads=1)

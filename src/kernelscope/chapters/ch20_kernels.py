@@ -1,4 +1,4 @@
-"""Chapter 2: from linear regression to kernel regression, and random features (THEORY.md §2–3).
+"""Chapter 3: from linear regression to kernel regression, and random features (THEORY.md §2–3).
 
 Text and figures; the experiments are :mod:`kernelscope.experiments.kernels`.
 """
@@ -129,4 +129,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return out
 
 
-CHAPTER = Chapter(key="kernels", order=20, title="2. From linear regression to kernels", intro=INTRO, run=run)
+CHAPTER = Chapter(key="kernels", order=20, title="3. From linear regression to kernels", intro=INTRO, run=run)

@@ -1,4 +1,4 @@
-"""Chapter 3: infinite-width networks — the NNGP and NTK, and the finite networks that converge to them.
+"""Chapter 4: infinite-width networks — the NNGP and NTK, and the finite networks that converge to them.
 
 Text and figures; the experiments are :mod:`kernelscope.experiments.nets`.
 """
@@ -9,8 +9,15 @@ import math
 
 import numpy as np
 
-from ..experiments.nets import (ANGLE_ACTIVATIONS, B_STD, W_STD, angle_experiment, digits_experiment,
-                                random_features_experiment, width_experiment)
+from ..experiments.nets import (
+    ANGLE_ACTIVATIONS,
+    B_STD,
+    W_STD,
+    angle_experiment,
+    digits_experiment,
+    random_features_experiment,
+    width_experiment,
+)
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER"]
@@ -119,4 +126,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter("nets", 30, "3. Infinite-width networks: NNGP and NTK", INTRO, run)
+CHAPTER = Chapter("nets", 30, "4. Infinite-width networks: NNGP and NTK", INTRO, run)

@@ -30,7 +30,7 @@ each weight moves by O(1/√m), so the relative weight change, the change of Θ 
 the network and its linearisation all shrink as the width m grows — <strong>lazy training</strong>. Below we train
 networks of widths 16 … 4096 side by side with their linearisations (computed by forward-mode products, no
 Jacobian stored) and measure the slopes on log-log axes; the empirical NTK itself, computed for any torch
-module by <code>kernelscope.empirical.ntk</code>, converges to the infinite-width formula of chapter 3.</p>
+module by <code>kernelscope.empirical.ntk</code>, converges to the infinite-width formula of chapter 4.</p>
 """
 
 WIDTHS = {
@@ -39,8 +39,9 @@ WIDTHS = {
     "ntk": {"quick": [16, 128, 1024], "full": [16, 64, 256, 1024, 4096]},
 }
 def _run(ctx: StepContext) -> ChapterResult:
-    from ..plots import dynamics as P
     import matplotlib.pyplot as plt
+
+    from ..plots import dynamics as P
 
     mode = "quick" if ctx.quick else "full"
     res = ChapterResult()
@@ -119,5 +120,5 @@ def _run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter(key="lazy", order=40, title="4. The neural tangent kernel and lazy training", intro=INTRO,
+CHAPTER = Chapter(key="lazy", order=40, title="5. The neural tangent kernel and lazy training", intro=INTRO,
                   run=_run)

@@ -9,9 +9,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import asdict
+
+import numpy as np
 
 from .. import data
 from ..dynamics import mlp, path_kernel, stable_lr, top_contributions
@@ -129,5 +129,5 @@ def _run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter(key="pathkernel", order=50, title="5. Every trained model is a kernel machine: the path kernel",
+CHAPTER = Chapter(key="pathkernel", order=50, title="6. Every trained model is a kernel machine: the path kernel",
                   intro=INTRO, run=_run)

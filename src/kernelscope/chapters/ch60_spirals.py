@@ -81,7 +81,7 @@ def run(ctx: StepContext) -> ChapterResult:
     linear_acc = sp.linear_baseline(run_.X_train, run_.y_train, run_.X_test, run_.y_test)
 
     # --- width sweep (one checkpoint per width, so an interrupted sweep resumes) -------------------------------
-    sweep = sp.width_sweep(sp.WIDTHS, seed=seed, track=ctx.track,
+    sweep = sp.spiral_width_sweep(sp.WIDTHS, seed=seed, track=ctx.track,
                            run_one=lambda w, compute: ctx.checkpoint(f"width_{w}", compute), **cfg["sweep"])
     axes = ps.plot_width_sweep(sweep)
     res.figures.append(ctx.savefig(axes[0].figure, "width_sweep.png",
@@ -204,5 +204,5 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
 
 
 CHAPTER = Chapter(key="spirals", order=60,
-                  title="6. Learning the feature vector: spirals, and where the kernel picture "
-                  "stops", intro=INTRO, run=run)
+                  title="7. Learning the feature vector: spirals, and where the kernel picture "
+                  "stops", intro=INTRO, run=run, threads=1)

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         import matplotlib.pyplot as plt
 
         from .._io import atomic_savefig, atomic_write_json
-        from ..dynamics import width_sweep
+        from ..dynamics import lazy_width_sweep
         from ..experiments.lazy import DIGITS, ONE_D, infinite_ntk, lazy_1d_problem, lazy_digits_problem
         from ..plots import dynamics as P
         from ..story import Progress, json_checkpoint
@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
         with Progress(file=sys.stderr) as bar:
-            sweep = width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
+            sweep = lazy_width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
                                 checkpoint=json_checkpoint(out / "steps", f"{key}_"), track=bar.track, tag="w", **cfg)
         atomic_write_json(out / "lazy.json", sweep)
         ax = P.plot_width_sweep(sweep)
@@ -88,10 +88,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed (data, weights, batches)."),
     ) -> None:
         """Train a net by gradient descent and rewrite it as a kernel machine Σ a_i K(x, x_i) + b."""
+        from dataclasses import asdict
+
         import matplotlib.pyplot as plt
         import numpy as np
-
-        from dataclasses import asdict
 
         from .. import data
         from .._io import atomic_savefig, atomic_write_json

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -48,7 +47,7 @@ def register(app: typer.Typer) -> None:
     def kernel_cmd(
         x: Path = typer.Option(..., "--x", help="Data file (.npy/.csv/.txt), rows = samples."),
         out: Path = typer.Option(..., "--out", "-o", help="Where to write the kernel matrix (.npy)."),
-        x2: Optional[Path] = typer.Option(None, "--x2", help="Second data file: k(x, x2) of shape (N1, N2)."),
+        x2: Path | None = typer.Option(None, "--x2", help="Second data file: k(x, x2) of shape (N1, N2)."),
         activation: str = typer.Option("relu", "--activation", "-a",
                                        help="relu, leaky_relu, erf, gelu, tanh, sigmoid, identity; "
                                             "or a classic kernel: rbf, poly, linear, laplace."),
@@ -59,7 +58,7 @@ def register(app: typer.Typer) -> None:
         parameterization: str = typer.Option("ntk", "--parameterization", help="ntk or standard."),
         which: str = typer.Option("ntk", "--which", help="ntk or nngp (networks only)."),
         slope: float = typer.Option(0.01, "--slope", help="Negative slope of leaky_relu."),
-        gamma: Optional[float] = typer.Option(None, "--gamma", help="γ of rbf/laplace/poly (default 1/d)."),
+        gamma: float | None = typer.Option(None, "--gamma", help="γ of rbf/laplace/poly (default 1/d)."),
         degree: int = typer.Option(3, "--degree", help="Degree of poly."),
         coef0: float = typer.Option(1.0, "--coef0", help="c₀ of poly."),
         diag: bool = typer.Option(False, "--diag", help="Only k(x, x) for the rows of --x: shape (N,)."),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -20,15 +19,15 @@ def register(app: typer.Typer) -> None:
     def solve(
         a_file: Path = typer.Argument(..., metavar="A", help="Matrix A (.npy, .csv/.txt, Matrix Market .mtx)."),
         b_file: Path = typer.Argument(..., metavar="B", help="Right-hand side b (.npy, .csv/.txt): m values or m×k."),
-        rcond: Optional[float] = typer.Option(None, help="Cut-off for small singular values (default eps·max(m, n))."),
-        plot: Optional[Path] = typer.Option(None, "--plot", help="Draw the system (2 or 3 unknowns) into this PNG."),
-        save: Optional[Path] = typer.Option(None, "--save", help="Write x to this .npy file."),
+        rcond: float | None = typer.Option(None, help="Cut-off for small singular values (default eps·max(m, n))."),
+        plot: Path | None = typer.Option(None, "--plot", help="Draw the system (2 or 3 unknowns) into this PNG."),
+        save: Path | None = typer.Option(None, "--save", help="Write x to this .npy file."),
     ) -> None:
         """Solve Ax = b: the exact, least-norm or least-squares solution, with its rank and row/null parts."""
         import warnings
 
-        from ..experiments.linsys import solve_system
         from .._arrays import KernelscopeWarning
+        from ..experiments.linsys import solve_system
         from ._files import read_array
 
         A = read_array(a_file, "A", allow_sparse=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import typer
@@ -89,15 +88,15 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("pred.csv"), "--out", "-o", help="Where to write predictions (.csv/.npy)."),
         kernel: str = typer.Option("rbf", "--kernel", help="One of " + ", ".join(KERNEL_CHOICES) + "."),
         ridge: float = typer.Option(1e-3, "--ridge", help="Ridge λ >= 0 (0: least-norm interpolant)."),
-        gamma: Optional[float] = typer.Option(None, "--gamma", help="γ of rbf/laplace/poly (default 1/d)."),
-        lengthscale: Optional[float] = typer.Option(None, "--lengthscale", help="ℓ of rbf (γ = 1/(2ℓ²))."),
-        degree: Optional[int] = typer.Option(None, "--degree", help="Degree of poly (default 3)."),
-        coef0: Optional[float] = typer.Option(None, "--coef0", help="c₀ of poly (default 1)."),
+        gamma: float | None = typer.Option(None, "--gamma", help="γ of rbf/laplace/poly (default 1/d)."),
+        lengthscale: float | None = typer.Option(None, "--lengthscale", help="ℓ of rbf (γ = 1/(2ℓ²))."),
+        degree: int | None = typer.Option(None, "--degree", help="Degree of poly (default 3)."),
+        coef0: float | None = typer.Option(None, "--coef0", help="c₀ of poly (default 1)."),
         target_col: int = typer.Option(-1, "--target-col", help="Column of the target in the training file."),
         std: bool = typer.Option(False, "--std", help="Also write the GP posterior std of each prediction."),
         solver: str = typer.Option("auto", "--solver", help="auto, cholesky, cg or nystrom (auto: Cholesky when "
                                    "K fits the memory budget, else CG or Nyström, and says which)."),
-        scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler tcp://host:port "
+        scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler tcp://host:port "
                                                 "(from `dask scheduler`): compute the kernel blocks on that "
                                                 "cluster. Default: local threads."),
     ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
         weight_decay: float = typer.Option(1e-5, "--weight-decay", help="Weight decay."),
         optimizer: str = typer.Option("adam", "--optimizer", help="adam, or sgd (with momentum 0.9)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data and the initial weights."),
-        sweep: Optional[List[int]] = typer.Option(None, "--sweep",
+        sweep: list[int] | None = typer.Option(None, "--sweep",
                                                   help="Also train these hidden widths (repeatable) "
                                                        "and plot the curves."),
         no_gif: bool = typer.Option(False, "--no-gif", help="Skip the two GIFs (faster)."),
@@ -47,7 +46,7 @@ def register(app: typer.Typer) -> None:
                                   weight_decay=weight_decay, optimizer=optimizer, seed=seed, track=track)
             sweep_res = None
             if sweep:
-                sweep_res = sp.width_sweep(sweep, classes, n_per_class, noise, epochs=epochs, lr=lr,
+                sweep_res = sp.spiral_width_sweep(sweep, classes, n_per_class, noise, epochs=epochs, lr=lr,
                                            weight_decay=weight_decay, optimizer=optimizer, seed=seed, track=track)
         for w in caught:
             typer.echo(f"note: {w.message}", err=True)
@@ -77,7 +76,7 @@ def register(app: typer.Typer) -> None:
                                       "test_accuracy": sweep_res.test_accuracy, "final_loss": sweep_res.final_loss()}
             results["figures"] = written
         atomic_write_json(out / "results.json", results)
-        state = "diverged at epoch %d" % run.diverged_at if run.diverged_at is not None else "done"
+        state = f"diverged at epoch {run.diverged_at}" if run.diverged_at is not None else "done"
         typer.echo(f"{state}: train accuracy {run.final_train_accuracy:.1%}, test accuracy "
                    f"{run.final_test_accuracy:.1%}, final loss {run.final_loss:.4g}")
         typer.echo(f"wrote {len(written)} figure(s) and results.json to {out}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
@@ -15,7 +14,7 @@ def register(app: typer.Typer) -> None:
                                  help="Folder for index.html, results.json, figures/."),
         quick: bool = typer.Option(False, "--quick", help="Small sizes: the whole story in a few minutes."),
         force: bool = typer.Option(False, "--force", help="Redo chapters that are already done."),
-        only: Optional[List[str]] = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),
+        only: list[str] | None = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),
         seed: int = typer.Option(0, "--seed", help="Base random seed."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
         list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),

@@ -11,18 +11,14 @@ from ..nets.finite import ACTIVATIONS, mlp
 from .lazy import (
                    LazyRun,
                    NTKConvergence,
-                   fit_slope,
                    lazy_width_sweep,
                    ntk_convergence,
                    stable_lr,
                    train_lazy,
-                   width_sweep,
 )
-from .models import NTKDense
 from .pathkernel import PathKernelResult, path_kernel, top_contributions
 from .train import LOSSES, OPTIMIZERS, TrainResult, loss_value, train
 
 __all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS", "train_lazy",
            "lazy_width_sweep", "LazyRun", "stable_lr", "ntk_convergence", "NTKConvergence", "path_kernel",
-           "PathKernelResult", "top_contributions",
-           "width_sweep", "fit_slope", "NTKDense"]  # the last three: alias-for-merge
+           "PathKernelResult", "top_contributions"]

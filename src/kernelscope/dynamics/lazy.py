@@ -14,8 +14,9 @@ For width m the first three shrink like ``m^{-1/2}``: :func:`lazy_width_sweep` f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,10 +25,10 @@ from torch import nn
 from .. import empirical
 from .._arrays import ValidationError, as_tensor, check_int, check_positive, check_same_rows
 from ..nets.finite import mlp
-from ..stats import fit_slope as _fit_line
+from ..stats import fit_slope
 from .train import train
 
-__all__ = ["LazyRun", "train_lazy", "lazy_width_sweep", "width_sweep", "fit_slope", "ntk_convergence", "NTKConvergence",
+__all__ = ["LazyRun", "train_lazy", "lazy_width_sweep", "ntk_convergence", "NTKConvergence",
            "stable_lr"]
 
 
@@ -70,7 +71,7 @@ class LazyRun:
         return asdict(self)
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "LazyRun":
+    def from_json(d: dict[str, Any]) -> LazyRun:
         return LazyRun(**d)
 
 
@@ -185,10 +186,6 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     return run
 
 
-def fit_slope(x: Sequence[float], y: Sequence[float]) -> float:  # alias-for-merge: stats.fit_slope(x, y)[0]
-    return _fit_line(x, y)[0]
-
-
 def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, depth: int = 2, steps: int = 300,
                      lr: float | None = None, seed: int = 0, activation: str = "relu", w_std: float = 1.0,
                      b_std: float = 0.0, checkpoint: Callable[[str, Callable[[], Any]], Any] | None = None,
@@ -222,11 +219,11 @@ def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, dept
 
         runs.append(checkpoint(f"{tag}_m{m}", compute) if checkpoint else compute())
     ws = [r["width"] for r in runs]
-    slopes = {key: _fit_line(ws, [r[key][-1] for r in runs])[0]
+    slopes = {key: fit_slope(ws, [r[key][-1] for r in runs])[0]
               for key in ("weight_change", "ntk_change", "dist_net_lin")}
-    slopes["dist_net_flow"] = _fit_line(ws, [r["dist_net_flow"] for r in runs])[0]
+    slopes["dist_net_flow"] = fit_slope(ws, [r["dist_net_flow"] for r in runs])[0]
     if ntk_infinite is not None:
-        slopes["dist_net_inf"] = _fit_line(ws, [r["dist_net_inf"] for r in runs])[0]
+        slopes["dist_net_inf"] = fit_slope(ws, [r["dist_net_inf"] for r in runs])[0]
     return {"depth": depth, "lr": lr, "steps": steps, "runs": runs, "slopes": slopes}
 
 
@@ -261,8 +258,7 @@ def ntk_convergence(net: Any, X: Any, widths: Iterable[int], *, seeds: int = 3, 
             K = torch.as_tensor(empirical.ntk(model, Xt, method=method))
             row.append(float(torch.linalg.norm(K - K_inf) / torch.linalg.norm(K_inf)))
         errors.append(row)
-    slope = _fit_line(widths, [float(np.mean(r)) for r in errors])[0]
+    slope = fit_slope(widths, [float(np.mean(r)) for r in errors])[0]
     return NTKConvergence(widths, errors, slope)
 
 
-width_sweep = lazy_width_sweep  # alias-for-merge

@@ -22,8 +22,9 @@ or their per-layer factors for ``nn.Linear``/``nn.Conv2d`` models): memory O((N 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,8 +16,8 @@ summed over the batch (``reduction='sum'``) or averaged (``'mean'``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import numpy as np
 import torch

@@ -1,5 +1,15 @@
 """The story's experiments: each returns a dataclass of results that the figures and the tour draw from.
 
+Built only on the library (``linsys``, ``kernels``, ``nets``, ``regression``, ``empirical``, ``dynamics``, ``optim``);
+one module per chapter:
+
+- :mod:`.linsys` - systems of equations solved and taken apart into their four subspaces.
+- :mod:`.learning` - norms and least-ℓp solutions, Hessians and descent on surfaces, step size against curvature,
+  batch sizes, chapter 1 in weight space (Δw = J⁺(y − f₀), Gauss–Newton = NTK), lifts and influence maps.
+- :mod:`.kernels` - feature maps against kernels, the ridge path, GP bands, random features.
+- :mod:`.nets` - infinite-width kernels against random features and finite widths, angles, digits.
+- :mod:`.lazy` - lazy training sweeps on the 1-D set and on digits.
+- :mod:`.pathkernel` - the path kernel's step-size study and its distance to the NTKs.
 - :mod:`.spirals` - learning the feature vector: the lecture's ``2 -> H (ReLU) -> 2 (embedding) -> K`` network
   trained on spirals (snapshots of the embedding and class vectors), the hidden-width sweep, the input-to-embedding
   interpolation, and a narrow deep leaky-ReLU net folding the plane (with its count of linear pieces).
@@ -9,14 +19,24 @@
 
 from __future__ import annotations
 
-from .regimes import RegimeRow, RegimeTable, kernel_target_alignment, regime_table, train_ntk_net
-from .spirals import (FoldingRun, SpiralRun, WidthSweep, count_linear_pieces, decision_regions, interpolation_grid,
-                      spiral_width_sweep, train_folding_net, train_spiral, width_sweep)
+from . import kernels, lazy, learning, linsys, nets, pathkernel, regimes, spirals
+from .regimes import RegimeRow, RegimeTable, regime_table, train_ntk_net
+from .spirals import (
+                      FoldingRun,
+                      SpiralRun,
+                      WidthSweep,
+                      count_linear_pieces,
+                      decision_regions,
+                      interpolation_grid,
+                      spiral_width_sweep,
+                      train_folding_net,
+                      train_spiral,
+)
 
 __all__ = [
+    "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "regimes",
     "SpiralRun", "train_spiral", "decision_regions", "interpolation_grid",
     "WidthSweep", "spiral_width_sweep",
     "FoldingRun", "train_folding_net", "count_linear_pieces",
-    "RegimeRow", "RegimeTable", "regime_table", "train_ntk_net", "kernel_target_alignment",
-    "width_sweep",  # alias-for-merge
+    "RegimeRow", "RegimeTable", "regime_table", "train_ntk_net",
 ]

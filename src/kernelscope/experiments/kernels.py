@@ -1,4 +1,4 @@
-"""Chapter 2's experiments: from linear regression to kernel regression, and random features (THEORY.md §2–3).
+"""Chapter 3's experiments: from linear regression to kernel regression, and random features (THEORY.md §2–3).
 
 Each is a pure function returning a dataclass that :mod:`kernelscope.plots.kernels` draws:
 
@@ -17,20 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels as K
-from ..dynamics import fit_slope
 from ..regression import KernelRegressor
+from ..stats import fit_slope
 
-__all__ = ["loglog_line", "FeatureMapResult", "RidgePathResult", "GPBandResult", "RandomFeaturesResult",
+__all__ = ["FeatureMapResult", "RidgePathResult", "GPBandResult", "RandomFeaturesResult",
            "feature_map_vs_kernel",
            "ridge_path", "gp_band", "random_features_sweep", "random_features_fit"]
-
-
-def loglog_line(x, y) -> tuple[float, float]:
-    """Least-squares line ``log y ≈ slope·log x + intercept`` (slope from :func:`kernelscope.dynamics.fit_slope`;
-    the intercept is the line's, for drawing it)."""
-    slope = fit_slope(x, y)
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    return slope, float(ly.mean() - slope * lx.mean())
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -184,7 +176,7 @@ def random_features_sweep(x: np.ndarray, y: np.ndarray, x_grid: np.ndarray, ks, 
         mean.append(float(e.mean()))
         q10.append(float(np.quantile(e, 0.1)))
         q90.append(float(np.quantile(e, 0.9)))
-    slope, intercept = loglog_line(ks, mean)
+    slope, intercept = fit_slope(ks, mean)
     fits = [random_features_fit(x, y, x_grid, int(k), ridge=ridge, seed=seed) for k in example_k]
     return RandomFeaturesResult(x[:, 0], y, x_grid[:, 0], exact, [int(k) for k in ks], mean, q10, q90,
                                 float(slope), float(intercept), [int(k) for k in example_k], fits, n_draws, ridge)

@@ -1,8 +1,8 @@
-"""Chapter 4's experiments: lazy training of wide networks, against the infinite-width NTK (THEORY.md §5).
+"""Chapter 5's experiments: lazy training of wide networks, against the infinite-width NTK (THEORY.md §5).
 
 - :func:`lazy_1d_problem`, :func:`lazy_digits_problem` - the two data sets;
 - :func:`infinite_ntk` - Θ∞ of the same architecture from :mod:`kernelscope.nets`;
-- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.width_sweep` on both sets, with the infinite-width flow.
+- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.lazy_width_sweep` on both sets, with the infinite-width flow.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import data, nets
-from ..dynamics import width_sweep
+from ..dynamics import lazy_width_sweep
 
 __all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps"]
 
@@ -47,11 +47,11 @@ def run_lazy_sweeps(widths_1d, widths_digits, *, steps_1d: int, steps_digits: in
     out = {}
     X, y, Xs = lazy_1d_problem(seed)
     _, k_inf = infinite_ntk(X, Xs, ONE_D)
-    out["1d"] = width_sweep(X, y, Xs, widths_1d, steps=steps_1d, seed=seed, checkpoint=checkpoint,
+    out["1d"] = lazy_width_sweep(X, y, Xs, widths_1d, steps=steps_1d, seed=seed, checkpoint=checkpoint,
                             ntk_infinite=k_inf, track=track, tag="1d", **ONE_D)
     if widths_digits:
         Xd, yd, Xds = lazy_digits_problem(seed)
         _, kd_inf = infinite_ntk(Xd, Xds, DIGITS)
-        out["digits"] = width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
+        out["digits"] = lazy_width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
                                     checkpoint=checkpoint, ntk_infinite=kd_inf, track=track, tag="digits", **DIGITS)
     return out

@@ -13,7 +13,7 @@ Curvature and descent (:mod:`kernelscope.optim`)
   with λ_max measured by Lanczos on Hessian-vector products.
 - :func:`batch_sizes` - full batch against mini-batch against per-sample SGD on one problem.
 
-Chapter 1 meets chapter 4
+Chapter 1 meets chapter 5
 - :func:`least_norm_link` - gradient descent on the linearised network from w₀ moves the weights by the
   least-norm solution ``Δw = J⁺(y − f₀)`` of ``J Δw = y − f₀``.
 - :func:`gauss_newton_spectrum` - at an interpolating minimum of ½Σ(f − y)² the Hessian is the Gauss–Newton
@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -379,7 +380,7 @@ def batch_sizes(model: nn.Module, X: Any, y: Any, *, batch_sizes: Sequence[int] 
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Chapter 1 meets chapter 4: least norm in weight space, Gauss–Newton = NTK
+# Chapter 1 meets chapter 5: least norm in weight space, Gauss–Newton = NTK
 # ---------------------------------------------------------------------------------------------------------------
 
 def with_weights(model: nn.Module, theta: Any) -> nn.Module:

@@ -1,4 +1,4 @@
-"""Chapter 3's experiments: infinite-width networks, the NNGP and NTK, and the finite networks that converge to them.
+"""Chapter 4's experiments: infinite-width networks, the NNGP and NTK, and the finite networks that converge to them.
 
 Four experiments (THEORY.md §3–4), each returning a JSON-able dict that :mod:`kernelscope.plots.nets` draws and
 the tour saves as a checkpoint:
@@ -25,7 +25,7 @@ import torch
 from .. import nets
 from ..data import digits, regression_1d, sphere
 from ..regression import KernelRegressor
-from .kernels import loglog_line
+from ..stats import fit_slope
 
 __all__ = ["W_STD", "B_STD", "mlp", "random_features_experiment", "width_experiment", "angle_experiment",
            "ANGLE_ACTIVATIONS", "digits_experiment", "DIGIT_ACTIVATIONS"]
@@ -64,8 +64,8 @@ def random_features_experiment(ks: list[int], n_draws: int = 5, seed: int = 0, r
             model = net.finite(seed=seed * 10_000 + s, width=k).materialize(1)
             dense, act, readout = model.body[0], model.body[1], model.body[2]
             with torch.no_grad():
-                feats = lambda A: torch.cat([act(dense(A)) * readout.w_scale,  # noqa: E731
-                                             torch.full((A.shape[0], 1), readout.b_scale, dtype=A.dtype)], 1)
+                feats = lambda A: torch.cat([act(dense(A)) * readout.w_scale,  # noqa: E731, B023 - used at once
+                                             torch.full((A.shape[0], 1), readout.b_scale, dtype=A.dtype)], 1)  # noqa: B023
                 P, Pg = feats(Xt), feats(Gt)  # (N, k+1), (G, k+1)
                 alpha = torch.linalg.solve(P @ P.T + ridge * torch.eye(len(X), dtype=P.dtype),
                                            torch.as_tensor(y))
@@ -74,7 +74,7 @@ def random_features_experiment(ks: list[int], n_draws: int = 5, seed: int = 0, r
             if s == 0:
                 examples.append(f.tolist())
         errors.append(float(np.mean(errs)))
-    slope, intercept = loglog_line(ks, errors)
+    slope, intercept = fit_slope(ks, errors)
     return {"ks": list(ks), "rf_error": errors, "rf_slope": slope, "rf_intercept": intercept,
             "x_grid": grid[:, 0].tolist(), "f_nngp": f_nngp.tolist(), "f_rf_example": examples,
             "x_train": X[:, 0].tolist(), "y_train": y.tolist(), "ridge": ridge, "n_draws": n_draws}
@@ -108,8 +108,8 @@ def width_experiment(widths: list[int], n_draws: int = 4, depth: int = 2, n_poin
             b.append(float(torch.linalg.norm(nets.empirical_ntk(model, X) - exact.ntk)) / nrm_ntk)
         e_nngp.append(float(np.sqrt(np.mean(np.square(a)))))  # RMS over draws
         e_ntk.append(float(np.sqrt(np.mean(np.square(b)))))
-    s1, c1 = loglog_line(widths, e_nngp)
-    s2, c2 = loglog_line(widths, e_ntk)
+    s1, c1 = fit_slope(widths, e_nngp)
+    s2, c2 = fit_slope(widths, e_ntk)
     return {"widths": list(widths), "nngp_error": e_nngp, "ntk_error": e_ntk, "nngp_slope": s1,
             "nngp_intercept": c1, "ntk_slope": s2, "ntk_intercept": c2, "depth": depth, "n_draws": n_draws}
 

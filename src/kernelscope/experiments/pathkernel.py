@@ -1,4 +1,4 @@
-"""Chapter 5's experiments: a model trained by gradient descent as a kernel machine (THEORY.md §6, Domingos 2020).
+"""Chapter 6's experiments: a model trained by gradient descent as a kernel machine (THEORY.md §6, Domingos 2020).
 
 - :func:`pathkernel_1d_problem` - the 1-D regression set and its test grid;
 - :func:`step_size_study` - the left-endpoint (Domingos) sum against exact quadrature as the step size shrinks;
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import data
-from ..dynamics import fit_slope, path_kernel
+from ..dynamics import path_kernel
+from ..stats import fit_slope
 
 __all__ = ["PK_1D", "pathkernel_1d_problem", "StepSizeStudy", "step_size_study", "KernelDistance",
            "kernel_distance"]
@@ -46,7 +47,7 @@ def step_size_study(model, X, y, X_test, *, T: float, steps: list[int], nodes: i
         lrs.append(lr)
         left.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=False).rel_error)
         exact.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=True, nodes=nodes).rel_error)
-    return StepSizeStudy(T, list(steps), lrs, left, exact, fit_slope(lrs, left), fit_slope(lrs[-2:], left[-2:]))
+    return StepSizeStudy(T, list(steps), lrs, left, exact, fit_slope(lrs, left)[0], fit_slope(lrs[-2:], left[-2:])[0])
 
 
 @dataclass

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,7 +138,7 @@ class RegimeTable:
         return {"config": self.config, "rows": [asdict(r) for r in self.rows]}
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "RegimeTable":
+    def from_json(d: dict[str, Any]) -> RegimeTable:
         def num(v):  # JSON keeps NaN as null and inf as "inf"
             return float("nan") if v is None else float(v)
         rows = [RegimeRow(**{k: (v if k == "model" else num(v)) for k, v in r.items()}) for r in d["rows"]]

@@ -20,8 +20,9 @@ Public functions (each returns a dataclass the figures draw from):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from ..dynamics.train import train
 from ..nets.finite import DenseModule, stack
 
 __all__ = ["SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "embed", "scores",
-           "WidthSweep", "spiral_width_sweep", "width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
+           "WidthSweep", "spiral_width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
            "WIDTHS", "Params", "linear_baseline"]
 
 #: The hidden widths of the lecture's suggested sweep.
@@ -387,7 +388,7 @@ class WidthSweep:
                 "loss": [v.tolist() for v in self.loss], "train_accuracy": [a.tolist() for a in self.train_accuracy]}
 
     @staticmethod
-    def from_json(d: dict[str, Any]) -> "WidthSweep":
+    def from_json(d: dict[str, Any]) -> WidthSweep:
         return WidthSweep(widths=list(d["widths"]), epochs=int(d["epochs"]),
                           loss=[np.array(v, dtype=float) for v in d["loss"]],
                           train_accuracy=[np.array(a, dtype=float) for a in d["train_accuracy"]],
@@ -430,7 +431,6 @@ def spiral_width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_c
     return WidthSweep(widths, epochs, losses, accs, tests, config)
 
 
-width_sweep = spiral_width_sweep  # alias-for-merge
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,8 +8,27 @@
 """
 
 from .dual import abrelu_dual, erf_dual, gauss_hermite_dual
-from .layers import (ABReLU, Dense, Elementwise, Erf, FanInSum, FanOut, GELU, Identity, KState, Layer,
-                     LeakyReLU, NetKernel, Parallel, ReLU, Serial, Sigmoid, Tanh, parallel, serial)
+from .layers import (
+                     GELU,
+                     ABReLU,
+                     Dense,
+                     Elementwise,
+                     Erf,
+                     FanInSum,
+                     FanOut,
+                     Identity,
+                     KState,
+                     Layer,
+                     LeakyReLU,
+                     NetKernel,
+                     Parallel,
+                     ReLU,
+                     Serial,
+                     Sigmoid,
+                     Tanh,
+                     parallel,
+                     serial,
+)
 from .montecarlo import MonteCarloKernel, empirical_ntk, monte_carlo
 
 __all__ = ["Dense", "ReLU", "LeakyReLU", "ABReLU", "Erf", "GELU", "Tanh", "Sigmoid", "Identity", "Elementwise",

@@ -20,8 +20,8 @@ Cosines are clamped to [−1, 1] and zero variances give zero (no NaN for zero-n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch

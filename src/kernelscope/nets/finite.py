@@ -19,7 +19,8 @@ Weights and biases are drawn N(0, 1) from one ``torch.Generator``, layer by laye
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -222,7 +223,7 @@ class LazyNetwork(nn.Module):
         self.description, self._gen, self._width, self._readout, self._dtype = description, gen, width, readout, dtype
         self.body: nn.Module | None = None
 
-    def materialize(self, d: int) -> "LazyNetwork":
+    def materialize(self, d: int) -> LazyNetwork:
         if self.body is None:
             self.body, self.out_width = self.description.build(int(d), self._gen, self._width, self._readout,
                                                                self._dtype)

@@ -23,14 +23,24 @@ zero-mean Dense is uncorrelated with any other) — the same assumption as neura
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int,
-                       check_memory, check_nonnegative, check_positive, format_bytes)
+from .._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_generator,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+)
 from . import dual as _dual
 from . import finite as _finite
 
@@ -66,7 +76,7 @@ class KState:
     ntk_factor: torch.Tensor | None = None
     ntk_scale: float = 1.0
 
-    def materialized(self) -> "KState":
+    def materialized(self) -> KState:
         """The same kernels with pending multipliers applied — in place, so use the returned state only."""
         if self.scale1 is None and self.ntk_factor is None:
             return self
@@ -76,7 +86,7 @@ class KState:
             ntk = ntk.mul_(self.ntk_factor if self.ntk_scale == 1.0 else self.ntk_factor.mul_(self.ntk_scale))
         return replace(self, nngp=nngp, ntk=ntk, scale1=None, scale2=None, ntk_factor=None, ntk_scale=1.0)
 
-    def clone(self) -> "KState":
+    def clone(self) -> KState:
         if self.scale1 is not None or self.ntk_factor is not None:
             raise RuntimeError("clone() of a KState with pending multipliers; call materialized() first")
         nngp = self.nngp.clone()
@@ -138,11 +148,11 @@ class Layer:
     def kernel_fn(self, k):  # KState or list of KState -> same
         raise TypeError(f"{type(self).__name__} has no kernel map")  # pragma: no cover
 
-    def build(self, in_width, gen: torch.Generator, hidden: int | None, readout: "Dense | None", dtype):
+    def build(self, in_width, gen: torch.Generator, hidden: int | None, readout: Dense | None, dtype):
         """Return (module, out_width) for inputs of ``in_width`` channels (an int, or a list for branches)."""
         raise TypeError(f"{type(self).__name__} has no finite module")  # pragma: no cover
 
-    def dense_layers(self) -> list["Dense"]:
+    def dense_layers(self) -> list[Dense]:
         return []
 
     def __repr__(self) -> str:

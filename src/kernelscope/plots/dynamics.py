@@ -6,7 +6,8 @@ for the image grid); none trains or computes kernels.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _np(a: Any) -> np.ndarray:
 
 def plot_width_sweep(sweep: dict, ax=None, title: str | None = None):
     """Log-log of the lazy-training metrics at the end of training against the width m, with fitted slopes and
-    a ``m^{-1/2}`` guide. ``sweep`` is what :func:`kernelscope.dynamics.width_sweep` returns."""
+    a ``m^{-1/2}`` guide. ``sweep`` is what :func:`kernelscope.dynamics.lazy_width_sweep` returns."""
     ax = _new_axes(ax)
     runs = sweep["runs"]
     m = np.array([r["width"] for r in runs], float)
