@@ -5,13 +5,26 @@
     k = net.kernel(X)                  # k.nngp, k.ntk: (N, N), THEORY.md §4
     model = net.finite(seed=0)         # torch.nn.Module, same architecture and parameterisation
     mc = nets.monte_carlo(net, X, width=256, n_samples=100, seed=0)   # estimates with standard errors
+
+Convolutional networks take (N, C, L) or (N, C, H, W) inputs (torch layout):
+
+    cnn = nets.serial(nets.Conv(256, 3, padding="same"), nets.ReLU(), nets.Conv(256, 3, padding="same"),
+                      nets.ReLU(), nets.GlobalAvgPool(), nets.Dense(1))
+    k = cnn.kernel(images)             # CNN-GP and CNTK, (N, N)
 """
 
-from .dual import abrelu_dual, erf_dual, gauss_hermite_dual
-from .layers import (ABReLU, Dense, Elementwise, Erf, FanInSum, FanOut, GELU, Identity, KState, Layer,
-                     LeakyReLU, NetKernel, Parallel, ReLU, Serial, Sigmoid, Tanh, parallel, serial)
+from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
+from .dual import (abrelu_dual, erf_dual, exp_dual, gauss_hermite_dual, gaussian_dual, gelu_dual, polynomial_dual,
+                   sign_dual, sin_dual)
+from .layers import (ABReLU, Abs, Cos, Dense, Elementwise, Erf, Exp, FanInConcat, FanInProd, FanInSum, FanOut,
+                     Gaussian, GELU, Hermite, Identity, KState, Layer, LayerNorm, LeakyReLU, Monomial, NetKernel,
+                     Parallel, Polynomial, Rbf, ReLU, Serial, Sigmoid, Sign, Sin, Tanh, parallel, serial)
 from .montecarlo import MonteCarloKernel, empirical_ntk, monte_carlo
 
-__all__ = ["Dense", "ReLU", "LeakyReLU", "ABReLU", "Erf", "GELU", "Tanh", "Sigmoid", "Identity", "Elementwise",
-           "serial", "parallel", "FanOut", "FanInSum", "Layer", "Serial", "Parallel", "NetKernel", "KState",
-           "monte_carlo", "MonteCarloKernel", "empirical_ntk", "abrelu_dual", "erf_dual", "gauss_hermite_dual"]
+__all__ = ["Dense", "ReLU", "LeakyReLU", "ABReLU", "Abs", "Erf", "GELU", "Tanh", "Sigmoid", "Sin", "Cos", "Rbf",
+           "Exp", "Gaussian", "Sign", "Polynomial", "Monomial", "Hermite", "Identity", "Elementwise", "LayerNorm",
+           "Conv", "AvgPool", "GlobalAvgPool", "Flatten",
+           "serial", "parallel", "FanOut", "FanInSum", "FanInConcat", "FanInProd", "Layer", "Serial", "Parallel",
+           "NetKernel", "KState", "monte_carlo", "MonteCarloKernel", "empirical_ntk", "abrelu_dual", "erf_dual",
+           "gelu_dual", "sin_dual", "exp_dual", "gaussian_dual", "sign_dual", "polynomial_dual",
+           "gauss_hermite_dual"]
