@@ -18,14 +18,14 @@ from kernelscope import nets
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.nets import dual
 
-T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+T = lambda *v: torch.tensor(v, dtype=torch.float64)
 
 
 def _dblquad(f, c, a, b):
     from scipy import integrate
 
     L = np.linalg.cholesky(np.array([[a, c], [c, b]]))
-    dens = lambda z1, z2: math.exp(-0.5 * (z1 * z1 + z2 * z2)) / (2 * math.pi)  # noqa: E731
+    dens = lambda z1, z2: math.exp(-0.5 * (z1 * z1 + z2 * z2)) / (2 * math.pi)
     return integrate.dblquad(lambda z2, z1: f(L[0, 0] * z1) * f(L[1, 0] * z1 + L[1, 1] * z2) * dens(z1, z2),
                              -10, 10, -10, 10, epsabs=1e-14, epsrel=1e-13)[0]
 
@@ -44,9 +44,9 @@ def _gh_cholesky(f, c, a, b, degree=200):
 def test_gelu_closed_form_matches_scipy_dblquad_to_1e12(c, a, b):
     from scipy import special
 
-    Phi = lambda x: 0.5 * (1 + special.erf(x / math.sqrt(2)))  # noqa: E731
-    gelu = lambda x: x * Phi(x)  # noqa: E731
-    dgelu = lambda x: Phi(x) + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    Phi = lambda x: 0.5 * (1 + special.erf(x / math.sqrt(2)))
+    gelu = lambda x: x * Phi(x)
+    dgelu = lambda x: Phi(x) + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
     nngp, dot = dual.gelu_dual(T(c), T(a), T(b))
     for got, ref in ((nngp, _dblquad(gelu, c, a, b)), (dot, _dblquad(dgelu, c, a, b))):
         assert abs(float(got) - ref) <= 1e-12 * abs(ref)
@@ -61,7 +61,7 @@ def test_gelu_network_no_longer_off_at_large_variance():
     w, bb = 1.5, 0.1
     net = nets.serial(nets.Dense(8, w, bb), nets.GELU(), nets.Dense(1, w, bb))
     S = w * w * X @ X.T / 3 + bb * bb
-    gelu = lambda x: 0.5 * x * (1 + special.erf(x / math.sqrt(2)))  # noqa: E731
+    gelu = lambda x: 0.5 * x * (1 + special.erf(x / math.sqrt(2)))
     ref = w * w * _dblquad(gelu, S[0, 1], S[0, 0], S[1, 1]) + bb * bb
     assert abs(net.kernel(X).nngp[0, 1] - ref) <= 1e-12 * abs(ref)
     x = torch.linspace(-4, 4, 9, dtype=torch.float64)
@@ -78,7 +78,7 @@ def _polar(phi, c, a, b, degree):
     cuts.append(2 * math.pi)
     x, w = np.polynomial.legendre.leggauss(40)
     total = 0.0
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
+    for lo, hi in zip(cuts[:-1], cuts[1:]):  # noqa: RUF007 - same as the reference in test_nets.py
         t = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
         total += 0.5 * (hi - lo) * np.sum(w * phi(sa * np.cos(t)) * phi(sb * (rho * np.cos(t) + comp * np.sin(t))))
     return total * 2.0**degree * math.factorial(degree) / (2 * math.pi)
@@ -118,8 +118,8 @@ def test_smooth_closed_forms_against_cholesky_gauss_hermite(name, c, a, b):
     if f is None:  # erf(a, b, c): torch's erf through numpy
         from scipy import special
 
-        f = lambda x: 0.9 * special.erf(1.4 * x) + 0.3  # noqa: E731
-        df = lambda x: 0.9 * 1.4 * 2 / math.sqrt(math.pi) * np.exp(-(1.4 * x) ** 2)  # noqa: E731
+        f = lambda x: 0.9 * special.erf(1.4 * x) + 0.3
+        df = lambda x: 0.9 * 1.4 * 2 / math.sqrt(math.pi) * np.exp(-(1.4 * x) ** 2)
     nngp, dot = act.dual(T(c), T(a), T(b))
     for got, ref in ((nngp, _gh_cholesky(f, c, a, b)), (dot, _gh_cholesky(df, c, a, b))):
         assert abs(float(got) - ref) <= 1e-11 * max(1.0, abs(ref)), (name, float(got), ref)

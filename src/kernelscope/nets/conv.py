@@ -30,11 +30,26 @@ from typing import Any
 
 import torch
 
-from .._arrays import (ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory,
-                       check_nonnegative, check_positive, memory_budget_bytes)
-from .layers import KState, Layer, NetKernel, _position_diagonal, _run_blocks, affine_kernel
+from .._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+    memory_budget_bytes,
+)
+from .layers import (
+    KState,
+    Layer,
+    NetKernel,
+    _position_diagonal,
+    affine_kernel,
+)
 
-__all__ = ["Conv", "AvgPool", "GlobalAvgPool", "Flatten", "spatial_kernel", "conv_geometry"]
+__all__ = ["AvgPool", "Conv", "Flatten", "GlobalAvgPool", "conv_geometry", "spatial_kernel"]
 
 _PADDINGS = ("valid", "same", "circular")
 
@@ -319,10 +334,10 @@ def spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     hint = "(n_samples, channels, length) or (n_samples, channels, height, width)"
     X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint)
     S = tuple(X1.shape[2:])
-    ns, P, C = len(S), math.prod(S), X1.shape[1]
+    P, C = math.prod(S), X1.shape[1]
     pairs = net.pairs_before(False)
     m = P * P if pairs else P  # numbers per pair of inputs
-    shaped = lambda G, nb: G.reshape(G.shape[:nb] + (S + S if pairs else S))  # noqa: E731
+    shaped = lambda G, nb: G.reshape(G.shape[:nb] + (S + S if pairs else S))
     A1 = X1.reshape(X1.shape[0], C, P)
     way_out = ("Use fewer points, or Flatten instead of pooling (the diagonal of positions only: "
                f"{P} instead of {P * P} numbers per pair), or smaller images.")

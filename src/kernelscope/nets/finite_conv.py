@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["ConvModule", "PoolModule", "GlobalAvgPoolModule", "ChannelsLast"]
+__all__ = ["ChannelsLast", "ConvModule", "GlobalAvgPoolModule", "PoolModule"]
 
 
 def _pad(x: torch.Tensor, pads: list[tuple[int, int]], padding: str) -> torch.Tensor:

@@ -359,11 +359,12 @@ class Layer:
         seed : int or torch.Generator for the N(0, 1) draws of all weights and biases.
         width : if given, replaces the output width of every Dense layer except the last one (the readout).
         dtype : parameter dtype (float64 by default).
-        in_dim : the input dimension d, to draw the parameters now; otherwise they are drawn at the first call
+        in_dim : the input dimension d (or the per-example shape (C, L) / (C, H, W) of convolutional inputs),
+            to draw the parameters now; otherwise they are drawn at the first call
             (or ``.materialize(d)``) — ``parameters()`` is empty until then, so pass ``in_dim`` before building
             an optimiser.
 
-        The module maps (N, d) -> (N, out).
+        The module maps (N, d) -> (N, out), or (N, C, *S) -> (N, out) for convolutional networks.
         """
         gen = as_generator(seed)
         if width is not None:
@@ -371,7 +372,11 @@ class Layer:
         dense = self.dense_layers()
         readout = dense[-1] if dense else None
         model = _finite.LazyNetwork(self, gen, width, readout, dtype)
-        return model if in_dim is None else model.materialize(check_int(in_dim, "in_dim", minimum=1))
+        if in_dim is None:
+            return model
+        if isinstance(in_dim, (tuple, list)):
+            return model.materialize(tuple(check_int(v, "in_dim", minimum=1) for v in in_dim))
+        return model.materialize(check_int(in_dim, "in_dim", minimum=1))
 
 
 # --------------------------------------------------------------------------------------------------------------
