@@ -81,10 +81,10 @@ def naive(X: torch.Tensor, readout: str, rows: int = 64) -> tuple[torch.Tensor, 
         r1 = min(N, r0 + (rows if pairs else N))
         if pairs:
             K0 = torch.einsum("ichw,jcxy->ijhwxy", A[r0:r1], A) / C
-            views = lambda v: (v[r0:r1, None, :, :, None, None], v[None, :, None, None, :, :])  # noqa: E731
+            views = lambda v: (v[r0:r1, None, :, :, None, None], v[None, :, None, None, :, :])
         else:
             K0 = torch.einsum("ichw,jchw->ijhw", A[r0:r1], A) / C
-            views = lambda v: (v[r0:r1, None], v[None])  # noqa: E731
+            views = lambda v: (v[r0:r1, None], v[None])
         S1 = W**2 * _box(K0, ns) + B**2
         T1 = S1
         E, Ed = _relu(S1, *views(v1))

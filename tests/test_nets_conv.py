@@ -219,3 +219,14 @@ def test_bad_convolutional_inputs_are_refused():
         nets.serial(nets.Conv(4, 3), nets.ReLU()).kernel(np.ones((3, 1, 5, 5)))
     with pytest.raises(ValidationError, match="padding"):
         nets.Conv(4, 3, padding="reflect")
+
+
+@pytest.mark.slow
+def test_conv_digits_experiment_small():
+    from kernelscope.experiments.conv import conv_digits
+
+    res = conv_digits(n_train=60, n_test=40, widths=(8, 128), seeds=3, n_convergence=4)
+    assert [(r["architecture"], r["kernel"]) for r in res.rows][:2] == [("MLP", "NNGP"), ("MLP", "NTK")]
+    accs = [r["test_accuracy"] for r in res.rows]
+    assert len(accs) == 6 and min(accs) > 0.5  # far above chance (0.1) even on 60 training digits
+    assert res.ntk_errors[1] < res.ntk_errors[0] and res.slope < -0.25  # -½ expected; few draws: loose
