@@ -81,10 +81,10 @@ def naive(X: torch.Tensor, readout: str, rows: int = 64) -> tuple[torch.Tensor, 
         r1 = min(N, r0 + (rows if pairs else N))
         if pairs:
             K0 = torch.einsum("ichw,jcxy->ijhwxy", A[r0:r1], A) / C
-            views = lambda v: (v[r0:r1, None, :, :, None, None], v[None, :, None, None, :, :])
+            views = lambda v, r0=r0, r1=r1: (v[r0:r1, None, :, :, None, None], v[None, :, None, None, :, :])
         else:
             K0 = torch.einsum("ichw,jchw->ijhw", A[r0:r1], A) / C
-            views = lambda v: (v[r0:r1, None], v[None])
+            views = lambda v, r0=r0, r1=r1: (v[r0:r1, None], v[None])
         S1 = W**2 * _box(K0, ns) + B**2
         T1 = S1
         E, Ed = _relu(S1, *views(v1))
@@ -127,8 +127,8 @@ def main() -> None:
         ref = naive(X.cpu(), readout)
         diff = max(float(((o.cpu() - r).abs() / r.abs().max()).max()) for o, r in
                    ((ours.nngp, ref[0]), (ours.ntk, ref[1])))
-        t_ours = timed(lambda: net.kernel(X), args.repeats)
-        t_peer = timed(lambda: naive(X.cpu(), readout), args.repeats)
+        t_ours = timed(lambda net=net: net.kernel(X), args.repeats)
+        t_peer = timed(lambda readout=readout: naive(X.cpu(), readout), args.repeats)
         name = "GlobalAvgPool" if readout == "gap" else "Flatten"
         print(f"{name:<14}{t_ours:>15.3f}{t_peer:>15.3f}{t_ours / t_peer:>9.2f}{diff:>15.1e}")
 

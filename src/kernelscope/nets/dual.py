@@ -21,15 +21,28 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["abrelu_dual", "erf_dual", "gelu_dual", "sin_dual", "exp_dual", "gaussian_dual", "sign_dual",
-           "polynomial_dual", "gauss_hermite_dual", "gauss_hermite_degree", "hermite_nodes", "derivative",
-           "cosine_", "self_entries"]
+__all__ = [
+    "abrelu_dual",
+    "cosine_",
+    "derivative",
+    "erf_dual",
+    "exp_dual",
+    "gauss_hermite_degree",
+    "gauss_hermite_dual",
+    "gaussian_dual",
+    "gelu_dual",
+    "hermite_nodes",
+    "polynomial_dual",
+    "self_entries",
+    "sign_dual",
+    "sin_dual",
+]
 
 _TWO_PI = 2.0 * math.pi
 
@@ -130,7 +143,9 @@ def erf_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: bool
 
 @lru_cache(maxsize=32)
 def _hermgauss(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.special import roots_hermite  # stable past degree 300, where numpy's hermgauss overflows
+    from scipy.special import (
+        roots_hermite,  # stable past degree 300, where numpy's hermgauss overflows
+    )
 
     x, w = roots_hermite(degree)
     # Probabilists' form: E_{z~N(0,1)}[g(z)] ≈ Σ w_i g(√2 x_i) / √π
@@ -272,8 +287,8 @@ def gauss_hermite_dual(fn: Callable[[torch.Tensor], torch.Tensor], c: torch.Tens
     flat_b = bucket.reshape(-1)
     for d, us in by_degree.items():
         idx = torch.isin(flat_b, torch.tensor(us, device=device)).nonzero().squeeze(1)
-        pick = lambda t: t.expand(shape + (1,)).reshape(-1, 1)[idx]  # noqa: E731
-        n_, d_ = _gh_rule(fn, d_fn, pick(s11), pick(s12), pick(s22), (idx.numel(),), d, dtype, device)
+        s11_, s12_, s22_ = (t.expand(shape + (1,)).reshape(-1, 1)[idx] for t in (s11, s12, s22))
+        n_, d_ = _gh_rule(fn, d_fn, s11_, s12_, s22_, (idx.numel(),), d, dtype, device)
         nngp.view(-1)[idx] = n_
         dot.view(-1)[idx] = d_
     return nngp, dot

@@ -23,21 +23,62 @@ zero-mean Dense is uncorrelated with any other) — the same assumption as neura
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._arrays import (ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int,
-                       check_memory, check_nonnegative, check_positive, format_bytes)
+from .._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_generator,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+)
 from . import dual as _dual
 from . import finite as _finite
 
-__all__ = ["KState", "NetKernel", "Layer", "Dense", "ABReLU", "ReLU", "LeakyReLU", "Identity", "Abs", "Erf",
-           "Elementwise", "GELU", "Tanh", "Sigmoid", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Sign", "Polynomial",
-           "Monomial", "Hermite", "LayerNorm", "FanOut", "FanInSum", "FanInConcat", "FanInProd", "serial",
-           "parallel", "Serial", "Parallel", "affine_kernel"]
+__all__ = [
+    "GELU",
+    "ABReLU",
+    "Abs",
+    "Cos",
+    "Dense",
+    "Elementwise",
+    "Erf",
+    "Exp",
+    "FanInConcat",
+    "FanInProd",
+    "FanInSum",
+    "FanOut",
+    "Gaussian",
+    "Hermite",
+    "Identity",
+    "KState",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Monomial",
+    "NetKernel",
+    "Parallel",
+    "Polynomial",
+    "Rbf",
+    "ReLU",
+    "Serial",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Tanh",
+    "affine_kernel",
+    "parallel",
+    "serial",
+]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -75,7 +116,7 @@ class KState:
     spatial: tuple = ()
     pairs: bool = False
 
-    def materialized(self) -> "KState":
+    def materialized(self) -> KState:
         """The same kernels with pending multipliers applied — in place, so use the returned state only."""
         if self.scale1 is None and self.ntk_factor is None:
             return self
@@ -85,7 +126,7 @@ class KState:
             ntk = ntk.mul_(self.ntk_factor if self.ntk_scale == 1.0 else self.ntk_factor.mul_(self.ntk_scale))
         return replace(self, nngp=nngp, ntk=ntk, scale1=None, scale2=None, ntk_factor=None, ntk_scale=1.0)
 
-    def clone(self) -> "KState":
+    def clone(self) -> KState:
         if self.scale1 is not None or self.ntk_factor is not None:
             raise RuntimeError("clone() of a KState with pending multipliers; call materialized() first")
         nngp = self.nngp.clone()
@@ -94,7 +135,7 @@ class KState:
             return replace(self, nngp=nngp, ntk=ntk, var1=nngp, var2=nngp)
         return replace(self, nngp=nngp, ntk=ntk)
 
-    def new(self, nngp, ntk, var1, var2, width: int | None = None, **pending) -> "KState":
+    def new(self, nngp, ntk, var1, var2, width: int | None = None, **pending) -> KState:
         """A state of the same layout (mode, positions, self block) with new kernels; diag mode: var = nngp."""
         if self.diag:
             var1 = var2 = nngp
@@ -138,7 +179,7 @@ class KState:
             return lambda t: _position_diagonal(t.diagonal().movedim(-1, 0), 1, ns)
         return None
 
-    def unpaired(self) -> "KState":
+    def unpaired(self) -> KState:
         """The same kernels on the diagonal of positions only (once no pooling is left downstream)."""
         k = self.materialized()
         nb, ns = (1 if k.diag else 2), len(k.spatial)
@@ -150,7 +191,7 @@ class KState:
         v2 = v1 if k.var2 is k.var1 else _position_diagonal(k.var2, 1, ns).contiguous()
         return replace(k, nngp=nngp, ntk=ntk, var1=v1, var2=v2, pairs=False)
 
-    def self_state(self, v: torch.Tensor) -> "KState":
+    def self_state(self, v: torch.Tensor) -> KState:
         """The diag-mode state of a variance tensor ``v`` (var1 or var2): layers map it the way they map nngp."""
         return KState(v, None, v, v, self.width, True, spatial=self.spatial, pairs=self.pairs)
 
@@ -216,11 +257,11 @@ class Layer:
     def kernel_fn(self, k):  # KState or list of KState -> same
         raise TypeError(f"{type(self).__name__} has no kernel map")  # pragma: no cover
 
-    def build(self, in_width, gen: torch.Generator, hidden: int | None, readout: "Dense | None", dtype):
+    def build(self, in_width, gen: torch.Generator, hidden: int | None, readout: Dense | None, dtype):
         """Return (module, out_width) for inputs of ``in_width`` channels (an int, or a list for branches)."""
         raise TypeError(f"{type(self).__name__} has no finite module")  # pragma: no cover
 
-    def dense_layers(self) -> list["Dense"]:
+    def dense_layers(self) -> list[Dense]:
         """The layers with weights (Dense, Conv), in order: the last one is the readout."""
         return []
 
@@ -920,7 +961,7 @@ class Parallel(Layer):
                                   f"Put FanOut({len(self.layers)}) before it.")
 
     def pairs_before(self, after: bool) -> bool:
-        return any([l.pairs_before(after) for l in self.layers])
+        return any(l.pairs_before(after) for l in self.layers)
 
     def kernel_fn(self, ks):
         self._check(ks)
