@@ -223,16 +223,18 @@ class LazyNetwork(nn.Module):
         self.description, self._gen, self._width, self._readout, self._dtype = description, gen, width, readout, dtype
         self.body: nn.Module | None = None
 
-    def materialize(self, d: int) -> LazyNetwork:
+    def materialize(self, d: int | tuple) -> LazyNetwork:
+        """``d``: the input dimension, or the per-example shape (C, L) / (C, H, W) of convolutional inputs."""
+        d = tuple(int(v) for v in d) if isinstance(d, tuple) else int(d)
         if self.body is None:
-            self.body, self.out_width = self.description.build(int(d), self._gen, self._width, self._readout,
+            self.body, self.out_width = self.description.build(d, self._gen, self._width, self._readout,
                                                                self._dtype)
         elif self.in_width != d:
             raise ValueError(f"x: expected {self.in_width} columns (the network was built for them), got {d}.")
-        self.in_width = int(d)
+        self.in_width = d
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, d) -> (N, out)."""
-        self.materialize(x.shape[-1])
+        """x (N, d) -> (N, out); or (N, C, L) / (N, C, H, W) for convolutional networks."""
+        self.materialize(x.shape[-1] if x.ndim <= 2 else tuple(x.shape[1:]))
         return self.body(x)

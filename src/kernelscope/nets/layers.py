@@ -44,9 +44,41 @@ from .._arrays import (
 from . import dual as _dual
 from . import finite as _finite
 
-__all__ = ["KState", "NetKernel", "Layer", "Dense", "ABReLU", "ReLU", "LeakyReLU", "Identity", "Erf",
-           "Elementwise", "GELU", "Tanh", "Sigmoid", "FanOut", "FanInSum", "serial", "parallel", "Serial",
-           "Parallel"]
+__all__ = [
+    "GELU",
+    "ABReLU",
+    "Abs",
+    "Cos",
+    "Dense",
+    "Elementwise",
+    "Erf",
+    "Exp",
+    "FanInConcat",
+    "FanInProd",
+    "FanInSum",
+    "FanOut",
+    "Gaussian",
+    "Hermite",
+    "Identity",
+    "KState",
+    "Layer",
+    "LayerNorm",
+    "LeakyReLU",
+    "Monomial",
+    "NetKernel",
+    "Parallel",
+    "Polynomial",
+    "Rbf",
+    "ReLU",
+    "Serial",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Tanh",
+    "affine_kernel",
+    "parallel",
+    "serial",
+]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -59,6 +91,12 @@ class KState:
     Full mode: ``nngp``, ``ntk`` of shape (B, N2), ``var1`` (B,) = Σ(x, x), ``var2`` (N2,) = Σ(x', x').
     Diag mode: ``nngp``, ``ntk`` of shape (N,) and ``var1 = var2 = nngp``. ``ntk=None`` stands for Θ = 0 (the
     input). ``width`` is the number of channels here (the input dimension d before the first Dense).
+
+    Spatial (convolutional) kernels, ``spatial = S`` the positions' shape ((L,) or (H, W)): every tensor gets the
+    positions after its batch axes — only the diagonal of positions (``S``, Σ(x_p, x'_p)) when ``pairs`` is False,
+    all pairs of positions (``S + S``, Σ(x_p, x'_q)) when it is True (pooling needs them). ``var1`` is always the
+    diag-mode kernel of the rows with themselves: (B,) + S, or (B,) + S + S with pairs (pooling mixes positions
+    of a point with each other, so its variances need the point's own pairs).
     """
 
     nngp: torch.Tensor
@@ -75,6 +113,8 @@ class KState:
     scale2: torch.Tensor | None = None
     ntk_factor: torch.Tensor | None = None
     ntk_scale: float = 1.0
+    spatial: tuple = ()
+    pairs: bool = False
 
     def materialized(self) -> KState:
         """The same kernels with pending multipliers applied — in place, so use the returned state only."""
@@ -94,6 +134,73 @@ class KState:
         if self.diag:
             return replace(self, nngp=nngp, ntk=ntk, var1=nngp, var2=nngp)
         return replace(self, nngp=nngp, ntk=ntk)
+
+    def new(self, nngp, ntk, var1, var2, width: int | None = None, **pending) -> KState:
+        """A state of the same layout (mode, positions, self block) with new kernels; diag mode: var = nngp."""
+        if self.diag:
+            var1 = var2 = nngp
+        return KState(nngp, ntk, var1, var2, self.width if width is None else width, self.diag, self.self_block,
+                      spatial=self.spatial, pairs=self.pairs, **pending)
+
+    # -- views for the elementwise maps ---------------------------------------------------------------------
+    def variances(self, v: torch.Tensor) -> torch.Tensor:
+        """The variances Σ(x_p, x_p) in a diag-mode kernel ``v`` ((B,) + S, or the positions' diagonal of
+        (B,) + S + S with pairs)."""
+        return _position_diagonal(v, 1, len(self.spatial)) if self.pairs else v
+
+    def a_view(self) -> torch.Tensor:
+        """Σ(x, x) of the rows, broadcasting against ``nngp``."""
+        return self.var_view(self.variances(self.var1), first=True)
+
+    def b_view(self) -> torch.Tensor:
+        """Σ(x', x') of the columns, broadcasting against ``nngp``."""
+        return self.var_view(self.variances(self.var2), first=False)
+
+    def var_view(self, v: torch.Tensor, first: bool) -> torch.Tensor:
+        """A per-point, per-position tensor ``v`` ((B,) + S) of the rows (``first``) or the columns, shaped to
+        broadcast against ``nngp``."""
+        ns = len(self.spatial)
+        if not self.diag:
+            v = v.unsqueeze(1) if first else v.unsqueeze(0)
+        if self.pairs:  # rows' positions first, columns' positions second
+            nb = 1 if self.diag else 2
+            shape = v.shape[:nb] + ((v.shape[nb:] + (1,) * ns) if first else ((1,) * ns + v.shape[nb:]))
+            v = v.reshape(shape)
+        return v
+
+    def same(self):
+        """Which entries pair a point with itself (at the same position): the ``same`` of :mod:`.dual`."""
+        ns = len(self.spatial)
+        if not self.pairs:
+            return "all" if self.diag else ("diagonal" if self.self_block else None)
+        if self.diag:
+            return lambda t: _position_diagonal(t, 1, ns)
+        if self.self_block:
+            return lambda t: _position_diagonal(t.diagonal().movedim(-1, 0), 1, ns)
+        return None
+
+    def unpaired(self) -> KState:
+        """The same kernels on the diagonal of positions only (once no pooling is left downstream)."""
+        k = self.materialized()
+        nb, ns = (1 if k.diag else 2), len(k.spatial)
+        nngp = _position_diagonal(k.nngp, nb, ns).contiguous()
+        ntk = None if k.ntk is None else _position_diagonal(k.ntk, nb, ns).contiguous()
+        if k.diag:
+            return replace(k, nngp=nngp, ntk=ntk, var1=nngp, var2=nngp, pairs=False)
+        v1 = _position_diagonal(k.var1, 1, ns).contiguous()
+        v2 = v1 if k.var2 is k.var1 else _position_diagonal(k.var2, 1, ns).contiguous()
+        return replace(k, nngp=nngp, ntk=ntk, var1=v1, var2=v2, pairs=False)
+
+    def self_state(self, v: torch.Tensor) -> KState:
+        """The diag-mode state of a variance tensor ``v`` (var1 or var2): layers map it the way they map nngp."""
+        return KState(v, None, v, v, self.width, True, spatial=self.spatial, pairs=self.pairs)
+
+
+def _position_diagonal(t: torch.Tensor, nb: int, ns: int) -> torch.Tensor:
+    """The view of ``t`` (``nb`` batch axes, then S, then S) with both positions equal: shape batch + S."""
+    for k in range(ns):
+        t = t.diagonal(0, nb, nb + ns - k)  # pairs the leading axis of each set; the diagonal goes last
+    return t
 
 
 @dataclass
@@ -153,7 +260,13 @@ class Layer:
         raise TypeError(f"{type(self).__name__} has no finite module")  # pragma: no cover
 
     def dense_layers(self) -> list[Dense]:
+        """The layers with weights (Dense, Conv), in order: the last one is the readout."""
         return []
+
+    def pairs_before(self, after: bool) -> bool:
+        """Whether this layer needs all pairs of positions at its input, given whether the layers after it need
+        them at its output (convolutional kernels; pooling needs them, Flatten does not)."""
+        return after
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -165,8 +278,9 @@ class Layer:
 
         Parameters
         ----------
-        x1 : array of shape (N1, d).
-        x2 : array of shape (N2, d), or None for ``x1`` itself.
+        x1 : array of shape (N1, d); or (N1, C, L) / (N1, C, H, W) (torch layout) for convolutional networks
+            (:mod:`kernelscope.nets.conv`: they end in Flatten or GlobalAvgPool).
+        x2 : array of the same shape but N2 rows, or None for ``x1`` itself.
         diag : if True, only ``k(x, x)`` for the rows of ``x1`` (``x2`` must be None): shape (N1,).
         block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
             columns of ``x2``). Default: 512 on CPU, 4096 on a GPU, with tiles of as many entries but other
@@ -196,6 +310,10 @@ class Layer:
         threads = torch.get_num_threads() if threads is None else check_int(threads, "threads", minimum=1)
         kind = ArrayKind.of(x1, x2)
         device = kind.device if kind.is_torch else None
+        if np.ndim(x1) in (3, 4):
+            from .conv import spatial_kernel
+
+            return spatial_kernel(self, x1, x2, diag, block_rows, kind, threads)
         X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)")
         if diag:
             if x2 is not None:
@@ -223,21 +341,33 @@ class Layer:
             tc = min(block_rows, n2)
         check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * tc),
                      f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
-        nngp = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
-        ntk = torch.empty(n1, n2, dtype=torch.float64, device=X1.device)
         sq1 = (X1 * X1).sum(1) / d  # (N1,)
         X2 = X1 if symmetric else X2
         sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
         inv_d = 1.0 / d
 
+        def state(r0: int, r1: int, j0: int, j1: int, diagonal: bool) -> KState:
+            G = torch.matmul(X1[r0:r1], X2[j0:j1].T).mul_(inv_d)  # (B, T) input Gram Σ⁰ = x·x'/d
+            return KState(G, None, sq1[r0:r1], sq2[j0:j1], d, False, diagonal)
+
+        nngp, ntk = self._fill_tiles(state, n1, n2, block_rows, tc, symmetric, X1.device, threads)
+        return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
+
+    def _fill_tiles(self, state: Callable, n1: int, n2: int, block_rows: int, tc: int, symmetric: bool,
+                    device: torch.device, threads: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (N1, N2) NNGP and NTK, tile by tile: ``state(r0, r1, j0, j1, diagonal)`` gives a tile's input
+        KState (``diagonal``: it pairs each point with itself on its leading square); for k(X, X) only the tiles
+        on and above the diagonal are computed and mirrored."""
+        nngp = torch.empty(n1, n2, dtype=torch.float64, device=device)
+        ntk = torch.empty(n1, n2, dtype=torch.float64, device=device)
+
         def rows(r0: int, r1: int) -> None:
             for j0 in range(r0 if symmetric else 0, n2, tc):
                 j1 = min(n2, j0 + tc)
-                G = torch.matmul(X1[r0:r1], X2[j0:j1].T).mul_(inv_d)  # (B, T) input Gram Σ⁰ = x·x'/d
                 diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
-                out = self._output(self.kernel_fn(KState(G, None, sq1[r0:r1], sq2[j0:j1], d, False, diagonal)))
+                out = self._output(self.kernel_fn(state(r0, r1, j0, j1, diagonal)))
                 mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
-                upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=G.device).triu_() if diagonal else None
+                upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_() if diagonal else None
                 for dst, tile in ((nngp, out.nngp), (ntk, out.ntk)):
                     if tile is None:  # Θ = 0 (a network without a Dense layer)
                         dst[r0:r1, j0:j1].zero_()
@@ -250,13 +380,17 @@ class Layer:
                         if mirror:
                             dst[j0:j1, r0:r1].copy_(tile.T)
 
-        _run_blocks(rows, n1, block_rows, X1.device, threads)
-        return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
+        _run_blocks(rows, n1, block_rows, device, torch.get_num_threads() if threads is None else threads)
+        return nngp, ntk
 
     def _output(self, out) -> KState:
         if isinstance(out, list):
             raise ValidationError("network", "a single output", f"{len(out)} branches",
                                   "End the branches with FanInSum().")
+        if out.spatial:
+            raise ValidationError("network", "an output without positions (a kernel per pair of inputs)",
+                                  f"outputs of shape (C, {', '.join(map(str, out.spatial))})",
+                                  "End a convolutional network with Flatten() or GlobalAvgPool() (and a Dense).")
         return out.materialized()
 
     def finite(self, seed: int | torch.Generator = 0, width: int | None = None,
@@ -268,11 +402,12 @@ class Layer:
         seed : int or torch.Generator for the N(0, 1) draws of all weights and biases.
         width : if given, replaces the output width of every Dense layer except the last one (the readout).
         dtype : parameter dtype (float64 by default).
-        in_dim : the input dimension d, to draw the parameters now; otherwise they are drawn at the first call
+        in_dim : the input dimension d (or the per-example shape (C, L) / (C, H, W) of convolutional inputs),
+            to draw the parameters now; otherwise they are drawn at the first call
             (or ``.materialize(d)``) — ``parameters()`` is empty until then, so pass ``in_dim`` before building
             an optimiser.
 
-        The module maps (N, d) -> (N, out).
+        The module maps (N, d) -> (N, out), or (N, C, *S) -> (N, out) for convolutional networks.
         """
         gen = as_generator(seed)
         if width is not None:
@@ -280,7 +415,11 @@ class Layer:
         dense = self.dense_layers()
         readout = dense[-1] if dense else None
         model = _finite.LazyNetwork(self, gen, width, readout, dtype)
-        return model if in_dim is None else model.materialize(check_int(in_dim, "in_dim", minimum=1))
+        if in_dim is None:
+            return model
+        if isinstance(in_dim, (tuple, list)):
+            return model.materialize(tuple(check_int(v, "in_dim", minimum=1) for v in in_dim))
+        return model.materialize(check_int(in_dim, "in_dim", minimum=1))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -309,34 +448,46 @@ class Dense(Layer):
         return [self]
 
     def kernel_fn(self, k: KState) -> KState:
-        w2, b2 = self.w_std**2, self.b_std**2
-        if self.parameterization == "standard":  # Θ' = n_in Σ + 1 + w² Θ, with the incoming Σ and Θ
-            k = k.materialized()
-            if k.ntk is None:
-                ntk = torch.mul(k.nngp, float(k.width)).add_(1.0)
-            else:
-                ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(k.width)).add_(1.0)
-        b2_t = k.nngp.new_tensor(b2)
-        if k.scale1 is not None:  # Σ' = b² + w² (Σ·s1)·s2: the activation's scale fused in (2 passes, not 4)
-            nngp = torch.addcmul(b2_t, k.nngp.mul_(k.scale1 * w2), k.scale2, out=k.nngp)
-        else:
-            nngp = torch.add(b2_t, k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in place
-        if self.parameterization == "ntk":  # Θ' = Σ' + w² Θ (times the activation's Σ̇, fused in)
-            if k.ntk is None:
-                ntk = nngp.clone()
-            elif k.ntk_factor is not None:
-                ntk = torch.addcmul(nngp, k.ntk, k.ntk_factor, value=w2 * k.ntk_scale, out=k.ntk)
-            else:
-                ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
-        if k.diag:
-            return KState(nngp, ntk, nngp, nngp, self.out, True)
-        v1, v2 = _affine_vars(k, w2, b2)
-        return KState(nngp, ntk, v1, v2, self.out, False, k.self_block)
+        return affine_kernel(k, self.w_std, self.b_std, self.parameterization, self.out, k.width)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         n_out = self.out if (hidden is None or self is readout) else hidden
+        if isinstance(in_width, tuple):  # (C, *S): acts on the channels at each position, as neural-tangents
+            from .finite_conv import ChannelsLast
+
+            return ChannelsLast(_finite.DenseModule(in_width[0], n_out, self.w_std, self.b_std,
+                                                    self.parameterization, gen, dtype)), (n_out,) + in_width[1:]
         return _finite.DenseModule(int(in_width), n_out, self.w_std, self.b_std, self.parameterization, gen,
                                    dtype), n_out
+
+
+def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, out: int, fan_in: int) -> KState:
+    """The kernel map of ``z = (w_std/√fan_in) W x + b_std b`` (THEORY.md §4; module docstring for 'standard'):
+    ``Σ' = w² Σ + b²`` and ``Θ' = Σ' + w² Θ`` ('ntk') or ``Θ' = fan_in Σ + 1 + w² Θ`` ('standard'), in place.
+    Dense layers call it with ``Σ`` as it comes; convolutions with ``Σ`` averaged over the filter first."""
+    w2, b2 = w_std**2, b_std**2
+    if parameterization == "standard":  # Θ' = n_in Σ + 1 + w² Θ, with the incoming Σ and Θ
+        k = k.materialized()
+        if k.ntk is None:
+            ntk = torch.mul(k.nngp, float(fan_in)).add_(1.0)
+        else:
+            ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(fan_in)).add_(1.0)
+    b2_t = k.nngp.new_tensor(b2)
+    if k.scale1 is not None:  # Σ' = b² + w² (Σ·s1)·s2: the activation's scale fused in (2 passes, not 4)
+        nngp = torch.addcmul(b2_t, k.nngp.mul_(k.scale1 * w2), k.scale2, out=k.nngp)
+    else:
+        nngp = torch.add(b2_t, k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in place
+    if parameterization == "ntk":  # Θ' = Σ' + w² Θ (times the activation's Σ̇, fused in)
+        if k.ntk is None:
+            ntk = nngp.clone()
+        elif k.ntk_factor is not None:
+            ntk = torch.addcmul(nngp, k.ntk, k.ntk_factor, value=w2 * k.ntk_scale, out=k.ntk)
+        else:
+            ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
+    if k.diag:
+        return k.new(nngp, ntk, None, None, out)
+    v1, v2 = _affine_vars(k, w2, b2)
+    return k.new(nngp, ntk, v1, v2, out)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -364,16 +515,15 @@ class _Activation(Layer):
     def kernel_fn(self, k: KState) -> KState:
         k = k.materialized()
         if k.diag:
-            nngp, dot = self.dual(k.nngp, k.nngp, k.nngp, inplace=False, same="all")
+            nngp, dot = self.dual(k.nngp, k.a_view(), k.b_view(), inplace=False, same=k.same())
             ntk = None if k.ntk is None else k.ntk.mul_(dot)
-            return KState(nngp, ntk, nngp, nngp, k.width, True)
-        v1 = self.variance(k.var1)  # Σ'(x, x): (B,)
-        v2 = v1 if k.var2 is k.var1 else self.variance(k.var2)
-        nngp, dot, s1, s2, t = self.dual_lazy(k.nngp, k.var1[:, None], k.var2[None, :],
-                                              same="diagonal" if k.self_block else None)  # (B, N2)
+            return k.new(nngp, ntk, None, None)
+        v1 = self.kernel_fn(k.self_state(k.var1)).nngp  # Σ'(x, x): (B,) (+ positions)
+        v2 = v1 if k.var2 is k.var1 else self.kernel_fn(k.self_state(k.var2)).nngp
+        nngp, dot, s1, s2, t = self.dual_lazy(k.nngp, k.a_view(), k.b_view(), same=k.same())  # (B, N2)
         # Θ' = Σ̇ Θ, left pending so that a following Dense fuses it into Θ'' = Σ'' + w² Σ̇ Θ
-        return KState(nngp, k.ntk, v1, v2, k.width, False, k.self_block, s1, s2,
-                      None if k.ntk is None else dot, t)
+        return k.new(nngp, k.ntk, v1, v2, scale1=s1, scale2=s2, ntk_factor=None if k.ntk is None else dot,
+                     ntk_scale=t)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         return _finite.ActivationModule(self.fn, repr(self)), in_width
@@ -444,46 +594,274 @@ class Identity(ABReLU):
         return k
 
 
-class Erf(_Activation):
-    """``φ(x) = erf(x)``, closed-form dual ``(2/π) arcsin(2c/√((1+2a)(1+2b)))`` (Williams 1997)."""
+class Abs(ABReLU):
+    """``φ(x) = |x|`` = ABReLU(−1, 1) (neural-tangents' ``Abs``)."""
+
+    def __init__(self):
+        super().__init__(-1.0, 1.0)
+
+    def __repr__(self) -> str:
+        return "Abs()"
 
     def fn(self, x):
-        return torch.erf(x)
+        return torch.abs(x)
+
+
+class Erf(_Activation):
+    """``φ(x) = a·erf(b·x) + c`` (neural-tangents' ``Erf(a, b, c)``; default erf), closed-form dual
+    ``a² (2/π) arcsin(2b²Σ₁₂/√((1+2b²Σ₁₁)(1+2b²Σ₂₂))) + c²`` (Williams 1997; E[erf] = 0 so the shift adds c²)."""
+
+    def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
+        self.a, self.b, self.c = _finite_float(a, "a"), _finite_float(b, "b"), _finite_float(c, "c")
+
+    def __repr__(self) -> str:
+        return "Erf()" if (self.a, self.b, self.c) == (1.0, 1.0, 0.0) else f"Erf(a={self.a}, b={self.b}, c={self.c})"
+
+    def fn(self, x):
+        return torch.erf(x * self.b) * self.a + self.c if (self.a, self.b, self.c) != (1.0, 1.0, 0.0) \
+            else torch.erf(x)
 
     def dual(self, c, a, b, inplace=False, same=None):
-        return _dual.erf_dual(c, a, b, inplace=inplace)
+        if (self.a, self.b, self.c) == (1.0, 1.0, 0.0):
+            return _dual.erf_dual(c, a, b, inplace=inplace)
+        s = self.b * self.b
+        nngp, dot = _dual.erf_dual(c * s, a * s, b * s)
+        return nngp.mul_(self.a**2).add_(self.c**2), dot.mul_(self.a**2 * s)
+
+
+def _finite_float(v: Any, name: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValidationError(name, "a finite number", type(v).__name__) from None
+    if not math.isfinite(f):
+        raise ValidationError(name, "a finite number", repr(v))
+    return f
+
+
+class GELU(_Activation):
+    """``φ(x) = x Φ(x)`` (Φ the standard normal CDF): closed-form dual, exact to rounding (:func:`.dual.gelu_dual`).
+
+    approximate : as neural-tangents' ``Gelu``: if True the *finite* network uses the tanh approximation (the
+        kernel stays the exact GELU's, so finite nets then converge to a slightly different kernel).
+    degree : ignored (kept so that ``GELU(degree=...)`` from before the closed form keeps working).
+    """
+
+    def __init__(self, approximate: bool = False, degree: int | None = None):
+        self.approximate = bool(approximate)
+
+    def __repr__(self) -> str:
+        return "GELU(approximate=True)" if self.approximate else "GELU()"
+
+    def fn(self, x):
+        return torch.nn.functional.gelu(x, approximate="tanh" if self.approximate else "none")
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.gelu_dual(c, a, b, inplace=inplace, same=same)
+
+
+class Sin(_Activation):
+    """``φ(x) = a·sin(b·x + c)`` (neural-tangents' ``Sin(a, b, c)``), closed form :func:`.dual.sin_dual`."""
+
+    def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
+        self.a, self.b, self.c = _finite_float(a, "a"), _finite_float(b, "b"), _finite_float(c, "c")
+
+    def __repr__(self) -> str:
+        return f"Sin(a={self.a}, b={self.b}, c={self.c})"
+
+    def fn(self, x):
+        return torch.sin(x * self.b + self.c) * self.a
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.sin_dual(c, a, b, self.a, self.b, self.c, inplace=inplace, same=same)
+
+
+class Cos(Sin):
+    """``φ(x) = a·cos(b·x + c)`` = Sin with phase ``c + π/2`` (neural-tangents' ``Cos``)."""
+
+    def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
+        super().__init__(a, b, _finite_float(c, "c") + math.pi / 2)
+
+    def __repr__(self) -> str:
+        return f"Cos(a={self.a}, b={self.b}, c={self.c - math.pi / 2})"
+
+
+class Rbf(Sin):
+    """``φ(x) = √2 sin(√(2γ) x + π/4)``, whose NNGP is the RBF kernel ``exp(−γ (Σ₁₁ + Σ₂₂ − 2Σ₁₂))`` of the
+    pre-activations (neural-tangents' ``Rbf(gamma)``, γ = 1/(2ℓ²)); derivative kernel ``2γ`` times it."""
+
+    def __init__(self, gamma: float = 1.0):
+        self.gamma = check_positive(gamma, "gamma")
+        super().__init__(math.sqrt(2.0), math.sqrt(2.0 * self.gamma), math.pi / 4)
+
+    def __repr__(self) -> str:
+        return f"Rbf(gamma={self.gamma})"
+
+
+class Exp(_Activation):
+    """``φ(x) = a·e^{b·x}`` (neural-tangents' ``Exp(a, b)``), closed form :func:`.dual.exp_dual`."""
+
+    def __init__(self, a: float = 1.0, b: float = 1.0):
+        self.a, self.b = _finite_float(a, "a"), _finite_float(b, "b")
+
+    def __repr__(self) -> str:
+        return f"Exp(a={self.a}, b={self.b})"
+
+    def fn(self, x):
+        return torch.exp(x * self.b) * self.a
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.exp_dual(c, a, b, self.a, self.b, inplace=inplace, same=same)
+
+
+class Gaussian(_Activation):
+    """``φ(x) = a·e^{b·x²}`` (neural-tangents' ``Gaussian(a, b)``, default b = −1), closed form
+    :func:`.dual.gaussian_dual` (infinite where b > 0 and the variance reaches 1/(4b))."""
+
+    def __init__(self, a: float = 1.0, b: float = -1.0):
+        self.a, self.b = _finite_float(a, "a"), _finite_float(b, "b")
+
+    def __repr__(self) -> str:
+        return f"Gaussian(a={self.a}, b={self.b})"
+
+    def fn(self, x):
+        return torch.exp(x * x * self.b) * self.a
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.gaussian_dual(c, a, b, self.a, self.b, inplace=inplace, same=same)
+
+
+class Sign(_Activation):
+    """``φ(x) = sign(x)``: NNGP ``1 − 2θ/π``; its derivative is 0 almost everywhere, so the NTK does not pass
+    (Θ' = 0, as in neural-tangents)."""
+
+    def fn(self, x):
+        return torch.sign(x)
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.sign_dual(c, a, b, inplace=inplace, same=same)
+
+
+class Polynomial(_Activation):
+    """``φ(x) = Σ_n coeffs[n] xⁿ``: exact dual by the Hermite expansion (:func:`.dual.polynomial_dual`)."""
+
+    def __init__(self, coeffs: Sequence[float], name: str | None = None):
+        cs = [_finite_float(v, f"coeffs[{i}]") for i, v in enumerate(coeffs)]
+        if not cs:
+            raise ValidationError("coeffs", "at least one coefficient", "none")
+        while len(cs) > 1 and cs[-1] == 0.0:
+            cs.pop()
+        self.coeffs = tuple(cs)
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name or f"Polynomial({list(self.coeffs)})"
+
+    def fn(self, x):
+        out = torch.full_like(x, self.coeffs[-1])
+        for cf in self.coeffs[-2::-1]:  # Horner
+            out = out * x + cf
+        return out
+
+    def dual(self, c, a, b, inplace=False, same=None):
+        return _dual.polynomial_dual(self.coeffs, c, a, b, inplace=inplace, same=same)
+
+
+class Monomial(Polynomial):
+    """``φ(x) = x^degree`` (exact dual: :class:`Polynomial`)."""
+
+    def __init__(self, degree: int):
+        self.degree = check_int(degree, "degree", minimum=0, maximum=32)
+        super().__init__([0.0] * self.degree + [1.0], name=f"Monomial({self.degree})")
+
+
+class Hermite(Polynomial):
+    """``φ(x) = He_n(x)/√(n!)``, the probabilists' Hermite polynomial normalised in L²(N(0, 1)) (neural-tangents'
+    ``Hermite(degree)``). Exact dual for every input variance; for unit variances it is ``Σ₁₂ⁿ`` (Mehler), the
+    formula neural-tangents uses (it assumes unit variances)."""
+
+    def __init__(self, degree: int):
+        self.degree = check_int(degree, "degree", minimum=1, maximum=32)
+        coeffs = np.polynomial.hermite_e.herme2poly([0.0] * self.degree + [1.0]) / math.sqrt(
+            math.factorial(self.degree))
+        super().__init__(coeffs.tolist(), name=f"Hermite({self.degree})")
 
 
 class Elementwise(_Activation):
-    """Any elementwise ``fn`` (torch -> torch): dual by 2-D Gauss–Hermite quadrature, ``φ'`` by autodiff.
+    """Any elementwise activation: a user-supplied dual (``nngp_fn``), or 2-D Gauss–Hermite quadrature of ``fn``.
 
     Parameters
     ----------
-    fn : callable mapping a tensor to a tensor of the same shape, entry by entry.
-    degree : Gauss–Hermite degree per dimension (``degree²`` nodes); exact for polynomials of degree < 2·degree.
+    fn : callable mapping a tensor to a tensor of the same shape, entry by entry (the finite network's
+        activation; may be None when ``nngp_fn`` is given, then ``finite()`` is refused).
+    degree : Gauss–Hermite degree per dimension to start from (``degree²`` nodes); exact for polynomials of
+        degree < 2·degree.
     deriv : optional φ' (else torch autodiff of ``fn``).
     name : shown in ``repr``.
+    nngp_fn : optional ``(cov12, var1, var2) -> E[φ(u)φ(v)]`` on torch tensors (neural-tangents' ``nngp_fn``):
+        the dual in closed form, used instead of quadrature.
+    d_nngp_fn : optional ``(cov12, var1, var2) -> E[φ'(u)φ'(v)]``; else ``∂ nngp_fn / ∂ cov12`` by torch autodiff
+        (Price's theorem: ``∂E[φ(u)φ(v)]/∂c = E[φ'(u)φ'(v)]``).
+    rtol : quadrature only: the largest estimated relative error accepted (degree D against 2D on the hardest
+        entries' variances, :func:`.dual.gauss_hermite_degree`); the degree grows by 1.5× until it holds, up to
+        ``max_degree``, past which a :class:`~kernelscope._arrays.KernelscopeWarning` names the estimate.
+        None: no estimate.
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], degree: int = 32,
-                 deriv: Callable | None = None, name: str | None = None):
-        if not callable(fn):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor] | None = None, degree: int = 32,
+                 deriv: Callable | None = None, name: str | None = None, *, nngp_fn: Callable | None = None,
+                 d_nngp_fn: Callable | None = None, rtol: float | None = 1e-8, max_degree: int = 256):
+        if fn is None and nngp_fn is None:
+            raise ValidationError("fn", "an elementwise activation (or nngp_fn, its dual)", "neither",
+                                  "Pass fn=torch.tanh, or nngp_fn=... for a kernel-only layer.")
+        if fn is not None and not callable(fn):
             raise ValidationError("fn", "a callable elementwise activation", type(fn).__name__)
-        self._fn = fn
+        for nm, f in (("nngp_fn", nngp_fn), ("d_nngp_fn", d_nngp_fn), ("deriv", deriv)):
+            if f is not None and not callable(f):
+                raise ValidationError(nm, "a callable", type(f).__name__)
+        self._fn, self._nngp_fn, self._d_nngp_fn = fn, nngp_fn, d_nngp_fn
         self.degree = check_int(degree, "degree", minimum=1, maximum=512)
+        self.max_degree = check_int(max_degree, "max_degree", minimum=self.degree, maximum=1024)
+        self.rtol = None if rtol is None else check_positive(rtol, "rtol")
         self._deriv = deriv
-        self.name = name or getattr(fn, "__name__", "fn")
-        _check_elementwise(fn, "fn")
+        self.name = name or getattr(fn if fn is not None else nngp_fn, "__name__", "fn")
+        if fn is not None:
+            _check_elementwise(fn, "fn")
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name}, degree={self.degree})" if type(self) is Elementwise \
-            else f"{type(self).__name__}(degree={self.degree})"
+        if type(self) is not Elementwise:
+            return f"{type(self).__name__}(degree={self.degree})"
+        return f"Elementwise({self.name}, nngp_fn=...)" if self._nngp_fn is not None \
+            else f"Elementwise({self.name}, degree={self.degree})"
 
     def fn(self, x):
+        if self._fn is None:
+            raise ValidationError("Elementwise.fn", "an activation for the finite network", "None",
+                                  "Pass fn= as well as nngp_fn= to build finite networks.")
         return self._fn(x)
 
     def dual(self, c, a, b, inplace=False, same=None):
-        return _dual.gauss_hermite_dual(self._fn, c, a, b, self.degree, self._deriv, same=same)
+        if self._nngp_fn is not None:
+            return _user_dual(self._nngp_fn, self._d_nngp_fn, c, a, b, same)
+        return _dual.gauss_hermite_dual(self._fn, c, a, b, self.degree, self._deriv, same=same, rtol=self.rtol,
+                                        max_degree=self.max_degree)
+
+
+def _user_dual(nngp_fn, d_nngp_fn, c, a, b, same):
+    """A user's closed-form dual on the (clamped) covariances, with its c-derivative by autodiff if not given."""
+    shape = torch.broadcast_shapes(c.shape, a.shape, b.shape)
+    c = _dual._cov(c, a, b, False, same).expand(shape)
+    a, b = a.expand(shape), b.expand(shape)
+    if d_nngp_fn is not None:
+        nngp, dot = nngp_fn(c, a, b), d_nngp_fn(c, a, b)
+    else:
+        with torch.enable_grad():
+            t = c.detach().clone().requires_grad_(True)
+            out = nngp_fn(t, a, b)
+            (dot,) = torch.autograd.grad(out.sum(), t)
+        nngp = out.detach()
+    return torch.as_tensor(nngp, dtype=c.dtype).expand(shape).clone(), \
+        torch.as_tensor(dot, dtype=c.dtype).expand(shape).clone()
 
 
 def _check_elementwise(fn, name: str) -> None:
@@ -504,26 +882,19 @@ def _check_elementwise(fn, name: str) -> None:
                               "only)", "a function that mixes entries or changes the shape")
 
 
-class GELU(Elementwise):
-    """``φ(x) = x Φ(x)`` (exact, erf-based); dual by Gauss–Hermite quadrature."""
-
-    def __init__(self, degree: int = 32):
-        super().__init__(torch.nn.functional.gelu, degree, name="gelu")
-
-
 class Tanh(Elementwise):
-    """``φ(x) = tanh(x)``; dual by Gauss–Hermite quadrature."""
+    """``φ(x) = tanh(x)``; dual by Gauss–Hermite quadrature (error-controlled, see :class:`Elementwise`)."""
 
-    def __init__(self, degree: int = 32):
-        super().__init__(torch.tanh, degree, deriv=lambda t: 1.0 - torch.tanh(t) ** 2, name="tanh")
+    def __init__(self, degree: int = 32, rtol: float | None = 1e-8):
+        super().__init__(torch.tanh, degree, deriv=lambda t: 1.0 - torch.tanh(t) ** 2, name="tanh", rtol=rtol)
 
 
 class Sigmoid(Elementwise):
-    """``φ(x) = 1/(1 + e^{−x})``; dual by Gauss–Hermite quadrature."""
+    """``φ(x) = 1/(1 + e^{−x})``; dual by Gauss–Hermite quadrature (error-controlled, see :class:`Elementwise`)."""
 
-    def __init__(self, degree: int = 32):
+    def __init__(self, degree: int = 32, rtol: float | None = 1e-8):
         super().__init__(torch.sigmoid, degree,
-                         deriv=lambda t: torch.sigmoid(t) * (1.0 - torch.sigmoid(t)), name="sigmoid")
+                         deriv=lambda t: torch.sigmoid(t) * (1.0 - torch.sigmoid(t)), name="sigmoid", rtol=rtol)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -551,8 +922,18 @@ class Serial(Layer):
     def dense_layers(self):
         return [d for l in self.layers for d in l.dense_layers()]
 
+    def pairs_before(self, after: bool) -> bool:
+        for l in reversed(self.layers):
+            after = l.pairs_before(after)
+        return after
+
     def kernel_fn(self, k):
-        for l in self.layers:
+        for i, l in enumerate(self.layers):
+            # drop the position pairs as soon as nothing downstream pools (unknown layers after this serial
+            # are assumed to need them)
+            if any(s.pairs for s in (k if isinstance(k, list) else [k])) and not Serial.pairs_before(
+                    Serial(*self.layers[i:]), True):
+                k = [s.unpaired() if s.pairs else s for s in k] if isinstance(k, list) else k.unpaired()
             k = l.kernel_fn(k)
         return k
 
@@ -581,6 +962,9 @@ class Parallel(Layer):
             got = f"{len(ks)} branches" if isinstance(ks, list) else "a single input"
             raise ValidationError("parallel", f"{len(self.layers)} input branches", got,
                                   f"Put FanOut({len(self.layers)}) before it.")
+
+    def pairs_before(self, after: bool) -> bool:
+        return any(l.pairs_before(after) for l in self.layers)
 
     def kernel_fn(self, ks):
         self._check(ks)
@@ -621,7 +1005,7 @@ class FanInSum(Layer):
         widths = {k.width for k in ks}
         if len(widths) > 1:
             raise ValidationError("FanInSum", "branches of equal width", f"widths {sorted(widths)}")
-        ks = [k.materialized() for k in ks]
+        ks = _same_layout([k.materialized() for k in ks], "FanInSum")
         nngp = ks[0].nngp
         for k in ks[1:]:
             nngp = nngp.add_(k.nngp)
@@ -632,10 +1016,10 @@ class FanInSum(Layer):
             for t in ntks[1:]:
                 ntk = ntk.add_(t)
         if ks[0].diag:
-            return KState(nngp, ntk, nngp, nngp, ks[0].width, True)
+            return ks[0].new(nngp, ntk, None, None)
         v1 = sum(k.var1 for k in ks)
         v2 = v1 if all(k.var2 is k.var1 for k in ks) else sum(k.var2 for k in ks)
-        return KState(nngp, ntk, v1, v2, ks[0].width, False, ks[0].self_block)
+        return ks[0].new(nngp, ntk, v1, v2)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         if not isinstance(in_width, list):
@@ -654,3 +1038,196 @@ def serial(*layers: Layer) -> Serial:
 def parallel(*layers: Layer) -> Parallel:
     """Apply ``layers[i]`` to branch i: ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``."""
     return Parallel(*layers)
+
+
+def _same_layout(ks: list[KState], name: str) -> list[KState]:
+    """Check that branches meet with the same positions (and make their position-pair modes agree)."""
+    spatial = {k.spatial for k in ks}
+    if len(spatial) > 1:
+        raise ValidationError(name, "branches with the same positions", f"positions {sorted(spatial)}",
+                              "Give the branches the same strides and paddings.")
+    if len({k.pairs for k in ks}) > 1:
+        ks = [k.unpaired() if k.pairs else k for k in ks]
+    return ks
+
+
+class LayerNorm(Layer):
+    """Normalise each input over ``axis`` (torch layout: 1 = the channels) to zero mean and unit variance.
+
+    As neural-tangents' ``LayerNorm(axis, eps)``: at infinite width the channel mean is 0 and the channel variance
+    is the variance ``Σ(x_p, x_p)`` of the pre-activations, so ``Σ'(x_p, x'_q) = Σ(x_p, x'_q)/√(n(x)_p n(x')_q)``
+    and likewise Θ, with ``n(x)_p = Σ(x_p, x_p)`` (``axis=1``) or its mean over the positions when ``axis``
+    also holds the spatial axes (e.g. ``(1, 2, 3)`` for (N, C, H, W)). ``axis=-1`` means the channels of (N, C)
+    inputs. ``eps`` enters the finite network only (the infinite-width variance is positive).
+    """
+
+    def __init__(self, axis: int | Sequence[int] = 1, eps: float = 1e-12):
+        axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+        if not axes or not all(isinstance(a, (int, np.integer)) for a in axes):
+            raise ValidationError("axis", "an axis or axes of the (N, C, ...) input", repr(axis))
+        self.axes = tuple(int(a) for a in axes)
+        self.eps = check_nonnegative(eps, "eps")
+
+    def __repr__(self) -> str:
+        return f"LayerNorm(axis={self.axes if len(self.axes) > 1 else self.axes[0]}, eps={self.eps})"
+
+    def _spatial_axes(self, ns: int) -> tuple[int, ...]:
+        nd = ns + 2
+        axes = {a % nd if -nd <= a < nd else a for a in self.axes}
+        if ns == 0 and axes == {1}:
+            return ()
+        if 1 not in axes or not axes <= set(range(1, nd)):
+            raise ValidationError("LayerNorm axis", f"the channel axis 1 and any of the spatial axes 2..{nd - 1}",
+                                  f"axis={self.axes} for inputs with {nd} dimensions",
+                                  "neural-tangents' kernel needs the channel axis among the normalised ones.")
+        return tuple(sorted(a - 2 for a in axes - {1}))
+
+    def _norms(self, k: KState, v: torch.Tensor) -> torch.Tensor:
+        n = k.variances(v)  # (B,) + S
+        sp = self._spatial_axes(len(k.spatial))
+        if sp:
+            n = n.mean(dim=tuple(1 + a for a in sp), keepdim=True).expand_as(n)
+        return _dual._safe_rsqrt(n)  # 1/√n, 0 for a zero input
+
+    def kernel_fn(self, k: KState) -> KState:
+        k = k.materialized()
+        r1 = self._norms(k, k.var1)
+        r2 = r1 if k.var2 is k.var1 else self._norms(k, k.var2)
+        s = k.var_view(r1, True) * k.var_view(r2, False)
+        nngp = k.nngp.mul_(s)
+        ntk = None if k.ntk is None else k.ntk.mul_(s)
+        if k.diag:
+            return k.new(nngp, ntk, None, None)
+        v1 = self.kernel_fn(k.self_state(k.var1.clone())).nngp
+        v2 = v1 if k.var2 is k.var1 else self.kernel_fn(k.self_state(k.var2.clone())).nngp
+        return k.new(nngp, ntk, v1, v2)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        ns = len(in_width) - 1 if isinstance(in_width, tuple) else 0
+        sp = self._spatial_axes(ns)
+        return _finite.ActivationModule(_LayerNormFn((1,) + tuple(2 + a for a in sp), self.eps), repr(self)), \
+            in_width
+
+
+class _LayerNormFn:
+    """(x − mean) / √(var + eps) over ``axes`` (biased variance), as neural-tangents' finite LayerNorm."""
+
+    def __init__(self, axes: tuple[int, ...], eps: float):
+        self.axes, self.eps = axes, eps
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=self.axes, keepdim=True)
+        var = x.var(dim=self.axes, keepdim=True, unbiased=False)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+
+def _branch_widths(ks, name: str) -> list[KState]:
+    if not isinstance(ks, list):
+        raise ValidationError(name, "a list of branches (after FanOut/parallel)", "a single input")
+    return _same_layout([k.materialized() for k in ks], name)
+
+
+class FanInConcat(Layer):
+    """Concatenate the branches along the channel axis (neural-tangents' ``FanInConcat``; torch layout: axis 1).
+
+    The kernel is the channel-weighted mean ``Σ = Σ_i (n_i/n) Σ_i`` (likewise Θ) of the branches' kernels
+    (uncorrelated branches, as in neural-tangents), with ``n_i`` the branches' declared widths. A following
+    Dense or Conv sees ``n = Σ n_i`` channels. Concatenation along other axes is not supported.
+    """
+
+    def __init__(self, axis: int = 1):
+        if axis not in (1, -1):
+            raise ValidationError("axis", "1 (the channel axis; -1 for (N, C) inputs)", repr(axis),
+                                  "Concatenate along the channels.")
+        self.axis = 1
+
+    def __repr__(self) -> str:
+        return "FanInConcat()"
+
+    def kernel_fn(self, ks):
+        ks = _branch_widths(ks, "FanInConcat")
+        n = float(sum(k.width for k in ks))
+        ws = [k.width / n for k in ks]
+        nngp = ks[0].nngp.mul_(ws[0])
+        for k, w in zip(ks[1:], ws[1:]):
+            nngp.add_(k.nngp, alpha=w)
+        ntk = None
+        if any(k.ntk is not None for k in ks):
+            ntk = torch.zeros_like(nngp)
+            for k, w in zip(ks, ws):
+                if k.ntk is not None:
+                    ntk.add_(k.ntk, alpha=w)
+        width = int(n)
+        if ks[0].diag:
+            return ks[0].new(nngp, ntk, None, None, width)
+        v1 = sum(w * k.var1 for k, w in zip(ks, ws))
+        v2 = v1 if all(k.var2 is k.var1 for k in ks) else sum(w * k.var2 for k, w in zip(ks, ws))
+        return ks[0].new(nngp, ntk, v1, v2, width)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        if not isinstance(in_width, list):
+            raise ValidationError("FanInConcat", "a list of branches (after FanOut/parallel)", "a single input")
+        if isinstance(in_width[0], tuple):
+            if len({w[1:] for w in in_width}) > 1:
+                raise ValidationError("FanInConcat", "branches with the same positions", f"shapes {in_width}")
+            out = (sum(w[0] for w in in_width),) + in_width[0][1:]
+        else:
+            out = sum(int(w) for w in in_width)
+        return _FanInModule("concat"), out
+
+
+class FanInProd(Layer):
+    """Multiply the branches elementwise (neural-tangents' ``FanInProd``; branches of equal width).
+
+    For uncorrelated branches ``Σ = Π_i Σ_i`` and ``Θ = Σ_i Θ_i Π_{j≠i} Σ_j`` (product rule). The product of
+    Gaussian processes is not Gaussian: put a Dense or Conv after it before another activation.
+    """
+
+    def __repr__(self) -> str:
+        return "FanInProd()"
+
+    def kernel_fn(self, ks):
+        ks = _branch_widths(ks, "FanInProd")
+        if len({k.width for k in ks}) > 1:
+            raise ValidationError("FanInProd", "branches of equal width", f"widths {sorted(k.width for k in ks)}")
+        ntk = None
+        for i, k in enumerate(ks):
+            if k.ntk is None:
+                continue
+            term = k.ntk
+            for j, other in enumerate(ks):
+                if j != i:
+                    term = term.mul_(other.nngp)
+            ntk = term if ntk is None else ntk.add_(term)
+        nngp = ks[0].nngp
+        for k in ks[1:]:
+            nngp = nngp.mul_(k.nngp)
+        if ks[0].diag:
+            return ks[0].new(nngp, ntk, None, None)
+        v1 = math.prod([k.var1 for k in ks])
+        v2 = v1 if all(k.var2 is k.var1 for k in ks) else math.prod([k.var2 for k in ks])
+        return ks[0].new(nngp, ntk, v1, v2)
+
+    def build(self, in_width, gen, hidden, readout, dtype):
+        if not isinstance(in_width, list):
+            raise ValidationError("FanInProd", "a list of branches (after FanOut/parallel)", "a single input")
+        if len(set(in_width)) > 1:
+            raise ValidationError("FanInProd", "branches of equal width", f"widths {in_width}")
+        return _FanInModule("prod"), in_width[0]
+
+
+class _FanInModule(torch.nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+
+    def extra_repr(self) -> str:
+        return self.how
+
+    def forward(self, xs):
+        if self.how == "concat":
+            return torch.cat(xs, dim=1)
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out

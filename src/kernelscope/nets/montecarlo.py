@@ -40,6 +40,8 @@ def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | N
 
     :func:`kernelscope.empirical.ntk` with ``trace=True`` divided by the number of outputs ``k`` (tensors in/out).
     """
+    if hasattr(model, "materialize"):  # a lazy network: build it for this input shape (vectors or images)
+        model.materialize(x1.shape[1] if x1.ndim == 2 else tuple(x1.shape[1:]))
     from .. import empirical
 
     K = empirical.ntk(model, x1, x2, trace=True)  # (N1, N2) Σ_o Θ[o, o]; builds a lazy network first
@@ -71,16 +73,17 @@ def monte_carlo(net: Any, x1: Any, x2: Any = None, width: int | None = None, n_s
     if not isinstance(net, Layer):
         raise ValidationError("net", "a kernelscope.nets network (e.g. nets.serial(...))", type(net).__name__)
     kind = ArrayKind.of(x1, x2)
-    X1 = as_tensor(x1, "x1", ndim=2, device=kind.device if kind.is_torch else None)
-    X2 = None if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device)
-    if X2 is not None and X2.shape[1] != X1.shape[1]:
-        raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
+    X1 = as_tensor(x1, "x1", ndim=(2, 3, 4), device=kind.device if kind.is_torch else None)
+    X2 = None if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device)
+    if X2 is not None and X2.shape[1:] != X1.shape[1:]:
+        raise ValidationError("x2", f"inputs of shape {tuple(X1.shape[1:])} (as x1)", f"shape {tuple(X2.shape)}")
     S = check_int(n_samples, "n_samples", minimum=2)
     gen = as_generator(seed)
     sums = {"nngp": 0.0, "ntk": 0.0}
     sq = {"nngp": 0.0, "ntk": 0.0}
     for _ in range(S):
-        model = net.finite(seed=gen, width=width).materialize(X1.shape[1]).to(X1.device)
+        in_dim = X1.shape[1] if X1.ndim == 2 else tuple(X1.shape[1:])
+        model = net.finite(seed=gen, width=width).materialize(in_dim).to(X1.device)
         with torch.no_grad():
             f1 = model(X1)  # (N1, k)
             f2 = f1 if X2 is None else model(X2)  # (N2, k)
