@@ -480,3 +480,54 @@ class TestChapterExperiments:
         rf = ch.random_features_sweep(x, y, grid, [30, 100, 300, 1000, 3000], n_draws=6, example_k=(10,))
         assert -0.7 < rf.slope < -0.35
         assert rf.error_mean[-1] < rf.error_mean[0] / 5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# What a PyTorch / scikit-learn user expects (issue 17)
+# ------------------------------------------------------------------------------------------------------------
+def _toy(n=30, d=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, np.sin(X @ np.arange(1.0, d + 1)) + 0.1 * rng.normal(size=n)
+
+
+def test_predict_tensor_in_tensor_out():
+    X, y = _toy()
+    model = KernelRegressor(K.RBF(lengthscale=1.0), ridge=1e-3, solver="cholesky").fit(X, y)
+    Xt = torch.as_tensor(X[:5])
+    mean, std = model.predict(Xt, return_std=True)
+    assert isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor)
+    assert mean.device == Xt.device and mean.shape == (5,) and std.shape == (5,)
+    ref_mean, ref_std = model.predict(X[:5], return_std=True)
+    np.testing.assert_allclose(mean.numpy(), ref_mean, rtol=1e-14)
+    np.testing.assert_allclose(std.numpy(), ref_std, rtol=1e-14)
+    assert isinstance(model.predict(Xt), torch.Tensor)
+
+
+def test_grid_search_over_nested_kernel_parameters():
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = _toy(40)
+    search = GridSearchCV(KernelRegressor(K.RBF(lengthscale=1.0), ridge=1e-2),
+                          {"kernel__lengthscale": [0.1, 0.5, 2.0]}, cv=3).fit(X, y)
+    assert search.best_params_["kernel__lengthscale"] in (0.1, 0.5, 2.0)
+    search = GridSearchCV(KernelRegressor(K.RBF(lengthscale=1.0) + K.Linear(), ridge=1e-2),
+                          {"kernel__k1__lengthscale": [0.5, 2.0]}, cv=3).fit(X, y)
+    assert search.best_estimator_.kernel.k1.lengthscale == search.best_params_["kernel__k1__lengthscale"]
+
+
+def test_sample_weight_matches_kernel_ridge():
+    X, y = _toy(25)
+    w = np.random.default_rng(1).uniform(0.2, 3.0, size=25)
+    ref = KernelRidge(alpha=0.1, kernel="rbf", gamma=0.7).fit(X, y, sample_weight=w)
+    for solver in ("cholesky", "cg"):
+        model = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}, solver=solver,
+                                solver_options={"tol": 1e-13} if solver == "cg" else None)
+        model.fit(X, y, sample_weight=w)
+        np.testing.assert_allclose(model.predict(X), ref.predict(X), rtol=1e-10, atol=1e-10)
+    # weight 2 is the same as the point twice; the error bars see the noise λ/w
+    m2 = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}).fit(X, y, sample_weight=np.full(25, 2.0))
+    md = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}).fit(np.vstack([X, X]), np.r_[y, y])
+    Xq = X[:4] + 0.3
+    for a, b in zip(m2.predict(Xq, return_std=True), md.predict(Xq, return_std=True)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -202,6 +202,61 @@ class Kernel:
         """The hyperparameters, as given (``None`` for a data-dependent default)."""
         return {}
 
+    # -- scikit-learn parameter protocol (GridSearchCV over ``kernel__<name>``, ``sklearn.base.clone``) ---------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, as given; with ``deep``, a nested kernel's as ``<name>__<param>``
+        (``k1__``/``k2__`` of a sum or product, ``kernel__`` of a scaled kernel), as scikit-learn's kernels do."""
+        own = self._init_params()
+        if not deep:
+            return dict(own)
+        out: dict[str, Any] = {}
+        for name, value in own.items():
+            out[name] = value
+            if isinstance(value, Kernel):
+                out.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params: Any) -> Kernel:
+        """Set constructor arguments (validated as by the constructor) and nested ones (``k1__gamma=...``)."""
+        own = dict(self._init_params())
+        nested: dict[str, dict[str, Any]] = {}
+        direct: dict[str, Any] = {}
+        for key, value in params.items():
+            name, sep, sub = key.partition("__")
+            if name not in own or (sep and not isinstance(own[name], Kernel)):
+                valid = ", ".join(self.get_params(deep=True)) or "none"
+                raise ValidationError(key, f"one of the valid parameters of {type(self).__name__}: {valid}",
+                                      repr(key))
+            if sep:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                direct[name] = value
+        for name, sub in nested.items():
+            own[name].set_params(**sub)
+        fresh = type(self)(**self._merge_params(own, direct))  # validates; recomputes derived attributes
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def __sklearn_clone__(self) -> Kernel:
+        # The constructor normalises values (float(1) is not 1), so scikit-learn's identity check would refuse it.
+        from sklearn.base import clone
+
+        return type(self)(**{k: clone(v, safe=False) for k, v in self._init_params().items()})
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        """The hyperparameters used on d-dimensional inputs (``gamma=None`` resolved to its value)."""
+        out = dict(self.params())
+        if "gamma" in out or "lengthscale" in out:
+            out["gamma"] = self.gamma_for(d)
+        return out
+
+    def _init_params(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (default: :meth:`params`)."""
+        return self.params()
+
+    def _merge_params(self, current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **new}
+
     def __eq__(self, other: Any) -> bool:
         return type(self) is type(other) and self.params() == other.params()
 
@@ -221,6 +276,16 @@ def _gamma(gamma: float | None, d: int) -> float:
     return 1.0 / d if gamma is None else gamma
 
 
+class _GammaKernel(Kernel):
+    """A kernel with a scale ``gamma`` whose default (``None``) is ``1/d``."""
+
+    gamma: float | None = None
+
+    def gamma_for(self, d: int) -> float:
+        """The γ used on d-dimensional inputs: the given one, or ``1/d``."""
+        return _gamma(self.gamma, d)
+
+
 class Linear(Kernel):
     """``k(x, x') = x·x'`` (the feature map is the identity)."""
 
@@ -231,7 +296,7 @@ class Linear(Kernel):
         return (A * A).sum(1)
 
 
-class Polynomial(Kernel):
+class Polynomial(_GammaKernel):
     """``k(x, x') = (γ x·x' + c₀)^p`` with scikit-learn's defaults ``p = 3``, ``γ = 1/d``, ``c₀ = 1``."""
 
     def __init__(self, degree: int = 3, gamma: float | None = None, coef0: float = 1.0):
@@ -244,13 +309,13 @@ class Polynomial(Kernel):
 
     def _fill(self, A, B, out):
         torch.mm(A, B.T, out=out)
-        out.mul_(_gamma(self.gamma, A.shape[1])).add_(self.coef0).pow_(self.degree)
+        out.mul_(self.gamma_for(A.shape[1])).add_(self.coef0).pow_(self.degree)
 
     def _diag(self, A):
-        return ((A * A).sum(1) * _gamma(self.gamma, A.shape[1]) + self.coef0) ** self.degree
+        return ((A * A).sum(1) * self.gamma_for(A.shape[1]) + self.coef0) ** self.degree
 
 
-class RBF(Kernel):
+class RBF(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
 
     ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output (``addmm`` adding −γ‖x'‖²), then two
@@ -263,7 +328,7 @@ class RBF(Kernel):
                                   f"gamma={gamma!r} and lengthscale={lengthscale!r}")
         self.lengthscale = None if lengthscale is None else check_positive(lengthscale, "lengthscale")
         self.gamma = None if gamma is None else check_positive(gamma, "gamma")
-        if self.lengthscale is not None:
+        if self.lengthscale is not None:  # the γ in use, as an attribute; get_params still gives gamma=None
             self.gamma = 1.0 / (2.0 * self.lengthscale**2)
 
     def params(self):
@@ -271,8 +336,17 @@ class RBF(Kernel):
             return {"lengthscale": self.lengthscale}
         return {"gamma": self.gamma}
 
+    def _init_params(self):
+        return {"gamma": None if self.lengthscale is not None else self.gamma, "lengthscale": self.lengthscale}
+
+    def _merge_params(self, current, new):
+        # Setting one of gamma / lengthscale replaces the other (they are two names of one parameter).
+        other = {"gamma": "lengthscale", "lengthscale": "gamma"}
+        cleared = {other[k]: None for k in new if k in other and other[k] not in new}
+        return {**current, **cleared, **new}
+
     def _fill(self, A, B, out):
-        g = _gamma(self.gamma, A.shape[1])
+        g = self.gamma_for(A.shape[1])
         a2 = (A * A).sum(1, keepdim=True)  # (n1, 1)
         b2 = (B * B).sum(1)  # (n2,)
         torch.addmm(b2.mul_(-g), A, B.T, beta=1.0, alpha=2.0 * g, out=out)  # 2γ x·x' − γ‖x'‖², one GEMM
@@ -282,7 +356,7 @@ class RBF(Kernel):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
 
 
-class Laplace(Kernel):
+class Laplace(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖₁)`` (scikit-learn's ``laplacian_kernel``), default ``γ = 1/d``."""
 
     block_factor = 4
@@ -294,7 +368,7 @@ class Laplace(Kernel):
         return {"gamma": self.gamma}
 
     def _fill(self, A, B, out):
-        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-_gamma(self.gamma, A.shape[1])).exp_()
+        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-self.gamma_for(A.shape[1])).exp_()
 
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
@@ -359,6 +433,9 @@ class CallableKernel(Kernel):
 
     def params(self):
         return {"fn": self.fn}
+
+    def _init_params(self):
+        return {"fn": self.fn, "diag_fn": self.diag_fn, "name": self.name}
 
     def _fill(self, A, B, out):
         K = self.fn(A, B)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _arrays
 from . import kernels as _kernels
@@ -59,6 +59,24 @@ class NetworkKernel(_kernels.Kernel):
         except TypeError:
             return super()._diag(A)
         return torch.as_tensor(getattr(k, "nngp" if self.nngp else "ntk"), dtype=torch.float64).reshape(-1)
+
+
+class _WeightedKernel(_kernels.Kernel):
+    """``k_w(a, b) = a_w k(a_x, b_x) b_w`` on rows ``a = (a_x, a_w)`` whose last column is √(sample weight)."""
+
+    def __init__(self, kernel: _kernels.Kernel):
+        self.kernel = kernel
+        self.block_factor = kernel.block_factor
+
+    def params(self):
+        return {"kernel": self.kernel}
+
+    def _fill(self, A, B, out):
+        self.kernel._fill(A[:, :-1], B[:, :-1], out)
+        out.mul_(A[:, -1:]).mul_(B[:, -1])
+
+    def _diag(self, A):
+        return self.kernel._diag(A[:, :-1]) * A[:, -1] ** 2
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = False) -> _kernels.Kernel:
@@ -137,13 +155,15 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         # torch.from_numpy shares memory; read-only input (memmaps) is copied rather than warned about.
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-    def fit(self, X: Any, y: Any) -> KernelRegressor:
-        """Solve ``(K + λI) α = y``.
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> KernelRegressor:
+        """Solve ``(K + λI) α = y`` (with weights w: ``(K + λW⁻¹) α = y``, scikit-learn's ``KernelRidge``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,) or float, optional - w_i ≥ 0; the point i gets the noise
+            variance λ/w_i (weight 2 is the point counted twice). Solved as ``W^½ K W^½ + λI`` by any solver.
 
         Returns
         -------
@@ -154,6 +174,11 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         ridge = check_nonnegative(self.ridge, "ridge")
         kernel = self._kernel_object()
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if np.all(sw == 1.0):
+                sw = None
         options = dict(self.solver_options or {})
         name = check_choice(self.solver, "solver", ["auto", *_solvers.SOLVERS])
         budget = options.get("memory_budget")
@@ -165,7 +190,19 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         if _solvers.takes_memory_budget(fit):
             options["memory_budget"] = budget
         Y = self._tensor(np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64))  # (N, O)
-        result = fit(kernel, self._tensor(X), Y, ridge, **options)
+        Xt = self._tensor(X)
+        self._center_weights = None
+        if sw is None:
+            result = fit(kernel, Xt, Y, ridge, **options)
+        else:
+            # The weights ride along as a last column: k_w(a, b) = √w_a k(a, b) √w_b, y_w = √w y, so any solver
+            # solves (W^½ K W^½ + λI) β = W^½ y, and α = W^½ β (what scikit-learn's KernelRidge does).
+            root = torch.from_numpy(np.sqrt(sw))
+            result = fit(_WeightedKernel(kernel), torch.cat([Xt, root[:, None]], dim=1), Y * root[:, None], ridge,
+                         **options)
+            self._center_weights = result.centers[:, -1].clone()  # (M,) √w of each center
+            result.centers = result.centers[:, :-1].contiguous()
+            result.coef = result.coef * self._center_weights[:, None]
         coef = result.coef.detach().cpu().numpy()
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
         self.X_fit_ = result.centers.detach().cpu().numpy()
@@ -190,7 +227,8 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         y_std : ndarray of the same shape (the std is the same for every target), if ``return_std``.
         """
         check_is_fitted(self, "dual_coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        kind = ArrayKind.of(X)  # tensor in -> tensor out, on the input's device
+        X = validate_data(self, X.detach().cpu() if kind.is_torch else X, reset=False, dtype=np.float64)
         kernel = self._kernel_object()
         res = self._result
         if return_std and res.variance is None:
@@ -198,6 +236,7 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
                                   "does not)", "return_std=True", "Use solver='cholesky' for error bars.")
         Xt = self._tensor(X)
         centers, coef = res.centers, res.coef  # (M, d), (M, O)
+        root_w = getattr(self, "_center_weights", None)  # (M,) √w of the centers of a weighted fit, or None
         rows = max(1, _kernels.BLOCK_ELEMENTS // (4 * max(1, centers.shape[0])))
         budget = _arrays.memory_budget_bytes()  # read once, for every block
         means, variances = [], []
@@ -206,16 +245,16 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
             Kb = kernel.matrix(Xb, centers, budget=budget)  # (B, M); X validated above
             means.append(Kb @ coef)
             if return_std:
-                variances.append(res.variance(Kb, kernel._diag(Xb)))
-        mean = torch.cat(means).cpu().numpy()  # (T, O)
+                variances.append(res.variance(Kb if root_w is None else Kb * root_w, kernel._diag(Xb)))
+        mean = torch.cat(means)  # (T, O)
         if self._y_ndim == 1:
             mean = mean[:, 0]
         if not return_std:
-            return mean
-        std = torch.sqrt(torch.cat(variances)).cpu().numpy()  # (T,)
+            return kind.wrap(mean)
+        std = torch.sqrt(torch.cat(variances))  # (T,)
         if self._y_ndim == 2:
-            std = np.repeat(std[:, None], mean.shape[1], axis=1)
-        return mean, std
+            std = std[:, None].expand(-1, mean.shape[1]).contiguous()
+        return kind.wrap(mean), kind.wrap(std)
 
 
 # ------------------------------------------------------------------------------------------------------------
