@@ -250,6 +250,27 @@ class Kernel:
             out["gamma"] = self.gamma_for(d)
         return out
 
+    # -- differentiable path: Gaussian-process hyperparameters (kernelscope.regression.fit_hyperparameters) -----
+    def hyperparameters(self, d: int) -> dict[str, float]:
+        """The continuous positive hyperparameters (names as in :meth:`get_params`) and their values on
+        d-dimensional inputs; the ones :func:`kernelscope.regression.fit_hyperparameters` can optimise."""
+        out: dict[str, float] = {}
+        for name, value in self._init_params().items():
+            if isinstance(value, Kernel):
+                out.update({f"{name}__{k}": v for k, v in value.hyperparameters(d).items()})
+        return out
+
+    def torch_matrix(self, A: torch.Tensor, B: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """k(A, B) (N1, N2) with the hyperparameters ``theta`` (name -> 0-d tensor), differentiable in them.
+
+        Kernels with a closed form compute it with out-of-place torch operations (exact autograd); any other
+        kernel gets central finite differences in the backward pass (:class:`_FiniteDifferenceMatrix`).
+        """
+        if not theta:
+            return self.matrix(A, B)
+        names = sorted(theta)
+        return _FiniteDifferenceMatrix.apply(self, A, B, names, *(theta[n] for n in names))
+
     def _init_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments (default: :meth:`params`)."""
         return self.params()
@@ -270,6 +291,47 @@ def _as_kernel(k: Any, name: str) -> Kernel:
     if isinstance(k, (int, float)) and not isinstance(k, bool):
         raise ValidationError(name, "a Kernel (scale a kernel with c * k, not c + k)", repr(k))
     raise ValidationError(name, "a Kernel", type(k).__name__)
+
+
+def _subset(theta: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries ``prefix__name`` of theta, as ``name``."""
+    p = prefix + "__"
+    return {k[len(p):]: v for k, v in theta.items() if k.startswith(p)}
+
+
+class _FiniteDifferenceMatrix(torch.autograd.Function):
+    """k(A, B; θ) for a kernel without a closed-form gradient: the backward pass takes central differences
+    ``∂K/∂θ_i ≈ (K(θ_i(1 + h)) − K(θ_i(1 − h))) / (2hθ_i)``, h = 1e-5 (error O(h²) relative)."""
+
+    @staticmethod
+    def _at(kernel: Kernel, A, B, names, values) -> torch.Tensor:
+        from sklearn.base import clone
+
+        k = clone(kernel)
+        k.set_params(**{n: float(v) for n, v in zip(names, values)})
+        return k.matrix(A, B)
+
+    @staticmethod
+    def forward(ctx, kernel, A, B, names, *values):
+        ctx.kernel, ctx.names, ctx.A, ctx.B = kernel, names, A, B
+        ctx.values = [float(v) for v in values]
+        return _FiniteDifferenceMatrix._at(kernel, A, B, names, ctx.values)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, grads = 1e-5, []
+        for i, v in enumerate(ctx.values):
+            up, down = list(ctx.values), list(ctx.values)
+            up[i], down[i] = v * (1 + h), v * (1 - h)
+            dK = (_FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, up)
+                  - _FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, down)) / (2 * h * v)
+            grads.append((grad * dK).sum())
+        return (None, None, None, None, *grads)
+
+
+def _sqdist(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """‖a − b‖² (N1, N2), out of place (differentiable), clamped at 0."""
+    return ((A * A).sum(1, keepdim=True) + (B * B).sum(1) - 2 * A @ B.T).clamp(min=0.0)
 
 
 def _gamma(gamma: float | None, d: int) -> float:
@@ -295,6 +357,9 @@ class Linear(Kernel):
     def _diag(self, A):
         return (A * A).sum(1)
 
+    def torch_matrix(self, A, B, theta):
+        return A @ B.T
+
 
 class Polynomial(_GammaKernel):
     """``k(x, x') = (γ x·x' + c₀)^p`` with scikit-learn's defaults ``p = 3``, ``γ = 1/d``, ``c₀ = 1``."""
@@ -313,6 +378,13 @@ class Polynomial(_GammaKernel):
 
     def _diag(self, A):
         return ((A * A).sum(1) * self.gamma_for(A.shape[1]) + self.coef0) ** self.degree
+
+    def hyperparameters(self, d):
+        return {"gamma": self.gamma_for(d), **({"coef0": self.coef0} if self.coef0 > 0 else {})}
+
+    def torch_matrix(self, A, B, theta):
+        g = theta.get("gamma", self.gamma_for(A.shape[1]))
+        return (g * (A @ B.T) + theta.get("coef0", self.coef0)) ** self.degree
 
 
 class RBF(_GammaKernel):
@@ -352,6 +424,14 @@ class RBF(_GammaKernel):
         torch.addmm(b2.mul_(-g), A, B.T, beta=1.0, alpha=2.0 * g, out=out)  # 2γ x·x' − γ‖x'‖², one GEMM
         out.sub_(a2.mul_(g)).clamp_(max=0.0).exp_()  # −γ‖x − x'‖² (clamped: rounding can make it > 0)
 
+    def hyperparameters(self, d):
+        return {"lengthscale": 1.0 / math.sqrt(2.0 * self.gamma_for(d))}
+
+    def torch_matrix(self, A, B, theta):
+        if "lengthscale" in theta:
+            return torch.exp(-_sqdist(A, B) / (2 * theta["lengthscale"] ** 2))
+        return torch.exp(-self.gamma_for(A.shape[1]) * _sqdist(A, B))
+
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
 
@@ -369,6 +449,12 @@ class Laplace(_GammaKernel):
 
     def _fill(self, A, B, out):
         out.copy_(torch.cdist(A, B, p=1.0)).mul_(-self.gamma_for(A.shape[1])).exp_()
+
+    def hyperparameters(self, d):
+        return {"gamma": self.gamma_for(d)}
+
+    def torch_matrix(self, A, B, theta):
+        return torch.exp(-theta.get("gamma", self.gamma_for(A.shape[1])) * (A[:, None, :] - B[None]).abs().sum(-1))
 
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
@@ -474,6 +560,10 @@ class _PairKernel(Kernel):
     def _diag(self, A):
         return self._combine_(self.k1._diag(A).clone(), self.k2._diag(A))  # clone: a diag may be a user's array
 
+    def torch_matrix(self, A, B, theta):
+        K1 = self.k1.torch_matrix(A, B, _subset(theta, "k1"))
+        return self._combine_(K1.clone(), self.k2.torch_matrix(A, B, _subset(theta, "k2")))
+
 
 class SumKernel(_PairKernel):
     """``(k1 + k2)(x, x') = k1(x, x') + k2(x, x')``."""
@@ -515,6 +605,12 @@ class ScaledKernel(Kernel):
 
     def _diag(self, A):
         return self.kernel._diag(A) * self.scale
+
+    def hyperparameters(self, d):
+        return {"scale": self.scale, **super().hyperparameters(d)} if self.scale > 0 else super().hyperparameters(d)
+
+    def torch_matrix(self, A, B, theta):
+        return theta.get("scale", self.scale) * self.kernel.torch_matrix(A, B, _subset(theta, "kernel"))
 
 
 # ------------------------------------------------------------------------------------------------------------
