@@ -438,7 +438,7 @@ class TestCommandLine:
         (["--train", "missing.csv"], "--train: expected an existing file"),
         (["--kernel", "gauss"], "--kernel: expected one of"),
         (["--ridge", "-1"], "--ridge: expected a number >= 0"),
-        (["--kernel", "rbf", "--degree", "3"], "kernel_params"),
+        (["--kernel", "rbf", "--degree", "3"], "rbf takes: --gamma, --lengthscale"),
         (["--target-col", "9"], "--target-col: expected a column index"),
     ])
     def test_errors_are_one_line_exit_2(self, files, capsys, args, message, monkeypatch):
