@@ -113,3 +113,43 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert exc.value.code == 130 and "Traceback" not in err
     assert f"kernelscope tour --out {tmp_path} --quick" in err and "resume" in err
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Issue 17: regress options, --version, story order
+# ------------------------------------------------------------------------------------------------------------
+def _regress_files(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    train = tmp_path / "train.csv"
+    np.savetxt(train, np.c_[X, np.sin(X[:, 0])], delimiter=",")
+    test = tmp_path / "test.csv"
+    np.savetxt(test, X[:5], delimiter=",")
+    return ["regress", "--train", str(train), "--test", str(test), "--out", str(tmp_path / "p.csv")]
+
+
+def test_regress_prints_resolved_parameters_and_refuses_foreign_ones(tmp_path, capsys):
+    base = _regress_files(tmp_path)
+    code, out, _ = run(base + ["--kernel", "rbf"], capsys)
+    assert code == 0 and "gamma=0.5" in out and "None" not in out  # γ = 1/d with d = 2
+    code, out, err = run(base + ["--kernel", "laplace", "--lengthscale", "0.5"], capsys)
+    assert code == 2 and "--lengthscale" in err and "laplace takes: --gamma" in err
+    assert "unexpected keyword" not in err
+
+
+@pytest.mark.parametrize("name", ["ntk", "nngp"])
+def test_regress_with_a_network_kernel(tmp_path, capsys, name):
+    code, out, err = run(_regress_files(tmp_path) + ["--kernel", name, "--depth", "2", "--w-std", "1.5",
+                                                     "--b-std", "0.1", "--activation", "erf"], capsys)
+    assert code == 0, err
+    assert f"nngp={name == 'nngp'}" in out and "depth=2" in out and "w_std=1.5" in out
+
+
+def test_version_and_story_order(capsys):
+    import kernelscope
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and kernelscope.__version__ in out
+    code, out, _ = run(["--help"], capsys)
+    pos = [out.index(f"\n  {c}  ") for c in ("solve", "regress", "lazy", "tour")]
+    assert pos == sorted(pos)

@@ -371,3 +371,36 @@ def test_structured_conv_needs_a_batch():
     x = torch.randn(3, 1, 4, 4, **F64)
     with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Conv2d to see a batch \(N, C, H, W\)"):
         empirical.ntk(Unbatched().double(), x, method="structured")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Clear messages and integer inputs (issue 17)
+# ------------------------------------------------------------------------------------------------------------
+def test_dropout_in_training_mode_is_refused_with_the_fix():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1)).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValidationError, match=r"Dropout.*model\.eval\(\)"):
+        empirical.ntk(m, x)
+    m.eval()
+    assert empirical.ntk(m, x).shape == (4, 4)
+
+
+def test_wrong_input_width_names_the_expected_width():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    with pytest.raises(ValidationError, match=r"x1: expected .*3 features.*got examples of shape \(5,\)"):
+        empirical.ntk(m, torch.randn(4, 5, dtype=torch.float64))
+    with pytest.raises(ValidationError, match=r"x2: expected examples of shape \(3,\)"):
+        empirical.ntk(m, torch.randn(4, 3, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["auto", "jacobian", "ntvp"])
+def test_embedding_model_takes_integer_inputs(method):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Tanh(),
+                            torch.nn.Linear(12, 1)).double()
+    x = torch.randint(0, 10, (5, 3))
+    K = empirical.ntk(m, x, method=method)
+    J = torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(m(x[i:i + 1]).sum(), m.parameters())])
+                     for i in range(5)])  # (5, P): per-example parameter gradients
+    torch.testing.assert_close(K, J @ J.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(empirical.ntk(m, x.numpy(), method=method), (J @ J.T).numpy(), rtol=1e-12)

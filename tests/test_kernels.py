@@ -310,3 +310,39 @@ class TestValidationAndMemory:
         monkeypatch.setattr(K, "BLOCK_ELEMENTS", 1)  # one row at a time
         np.testing.assert_allclose((K.RBF() * K.Laplace() + K.Linear())(X, Y), whole, rtol=0,
                                    atol=10 * EPS * np.abs(whole).max())
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Parameter-aware kernels, the scikit-learn way (issue 17)
+# ------------------------------------------------------------------------------------------------------------
+def test_kernel_get_set_params_and_clone():
+    from sklearn.base import clone
+
+    k = K.RBF(lengthscale=1.0)
+    assert k.get_params() == {"gamma": None, "lengthscale": 1.0}
+    k2 = clone(k)
+    assert k2 == k and k2 is not k
+    k.set_params(lengthscale=0.5)
+    assert k.gamma_for(3) == pytest.approx(2.0)
+    k.set_params(gamma=3.0)  # switching from lengthscale to gamma clears the lengthscale
+    assert k.get_params() == {"gamma": 3.0, "lengthscale": None}
+    with pytest.raises(ValidationError, match="valid parameters.*gamma"):
+        K.Laplace().set_params(lengthscale=1.0)
+    with pytest.raises(ValidationError, match="lengthscale"):
+        k.set_params(lengthscale=-1.0)
+
+
+def test_nested_kernel_params_through_sum_product_scale():
+    from sklearn.base import clone
+
+    k = 2.0 * K.RBF(lengthscale=1.0) + K.Laplace(gamma=0.5) * K.Polynomial(degree=2)
+    p = k.get_params()
+    assert p["k1__scale"] == 2.0 and p["k1__kernel__lengthscale"] == 1.0
+    assert p["k2__k1__gamma"] == 0.5 and p["k2__k2__degree"] == 2
+    k.set_params(k1__kernel__lengthscale=0.25, k2__k2__degree=3)
+    assert k.k1.kernel.lengthscale == 0.25 and k.k2.k2.degree == 3
+    c = clone(k)
+    X = np.random.default_rng(0).normal(size=(5, 2))
+    np.testing.assert_allclose(c(X), k(X), rtol=1e-14)
+    with pytest.raises(ValidationError, match="k3"):
+        k.set_params(k3__gamma=1.0)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from kernelscope import linsys
-from kernelscope._arrays import KernelscopeWarning
+from kernelscope._arrays import KernelscopeWarning, ValidationError
 
 EPS = np.finfo(np.float64).eps
 
@@ -249,3 +249,34 @@ def test_penrose_identities_and_subspaces(A, data):
     assert np.linalg.norm(S.null.T @ r.x) <= tol
     # the residual is orthogonal to the column space
     assert np.linalg.norm(S.col.T @ r.residual) <= tol * scale
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Issue 17: the LSMR kind by a relative residual test; power_iteration's n documented
+# ------------------------------------------------------------------------------------------------------------
+def test_lsmr_kind_by_relative_residual_and_rank_unknown():
+    from kernelscope import linsys
+
+    A = sp.random(200, 300, density=0.02, random_state=0, format="csr")  # full row rank 200: consistent
+    assert np.linalg.matrix_rank(A.toarray()) == 200
+    b = np.random.default_rng(0).normal(size=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = linsys.solve(A, b)
+    assert np.linalg.norm(res.residual) < 1e-8 * np.linalg.norm(b)
+    assert res.kind == "least_norm" and res.rank is None and res.info["rank"] == "unknown"
+    A1 = sp.random(200, 300, density=0.02, random_state=1, format="csr")  # rank 198: b is not in the range
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert linsys.solve(A1, np.random.default_rng(1).normal(size=200)).kind == "least_squares"
+
+
+def test_power_iteration_documents_n_for_a_callable():
+    import inspect
+
+    from kernelscope import linsys
+
+    doc = inspect.getdoc(linsys.power_iteration)
+    assert "\nn : " in doc and "v0 : " in doc
+    with pytest.raises(ValidationError, match=r"^n: .*callable.*Give n="):
+        linsys.power_iteration(lambda v: 2 * v)

@@ -438,7 +438,7 @@ class TestCommandLine:
         (["--train", "missing.csv"], "--train: expected an existing file"),
         (["--kernel", "gauss"], "--kernel: expected one of"),
         (["--ridge", "-1"], "--ridge: expected a number >= 0"),
-        (["--kernel", "rbf", "--degree", "3"], "kernel_params"),
+        (["--kernel", "rbf", "--degree", "3"], "rbf takes: --gamma, --lengthscale"),
         (["--target-col", "9"], "--target-col: expected a column index"),
     ])
     def test_errors_are_one_line_exit_2(self, files, capsys, args, message, monkeypatch):
@@ -480,3 +480,142 @@ class TestChapterExperiments:
         rf = ch.random_features_sweep(x, y, grid, [30, 100, 300, 1000, 3000], n_draws=6, example_k=(10,))
         assert -0.7 < rf.slope < -0.35
         assert rf.error_mean[-1] < rf.error_mean[0] / 5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# What a PyTorch / scikit-learn user expects (issue 17)
+# ------------------------------------------------------------------------------------------------------------
+def _toy(n=30, d=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return X, np.sin(X @ np.arange(1.0, d + 1)) + 0.1 * rng.normal(size=n)
+
+
+def test_predict_tensor_in_tensor_out():
+    X, y = _toy()
+    model = KernelRegressor(K.RBF(lengthscale=1.0), ridge=1e-3, solver="cholesky").fit(X, y)
+    Xt = torch.as_tensor(X[:5])
+    mean, std = model.predict(Xt, return_std=True)
+    assert isinstance(mean, torch.Tensor) and isinstance(std, torch.Tensor)
+    assert mean.device == Xt.device and mean.shape == (5,) and std.shape == (5,)
+    ref_mean, ref_std = model.predict(X[:5], return_std=True)
+    np.testing.assert_allclose(mean.numpy(), ref_mean, rtol=1e-14)
+    np.testing.assert_allclose(std.numpy(), ref_std, rtol=1e-14)
+    assert isinstance(model.predict(Xt), torch.Tensor)
+
+
+def test_grid_search_over_nested_kernel_parameters():
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = _toy(40)
+    search = GridSearchCV(KernelRegressor(K.RBF(lengthscale=1.0), ridge=1e-2),
+                          {"kernel__lengthscale": [0.1, 0.5, 2.0]}, cv=3).fit(X, y)
+    assert search.best_params_["kernel__lengthscale"] in (0.1, 0.5, 2.0)
+    search = GridSearchCV(KernelRegressor(K.RBF(lengthscale=1.0) + K.Linear(), ridge=1e-2),
+                          {"kernel__k1__lengthscale": [0.5, 2.0]}, cv=3).fit(X, y)
+    assert search.best_estimator_.kernel.k1.lengthscale == search.best_params_["kernel__k1__lengthscale"]
+
+
+def test_sample_weight_matches_kernel_ridge():
+    X, y = _toy(25)
+    w = np.random.default_rng(1).uniform(0.2, 3.0, size=25)
+    ref = KernelRidge(alpha=0.1, kernel="rbf", gamma=0.7).fit(X, y, sample_weight=w)
+    for solver in ("cholesky", "cg"):
+        model = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}, solver=solver,
+                                solver_options={"tol": 1e-13} if solver == "cg" else None)
+        model.fit(X, y, sample_weight=w)
+        np.testing.assert_allclose(model.predict(X), ref.predict(X), rtol=1e-10, atol=1e-10)
+    # weight 2 is the same as the point twice; the error bars see the noise λ/w
+    m2 = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}).fit(X, y, sample_weight=np.full(25, 2.0))
+    md = KernelRegressor("rbf", ridge=0.1, kernel_params={"gamma": 0.7}).fit(np.vstack([X, X]), np.r_[y, y])
+    Xq = X[:4] + 0.3
+    for a, b in zip(m2.predict(Xq, return_std=True), md.predict(Xq, return_std=True)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Gaussian-process evidence, hyperparameter fitting and samples (issue 17)
+# ------------------------------------------------------------------------------------------------------------
+def _sk_gpr(c, ell, noise, optimizer=None):
+    from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
+
+    return GaussianProcessRegressor(ConstantKernel(c) * SkRBF(ell) + WhiteKernel(noise), alpha=0.0,
+                                    optimizer=optimizer)
+
+
+def test_log_marginal_likelihood_matches_sklearn_gpr():
+    X, y = _toy(30)
+    ref = _sk_gpr(1.7, 0.8, 0.05).fit(X, y).log_marginal_likelihood_value_
+    model = KernelRegressor(1.7 * K.RBF(lengthscale=0.8), ridge=0.05, solver="cholesky").fit(X, y)
+    assert model.log_marginal_likelihood() == pytest.approx(ref, rel=1e-10, abs=1e-10)
+    Y2 = np.c_[y, np.cos(X[:, 0])]  # a sum over targets, as scikit-learn
+    ref2 = _sk_gpr(1.0, 0.5, 0.1).fit(X, Y2).log_marginal_likelihood_value_
+    assert KernelRegressor(K.RBF(lengthscale=0.5), ridge=0.1).fit(X, Y2).log_marginal_likelihood() == \
+        pytest.approx(ref2, rel=1e-10)
+
+
+def test_lml_gradient_matches_finite_differences():
+    X, y = _toy(20)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    kern = 1.3 * K.RBF(lengthscale=0.7) + K.Laplace(gamma=0.4)
+    names = ["k1__scale", "k1__kernel__lengthscale", "k2__gamma"]
+    z0 = torch.tensor([1.3, 0.7, 0.4, 0.05], dtype=torch.float64)
+
+    def lml(z):
+        return ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, dict(zip(names, z[:3]))), yt, z[3])
+
+    z = z0.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(lml(z), z)
+    h = 1e-6
+    fd = [(float(lml(z0 + h * e)) - float(lml(z0 - h * e))) / (2 * h) for e in torch.eye(4, dtype=torch.float64)]
+    np.testing.assert_allclose(g.numpy(), fd, rtol=1e-6)
+
+
+def test_optimised_lml_matches_sklearn_optimum():
+    X, y = _toy(30)
+    fit = ks.regression.fit_hyperparameters(1.0 * K.RBF(lengthscale=1.0), X, y, ridge=0.1)
+    ref = _sk_gpr(1.0, 1.0, 0.1, optimizer="fmin_l_bfgs_b").fit(X, y)
+    assert fit.log_marginal_likelihood >= fit.initial
+    assert fit.log_marginal_likelihood == pytest.approx(ref.log_marginal_likelihood_value_, abs=1e-5)
+    sk = ref.kernel_.get_params()
+    assert fit.params["kernel__lengthscale"] == pytest.approx(sk["k1__k2__length_scale"], rel=1e-3)
+    assert fit.ridge == pytest.approx(sk["k2__noise_level"], rel=1e-3)
+    model = KernelRegressor(1.0 * K.RBF(lengthscale=1.0), ridge=0.1, optimize=True).fit(X, y)
+    assert model.log_marginal_likelihood() == pytest.approx(fit.log_marginal_likelihood, abs=1e-8)
+    assert model.ridge_ == pytest.approx(fit.ridge)
+
+
+def test_network_hyperparameters_and_depth_by_evidence():
+    X, y = _toy(15, d=2)
+    kern = ks.regression.MLPKernel(depth=1, w_std=1.0, b_std=0.1, nngp=True)
+    Xt = torch.as_tensor(X)
+    # the finite-difference backward agrees with differences of the marginal likelihood itself
+    theta = {"w_std": torch.tensor(1.2, dtype=torch.float64, requires_grad=True)}
+    v = ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, theta), torch.as_tensor(y), 0.05)
+    (g,) = torch.autograd.grad(v, theta["w_std"])
+    f = lambda w: float(ks.regression.log_marginal_likelihood(  # noqa: E731
+        kern.set_params(w_std=w).matrix(Xt, Xt), torch.as_tensor(y), 0.05))
+    assert float(g) == pytest.approx((f(1.2 + 1e-5) - f(1.2 - 1e-5)) / 2e-5, rel=1e-5)
+    fit = ks.regression.fit_hyperparameters(ks.regression.MLPKernel(1, 1.0, 0.1, nngp=True), X, y, ridge=0.05,
+                                            grid={"depth": [1, 2, 3]}, max_iter=30)
+    assert fit.log_marginal_likelihood >= fit.initial and fit.params["depth"] in (1, 2, 3)
+    for depth in (1, 2, 3):  # the winner is at least as good as every depth at its optimum
+        other = ks.regression.fit_hyperparameters(ks.regression.MLPKernel(depth, 1.0, 0.1, nngp=True), X, y,
+                                                  ridge=0.05, max_iter=30)
+        assert fit.log_marginal_likelihood >= other.log_marginal_likelihood - 1e-8
+
+
+def test_sample_y_prior_and_posterior_moments():
+    X, y = _toy(10, d=1)
+    Xq = np.linspace(-1, 1, 4)[:, None]
+    model = KernelRegressor(K.RBF(lengthscale=0.5), ridge=0.01)
+    prior = model.sample_y(Xq, n_samples=4000, random_state=0)
+    assert prior.shape == (4, 4000)
+    np.testing.assert_allclose(np.cov(prior), K.rbf(Xq, lengthscale=0.5), atol=0.08)
+    model.fit(X, y)
+    post = model.sample_y(Xq, n_samples=4000, random_state=1)
+    mean, std = model.predict(Xq, return_std=True)
+    np.testing.assert_allclose(post.mean(1), mean, atol=4 * std.max() / np.sqrt(4000) + 1e-12)
+    np.testing.assert_allclose(post.std(1), std, rtol=0.1, atol=1e-6)
+    np.testing.assert_array_equal(model.sample_y(Xq, 3, random_state=5), model.sample_y(Xq, 3, random_state=5))
+    assert isinstance(model.sample_y(torch.as_tensor(Xq), 2), torch.Tensor)

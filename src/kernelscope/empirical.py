@@ -42,6 +42,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -88,6 +89,12 @@ def trainable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
 def _check_fixed_function(model: nn.Module) -> None:
     """Refuse modules whose forward changes state (BatchNorm in training mode updates its running statistics)."""
     for name, mod in model.named_modules():
+        if isinstance(mod, nn.modules.dropout._DropoutNd) and mod.training and mod.p > 0:
+            raise ValidationError(
+                "model", "a fixed function of its input",
+                f"{type(mod).__name__} '{name or type(model).__name__}' (p={mod.p:g}) in training mode, which "
+                "draws a new random mask on every call",
+                "The NTK is defined for a fixed function: call model.eval() first (dropout is then the identity).")
         if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.training:
             raise ValidationError(
                 "model", "a fixed function of its input",
@@ -111,7 +118,10 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor | None, ArrayKind]:
     kind = ArrayKind.of(x1, x2)
-    dtype, device = _model_dtype(model), _model_device(model)
+    device = _model_device(model)
+    # Integer inputs (token ids of an nn.Embedding) stay integers: the NTK differentiates with respect to the
+    # parameters, never the inputs. Everything else goes to the model's floating dtype.
+    dtype = torch.int64 if _is_integer(x1) else _model_dtype(model)
     t1 = as_tensor(x1, "x1", dtype=dtype, device=device)
     if t1.ndim == 0:
         raise ValidationError("x1", "an array of examples (N, ...)", "a scalar")
@@ -124,10 +134,33 @@ def _inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Ten
     return t1, t2, kind
 
 
+def _is_integer(x: Any) -> bool:
+    if isinstance(x, torch.Tensor):
+        return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
+    return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
+
+
+def _forward(model: nn.Module, x: torch.Tensor, name: str = "x1") -> Any:
+    """``model(x)`` without gradients; an input of the wrong width gets a message naming the width expected."""
+    try:
+        with torch.no_grad():
+            return model(x)
+    except RuntimeError as exc:
+        if "shapes cannot be multiplied" not in str(exc) and "size of tensor" not in str(exc):
+            raise
+        first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
+        if first is None:
+            raise
+        lname, lin = first
+        raise ValidationError(name, f"examples with {lin.in_features} features (the in_features of the first "
+                              f"nn.Linear, '{lname or type(model).__name__}')",
+                              f"examples of shape {tuple(x.shape[1:])}",
+                              "Pass inputs of that width, or build the model for the width of your data.") from None
+
+
 def _output_dim(model: nn.Module, x: torch.Tensor) -> int:
     """O, the number of outputs per example: model(x) of shape (N,) or (N, 1) -> 1, (N, O) -> O."""
-    with torch.no_grad():
-        out = model(x[:2])
+    out = _forward(model, x[:2])
     if not isinstance(out, torch.Tensor):
         raise ValidationError("model", "a model returning one tensor", f"{type(out).__name__}")
     n = min(2, len(x))
@@ -579,7 +612,7 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
     n_out = _output_dim(model, t1)  # one forward first: lazily built modules create their parameters here
     trainable_parameters(model)
     n2 = t1.shape[0] if t2 is None else t2.shape[0]
-    itemsize = torch.finfo(t1.dtype).bits // 8
+    itemsize = torch.finfo(_model_dtype(model)).bits // 8
     check_memory(t1.shape[0] * n2 * (1 if trace else n_out * n_out) * itemsize, "the NTK matrix",
                  "Compute it in blocks of rows of x1, or use trace=True.")
     method = _resolve(model, method)
@@ -593,8 +626,7 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
 def _readout(model: nn.Module, x: torch.Tensor) -> str:
     """Name of the readout: the last module called that owns parameters, widened to the enclosing module while
     that holds no other parameters (``nets.finite.DenseModule`` wrapping an ``nn.Linear``)."""
-    with torch.no_grad():
-        model(x[:1])  # lazily built modules create their parameters on the first call
+    _forward(model, x[:1])  # lazily built modules create their parameters on the first call
     owners = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
     if not owners:
         raise ValidationError("model", "a model with a readout layer that owns parameters", "none")

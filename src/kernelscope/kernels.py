@@ -202,6 +202,82 @@ class Kernel:
         """The hyperparameters, as given (``None`` for a data-dependent default)."""
         return {}
 
+    # -- scikit-learn parameter protocol (GridSearchCV over ``kernel__<name>``, ``sklearn.base.clone``) ---------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments, as given; with ``deep``, a nested kernel's as ``<name>__<param>``
+        (``k1__``/``k2__`` of a sum or product, ``kernel__`` of a scaled kernel), as scikit-learn's kernels do."""
+        own = self._init_params()
+        if not deep:
+            return dict(own)
+        out: dict[str, Any] = {}
+        for name, value in own.items():
+            out[name] = value
+            if isinstance(value, Kernel):
+                out.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params: Any) -> Kernel:
+        """Set constructor arguments (validated as by the constructor) and nested ones (``k1__gamma=...``)."""
+        own = dict(self._init_params())
+        nested: dict[str, dict[str, Any]] = {}
+        direct: dict[str, Any] = {}
+        for key, value in params.items():
+            name, sep, sub = key.partition("__")
+            if name not in own or (sep and not isinstance(own[name], Kernel)):
+                valid = ", ".join(self.get_params(deep=True)) or "none"
+                raise ValidationError(key, f"one of the valid parameters of {type(self).__name__}: {valid}",
+                                      repr(key))
+            if sep:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                direct[name] = value
+        for name, sub in nested.items():
+            own[name].set_params(**sub)
+        fresh = type(self)(**self._merge_params(own, direct))  # validates; recomputes derived attributes
+        self.__dict__.update(fresh.__dict__)
+        return self
+
+    def __sklearn_clone__(self) -> Kernel:
+        # The constructor normalises values (float(1) is not 1), so scikit-learn's identity check would refuse it.
+        from sklearn.base import clone
+
+        return type(self)(**{k: clone(v, safe=False) for k, v in self._init_params().items()})
+
+    def resolved_params(self, d: int) -> dict[str, Any]:
+        """The hyperparameters used on d-dimensional inputs (``gamma=None`` resolved to its value)."""
+        out = dict(self.params())
+        if "gamma" in out or "lengthscale" in out:
+            out["gamma"] = self.gamma_for(d)
+        return out
+
+    # -- differentiable path: Gaussian-process hyperparameters (kernelscope.regression.fit_hyperparameters) -----
+    def hyperparameters(self, d: int) -> dict[str, float]:
+        """The continuous positive hyperparameters (names as in :meth:`get_params`) and their values on
+        d-dimensional inputs; the ones :func:`kernelscope.regression.fit_hyperparameters` can optimise."""
+        out: dict[str, float] = {}
+        for name, value in self._init_params().items():
+            if isinstance(value, Kernel):
+                out.update({f"{name}__{k}": v for k, v in value.hyperparameters(d).items()})
+        return out
+
+    def torch_matrix(self, A: torch.Tensor, B: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """k(A, B) (N1, N2) with the hyperparameters ``theta`` (name -> 0-d tensor), differentiable in them.
+
+        Kernels with a closed form compute it with out-of-place torch operations (exact autograd); any other
+        kernel gets central finite differences in the backward pass (:class:`_FiniteDifferenceMatrix`).
+        """
+        if not theta:
+            return self.matrix(A, B)
+        names = sorted(theta)
+        return _FiniteDifferenceMatrix.apply(self, A, B, names, *(theta[n] for n in names))
+
+    def _init_params(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (default: :meth:`params`)."""
+        return self.params()
+
+    def _merge_params(self, current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {**current, **new}
+
     def __eq__(self, other: Any) -> bool:
         return type(self) is type(other) and self.params() == other.params()
 
@@ -217,8 +293,59 @@ def _as_kernel(k: Any, name: str) -> Kernel:
     raise ValidationError(name, "a Kernel", type(k).__name__)
 
 
+def _subset(theta: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The entries ``prefix__name`` of theta, as ``name``."""
+    p = prefix + "__"
+    return {k[len(p):]: v for k, v in theta.items() if k.startswith(p)}
+
+
+class _FiniteDifferenceMatrix(torch.autograd.Function):
+    """k(A, B; θ) for a kernel without a closed-form gradient: the backward pass takes central differences
+    ``∂K/∂θ_i ≈ (K(θ_i(1 + h)) − K(θ_i(1 − h))) / (2hθ_i)``, h = 1e-5 (error O(h²) relative)."""
+
+    @staticmethod
+    def _at(kernel: Kernel, A, B, names, values) -> torch.Tensor:
+        from sklearn.base import clone
+
+        k = clone(kernel)
+        k.set_params(**{n: float(v) for n, v in zip(names, values)})
+        return k.matrix(A, B)
+
+    @staticmethod
+    def forward(ctx, kernel, A, B, names, *values):
+        ctx.kernel, ctx.names, ctx.A, ctx.B = kernel, names, A, B
+        ctx.values = [float(v) for v in values]
+        return _FiniteDifferenceMatrix._at(kernel, A, B, names, ctx.values)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, grads = 1e-5, []
+        for i, v in enumerate(ctx.values):
+            up, down = list(ctx.values), list(ctx.values)
+            up[i], down[i] = v * (1 + h), v * (1 - h)
+            dK = (_FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, up)
+                  - _FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, down)) / (2 * h * v)
+            grads.append((grad * dK).sum())
+        return (None, None, None, None, *grads)
+
+
+def _sqdist(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """‖a − b‖² (N1, N2), out of place (differentiable), clamped at 0."""
+    return ((A * A).sum(1, keepdim=True) + (B * B).sum(1) - 2 * A @ B.T).clamp(min=0.0)
+
+
 def _gamma(gamma: float | None, d: int) -> float:
     return 1.0 / d if gamma is None else gamma
+
+
+class _GammaKernel(Kernel):
+    """A kernel with a scale ``gamma`` whose default (``None``) is ``1/d``."""
+
+    gamma: float | None = None
+
+    def gamma_for(self, d: int) -> float:
+        """The γ used on d-dimensional inputs: the given one, or ``1/d``."""
+        return _gamma(self.gamma, d)
 
 
 class Linear(Kernel):
@@ -230,8 +357,11 @@ class Linear(Kernel):
     def _diag(self, A):
         return (A * A).sum(1)
 
+    def torch_matrix(self, A, B, theta):
+        return A @ B.T
 
-class Polynomial(Kernel):
+
+class Polynomial(_GammaKernel):
     """``k(x, x') = (γ x·x' + c₀)^p`` with scikit-learn's defaults ``p = 3``, ``γ = 1/d``, ``c₀ = 1``."""
 
     def __init__(self, degree: int = 3, gamma: float | None = None, coef0: float = 1.0):
@@ -244,13 +374,20 @@ class Polynomial(Kernel):
 
     def _fill(self, A, B, out):
         torch.mm(A, B.T, out=out)
-        out.mul_(_gamma(self.gamma, A.shape[1])).add_(self.coef0).pow_(self.degree)
+        out.mul_(self.gamma_for(A.shape[1])).add_(self.coef0).pow_(self.degree)
 
     def _diag(self, A):
-        return ((A * A).sum(1) * _gamma(self.gamma, A.shape[1]) + self.coef0) ** self.degree
+        return ((A * A).sum(1) * self.gamma_for(A.shape[1]) + self.coef0) ** self.degree
+
+    def hyperparameters(self, d):
+        return {"gamma": self.gamma_for(d), **({"coef0": self.coef0} if self.coef0 > 0 else {})}
+
+    def torch_matrix(self, A, B, theta):
+        g = theta.get("gamma", self.gamma_for(A.shape[1]))
+        return (g * (A @ B.T) + theta.get("coef0", self.coef0)) ** self.degree
 
 
-class RBF(Kernel):
+class RBF(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
 
     ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output (``addmm`` adding −γ‖x'‖²), then two
@@ -263,7 +400,7 @@ class RBF(Kernel):
                                   f"gamma={gamma!r} and lengthscale={lengthscale!r}")
         self.lengthscale = None if lengthscale is None else check_positive(lengthscale, "lengthscale")
         self.gamma = None if gamma is None else check_positive(gamma, "gamma")
-        if self.lengthscale is not None:
+        if self.lengthscale is not None:  # the γ in use, as an attribute; get_params still gives gamma=None
             self.gamma = 1.0 / (2.0 * self.lengthscale**2)
 
     def params(self):
@@ -271,18 +408,35 @@ class RBF(Kernel):
             return {"lengthscale": self.lengthscale}
         return {"gamma": self.gamma}
 
+    def _init_params(self):
+        return {"gamma": None if self.lengthscale is not None else self.gamma, "lengthscale": self.lengthscale}
+
+    def _merge_params(self, current, new):
+        # Setting one of gamma / lengthscale replaces the other (they are two names of one parameter).
+        other = {"gamma": "lengthscale", "lengthscale": "gamma"}
+        cleared = {other[k]: None for k in new if k in other and other[k] not in new}
+        return {**current, **cleared, **new}
+
     def _fill(self, A, B, out):
-        g = _gamma(self.gamma, A.shape[1])
+        g = self.gamma_for(A.shape[1])
         a2 = (A * A).sum(1, keepdim=True)  # (n1, 1)
         b2 = (B * B).sum(1)  # (n2,)
         torch.addmm(b2.mul_(-g), A, B.T, beta=1.0, alpha=2.0 * g, out=out)  # 2γ x·x' − γ‖x'‖², one GEMM
         out.sub_(a2.mul_(g)).clamp_(max=0.0).exp_()  # −γ‖x − x'‖² (clamped: rounding can make it > 0)
 
+    def hyperparameters(self, d):
+        return {"lengthscale": 1.0 / math.sqrt(2.0 * self.gamma_for(d))}
+
+    def torch_matrix(self, A, B, theta):
+        if "lengthscale" in theta:
+            return torch.exp(-_sqdist(A, B) / (2 * theta["lengthscale"] ** 2))
+        return torch.exp(-self.gamma_for(A.shape[1]) * _sqdist(A, B))
+
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
 
 
-class Laplace(Kernel):
+class Laplace(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖₁)`` (scikit-learn's ``laplacian_kernel``), default ``γ = 1/d``."""
 
     block_factor = 4
@@ -294,7 +448,13 @@ class Laplace(Kernel):
         return {"gamma": self.gamma}
 
     def _fill(self, A, B, out):
-        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-_gamma(self.gamma, A.shape[1])).exp_()
+        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-self.gamma_for(A.shape[1])).exp_()
+
+    def hyperparameters(self, d):
+        return {"gamma": self.gamma_for(d)}
+
+    def torch_matrix(self, A, B, theta):
+        return torch.exp(-theta.get("gamma", self.gamma_for(A.shape[1])) * (A[:, None, :] - B[None]).abs().sum(-1))
 
     def _diag(self, A):
         return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
@@ -360,6 +520,9 @@ class CallableKernel(Kernel):
     def params(self):
         return {"fn": self.fn}
 
+    def _init_params(self):
+        return {"fn": self.fn, "diag_fn": self.diag_fn, "name": self.name}
+
     def _fill(self, A, B, out):
         K = self.fn(A, B)
         K = torch.as_tensor(K.detach() if isinstance(K, torch.Tensor) else K, dtype=torch.float64)
@@ -396,6 +559,10 @@ class _PairKernel(Kernel):
 
     def _diag(self, A):
         return self._combine_(self.k1._diag(A).clone(), self.k2._diag(A))  # clone: a diag may be a user's array
+
+    def torch_matrix(self, A, B, theta):
+        K1 = self.k1.torch_matrix(A, B, _subset(theta, "k1"))
+        return self._combine_(K1.clone(), self.k2.torch_matrix(A, B, _subset(theta, "k2")))
 
 
 class SumKernel(_PairKernel):
@@ -438,6 +605,12 @@ class ScaledKernel(Kernel):
 
     def _diag(self, A):
         return self.kernel._diag(A) * self.scale
+
+    def hyperparameters(self, d):
+        return {"scale": self.scale, **super().hyperparameters(d)} if self.scale > 0 else super().hyperparameters(d)
+
+    def torch_matrix(self, A, B, theta):
+        return theta.get("scale", self.scale) * self.kernel.torch_matrix(A, B, _subset(theta, "kernel"))
 
 
 # ------------------------------------------------------------------------------------------------------------

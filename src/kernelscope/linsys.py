@@ -50,7 +50,7 @@ class SolveResult:
     kind : 'unique' | 'least_norm' | 'least_squares' (for several right-hand sides: the most general of the
         columns' kinds; see ``kinds``).
     kinds : tuple of str, one per right-hand side.
-    rank : numerical rank of A (``None`` for LSMR, which does not compute it).
+    rank : numerical rank of A (``None`` for LSMR, which does not compute it; ``info['rank']`` says 'unknown').
     residual : ndarray like b - ``b − A x``.
     row_part, null_part : x split into its row-space and null-space components (``null_part`` is zero up to
         rounding: the least-norm solution has no null-space component).
@@ -143,13 +143,15 @@ def _check_rhs(b: Any, m: int) -> np.ndarray:
     return b_np
 
 
-def _in_col_space(A_norm: float, x: np.ndarray, b: np.ndarray, r: np.ndarray, m: int, n: int) -> np.ndarray:
-    """Per right-hand side: is the residual at rounding level, i.e. is b in the column space?"""
+def _in_col_space(A_norm: float, x: np.ndarray, b: np.ndarray, r: np.ndarray, m: int, n: int,
+                  rel: float = 0.0) -> np.ndarray:
+    """Per right-hand side: is b in the column space, i.e. ``‖r‖ ≤ τ (‖A‖‖x‖ + ‖b‖)`` with
+    ``τ = max(100 eps max(m, n), rel)`` (rounding level for a direct solve; ``rel`` for an iterative one)?"""
     x2 = x if x.ndim == 2 else x[:, None]
     b2 = b if b.ndim == 2 else b[:, None]
     r2 = r if r.ndim == 2 else r[:, None]
     scale = A_norm * np.linalg.norm(x2, axis=0) + np.linalg.norm(b2, axis=0)
-    tol = 100.0 * _EPS * max(m, n) * np.maximum(scale, np.finfo(np.float64).tiny)
+    tol = max(100.0 * _EPS * max(m, n), rel) * np.maximum(scale, np.finfo(np.float64).tiny)
     return np.linalg.norm(r2, axis=0) <= tol
 
 
@@ -265,16 +267,20 @@ def _solve_lsmr(A: Any, b: Any, *, atol: float, btol: float, max_iter: int | Non
     if max_iter is not None:
         max_iter = check_int(max_iter, "max_iter", minimum=1)
     B = b_np if b_np.ndim == 2 else b_np[:, None]
-    xs, stops, iters = [], [], []
+    xs, stops, iters, norms = [], [], [], []
     for j in range(B.shape[1]):
         out = spla.lsmr(A, B[:, j], atol=atol, btol=btol, maxiter=max_iter)
         xs.append(out[0])
         stops.append(int(out[1]))
         iters.append(int(out[2]))
+        norms.append(float(out[5]))  # LSMR's estimate of ‖A‖_F
     X = np.stack(xs, axis=1)
     R = B - np.column_stack([A @ X[:, j] for j in range(X.shape[1])])
-    # LSMR's stop codes: 1 = Ax = b solved to atol/btol (b in the column space), 2 = least squares, 7 = max_iter.
-    in_col = np.array([s in (0, 1, 4) for s in stops])
+    # The kind from the residual, as on the dense path, not from LSMR's stop code (which says 'least squares' or
+    # 'iteration limit' for a consistent system solved to 1e-12): b is in the column space when
+    # ‖r‖ ≤ τ(‖A‖‖x‖ + ‖b‖) with τ = 10 max(atol, btol), the accuracy LSMR was asked for.
+    A_norm = float(spla.norm(A)) if sp.issparse(A) else max(norms, default=0.0)
+    in_col = _in_col_space(A_norm, X, B, R, m, n, rel=10.0 * max(atol, btol))
     if any(s == 7 for s in stops):
         warn(f"LSMR stopped at its iteration limit ({max(iters)} iterations); the answer may be inaccurate.")
     # LSMR started at 0 stays in the row space (a Krylov space of AᵀA built from Aᵀb): its answer is least-norm.
@@ -286,7 +292,7 @@ def _solve_lsmr(A: Any, b: Any, *, atol: float, btol: float, max_iter: int | Non
     w = kind_of.wrap
     return SolveResult(x=w(X), kind=kind, kinds=kinds, rank=None, residual=w(R), row_part=w(X.copy()),
                        null_part=w(np.zeros_like(X)), method="lsmr", shape=(m, n),
-                       info={"iterations": iters, "istop": stops})
+                       info={"iterations": iters, "istop": stops, "rank": "unknown"})
 
 
 def pinv(A: Any, rcond: float | None = None) -> Any:
@@ -345,7 +351,10 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
 
     Parameters
     ----------
-    A : a square array (n, n) or a callable ``matvec(v) -> Av`` (then give ``n`` or ``v0``).
+    A : a square array (n, n), a ``LinearOperator``, or a callable ``matvec(v) -> Av`` (then give ``n`` or ``v0``).
+    n : int, the dimension of the vectors, needed when A is a callable and ``v0`` is not given (a matrix
+        or an operator has its shape).
+    v0 : array (n,), optional - the start vector (default: a standard normal vector drawn with ``seed``).
     seed : seed of the random start vector (ignored when ``v0`` is given).
     tol : stop when ``‖Av − λv‖ ≤ tol · |λ|`` with λ the Rayleigh quotient ``vᵀAv``.
     max_iter : iteration limit; a :class:`~kernelscope.KernelscopeWarning` says when it was reached.
@@ -360,7 +369,7 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
         matvec: Callable[[np.ndarray], np.ndarray] = lambda v: np.asarray(_to_np(A(v)), dtype=np.float64)
         if v0 is None and n is None:
             raise ValidationError("n", "the dimension of the vectors A acts on (or v0) when A is a callable",
-                                  "neither")
+                                  "neither", "Give n=<length of v> (or a start vector v0=...).")
     else:
         if _is_operator(A):
             op = A

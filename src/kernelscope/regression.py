@@ -15,14 +15,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _arrays
 from . import kernels as _kernels
 from . import solvers as _solvers
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
 
-__all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel"]
+__all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel", "MLPKernel",
+           "log_marginal_likelihood", "fit_hyperparameters", "HyperparameterFit"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -61,6 +62,24 @@ class NetworkKernel(_kernels.Kernel):
         return torch.as_tensor(getattr(k, "nngp" if self.nngp else "ntk"), dtype=torch.float64).reshape(-1)
 
 
+class _WeightedKernel(_kernels.Kernel):
+    """``k_w(a, b) = a_w k(a_x, b_x) b_w`` on rows ``a = (a_x, a_w)`` whose last column is √(sample weight)."""
+
+    def __init__(self, kernel: _kernels.Kernel):
+        self.kernel = kernel
+        self.block_factor = kernel.block_factor
+
+    def params(self):
+        return {"kernel": self.kernel}
+
+    def _fill(self, A, B, out):
+        self.kernel._fill(A[:, :-1], B[:, :-1], out)
+        out.mul_(A[:, -1:]).mul_(B[:, -1])
+
+    def _diag(self, A):
+        return self.kernel._diag(A[:, :-1]) * A[:, -1] ** 2
+
+
 def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = False) -> _kernels.Kernel:
     """A kernel object from a name, a kernel object, a callable ``k(A, B)`` or a ``nets`` network."""
     params = dict(kernel_params or {})
@@ -69,6 +88,175 @@ def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = 
             raise ValidationError("kernel_params", "no parameters with a network kernel", repr(params))
         return NetworkKernel(kernel, nngp)
     return _kernels.get(kernel, **params)
+
+
+class MLPKernel(_kernels.Kernel):
+    """NTK (or NNGP) of ``serial(Dense(w_std, b_std), activation) × depth + Dense(w_std, b_std)`` of
+    :mod:`kernelscope.nets` (THEORY.md §4), as a kernel with hyperparameters ``w_std``, ``b_std`` (continuous,
+    optimisable by :func:`fit_hyperparameters` through finite-difference gradients) and ``depth``.
+
+    Parameters
+    ----------
+    depth : int >= 0 - hidden layers.  w_std : float > 0.  b_std : float >= 0.
+    activation : a name of :data:`kernelscope.nets.finite.ACTIVATIONS` with a closed-form or quadrature dual.
+    nngp : bool - the NNGP instead of the NTK.
+    """
+
+    block_factor = 4
+
+    def __init__(self, depth: int = 2, w_std: float = 1.0, b_std: float = 0.0, activation: str = "relu",
+                 nngp: bool = False):
+        from .nets import finite as _finite
+
+        self.depth = _arrays.check_int(depth, "depth", minimum=0)
+        self.w_std = check_positive(w_std, "w_std")
+        self.b_std = check_nonnegative(b_std, "b_std")
+        self.activation = check_choice(activation, "activation", list(_finite.ACTIVATIONS))
+        self.nngp = bool(nngp)
+
+    def params(self):
+        return {"depth": self.depth, "w_std": self.w_std, "b_std": self.b_std, "activation": self.activation,
+                "nngp": self.nngp}
+
+    def hyperparameters(self, d):
+        return {"w_std": self.w_std, **({"b_std": self.b_std} if self.b_std > 0 else {})}
+
+    def network(self) -> Any:
+        """The :mod:`kernelscope.nets` description."""
+        from . import nets
+        from .nets import finite as _finite
+
+        fn, layer = _finite.ACTIVATIONS[self.activation]
+        act = getattr(nets, layer) if layer != "Elementwise" else (lambda: nets.Elementwise(fn))
+        layers: list = []
+        for _ in range(self.depth):
+            layers += [nets.Dense(1, self.w_std, self.b_std), act()]
+        return nets.serial(*layers, nets.Dense(1, self.w_std, self.b_std))
+
+    def _fill(self, A, B, out):
+        NetworkKernel(self.network(), self.nngp)._fill(A, B, out)
+
+    def _diag(self, A):
+        return NetworkKernel(self.network(), self.nngp)._diag(A)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Gaussian-process evidence (THEORY.md §2): log marginal likelihood and its maximisation
+# ------------------------------------------------------------------------------------------------------------
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def log_marginal_likelihood(K: torch.Tensor, Y: torch.Tensor, ridge: Any) -> torch.Tensor:
+    """``log p(Y | X) = Σ_o [−½ y_oᵀ (K + λI)⁻¹ y_o − ½ log|K + λI| − (N/2) log 2π]`` (Rasmussen & Williams
+    2006, eq. 2.30 and Algorithm 2.1), differentiable in K and λ (torch autograd).
+
+    The model: f ~ GP(0, k), y = f + ε, ε ~ N(0, λI) — scikit-learn's ``GaussianProcessRegressor(kernel=k +
+    WhiteKernel(λ), alpha=0)`` (or ``kernel=k, alpha=λ``), with ``normalize_y=False``; a sum over the targets.
+
+    Parameters
+    ----------
+    K : tensor (N, N), PSD.  Y : tensor (N,) or (N, O).  ridge : float or 0-d tensor λ ≥ 0 (K + λI must be PD).
+
+    Returns
+    -------
+    0-d float64 tensor.
+    """
+    n = K.shape[0]
+    Y = Y.reshape(n, -1)
+    Kr = K + ridge * torch.eye(n, dtype=K.dtype, device=K.device)
+    L, info = torch.linalg.cholesky_ex(Kr)
+    if int(info) != 0:
+        raise ValidationError("ridge", "a ridge making K + ridge·I positive definite", f"ridge={float(ridge):g}",
+                              "Use a larger ridge (noise variance).")
+    alpha = torch.cholesky_solve(Y, L)  # (N, O)
+    o = Y.shape[1]
+    return -0.5 * (Y * alpha).sum() - o * torch.log(torch.diagonal(L)).sum() - 0.5 * n * o * _LOG_2PI
+
+
+class HyperparameterFit(NamedTuple):
+    """Result of :func:`fit_hyperparameters`: the ``kernel`` (a new object) and ``ridge`` at the optimum, the
+    ``log_marginal_likelihood`` there and at the start (``initial``), the optimised values ``params`` (name ->
+    value, ``'ridge'`` included) and the optimiser's number of iterations (summed over a grid)."""
+
+    kernel: _kernels.Kernel
+    ridge: float
+    log_marginal_likelihood: float
+    initial: float
+    params: dict
+    n_iter: int
+
+
+def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, params: Any = None,
+                        optimize_ridge: bool = True, grid: dict | None = None,
+                        bounds: tuple[float, float] = (1e-5, 1e5), max_iter: int = 200) -> HyperparameterFit:
+    """Maximise the log marginal likelihood over the kernel's hyperparameters and the ridge (noise variance).
+
+    Each positive hyperparameter θ is optimised as log θ (within ``bounds``, scikit-learn's defaults) by
+    L-BFGS-B (``scipy.optimize.minimize``) with the gradient from torch autograd through
+    :func:`log_marginal_likelihood` and :meth:`Kernel.torch_matrix` (exact for the closed-form kernels, central
+    differences for e.g. :class:`MLPKernel`'s ``w_std``/``b_std``). Discrete choices (an MLPKernel's ``depth``)
+    go in ``grid``: every combination is optimised and the largest marginal likelihood wins.
+
+    Parameters
+    ----------
+    kernel : a kernel name, object or network (as :class:`KernelRegressor` takes it).
+    X : array-like (N, d).  y : array-like (N,) or (N, O).  ridge : the initial λ > 0.
+    params : names (as in ``kernel.get_params()``) to optimise; default every ``kernel.hyperparameters(d)``.
+    optimize_ridge : optimise λ too.  grid : name -> list of values tried (``{"depth": [1, 2, 3]}``).
+    bounds : (low, high) for every optimised value.  max_iter : L-BFGS-B iterations per start.
+
+    Returns
+    -------
+    HyperparameterFit(kernel, ridge, log_marginal_likelihood, initial, params, n_iter).
+    """
+    import itertools
+
+    from scipy.optimize import minimize
+    from sklearn.base import clone
+
+    base = resolve_kernel(kernel)
+    Xt = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+    Yt = as_tensor(y, "y", ndim=(1, 2), device=Xt.device).reshape(Xt.shape[0], -1)
+    if Yt.shape[0] != Xt.shape[0]:
+        raise ValidationError("y", f"{Xt.shape[0]} rows (as many as X)", f"shape {tuple(Yt.shape)}")
+    lam0 = check_positive(ridge, "ridge")
+    lo, hi = (np.log(check_positive(b, "bounds")) for b in bounds)
+    best: HyperparameterFit | None = None
+    initial, total_iter = None, 0
+    combos = [dict(zip(grid, vals)) for vals in itertools.product(*grid.values())] if grid else [{}]
+    for combo in combos:
+        k0 = clone(base).set_params(**combo) if combo else base
+        start = k0.hyperparameters(Xt.shape[1])
+        names = list(start) if params is None else list(params)
+        unknown = [n for n in names if n not in start]
+        if unknown:
+            raise ValidationError("params", "continuous hyperparameters of the kernel: " + ", ".join(start),
+                                  repr(unknown))
+        x0 = np.log([start[n] for n in names] + ([lam0] if optimize_ridge else []))
+
+        def objective(z: np.ndarray, k0=k0, names=names) -> tuple[float, np.ndarray]:
+            zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+            vals = torch.exp(zt)
+            theta = {n: vals[i] for i, n in enumerate(names)}
+            lam = vals[-1] if optimize_ridge else lam0
+            value = -log_marginal_likelihood(k0.torch_matrix(Xt, Xt, theta), Yt, lam)
+            (g,) = torch.autograd.grad(value, zt)
+            return float(value.detach()), g.numpy()
+
+        value0 = -objective(x0)[0]
+        if initial is None:
+            initial = value0
+        res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=[(lo, hi)] * len(x0),
+                       options={"maxiter": check_positive(max_iter, "max_iter")})
+        total_iter += int(res.nit)
+        z = res.x if -res.fun >= value0 else x0
+        found = dict(zip(names, np.exp(z[:len(names)]).tolist()))
+        lam = float(np.exp(z[-1])) if optimize_ridge else lam0
+        fitted = clone(k0).set_params(**found)
+        lml = max(-float(res.fun), value0)
+        if best is None or lml > best.log_marginal_likelihood:
+            best = HyperparameterFit(fitted, lam, lml, initial, {**combo, **found, "ridge": lam}, 0)
+    return best._replace(initial=initial, n_iter=total_iter)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -99,9 +287,14 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         A key of :data:`kernelscope.solvers.SOLVERS`; 'auto' asks :func:`kernelscope.solvers.choose`.
     solver_options : dict, optional
         Extra keyword arguments of the solver's fit function.
+    optimize : bool, default=False
+        Before solving, maximise the Gaussian-process log marginal likelihood over the kernel's continuous
+        hyperparameters and the ridge (:func:`fit_hyperparameters`, from the given values); the result is in
+        ``kernel_`` and ``ridge_``.
 
     Attributes
     ----------
+    kernel_ : Kernel - the kernel used (optimised if ``optimize``). ridge_ : float - the λ used.
     dual_coef_ : ndarray of shape (n_centers,) or (n_centers, n_targets) - α.
     X_fit_ : ndarray of shape (n_centers, n_features) - the points predictions are made from.
     solver_ : str - the solver used. solver_info_ : dict - its report (method, timings...).
@@ -113,16 +306,23 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
     >>> X = np.linspace(-1, 1, 20)[:, None]; y = np.sin(3 * X[:, 0])
     >>> model = ks.KernelRegressor("rbf", ridge=1e-6, kernel_params={"gamma": 10.0}).fit(X, y)
     >>> mean, std = model.predict(X, return_std=True)
+
+    The Gaussian-process reading: ``log_marginal_likelihood()`` equals scikit-learn's
+    ``GaussianProcessRegressor(kernel=k + WhiteKernel(λ), alpha=0).log_marginal_likelihood_value_`` (with
+    ``ConstantKernel(c) * k`` ↔ ``c * k``, ``RBF(length_scale=ℓ)`` ↔ ``RBF(lengthscale=ℓ)``), and ``sample_y``
+    draws from the prior (unfitted) or the posterior of the latent function, as ``GaussianProcessRegressor``.
     """
 
     def __init__(self, kernel: Any = "rbf", ridge: float = 1e-6, kernel_params: dict | None = None,
-                 nngp: bool = False, solver: str = "auto", solver_options: dict | None = None):
+                 nngp: bool = False, solver: str = "auto", solver_options: dict | None = None,
+                 optimize: bool = False):
         self.kernel = kernel
         self.ridge = ridge
         self.kernel_params = kernel_params
         self.nngp = nngp
         self.solver = solver
         self.solver_options = solver_options
+        self.optimize = optimize
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -137,13 +337,15 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         # torch.from_numpy shares memory; read-only input (memmaps) is copied rather than warned about.
         return torch.from_numpy(a if a.flags.writeable else a.copy())
 
-    def fit(self, X: Any, y: Any) -> KernelRegressor:
-        """Solve ``(K + λI) α = y``.
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> KernelRegressor:
+        """Solve ``(K + λI) α = y`` (with weights w: ``(K + λW⁻¹) α = y``, scikit-learn's ``KernelRidge``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,) or float, optional - w_i ≥ 0; the point i gets the noise
+            variance λ/w_i (weight 2 is the point counted twice). Solved as ``W^½ K W^½ + λI`` by any solver.
 
         Returns
         -------
@@ -154,6 +356,19 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         ridge = check_nonnegative(self.ridge, "ridge")
         kernel = self._kernel_object()
+        if self.optimize:
+            if sample_weight is not None:
+                raise ValidationError("sample_weight", "None with optimize=True", "weights",
+                                      "Fit the hyperparameters without weights (fit_hyperparameters).")
+            found = fit_hyperparameters(kernel, X, y, ridge=max(ridge, 1e-10))
+            kernel, ridge = found.kernel, found.ridge
+        self.kernel_, self.ridge_ = kernel, ridge
+        self._X_train, self._y_train = X, y  # for log_marginal_likelihood / sample_y
+        sw = None
+        if sample_weight is not None:
+            sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if np.all(sw == 1.0):
+                sw = None
         options = dict(self.solver_options or {})
         name = check_choice(self.solver, "solver", ["auto", *_solvers.SOLVERS])
         budget = options.get("memory_budget")
@@ -165,7 +380,19 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         if _solvers.takes_memory_budget(fit):
             options["memory_budget"] = budget
         Y = self._tensor(np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=np.float64))  # (N, O)
-        result = fit(kernel, self._tensor(X), Y, ridge, **options)
+        Xt = self._tensor(X)
+        self._center_weights = None
+        if sw is None:
+            result = fit(kernel, Xt, Y, ridge, **options)
+        else:
+            # The weights ride along as a last column: k_w(a, b) = √w_a k(a, b) √w_b, y_w = √w y, so any solver
+            # solves (W^½ K W^½ + λI) β = W^½ y, and α = W^½ β (what scikit-learn's KernelRidge does).
+            root = torch.from_numpy(np.sqrt(sw))
+            result = fit(_WeightedKernel(kernel), torch.cat([Xt, root[:, None]], dim=1), Y * root[:, None], ridge,
+                         **options)
+            self._center_weights = result.centers[:, -1].clone()  # (M,) √w of each center
+            result.centers = result.centers[:, :-1].contiguous()
+            result.coef = result.coef * self._center_weights[:, None]
         coef = result.coef.detach().cpu().numpy()
         self.dual_coef_ = coef[:, 0] if y.ndim == 1 else coef
         self.X_fit_ = result.centers.detach().cpu().numpy()
@@ -190,14 +417,16 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
         y_std : ndarray of the same shape (the std is the same for every target), if ``return_std``.
         """
         check_is_fitted(self, "dual_coef_")
-        X = validate_data(self, X, reset=False, dtype=np.float64)
-        kernel = self._kernel_object()
+        kind = ArrayKind.of(X)  # tensor in -> tensor out, on the input's device
+        X = validate_data(self, X.detach().cpu() if kind.is_torch else X, reset=False, dtype=np.float64)
+        kernel = self.kernel_
         res = self._result
         if return_std and res.variance is None:
             raise ValidationError("return_std", f"a solver that gives the posterior variance ('{self.solver_}' "
                                   "does not)", "return_std=True", "Use solver='cholesky' for error bars.")
         Xt = self._tensor(X)
         centers, coef = res.centers, res.coef  # (M, d), (M, O)
+        root_w = getattr(self, "_center_weights", None)  # (M,) √w of the centers of a weighted fit, or None
         rows = max(1, _kernels.BLOCK_ELEMENTS // (4 * max(1, centers.shape[0])))
         budget = _arrays.memory_budget_bytes()  # read once, for every block
         means, variances = [], []
@@ -206,16 +435,62 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
             Kb = kernel.matrix(Xb, centers, budget=budget)  # (B, M); X validated above
             means.append(Kb @ coef)
             if return_std:
-                variances.append(res.variance(Kb, kernel._diag(Xb)))
-        mean = torch.cat(means).cpu().numpy()  # (T, O)
+                variances.append(res.variance(Kb if root_w is None else Kb * root_w, kernel._diag(Xb)))
+        mean = torch.cat(means)  # (T, O)
         if self._y_ndim == 1:
             mean = mean[:, 0]
         if not return_std:
-            return mean
-        std = torch.sqrt(torch.cat(variances)).cpu().numpy()  # (T,)
+            return kind.wrap(mean)
+        std = torch.sqrt(torch.cat(variances))  # (T,)
         if self._y_ndim == 2:
-            std = np.repeat(std[:, None], mean.shape[1], axis=1)
-        return mean, std
+            std = std[:, None].expand(-1, mean.shape[1]).contiguous()
+        return kind.wrap(mean), kind.wrap(std)
+
+    def log_marginal_likelihood(self) -> float:
+        """``log p(y | X)`` of the training data under the fitted kernel and ridge (:func:`log_marginal_likelihood`;
+        sample weights are not part of it)."""
+        check_is_fitted(self, "dual_coef_")
+        Xt = self._tensor(self._X_train)
+        K = self.kernel_.matrix(Xt, Xt)
+        return float(log_marginal_likelihood(K, self._tensor(np.ascontiguousarray(self._y_train)), self.ridge_))
+
+    def sample_y(self, X: Any, n_samples: int = 1, random_state: Any = 0) -> Any:
+        """Draws of the latent function at X: from the prior ``N(0, k(X, X))`` before ``fit``, from the posterior
+        ``N(k(X, X_t)α, k(X, X) − k(X, X_t)(K + λI)⁻¹k(X_t, X))`` after (scikit-learn's ``sample_y``).
+
+        Parameters
+        ----------
+        X : array-like (T, d).  n_samples : int ≥ 1.  random_state : int seed or torch.Generator.
+
+        Returns
+        -------
+        (T, n_samples), or (T, n_targets, n_samples) for a multi-target fit. NumPy in -> NumPy out.
+        """
+        kind = ArrayKind.of(X)
+        n_samples = _arrays.check_int(n_samples, "n_samples", minimum=1)
+        fitted = hasattr(self, "dual_coef_")
+        Xn = validate_data(self, X.detach().cpu() if kind.is_torch else X, reset=False, dtype=np.float64) \
+            if fitted else np.asarray(as_tensor(X, "X", ndim=2).cpu())
+        Xq = self._tensor(np.ascontiguousarray(Xn))
+        kernel = self.kernel_ if fitted else self._kernel_object()
+        cov = kernel.matrix(Xq, Xq)  # (T, T)
+        mean = torch.zeros(Xq.shape[0], 1, dtype=torch.float64)
+        if fitted:
+            Xt = self._tensor(self._X_train)
+            Kr = kernel.matrix(Xt, Xt)
+            Kr.diagonal().add_(self.ridge_)
+            Ks = kernel.matrix(Xq, Xt)  # (T, N)
+            P = torch.linalg.pinv(Kr, hermitian=True)
+            mean = Ks @ (P @ self._tensor(np.ascontiguousarray(self._y_train)).reshape(Xt.shape[0], -1))
+            cov = cov - Ks @ P @ Ks.T
+        w, V = torch.linalg.eigh((cov + cov.T) / 2)  # a PSD root, also for a singular covariance
+        root = V * torch.sqrt(w.clamp(min=0.0))
+        gen = _arrays.as_generator(random_state)
+        Z = torch.randn(Xq.shape[0], mean.shape[1] * n_samples, generator=gen, dtype=torch.float64)
+        draws = (mean.repeat_interleave(n_samples, 1) + root @ Z).reshape(Xq.shape[0], mean.shape[1], n_samples)
+        if not fitted or self._y_ndim == 1:
+            draws = draws[:, 0]
+        return kind.wrap(draws)
 
 
 # ------------------------------------------------------------------------------------------------------------

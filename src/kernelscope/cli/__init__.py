@@ -33,14 +33,29 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"kernelscope {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
     """From linear systems to neural networks, through kernels."""
+
+
+#: modules in the order of the story's chapters (solve, regress/kernel, lazy/pathkernel, spiral, tour); a module
+#: not listed comes after them, by name.
+STORY_ORDER = ("linsys", "regress", "kernel", "dynamics", "spiral", "tour")
 
 
 def _register_all() -> None:
     pkg = sys.modules[__name__]
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+    rank = {name: i for i, name in enumerate(STORY_ORDER)}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: (rank.get(i.name, len(rank)), i.name)):
         if info.name.startswith("_"):
             continue
         mod = importlib.import_module(f"{__name__}.{info.name}")

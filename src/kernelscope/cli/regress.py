@@ -17,7 +17,32 @@ import typer
 
 from .._arrays import ValidationError
 
-KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf")
+KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf", "ntk", "nngp")
+#: the options each --kernel takes (the rest are refused by name, not by a Python TypeError)
+KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "rbf": ("gamma", "lengthscale"), "laplace": ("gamma",), "poly": ("degree", "gamma", "coef0"), "linear": (),
+    "arccos": (), "erf": (), "ntk": ("depth", "w_std", "b_std", "activation"),
+    "nngp": ("depth", "w_std", "b_std", "activation"),
+}
+
+
+def kernel_from_options(kernel: str, options: dict):
+    """The kernel object of ``--kernel`` and its options (those given, i.e. not None)."""
+    from .. import kernels as _kernels
+    from ..regression import MLPKernel
+
+    if kernel not in KERNEL_CHOICES:
+        raise ValidationError("--kernel", f"one of {', '.join(KERNEL_CHOICES)}", f"{kernel!r}")
+    given = {k: v for k, v in options.items() if v is not None}
+    allowed = KERNEL_OPTIONS[kernel]
+    for name, value in given.items():
+        if name not in allowed:
+            takes = ", ".join("--" + a.replace("_", "-") for a in allowed) or "no options"
+            raise ValidationError("--" + name.replace("_", "-"), f"an option of the chosen kernel ({kernel} takes: "
+                                  f"{takes})", f"--{name.replace('_', '-')} {value}")
+    if kernel in ("ntk", "nngp"):
+        return MLPKernel(**given, nngp=kernel == "nngp")
+    return _kernels.get(kernel, **given)
 
 
 def read_table(path: Path, what: str) -> np.ndarray:
@@ -92,6 +117,11 @@ def register(app: typer.Typer) -> None:
         lengthscale: float | None = typer.Option(None, "--lengthscale", help="ℓ of rbf (γ = 1/(2ℓ²))."),
         degree: int | None = typer.Option(None, "--degree", help="Degree of poly (default 3)."),
         coef0: float | None = typer.Option(None, "--coef0", help="c₀ of poly (default 1)."),
+        depth: int | None = typer.Option(None, "--depth", help="Hidden layers of the ntk/nngp network (default 2)."),
+        w_std: float | None = typer.Option(None, "--w-std", help="σ_w of the ntk/nngp network (default 1)."),
+        b_std: float | None = typer.Option(None, "--b-std", help="σ_b of the ntk/nngp network (default 0)."),
+        activation: str | None = typer.Option(None, "--activation", help="Activation of the ntk/nngp network "
+                                              "(relu, erf, tanh, gelu, ...; default relu)."),
         target_col: int = typer.Option(-1, "--target-col", help="Column of the target in the training file."),
         std: bool = typer.Option(False, "--std", help="Also write the GP posterior std of each prediction."),
         solver: str = typer.Option("auto", "--solver", help="auto, cholesky, cg or nystrom (auto: Cholesky when "
@@ -103,14 +133,13 @@ def register(app: typer.Typer) -> None:
         """Fit kernel ridge regression on TRAIN, predict TEST, print the RMSE and write the predictions."""
         from ..regression import KernelRegressor
 
-        if kernel not in KERNEL_CHOICES:
-            raise ValidationError("--kernel", f"one of {', '.join(KERNEL_CHOICES)}", f"{kernel!r}")
+        kernel_obj = kernel_from_options(kernel, {"gamma": gamma, "lengthscale": lengthscale, "degree": degree,
+                                                  "coef0": coef0, "depth": depth, "w_std": w_std, "b_std": b_std,
+                                                  "activation": activation})
         if solver not in ("auto", "cholesky", "cg", "nystrom"):
             raise ValidationError("--solver", "one of auto, cholesky, cg, nystrom", f"{solver!r}")
         if not ridge >= 0:
             raise ValidationError("--ridge", "a number >= 0", f"{ridge}")
-        params = {k: v for k, v in {"gamma": gamma, "lengthscale": lengthscale, "degree": degree,
-                                    "coef0": coef0}.items() if v is not None}
         X, y = split_target(read_table(train, "--train"), target_col, "--train")
         T = read_table(test, "--test")
         y_test = None
@@ -122,17 +151,16 @@ def register(app: typer.Typer) -> None:
         from ..scale import scheduler as dask_scheduler
 
         with dask_scheduler(scheduler, timeout=5.0):  # None: local threads; else a Client, closed at the end
-            try:
-                model = KernelRegressor(kernel, ridge=ridge, kernel_params=params or None, solver=solver).fit(X, y)
-            except TypeError as exc:
-                raise ValidationError("kernel options", "options the kernel takes", str(exc)) from None
+            model = KernelRegressor(kernel_obj, ridge=ridge, solver=solver).fit(X, y)
             rmse = float(np.sqrt(np.mean((model.predict(X) - y) ** 2)))
             if std:
                 mean, sd = model.predict(T, return_std=True)
             else:
                 mean, sd = model.predict(T), None
         write_predictions(out, mean, sd)
-        typer.echo(f"kernel {model._kernel_object()!r}, ridge {ridge:g}, solver {model.solver_}: "
+        used = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in kernel_obj.resolved_params(X.shape[1]).items())
+        typer.echo(f"kernel {type(kernel_obj).__name__}({used}), ridge {ridge:g}, solver {model.solver_}: "
                    f"{len(y)} training points, {X.shape[1]} features")
         typer.echo(f"train RMSE: {rmse:.6g}")
         if y_test is not None:
