@@ -33,6 +33,25 @@ def test_solve_csv_line(tmp_path, capsys):
     assert png.stat().st_size > 5000
 
 
+def test_solve_plot_draws_a_square_system_as_lines(tmp_path, capsys, monkeypatch):
+    """A 2×2 system is two lines crossing at x (issue 17: it was drawn as bars)."""
+    from kernelscope.plots import linsys as P
+
+    drawn = []
+    real = P.plot_lines
+    monkeypatch.setattr(P, "plot_lines", lambda system, ax=None: drawn.append(real(system, ax)) or drawn[-1])
+    (tmp_path / "A.csv").write_text("1,1\n1,-1\n")
+    (tmp_path / "b.csv").write_text("2\n0\n")
+    png = tmp_path / "two.png"
+    code, out, err = run(["solve", str(tmp_path / "A.csv"), str(tmp_path / "b.csv"), "--plot", str(png)], capsys)
+    assert code == 0, err
+    assert "kind: unique" in out and png.stat().st_size > 5000
+    (ax,) = drawn
+    labelled = [line for line in ax.lines if not line.get_label().startswith("_")]
+    assert len(labelled) == 2 and not ax.patches  # two lines (the axes aside), no bars
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[0], [1.0, 1.0])  # the crossing
+
+
 def test_solve_npy_and_mtx(tmp_path, capsys):
     import scipy.io
     import scipy.sparse as sp

@@ -90,6 +90,24 @@ def test_sweep_resumes_from_checkpoints(problem):
     assert a == b
 
 
+def test_sweep_resumed_with_a_wider_net_equals_a_fresh_sweep(problem):
+    """The default step size is the widest net's: adding a wider width to a saved sweep must not reuse the old one
+    (issue 17: the table then differed from a fresh run)."""
+    X, y, Xs = problem
+    store = {}
+
+    def checkpoint(name, compute):
+        if name not in store:
+            store[name] = compute()
+        return store[name]
+
+    lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
+    resumed = lazy_width_sweep(X, y, Xs, [8, 32, 128], steps=5, checkpoint=checkpoint)
+    fresh = lazy_width_sweep(X, y, Xs, [8, 32, 128], steps=5)
+    assert resumed["lr"] == fresh["lr"]
+    assert resumed == fresh
+
+
 def test_fit_slope_and_ntk_convergence():
     x = np.array([1.0, 4.0, 16.0])
     assert fit_slope(x, 3 * x**-0.5)[0] == pytest.approx(-0.5, abs=1e-12)

@@ -71,7 +71,11 @@ def register(app: typer.Typer) -> None:
         for r in sweep["runs"]:
             typer.echo(f"{r['width']:>6} {r['weight_change'][-1]:>10.3g} {r['ntk_change'][-1]:>10.3g} "
                        f"{r['dist_net_lin'][-1]:>10.3g} {r['dist_net_inf']:>10.3g}")
-        typer.echo("log-log slopes (theory ≈ −0.5): " + ", ".join(f"{k} {v:+.2f}" for k, v in sweep["slopes"].items()))
+        if len(ws) < 2:
+            typer.echo("log-log slopes: n/a (they need at least 2 widths)")
+        else:
+            typer.echo("log-log slopes (theory ≈ −0.5): "
+                       + ", ".join(f"{k} {v:+.2f}" for k, v in sweep["slopes"].items()))
         typer.echo(f"wrote {out / 'lazy.json'} and figures in {out}")
 
     @app.command()

@@ -67,11 +67,13 @@ def register(app: typer.Typer) -> None:
             import matplotlib.pyplot as plt
 
             from .._io import atomic_savefig
-            from ..plots.linsys import plot_line, plot_plane, plot_subspaces, plot_two_planes
+            from ..plots.linsys import plot_line, plot_lines, plot_plane, plot_subspaces, plot_two_planes
 
             fig = plt.figure(figsize=(6, 5.6))
             if n == 2 and m == 1:
                 plot_line(system, ax=fig.add_subplot(111))
+            elif n == 2 and np.ndim(system.b) == 1:
+                plot_lines(system, ax=fig.add_subplot(111))
             elif n == 3 and m == 1:
                 plot_plane(system, ax=fig.add_subplot(111, projection="3d"))
             elif n == 3 and m == 2:

@@ -207,7 +207,8 @@ def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, dept
         return mlp(d, m, depth=depth, activation=activation, w_std=w_std, b_std=b_std, seed=seed)
 
     if lr is None:
-        lr = checkpoint(f"{tag}_lr", lambda: stable_lr(build(max(widths)), Xt)) if checkpoint else \
+        # keyed by the widest width: a rerun with a wider net added gets that net's step size, as a fresh run does
+        lr = checkpoint(f"{tag}_lr_widest{max(widths)}", lambda: stable_lr(build(max(widths)), Xt)) if checkpoint else \
             stable_lr(build(max(widths)), Xt)
     runs = []
     it = track(widths, f"widths (depth {depth})") if track else widths
@@ -217,7 +218,7 @@ def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, dept
             r.width = m
             return r.to_json()
 
-        runs.append(checkpoint(f"{tag}_m{m}", compute) if checkpoint else compute())
+        runs.append(checkpoint(f"{tag}_m{m}_lr{lr:.12g}", compute) if checkpoint else compute())
     ws = [r["width"] for r in runs]
     slopes = {key: fit_slope(ws, [r[key][-1] for r in runs])[0]
               for key in ("weight_change", "ntk_change", "dist_net_lin")}

@@ -9,7 +9,7 @@ import numpy as np
 from .._arrays import ValidationError, as_numpy
 from ..experiments.linsys import LinearSystem
 
-__all__ = ["plot_line", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system", "plot_power_iteration"]
+__all__ = ["plot_line", "plot_lines", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system", "plot_power_iteration"]
 
 _SOL = dict(color="#c0392b", s=60, zorder=5)
 
@@ -28,9 +28,9 @@ def _np(a):
 
 
 def plot_line(system: LinearSystem, ax=None):
-    result, A, b = system.result, system.A, system.b
     """One equation in two unknowns ``a·x = b``: the solution line, the least-norm point ``x*`` on the normal
     direction, and the perpendicular from the origin (its length ``|b|/‖a‖`` is the distance to the line)."""
+    result, A, b = system.result, system.A, system.b
     A = as_numpy(A, "A", ndim=2)
     if A.shape != (1, 2):
         raise ValidationError("A", "shape (1, 2) (one equation, two unknowns)", f"shape {A.shape}")
@@ -62,6 +62,44 @@ def plot_line(system: LinearSystem, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_title("The solution closest to the origin lies on the normal")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def plot_lines(system: LinearSystem, ax=None):
+    """Several equations in two unknowns: each line ``a_i·x = b_i`` and the point ``x = A⁺b`` — their crossing
+    when they meet in one point, else the least-squares point (of least norm when the lines are parallel)."""
+    result, A, b = system.result, as_numpy(system.A, "A", ndim=2), np.ravel(_np(system.b))
+    if A.ndim != 2 or A.shape[1] != 2 or b.shape[0] != A.shape[0]:
+        raise ValidationError("A", "shape (m, 2) with one right-hand side (equations in two unknowns)",
+                              f"shape {A.shape}")
+    x = _np(result.x).ravel()
+    ax = _new_axes(ax)
+    r = max(1.5 * np.linalg.norm(x), 1.0)
+    lim = (x[0] - 1.6 * r, x[0] + 1.6 * r), (x[1] - 1.6 * r, x[1] + 1.6 * r)
+    import matplotlib.pyplot as plt
+
+    colors = plt.get_cmap("tab10").colors
+    for i, (a, beta) in enumerate(zip(A, b)):
+        norm = np.linalg.norm(a)
+        if norm == 0:
+            continue  # 0·x = b_i draws nothing
+        foot = a * beta / norm**2  # the line's point closest to the origin
+        direction = np.array([-a[1], a[0]]) / norm
+        t = np.array([-6 * r, 6 * r])
+        pts = foot[None, :] + t[:, None] * direction[None, :]
+        ax.plot(pts[:, 0], pts[:, 1], color=colors[i % 10], lw=2, label=f"{a[0]:g}x {'−' if a[1] < 0 else '+'} {abs(a[1]):g}y = {beta:g}")
+    what = {"unique": "the crossing", "least_norm": "least-norm solution",
+            "least_squares": "least-squares point"}.get(result.kind, result.kind)
+    ax.scatter(*x, **_SOL, label=f"A⁺b = ({x[0]:.4g}, {x[1]:.4g}): {what}")
+    ax.set_xlim(*lim[0])
+    ax.set_ylim(*lim[1])
+    ax.set_aspect("equal")
+    ax.axhline(0, color="#bbb", lw=0.6)
+    ax.axvline(0, color="#bbb", lw=0.6)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(f"{A.shape[0]} equations in two unknowns")
     ax.legend(loc="upper right", fontsize=8)
     return ax
 
@@ -193,6 +231,8 @@ def plot_system(system: LinearSystem, ax=None):
     shape = as_numpy(system.A, "A", ndim=2).shape
     if shape == (1, 2):
         return plot_line(system, ax)
+    if shape[1] == 2 and np.ndim(system.b) == 1:
+        return plot_lines(system, ax)
     if shape == (1, 3):
         return plot_plane(system, ax)
     if shape == (2, 3):
