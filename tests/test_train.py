@@ -87,7 +87,18 @@ class TestTrain:
         with pytest.raises(ValidationError, match="^lr:"):
             train(mlp(3, 4), X, y, lr=-1.0, steps=1)
         with pytest.raises(ValidationError, match="^model:"):
-            train(nets.serial(nets.Dense(4)).finite(seed=0), X, y, lr=0.1, steps=1)  # no parameters yet
+            train(torch.nn.ReLU(), X, y, lr=0.1, steps=1)  # nothing to train
+
+    def test_finite_network_without_in_dim(self):
+        """net.finite() draws its parameters when the input width is known: train() and empirical.ntk() draw them
+        from the data; an optimiser built before that gets a clear error naming in_dim (issue 17)."""
+        X, y = _problem()
+        model = nets.serial(nets.Dense(4), nets.ReLU(), nets.Dense(1)).finite(seed=0)
+        with pytest.raises(ValidationError, match="in_dim="):
+            torch.optim.SGD(model.parameters(), lr=0.1)
+        res = train(model, X, y, lr=0.01, steps=3)
+        assert len(res.losses) == 4 and model.in_width == X.shape[1]
+        torch.optim.SGD(model.parameters(), lr=0.1)  # drawn now
 
 
 class TestFiniteNetwork:

@@ -58,6 +58,7 @@ from ._arrays import (
     check_nonnegative,
     memory_budget_bytes,
 )
+from .nets.finite import materialize_for
 
 __all__ = ["ntk", "nngp", "linearize", "LinearizedModel", "METHODS", "StructuredUnsupported",
            "trainable_parameters"]
@@ -118,6 +119,7 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def _inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor | None, ArrayKind]:
     kind = ArrayKind.of(x1, x2)
+    materialize_for(model, x1)  # a nets finite network not called yet: draw its parameters for these inputs
     device = _model_device(model)
     # Integer inputs (token ids of an nn.Embedding) stay integers: the NTK differentiates with respect to the
     # parameters, never the inputs. Everything else goes to the model's floating dtype.

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive, warn
+from ..nets.finite import materialize_for
 
 __all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "diverged"]
 
@@ -109,6 +110,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     n = X.shape[0]
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
+    materialize_for(model, X)  # a nets finite network not called yet: draw its parameters for these inputs
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValidationError("model", "a model with trainable parameters", "none",

@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -210,6 +211,15 @@ class FanInSumModule(nn.Module):
         return out
 
 
+def materialize_for(model: nn.Module, x: Any) -> nn.Module:
+    """Draw a :class:`LazyNetwork`'s parameters for inputs shaped like ``x`` (N, d) or (N, C, *S), if not drawn
+    yet; any other module is returned as it is. For library code that reads ``parameters()`` before a call."""
+    if isinstance(model, LazyNetwork) and model.body is None:
+        shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+        model.materialize(shape[1] if len(shape) == 2 else tuple(shape[1:]))
+    return model
+
+
 class LazyNetwork(nn.Module):
     """The finite network of a ``nets`` description; its parameters are drawn when the input dimension is known.
 
@@ -233,6 +243,19 @@ class LazyNetwork(nn.Module):
             raise ValueError(f"x: expected {self.in_width} columns (the network was built for them), got {d}.")
         self.in_width = d
         return self
+
+    def named_parameters(self, *args: Any, **kwargs: Any):
+        """As ``nn.Module.named_parameters``; before the input width is known there are none yet, which an
+        optimiser would take for "nothing to train": say so instead of yielding nothing."""
+        if self.body is None:
+            from .._arrays import ValidationError
+
+            raise ValidationError(
+                "finite()", "the input width, to draw the parameters",
+                "a network whose parameters are not drawn yet (it was never called)",
+                "Pass in_dim= (e.g. net.finite(seed=0, in_dim=8), or the per-example shape (C, H, W) of images), "
+                "or call the model on a batch once.")
+        return super().named_parameters(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, d) -> (N, out); or (N, C, L) / (N, C, H, W) for convolutional networks."""

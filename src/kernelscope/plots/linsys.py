@@ -9,7 +9,8 @@ import numpy as np
 from .._arrays import ValidationError, as_numpy
 from ..experiments.linsys import LinearSystem
 
-__all__ = ["plot_line", "plot_lines", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system", "plot_power_iteration"]
+__all__ = ["plot_line", "plot_lines", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system",
+           "plot_power_iteration"]
 
 _SOL = dict(color="#c0392b", s=60, zorder=5)
 
@@ -88,7 +89,8 @@ def plot_lines(system: LinearSystem, ax=None):
         direction = np.array([-a[1], a[0]]) / norm
         t = np.array([-6 * r, 6 * r])
         pts = foot[None, :] + t[:, None] * direction[None, :]
-        ax.plot(pts[:, 0], pts[:, 1], color=colors[i % 10], lw=2, label=f"{a[0]:g}x {'−' if a[1] < 0 else '+'} {abs(a[1]):g}y = {beta:g}")
+        sign = "−" if a[1] < 0 else "+"
+        ax.plot(pts[:, 0], pts[:, 1], color=colors[i % 10], lw=2, label=f"{a[0]:g}x {sign} {abs(a[1]):g}y = {beta:g}")
     what = {"unique": "the crossing", "least_norm": "least-norm solution",
             "least_squares": "least-squares point"}.get(result.kind, result.kind)
     ax.scatter(*x, **_SOL, label=f"A⁺b = ({x[0]:.4g}, {x[1]:.4g}): {what}")
