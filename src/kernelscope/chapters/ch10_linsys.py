@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..experiments.linsys import check_least_norm, hilbert_study, power_iteration_study, rank_deficient_example
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
 <p>A single equation <code>3x + 4y = 12</code> has infinitely many solutions: a whole line. Which one should a
@@ -109,7 +109,7 @@ def run(ctx: StepContext) -> ChapterResult:
                             "iterations": pw.iterations, "converged": pw.converged},
     }
     out.findings = [
-        f"3x + 4y = 12: x* = ({r1.x[0]:.6g}, {r1.x[1]:.6g}) = (36/25, 48/25), distance {c1.norm:.15g} "
+        f"3x + 4y = 12: x* = ({fmt(r1.x[0], '.6g')}, {fmt(r1.x[1], '.6g')}) = (36/25, 48/25), distance {c1.norm:.15g} "
         f"(12/5 = 2.4).",
         f"Two planes: x* is orthogonal to their line of intersection (x*·d = {orth:.1e}).",
         f"8×8 rank-4 matrix: b in the column space gives '{r_in.kind}' with residual {r_in.residual_norm:.1e}; "

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
 <p>Chapter 1 chose, among the infinitely many solutions of <code>3x + 4y = 12</code>, the one of least
@@ -213,18 +213,19 @@ def run(ctx: StepContext) -> ChapterResult:
     eig_diff = res.numbers["gauss_newton"]["max_rel_eig_diff"]
     gd_lab, mom_lab = list(de.runs)
     res.findings = [
-        f"3x + 4y = 12: least ℓ1 ({ln.solutions['1'][0]:.3g}, {ln.solutions['1'][1]:.6g}), least ℓ2 "
-        f"({ln.solutions['2'][0]:.6g}, {ln.solutions['2'][1]:.6g}), least ℓ∞ ({ln.solutions['inf'][0]:.6g}, "
-        f"{ln.solutions['inf'][1]:.6g}); each norm equals Hölder's |β|/‖a‖_q to "
+        f"3x + 4y = 12: least ℓ1 ({fmt(ln.solutions['1'][0], '.3g')}, {fmt(ln.solutions['1'][1], '.6g')}), least ℓ2 "
+        f"({fmt(ln.solutions['2'][0], '.6g')}, {fmt(ln.solutions['2'][1], '.6g')}), least ℓ∞ "
+        f"({fmt(ln.solutions['inf'][0], '.6g')}, {fmt(ln.solutions['inf'][1], '.6g')}); each norm equals Hölder's "
+        f"|β|/‖a‖_q to "
         f"{max(abs(ln.norms[k] - ln.exact[k]) for k in ln.norms):.1e}.",
         f"Lasso path: {int(rp.lasso.nonzeros.min())}–{int(rp.lasso.nonzeros.max())} non-zero weights along the "
         f"path; ridge: always {int(rp.ridge.nonzeros.min())}. Agreement with scikit-learn's lasso_path: "
         f"{rp.max_abs_diff:.1e}.",
         "Critical points of x³ − 3x + y³ − 3y: "
-        + ", ".join(f"({p.x[0]:.0f}, {p.x[1]:.0f}) {p.kind}" for p in st.points) + ".",
-        f"Double well from (2, 1): {gd_lab} ends at x = {de.runs[gd_lab].x[0]:.3f} "
-        f"(f = {de.runs[gd_lab].values[-1]:.3f}), "
-        f"{mom_lab} at x = {de.runs[mom_lab].x[0]:.3f} (f = {de.runs[mom_lab].values[-1]:.3f}).",
+        + ", ".join(f"({fmt(p.x[0], '.0f')}, {fmt(p.x[1], '.0f')}) {p.kind}" for p in st.points) + ".",
+        f"Double well from (2, 1): {gd_lab} ends at x = {fmt(de.runs[gd_lab].x[0], '.3f')} "
+        f"(f = {fmt(de.runs[gd_lab].values[-1], '.3f')}), "
+        f"{mom_lab} at x = {fmt(de.runs[mom_lab].x[0], '.3f')} (f = {fmt(de.runs[mom_lab].values[-1], '.3f')}).",
         "Quadratic, λ_max = 10: final error " + ", ".join(f"{e:.1e} at η = {c:g}·2/λ_max" for c, e in
                                                           zip(ss.factors, ss.error[:, -1])) + ".",
         "Models: λ₀ by Lanczos " + ", ".join(f"{n} {ms.lambda_max[n]:.6g} ({ms.n_hvp[n]} HVPs; full Hessian "

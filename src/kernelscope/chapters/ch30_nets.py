@@ -21,7 +21,7 @@ from ..experiments.nets import (
     random_features_experiment,
     width_experiment,
 )
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 __all__ = ["CHAPTER"]
 
@@ -118,7 +118,7 @@ def run(ctx: StepContext) -> ChapterResult:
         f"width {mc.widths[-1]} (RMS over {mc.n_draws} random networks per width"
         + ("; quick mode: few draws, so the slopes are noisy" if q else "") + ").",
         "Depth changes how kernels see angles: NNGP(90°)/NNGP(0) goes from depth 1 to depth 5 as "
-        + ", ".join(f"{v[0]:.2f} → {v[1]:.2f} ({k})" for k, v in at90.items())
+        + ", ".join(f"{fmt(v[0], '.2f')} → {fmt(v[1], '.2f')} ({k})" for k, v in at90.items())
         + "; the one-sided ReLU/GELU kernels flatten towards a constant with depth (distinct inputs look alike), "
         "the odd Erf kernel stays near 0 at 90° and changes shape only mildly.",
         f"On digits the best infinite-width kernel is {best} with accuracy {acc[best]:.3f}, against "
