@@ -104,18 +104,37 @@ class TestMinNorm:
 
 
 class TestPaths:
-    def test_lasso_matches_sklearn(self):
-        from sklearn.linear_model import lasso_path
-
+    def test_lasso_orthogonal_design_is_soft_thresholding(self):
+        """XᵀX/N = I: the lasso solution is w = S(Xᵀy/N, α) coordinate by coordinate, in closed form."""
         rng = np.random.default_rng(0)
+        Q, _ = np.linalg.qr(rng.standard_normal((40, 6)))
+        X = np.sqrt(40) * Q  # XᵀX/N = I
+        y = X @ np.array([2.0, 0, 0, -1.0, 0, 0.5]) + 0.1 * rng.standard_normal(40)
+        c = X.T @ y / 40
+        alphas = np.array([0.01, 3.0, 0.3, 0.0, 1.2])  # any order: reported as given
+        path = linsys.lasso_path(X, y, alphas)
+        for a, w in zip(alphas, path.coefs):
+            np.testing.assert_allclose(w, np.sign(c) * np.maximum(np.abs(c) - a, 0.0), atol=1e-9)
+        assert list(path.nonzeros) == [int((np.abs(c) > a).sum()) for a in alphas]
+        assert path.iterations.shape == (5,) and path.iterations[3] >= 1  # α ≥ max|c|: w = 0 without a sweep
+
+    def test_lasso_satisfies_its_optimality_conditions(self):
+        rng = np.random.default_rng(1)
         X = rng.standard_normal((40, 6))
         y = X @ np.array([2.0, 0, 0, -1.0, 0, 0.5]) + 0.1 * rng.standard_normal(40)
         alphas = np.geomspace(1.0, 1e-3, 15)
-        ours = linsys.lasso_path(X, y, alphas)
-        a_ref, c_ref, _ = lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
-        assert np.allclose(a_ref, alphas)  # sklearn returns them decreasing, as given here
-        np.testing.assert_allclose(ours.coefs, c_ref.T, atol=1e-8)
-        assert ours.nonzeros[0] < ours.nonzeros[-1]
+        path = linsys.lasso_path(X, y, alphas)
+        assert E.lasso_kkt_violation(X, y, alphas, path.coefs) < 1e-6
+        assert path.nonzeros[0] < path.nonzeros[-1]
+        # the check is not blind: a perturbed solution violates the conditions
+        assert E.lasso_kkt_violation(X, y, alphas, path.coefs + 0.01) > 1e-3
+
+    def test_lasso_convergence_warning_is_ours(self):
+        rng = np.random.default_rng(2)
+        X = rng.standard_normal((30, 8))
+        X[:, 1] = X[:, 0] + 1e-6 * X[:, 1]  # nearly collinear: slow coordinate descent
+        with pytest.warns(KernelscopeWarning, match="lasso_path: coordinate descent did not converge"):
+            linsys.lasso_path(X, rng.standard_normal(30), [1e-6], tol=1e-16, max_iter=2)
 
     def test_ridge_matches_closed_form_and_sklearn(self):
         from sklearn.linear_model import Ridge
