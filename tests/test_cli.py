@@ -118,20 +118,45 @@ def test_library_validation_error_is_one_clean_line(tmp_path, capsys):
     assert err.startswith("kernelscope: error: b") and "expected" in err and "Traceback" not in err
 
 
-def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    from kernelscope import tour
-    from kernelscope.cli import main
+def _ctrl_c(*a, **k):
+    raise KeyboardInterrupt
 
-    def interrupted(*a, **k):
+
+@pytest.mark.parametrize("target, argv, resumes_from", [
+    ("kernelscope.tour.run_tour", ["tour", "--quick"], ""),
+    ("kernelscope.dynamics.lazy_width_sweep", ["lazy", "--widths", "4"], "steps"),
+    ("kernelscope.dynamics.path_kernel", ["pathkernel", "--width", "4", "--steps", "1"], None),
+    ("kernelscope.experiments.spirals.train_spiral", ["spiral", "--no-progress"], None),
+])
+def test_ctrl_c_exits_130_and_says_how_to_resume_where_a_command_checkpoints(tmp_path, capsys, monkeypatch, target,
+                                                                            argv, resumes_from):
+    """Ctrl-C inside a long command (simulated where its work happens): exit 130, no traceback; commands that
+    save finished pieces say where and that the same command resumes, the others just say 'interrupted'."""
+    monkeypatch.setattr(target, _ctrl_c)
+    argv = [*argv, "--out", str(tmp_path / "o")]
+    code, _, err = run(argv, capsys)
+    assert code == 130 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    if resumes_from is None:
+        assert lines == ["kernelscope: interrupted"]
+    else:
+        saved = tmp_path / "o" / resumes_from if resumes_from else tmp_path / "o"
+        assert lines[0] == ("kernelscope: interrupted: run the same command again to resume (finished pieces are "
+                            f"saved in {saved}):")
+        assert lines[1].strip() == "kernelscope " + " ".join(argv)
+
+
+def test_resumable_marks_only_the_interrupts_inside_it(tmp_path):
+    from kernelscope.cli import Interrupted, resumable
+
+    with pytest.raises(Interrupted) as exc, resumable(tmp_path):
         raise KeyboardInterrupt
-
-    monkeypatch.setattr(tour, "run_tour", interrupted)
-    monkeypatch.setattr("sys.argv", ["kernelscope", "tour", "--out", str(tmp_path), "--quick"])
-    with pytest.raises(SystemExit) as exc:
-        main(["tour", "--out", str(tmp_path), "--quick"])
-    err = capsys.readouterr().err
-    assert exc.value.code == 130 and "Traceback" not in err
-    assert f"kernelscope tour --out {tmp_path} --quick" in err and "resume" in err
+    assert exc.value.saved_in == tmp_path and not isinstance(exc.value, Exception)
+    with pytest.raises(Interrupted) as inner, resumable(tmp_path / "outer"), resumable(tmp_path / "inner"):
+        raise KeyboardInterrupt
+    assert inner.value.saved_in == tmp_path / "inner"  # the innermost folder is the one that was being written
+    with pytest.raises(ValueError), resumable(tmp_path):  # other errors pass through unchanged
+        raise ValueError("x")
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -104,18 +104,37 @@ class TestMinNorm:
 
 
 class TestPaths:
-    def test_lasso_matches_sklearn(self):
-        from sklearn.linear_model import lasso_path
-
+    def test_lasso_orthogonal_design_is_soft_thresholding(self):
+        """XᵀX/N = I: the lasso solution is w = S(Xᵀy/N, α) coordinate by coordinate, in closed form."""
         rng = np.random.default_rng(0)
+        Q, _ = np.linalg.qr(rng.standard_normal((40, 6)))
+        X = np.sqrt(40) * Q  # XᵀX/N = I
+        y = X @ np.array([2.0, 0, 0, -1.0, 0, 0.5]) + 0.1 * rng.standard_normal(40)
+        c = X.T @ y / 40
+        alphas = np.array([0.01, 3.0, 0.3, 0.0, 1.2])  # any order: reported as given
+        path = linsys.lasso_path(X, y, alphas)
+        for a, w in zip(alphas, path.coefs):
+            np.testing.assert_allclose(w, np.sign(c) * np.maximum(np.abs(c) - a, 0.0), atol=1e-9)
+        assert list(path.nonzeros) == [int((np.abs(c) > a).sum()) for a in alphas]
+        assert path.iterations.shape == (5,) and path.iterations[3] >= 1  # α ≥ max|c|: w = 0 without a sweep
+
+    def test_lasso_satisfies_its_optimality_conditions(self):
+        rng = np.random.default_rng(1)
         X = rng.standard_normal((40, 6))
         y = X @ np.array([2.0, 0, 0, -1.0, 0, 0.5]) + 0.1 * rng.standard_normal(40)
         alphas = np.geomspace(1.0, 1e-3, 15)
-        ours = linsys.lasso_path(X, y, alphas)
-        a_ref, c_ref, _ = lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
-        assert np.allclose(a_ref, alphas)  # sklearn returns them decreasing, as given here
-        np.testing.assert_allclose(ours.coefs, c_ref.T, atol=1e-8)
-        assert ours.nonzeros[0] < ours.nonzeros[-1]
+        path = linsys.lasso_path(X, y, alphas)
+        assert E.lasso_kkt_violation(X, y, alphas, path.coefs) < 1e-6
+        assert path.nonzeros[0] < path.nonzeros[-1]
+        # the check is not blind: a perturbed solution violates the conditions
+        assert E.lasso_kkt_violation(X, y, alphas, path.coefs + 0.01) > 1e-3
+
+    def test_lasso_convergence_warning_is_ours(self):
+        rng = np.random.default_rng(2)
+        X = rng.standard_normal((30, 8))
+        X[:, 1] = X[:, 0] + 1e-6 * X[:, 1]  # nearly collinear: slow coordinate descent
+        with pytest.warns(KernelscopeWarning, match="lasso_path: coordinate descent did not converge"):
+            linsys.lasso_path(X, rng.standard_normal(30), [1e-6], tol=1e-16, max_iter=2)
 
     def test_ridge_matches_closed_form_and_sklearn(self):
         from sklearn.linear_model import Ridge
@@ -188,21 +207,67 @@ class TestExperiments:
         r = np.sqrt((res.X**2).sum(1))
         assert r[res.y == 1].max() < res.radius < r[res.y == 0].min()  # make_circles: class 1 is the inner ring
 
-    def test_batch_sizes_with_a_swapped_trainer(self):
-        """The loop is a parameter: a trainer that records its calls stands in for the default."""
+    def test_batch_sizes_count_steps_and_descend(self):
         from kernelscope.dynamics import mlp
 
-        calls = []
-
-        def trainer(L, theta0, n, batch_size, lr, epochs, seed):
-            calls.append(batch_size)
-            return E.sgd_trainer(L, theta0, n, batch_size, lr, epochs, seed)
-
         X = torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        res = E.batch_sizes(mlp(3, 8, seed=0), X, X[:, 0], batch_sizes=(0, 4, 1), lr=0.05, epochs=3, trainer=trainer)
-        assert calls == [32, 4, 1]
-        assert [r.updates[-1] for r in res.runs.values()] == [3, 24, 96]
-        assert all(r.loss[-1] < r.loss[0] for r in res.runs.values())
+        model = mlp(3, 8, seed=0)
+        w0 = [p.detach().clone() for p in model.parameters()]
+        res = E.batch_sizes(model, X, X[:, 0], batch_sizes=(0, 4, 1), lr=0.05, epochs=3)
+        assert list(res.runs) == ["full batch (32)", "mini-batch (4)", "per sample (1)"]
+        assert [list(r.updates) for r in res.runs.values()] == [[0, 1, 2, 3], [0, 8, 16, 24], [0, 32, 64, 96]]
+        assert all(list(r.epochs) == [0, 1, 2, 3] and r.loss[-1] < r.loss[0] for r in res.runs.values())
+        assert len({float(r.loss[0]) for r in res.runs.values()}) == 1  # the same start
+        assert all(torch.equal(a, b) for a, b in zip(w0, model.parameters()))  # the model given is not trained
+
+    def test_full_batch_is_gradient_descent_on_the_flat_weights(self):
+        """dynamics.train with B = N against optim.trajectory on model_loss (torch.func, a different code path)."""
+        from kernelscope import optim
+        from kernelscope.dynamics import mlp
+
+        g = torch.Generator().manual_seed(1)
+        X = torch.randn(12, 3, dtype=torch.float64, generator=g)
+        y = torch.randn(12, dtype=torch.float64, generator=g)
+        model = mlp(3, 6, activation="tanh", b_std=0.1, seed=2)
+        run = E.train_epochs(model, X, y, batch_size=12, lr=0.1, epochs=15)
+        L, theta0 = optim.model_loss(model, X, y, reduction="mean")
+        tr = optim.trajectory(L, theta0, lr=0.1, steps=15, keep_points=False)
+        np.testing.assert_allclose(run.loss, tr.values, rtol=1e-12)
+        _, theta = optim.model_loss(run.model, X, y)
+        np.testing.assert_allclose(theta.numpy(), tr.x, rtol=1e-10, atol=1e-13)
+
+    def test_mini_batches_follow_seeded_permutations(self):
+        """B = 3 of N = 8: each epoch a fresh permutation (seeded), ⌊8/3⌋ = 2 steps; against a plain torch loop."""
+        from kernelscope.dynamics import mlp
+
+        g = torch.Generator().manual_seed(3)
+        X = torch.randn(8, 2, dtype=torch.float64, generator=g)
+        y = torch.randint(0, 3, (8,), generator=g)
+        model = mlp(2, 5, d_out=3, b_std=0.1, seed=4)
+        run = E.train_epochs(model, X, y, batch_size=3, lr=0.3, epochs=3, loss="cross_entropy", seed=5)
+        ref = mlp(2, 5, d_out=3, b_std=0.1, seed=4)
+        opt = torch.optim.SGD(ref.parameters(), lr=0.3)
+        perm = torch.Generator().manual_seed(5)
+        for _ in range(3):
+            order = torch.randperm(8, generator=perm)
+            for s in (0, 3):
+                idx = order[s:s + 3]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(ref(X[idx]), y[idx]).backward()
+                opt.step()
+        for a, b in zip(run.model.parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        with torch.no_grad():
+            assert run.loss[-1] == pytest.approx(float(torch.nn.functional.cross_entropy(ref(X), y)), rel=1e-12)
+        assert list(run.updates) == [0, 2, 4, 6] and list(run.grad_evals) == [0, 6, 12, 18]
+
+    def test_divergence_stops_and_is_recorded(self):
+        from kernelscope.dynamics import mlp
+
+        X = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        run = E.train_epochs(mlp(3, 8, seed=0), X, 100 * X[:, 0], batch_size=16, lr=50.0, epochs=50)
+        assert run.diverged_at is not None and len(run.loss) == run.diverged_at + 1 < 51
+        assert not np.isfinite(run.loss[-1]) or run.loss[-1] > 1e12 * run.loss[0]
 
     def test_spiral_influence_is_the_ntk(self):
         from kernelscope import empirical

@@ -198,35 +198,6 @@ class TestIterations:
             tr = optim.trajectory(f, np.array([1.0]), lr=0.5, steps=10_000)
         assert tr.diverged_at is not None and tr.diverged_at < 100
 
-    def test_sgd_full_batch_is_gradient_descent(self):
-        model = _small_model()
-        X, y = _data()
-        L, theta = optim.model_loss(model, X, y, reduction="mean")
-        run = optim.sgd(L, theta, X.shape[0], batch_size=X.shape[0], lr=0.1, epochs=15, momentum=0.5)
-        tr = optim.trajectory(L, theta, lr=0.1, momentum=0.5, steps=15, keep_points=False)
-        np.testing.assert_allclose(run.loss, tr.values, rtol=1e-12)
-        np.testing.assert_allclose(run.x, tr.x, rtol=1e-12)
-        assert list(run.updates) == list(range(16)) and run.grad_evals[-1] == 15 * X.shape[0]
-
-    def test_per_sample_sgd_equals_torch_loop(self):
-        model = _small_model()
-        X, y = _data(n=8)
-        L, theta = optim.model_loss(model, X, y, reduction="mean")
-        run = optim.sgd(L, theta, 8, batch_size=3, lr=0.05, epochs=3, seed=5)
-        ref = _small_model()
-        opt = torch.optim.SGD(ref.parameters(), lr=0.05)
-        gen = torch.Generator().manual_seed(5)
-        for _ in range(3):
-            order = torch.randperm(8, generator=gen)
-            for s in range(0, 8, 3):
-                idx = order[s:s + 3]
-                opt.zero_grad()
-                (0.5 * ((ref(X[idx]).reshape(-1) - y[idx]) ** 2).mean()).backward()
-                opt.step()
-        w_ref = torch.cat([p.detach().reshape(-1) for p in ref.parameters()]).numpy()
-        np.testing.assert_allclose(run.x, w_ref, rtol=1e-12, atol=1e-14)
-        assert list(run.updates) == [0, 3, 6, 9]
-
 
 class TestValidation:
     def test_bad_arguments(self):
@@ -247,8 +218,6 @@ class TestValidation:
             optim.trajectory(L, theta, lr=0.0)
         with pytest.raises(ValidationError, match="x0"):
             optim.trajectory(L, theta[None, :], lr=0.1)
-        with pytest.raises(ValidationError, match="batch_size"):
-            optim.sgd(L, theta, 12, batch_size=13, lr=0.1)
 
     def test_model_is_not_modified(self):
         model = _small_model()

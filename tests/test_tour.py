@@ -188,3 +188,15 @@ def test_linsys_chapter_end_to_end(tmp_path):
     assert nums["power_iteration"]["eigenvalue"] == pytest.approx(10.0, rel=1e-10)
     for f in json.loads((tmp_path / "results.json").read_text())["chapters"]["linsys"]["figures"]:
         assert (tmp_path / f).stat().st_size > 5000
+
+
+def test_fmt_never_shows_a_signed_zero():
+    """story.fmt: the one formatting of numbers on the page (findings and table cells)."""
+    from kernelscope.story import fmt
+
+    assert fmt(-0.0004, "+.3f") == "0.000" and fmt(-0.0004, ".3f") == "0.000" and fmt(0.0, "+.2f") == "0.00"
+    assert fmt(-0.0, ".2e") == "0.00e+00" and fmt(-0.0, ".3g") == "0" and fmt(-1e-9, ".1%") == "0.0%"
+    assert fmt(0.25, "+.2f") == "+0.25" and fmt(-0.25, "+.2f") == "-0.25" and fmt(-0.006, ".2f") == "-0.01"
+    assert fmt(-1e-12, ".1e") == "-1.0e-12" and fmt(-3.0, ".0f") == "-3" and fmt(-0.4, ".0f") == "0"
+    assert fmt(float("-inf"), "+.2f") == "-inf" and fmt(float("nan"), ".2f") == "nan"
+    assert format_cell(-0.00001) == "-1.000e-05" and format_cell(-0.0) == "0"

@@ -629,55 +629,41 @@ def ridge_path(X: Any, y: Any, lambdas: Any) -> RegularizationPath:
     return RegularizationPath(penalties=lam, coefs=(shrink * uty[None, :]) @ Vt, penalty="ridge")
 
 
-def _soft_threshold(z: float, a: float) -> float:
-    """``S(z, a) = sign(z) max(|z| − a, 0)`` (plain floats: it runs in the innermost loop)."""
-    return z - a if z > a else (z + a if z < -a else 0.0)
-
-
 def lasso_path(X: Any, y: Any, alphas: Any, *, tol: float = 1e-10, max_iter: int = 10000) -> RegularizationPath:
     """Lasso coefficients ``w(α) = argmin (1/2N)‖Xw − y‖² + α‖w‖₁`` for each α (no intercept; scikit-learn's
-    scaling of the objective), by cyclic coordinate descent with warm starts along the path.
+    scaling of the objective), by scikit-learn's coordinate descent (``sklearn.linear_model.lasso_path``, warm
+    starts along the path; Friedman, Hastie & Tibshirani 2010, "Regularization paths for GLMs via coordinate
+    descent").
 
-    One coordinate at a time the problem is a 1-D lasso solved exactly by soft thresholding
-    (Friedman, Hastie & Tibshirani 2010, "Regularization paths for GLMs via coordinate descent")::
+    One coordinate at a time the problem is a 1-D lasso solved exactly by soft thresholding::
 
         w_j ← S(c_j − Σ_{k≠j} G_jk w_k, α) / G_jj,   G = XᵀX/N, c = Xᵀy/N, S(z, a) = sign(z) max(|z| − a, 0).
 
-    Coefficients hit exactly 0 one after another as α grows (α ≥ max_j |c_j| gives w = 0), unlike ridge. Sweeps
-    stop when no coefficient moves more than ``tol · max(1, ‖w‖_∞)``.
+    Coefficients hit exactly 0 one after another as α grows (α ≥ max_j |c_j| gives w = 0), unlike ridge.
     X : (n_samples, n_features) ; y : (n_samples,) ; alphas : (L,) ≥ 0 (solved from the largest down, reported
-    in the given order). Returns coefs (L, n_features) and the sweeps per α.
+    in the given order) ; tol : scikit-learn's stopping tolerance (on the duality gap, relative to ‖y‖²/N) ;
+    max_iter : sweeps per α. Returns coefs (L, n_features) and the sweeps per α; a
+    :class:`~kernelscope.KernelscopeWarning` when an α did not converge.
     """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import lasso_path as sk_lasso_path
+
     X_np, y_np = _check_xy(X, y)
     alphas = _check_penalties(alphas, "alphas")
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    N, n = X_np.shape
-    G = X_np.T @ X_np / N
-    c = X_np.T @ y_np / N
-    diag = np.diag(G).copy()
-    w = np.zeros(n)
-    coefs = np.zeros((alphas.shape[0], n))
+    order = np.argsort(-alphas, kind="stable")  # scikit-learn solves (and returns) α in decreasing order
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        _, coefs_dec, _, n_iter = sk_lasso_path(X_np, y_np, alphas=alphas[order], tol=tol, max_iter=max_iter,
+                                                return_n_iter=True)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        warn(f"lasso_path: coordinate descent did not converge in {max_iter} sweeps for some alpha "
+             f"(smallest alpha {float(alphas.min()):.3g}); raise max_iter or tol.")
+    coefs = np.zeros((alphas.shape[0], X_np.shape[1]))
     sweeps = np.zeros(alphas.shape[0], dtype=int)
-    Gw = np.zeros(n)  # G @ w, kept up to date
-    for i in np.argsort(-alphas):
-        a = float(alphas[i])
-        it = 0
-        for it in range(1, max_iter + 1):  # noqa: B007 - the sweep count is read after the loop
-            biggest = 0.0
-            for j in range(n):
-                if diag[j] == 0.0:  # a zero column: its coefficient stays 0
-                    continue
-                old = w[j]
-                new = _soft_threshold(c[j] - (Gw[j] - diag[j] * old), a) / diag[j]
-                if new != old:
-                    Gw += G[:, j] * (new - old)
-                    w[j] = new
-                    biggest = max(biggest, abs(new - old))
-            if biggest <= tol * max(1.0, float(np.abs(w).max())):
-                break
-        else:
-            warn(f"lasso_path: coordinate descent did not converge in {max_iter} sweeps at alpha={a:.3g}.")
-        coefs[i] = w
-        sweeps[i] = it
+    coefs[order] = coefs_dec.T
+    sweeps[order] = n_iter
     return RegularizationPath(penalties=alphas, coefs=coefs, penalty="lasso", iterations=sweeps)

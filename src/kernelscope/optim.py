@@ -25,15 +25,15 @@ Iterations (the *mathematical* iterations; a training framework for models lives
                  ``v ← μ v − η ∇f(x)``, ``x ← x + v`` (μ = 0: plain gradient descent). On a quadratic with
                  curvature λ plain descent multiplies the error by ``1 − ηλ`` per step: it converges iff
                  ``η < 2/λ_max``.
-``sgd``          the same update with the gradient of a mini-batch of a finite sum ``f(x) = Σ_i f_i(x)``:
-                 batch size N is full-batch gradient descent, 1 is per-sample (stochastic) gradient descent.
+
+Training a model with mini-batches (per sample, mini-batch, full batch) is :func:`kernelscope.dynamics.train`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,7 @@ from ._arrays import (
 
 __all__ = ["LOSSES", "model_loss", "gradient", "hessian", "hvp", "hessian_operator", "HessianEigs",
            "hessian_eigs", "classify", "StationaryPoint", "stationary_point", "Trajectory", "trajectory",
-           "SGDRun", "sgd", "unflatten"]
+           "unflatten"]
 
 #: Losses of :func:`model_loss` (the names of :data:`kernelscope.dynamics.LOSSES`).
 LOSSES = ("mse", "cross_entropy")
@@ -428,80 +428,3 @@ def trajectory(f: Function, x0: Any, *, lr: float, momentum: float = 0.0, steps:
     pts = np.array(points) if keep_points else last[None, :]
     return Trajectory(points=pts, values=np.array(values), grad_norms=np.array(norms), x=last, lr=lr,
                       momentum=momentum, diverged_at=diverged)
-
-
-@dataclass
-class SGDRun:
-    """What :func:`sgd` returns (NumPy).
-
-    batch_size : B ; n : N ; updates_per_epoch : ⌈N/B⌉
-    epochs : (E + 1,) 0 ... E ; loss : (E + 1,) the full objective f(x) after each epoch (before the first)
-    updates : (E + 1,) parameter updates done by then ; grad_evals : (E + 1,) per-example gradients computed
-    x : (P,) the last iterate ; diverged_at : epoch where the loss became NaN/inf or exceeded ``blowup``
-    """
-
-    batch_size: int
-    n: int
-    lr: float
-    momentum: float
-    epochs: np.ndarray
-    loss: np.ndarray
-    updates: np.ndarray
-    grad_evals: np.ndarray
-    x: np.ndarray
-    diverged_at: int | None = None
-    config: dict = field(default_factory=dict)
-
-
-def sgd(f: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor], x0: Any, n: int, *, batch_size: int,
-        lr: float, epochs: int = 10, momentum: float = 0.0, seed: int = 0, blowup: float = 1e12) -> SGDRun:
-    """Mini-batch stochastic gradient descent on a finite sum, with heavy-ball momentum.
-
-    Each epoch visits the N examples once in a fresh random order (``seed``), in batches ``B_s`` of
-    ``batch_size``; each batch takes the step of :func:`trajectory` with the batch's gradient
-    ``∇f(x, B_s)``::
-
-        v ← μ v − η ∇f(x, B_s),   x ← x + v.
-
-    ``batch_size = n`` is full-batch gradient descent, ``1`` per-sample SGD (the lecture's "stochastic": one
-    step per example), in between mini-batch. With a mean-reduced ``f`` (``model_loss(..., reduction='mean')``)
-    the batch gradient is an unbiased estimate of the full one and the same η compares the three fairly.
-
-    Parameters
-    ----------
-    f : ``f(x, idx)`` the objective on the examples ``idx`` (a LongTensor), ``f(x, None)`` on all of them
-        (what :func:`model_loss` returns).
-    x0 : (P,) start ; n : number of examples N ; batch_size : B in [1, N] ; lr : η ; epochs : E ;
-    momentum : μ in [0, 1) ; seed : the shuffling.
-
-    Returns :class:`SGDRun` with the full objective after every epoch.
-    """
-    lr, momentum = _check_step(lr, momentum)
-    n = check_int(n, "n", minimum=1)
-    batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
-    epochs = check_int(epochs, "epochs", minimum=0)
-    x, _ = _point(x0, "x0")
-    x = x.clone()
-    v = torch.zeros_like(x)
-    gen = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
-    per_epoch = -(-n // batch_size)
-    losses = [float(f(x, None))]
-    diverged = None
-    for e in range(1, epochs + 1):
-        order = torch.randperm(n, generator=gen).to(x.device) if batch_size < n else None
-        for s in range(per_epoch):
-            idx = None if order is None else order[s * batch_size:(s + 1) * batch_size]
-            v = momentum * v - lr * _grad_and_value(f, x, idx)[0]
-            x = x + v
-        with torch.no_grad():
-            fv = float(f(x, None))
-        losses.append(fv)
-        if not math.isfinite(fv) or abs(fv) > blowup:
-            diverged = e
-            warn(f"sgd: the loss reached {fv:.3g} after epoch {e} (batch size {batch_size}, lr={lr:.3g}); "
-                 "stopped there. Use a smaller lr.")
-            break
-    ep = np.arange(len(losses))
-    return SGDRun(batch_size=batch_size, n=n, lr=lr, momentum=momentum, epochs=ep, loss=np.array(losses),
-                  updates=ep * per_epoch, grad_evals=ep * n, x=_to_np(x).copy(), diverged_at=diverged,
-                  config={"seed": seed, "updates_per_epoch": per_epoch})

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
 <p>Chapter 1 chose, among the infinitely many solutions of <code>3x + 4y = 12</code>, the one of least
@@ -74,8 +74,8 @@ def run(ctx: StepContext) -> ChapterResult:
                                    f"Lasso against ridge on a regression whose true weights have "
                                    f"{len(rp.support_true)} non-zeros (solid): the lasso switches weights off one "
                                    "by one as α grows and keeps the true ones longest; ridge shrinks every weight "
-                                   f"and zeroes none. Our coordinate descent agrees with scikit-learn's lasso_path "
-                                   f"to {rp.max_abs_diff:.1e}."))
+                                   f"and zeroes none. Along the whole lasso path (scikit-learn's coordinate descent) "
+                                   f"the optimality conditions hold to {rp.kkt_violation:.1e}."))
     norm_rows = [[f"ℓ{k if k != 'inf' else '∞'}", f"({ln.solutions[k][0]:.6g}, {ln.solutions[k][1]:.6g})",
                   ln.norms[k], ln.exact[k], abs(ln.norms[k] - ln.exact[k])] for k in ("1", "2", "inf")]
     res.tables.append(Table("3x + 4y = 12: least-norm solutions in three norms",
@@ -187,7 +187,7 @@ def run(ctx: StepContext) -> ChapterResult:
     res.numbers = {
         "least_norm": {k: {"x": ln.solutions[k].tolist(), "norm": ln.norms[k], "expected": ln.exact[k]}
                        for k in ln.solutions},
-        "lasso_vs_sklearn_max_abs_diff": rp.max_abs_diff,
+        "lasso_kkt_violation": rp.kkt_violation,
         "lasso_nonzeros": rp.lasso.nonzeros.tolist(), "ridge_nonzeros": rp.ridge.nonzeros.tolist(),
         "stationary_points": [{"x": p.x.tolist(), "kind": p.kind, "eigenvalues": p.eigenvalues.tolist()}
                               for p in st.points],
@@ -213,18 +213,19 @@ def run(ctx: StepContext) -> ChapterResult:
     eig_diff = res.numbers["gauss_newton"]["max_rel_eig_diff"]
     gd_lab, mom_lab = list(de.runs)
     res.findings = [
-        f"3x + 4y = 12: least ℓ1 ({ln.solutions['1'][0]:.3g}, {ln.solutions['1'][1]:.6g}), least ℓ2 "
-        f"({ln.solutions['2'][0]:.6g}, {ln.solutions['2'][1]:.6g}), least ℓ∞ ({ln.solutions['inf'][0]:.6g}, "
-        f"{ln.solutions['inf'][1]:.6g}); each norm equals Hölder's |β|/‖a‖_q to "
+        f"3x + 4y = 12: least ℓ1 ({fmt(ln.solutions['1'][0], '.3g')}, {fmt(ln.solutions['1'][1], '.6g')}), least ℓ2 "
+        f"({fmt(ln.solutions['2'][0], '.6g')}, {fmt(ln.solutions['2'][1], '.6g')}), least ℓ∞ "
+        f"({fmt(ln.solutions['inf'][0], '.6g')}, {fmt(ln.solutions['inf'][1], '.6g')}); each norm equals Hölder's "
+        f"|β|/‖a‖_q to "
         f"{max(abs(ln.norms[k] - ln.exact[k]) for k in ln.norms):.1e}.",
         f"Lasso path: {int(rp.lasso.nonzeros.min())}–{int(rp.lasso.nonzeros.max())} non-zero weights along the "
-        f"path; ridge: always {int(rp.ridge.nonzeros.min())}. Agreement with scikit-learn's lasso_path: "
-        f"{rp.max_abs_diff:.1e}.",
+        f"path; ridge: always {int(rp.ridge.nonzeros.min())}. Largest violation of the lasso's optimality "
+        f"conditions along the path: {rp.kkt_violation:.1e}.",
         "Critical points of x³ − 3x + y³ − 3y: "
-        + ", ".join(f"({p.x[0]:.0f}, {p.x[1]:.0f}) {p.kind}" for p in st.points) + ".",
-        f"Double well from (2, 1): {gd_lab} ends at x = {de.runs[gd_lab].x[0]:.3f} "
-        f"(f = {de.runs[gd_lab].values[-1]:.3f}), "
-        f"{mom_lab} at x = {de.runs[mom_lab].x[0]:.3f} (f = {de.runs[mom_lab].values[-1]:.3f}).",
+        + ", ".join(f"({fmt(p.x[0], '.0f')}, {fmt(p.x[1], '.0f')}) {p.kind}" for p in st.points) + ".",
+        f"Double well from (2, 1): {gd_lab} ends at x = {fmt(de.runs[gd_lab].x[0], '.3f')} "
+        f"(f = {fmt(de.runs[gd_lab].values[-1], '.3f')}), "
+        f"{mom_lab} at x = {fmt(de.runs[mom_lab].x[0], '.3f')} (f = {fmt(de.runs[mom_lab].values[-1], '.3f')}).",
         "Quadratic, λ_max = 10: final error " + ", ".join(f"{e:.1e} at η = {c:g}·2/λ_max" for c, e in
                                                           zip(ss.factors, ss.error[:, -1])) + ".",
         "Models: λ₀ by Lanczos " + ", ".join(f"{n} {ms.lambda_max[n]:.6g} ({ms.n_hvp[n]} HVPs; full Hessian "

@@ -6,19 +6,22 @@ Text and figures; the experiments are :mod:`kernelscope.experiments.nets`.
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from dataclasses import asdict
 
 from ..experiments.nets import (
     ANGLE_ACTIVATIONS,
     B_STD,
     W_STD,
+    AngleResult,
+    DigitsResult,
+    RandomFeaturesResult,
+    WidthResult,
     angle_experiment,
     digits_experiment,
     random_features_experiment,
     width_experiment,
 )
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 __all__ = ["CHAPTER"]
 
@@ -44,14 +47,15 @@ def run(ctx: StepContext) -> ChapterResult:
 
     q = ctx.quick
     res = ChapterResult()
-    rf = ctx.checkpoint("random_features", lambda: random_features_experiment(
-        [10, 40, 160, 640] if q else [10, 30, 100, 300, 1000, 3000, 10000], n_draws=3 if q else 8, seed=ctx.seed))
-    mc = ctx.checkpoint("width", lambda: width_experiment(
+    # each experiment is saved as asdict(result) (an interrupted chapter resumes) and rebuilt from what was saved
+    rf = RandomFeaturesResult(**ctx.checkpoint("random_features", lambda: asdict(random_features_experiment(
+        [10, 40, 160, 640] if q else [10, 30, 100, 300, 1000, 3000, 10000], n_draws=3 if q else 8, seed=ctx.seed))))
+    mc = WidthResult(**ctx.checkpoint("width", lambda: asdict(width_experiment(
         [32, 128, 512] if q else [16, 32, 64, 128, 256, 512, 1024], n_draws=8 if q else 16,
-        seed=ctx.seed, track=ctx.track))
-    ang = ctx.checkpoint("angles", lambda: angle_experiment(n_angles=46 if q else 91))
-    dg = ctx.checkpoint("digits", lambda: digits_experiment(300 if q else 1000, 300 if q else 797,
-                                                            depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))
+        seed=ctx.seed, track=ctx.track))))
+    ang = AngleResult(**ctx.checkpoint("angles", lambda: asdict(angle_experiment(n_angles=46 if q else 91))))
+    dg = DigitsResult(**ctx.checkpoint("digits", lambda: asdict(digits_experiment(
+        300 if q else 1000, 300 if q else 797, depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     P.plot_rf_fits(rf, axes[0])
@@ -83,43 +87,42 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "Test accuracy on scikit-learn's digits of NNGP and NTK kernel regression "
                                    "(one-hot targets, argmax) for ReLU and Erf networks, against RBF kernel ridge."))
 
-    acc = dg["accuracy"]
-    rows = [["RBF kernel ridge", "—", f"{acc['rbf']:.3f}", f"{dg['seconds']['rbf']:.2f}"]]
-    for act in dg["activations"]:
-        for d in dg["depths"]:
+    acc = dg.accuracy
+    rows = [["RBF kernel ridge", "—", f"{acc['rbf']:.3f}", f"{dg.seconds['rbf']:.2f}"]]
+    for act in dg.activations:
+        for d in dg.depths:
             for which in ("nngp", "ntk"):
                 key = f"{act}-{which}-{d}"
-                rows.append([f"{act} {which.upper()}", d, f"{acc[key]:.3f}", f"{dg['seconds'][key]:.2f}"])
-    res.tables.append(Table(f"Digits test accuracy ({dg['n_train']} train, {dg['n_test']} test, ridge "
-                            f"{dg['ridge']:g})", ["model", "hidden layers", "accuracy", "fit+predict (s)"], rows,
+                rows.append([f"{act} {which.upper()}", d, f"{acc[key]:.3f}", f"{dg.seconds[key]:.2f}"])
+    res.tables.append(Table(f"Digits test accuracy ({dg.n_train} train, {dg.n_test} test, ridge "
+                            f"{dg.ridge:g})", ["model", "hidden layers", "accuracy", "fit+predict (s)"], rows,
                             note="KernelRegressor with a nets network as kernel; RBF γ from the median heuristic."))
     res.tables.append(Table("Convergence slopes (log-log)", ["quantity", "slope", "expected"], [
-        ["random features → NNGP prediction", f"{rf['rf_slope']:.2f}", "−0.5"],
-        ["empirical NNGP of one net vs width", f"{mc['nngp_slope']:.2f}", "−0.5"],
-        ["empirical NTK of one net vs width", f"{mc['ntk_slope']:.2f}", "−0.5"]]))
+        ["random features → NNGP prediction", f"{rf.rf_slope:.2f}", "−0.5"],
+        ["empirical NNGP of one net vs width", f"{mc.nngp_slope:.2f}", "−0.5"],
+        ["empirical NTK of one net vs width", f"{mc.ntk_slope:.2f}", "−0.5"]]))
 
     best = max((k for k in acc if k != "rbf"), key=lambda k: acc[k])
-    spread = round((max(acc.values()) - min(acc.values())) * dg["n_test"])
-    at90 = {name: [float(np.interp(math.pi / 2, ang["angles"], ang["curves"][name]["nngp"][str(d)]))
-                   for d in (1, 5)] for name in ANGLE_ACTIVATIONS}
-    res.numbers.update({"rf_slope": rf["rf_slope"], "rf_error_largest_k": rf["rf_error"][-1],
-                        "nngp_width_slope": mc["nngp_slope"], "ntk_width_slope": mc["ntk_slope"],
-                        "ntk_error_widest": mc["ntk_error"][-1], "digits_accuracy": acc,
+    spread = round((max(acc.values()) - min(acc.values())) * dg.n_test)
+    at90 = {name: [ang.at(math.pi / 2, name, "nngp", d) for d in (1, 5)] for name in ANGLE_ACTIVATIONS}
+    res.numbers.update({"rf_slope": rf.rf_slope, "rf_error_largest_k": rf.rf_error[-1],
+                        "nngp_width_slope": mc.nngp_slope, "ntk_width_slope": mc.ntk_slope,
+                        "ntk_error_widest": mc.ntk_error[-1], "digits_accuracy": acc,
                         "nngp_at_90deg_depth1_depth5": at90})
     res.findings += [
         f"Random-features regression approaches NNGP regression as the width k grows: the RMS gap falls from "
-        f"{rf['rf_error'][0]:.3f} (k = {rf['ks'][0]}) to {rf['rf_error'][-1]:.4f} (k = {rf['ks'][-1]}), slope "
-        f"{rf['rf_slope']:.2f} on log-log (the Monte Carlo rate of the kernel itself is −0.5).",
-        f"One finite network's empirical kernels converge to the analytic ones: slope {mc['nngp_slope']:.2f} "
-        f"(NNGP) and {mc['ntk_slope']:.2f} (NTK) against width, relative NTK error {mc['ntk_error'][-1]:.3f} at "
-        f"width {mc['widths'][-1]} (RMS over {mc['n_draws']} random networks per width"
+        f"{rf.rf_error[0]:.3f} (k = {rf.ks[0]}) to {rf.rf_error[-1]:.4f} (k = {rf.ks[-1]}), slope "
+        f"{rf.rf_slope:.2f} on log-log (the Monte Carlo rate of the kernel itself is −0.5).",
+        f"One finite network's empirical kernels converge to the analytic ones: slope {mc.nngp_slope:.2f} "
+        f"(NNGP) and {mc.ntk_slope:.2f} (NTK) against width, relative NTK error {mc.ntk_error[-1]:.3f} at "
+        f"width {mc.widths[-1]} (RMS over {mc.n_draws} random networks per width"
         + ("; quick mode: few draws, so the slopes are noisy" if q else "") + ").",
         "Depth changes how kernels see angles: NNGP(90°)/NNGP(0) goes from depth 1 to depth 5 as "
-        + ", ".join(f"{v[0]:.2f} → {v[1]:.2f} ({k})" for k, v in at90.items())
+        + ", ".join(f"{fmt(v[0], '.2f')} → {fmt(v[1], '.2f')} ({k})" for k, v in at90.items())
         + "; the one-sided ReLU/GELU kernels flatten towards a constant with depth (distinct inputs look alike), "
         "the odd Erf kernel stays near 0 at 90° and changes shape only mildly.",
         f"On digits the best infinite-width kernel is {best} with accuracy {acc[best]:.3f}, against "
-        f"{acc['rbf']:.3f} for RBF kernel ridge; all {len(acc)} models are within {spread} of {dg['n_test']} test "
+        f"{acc['rbf']:.3f} for RBF kernel ridge; all {len(acc)} models are within {spread} of {dg.n_test} test "
         "images of each other, so NNGP/NTK regression is as good a kernel machine as a tuned RBF here, and depth "
         "or activation barely matters on this easy task.",
     ]

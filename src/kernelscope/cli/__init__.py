@@ -6,7 +6,8 @@ discovers them, so each chapter brings its own subcommand without touching the o
 Errors from bad input (unreadable file, bad shape, NaN, a bad option value) are the library's own
 :class:`~kernelscope._arrays.ValidationError` (``<argument>: expected <what>, got <what came>.``), raised by the
 library or by a subcommand for its options; they print one line to stderr and exit with status 2, never a
-traceback. Ctrl-C prints how to resume (the same command) and exits with status 130.
+traceback. Ctrl-C exits with status 130 and no traceback; inside :func:`resumable` (a command that saves its
+finished pieces in a folder) it says how to resume: run the same command again.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import importlib
 import pkgutil
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
@@ -67,12 +71,40 @@ def _register_all() -> None:
 _register_all()
 
 
-def interrupted(argv: list[str] | None = None) -> None:
-    """Ctrl-C: say how to resume (the same command) and exit with status 130, no traceback."""
-    command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
-    print(f"kernelscope: interrupted; what was finished is saved. To resume, run the same command again:\n"
-          f"  {command}", file=sys.stderr)
+class Interrupted(BaseException):
+    """Ctrl-C inside :func:`resumable`: carries the folder where the command's finished pieces are saved.
+
+    Not a KeyboardInterrupt (typer would turn that into a bare exit code 130 and lose the folder) and, like it,
+    not an Exception, so no ``except Exception`` on the way swallows it.
+    """
+
+    def __init__(self, saved_in: str | Path):
+        super().__init__(str(saved_in))
+        self.saved_in = Path(saved_in)
+
+
+@contextmanager
+def resumable(saved_in: str | Path) -> Iterator[None]:
+    """Around the part of a command that checkpoints into ``saved_in``: Ctrl-C there makes :func:`main` say that
+    running the same command again resumes from the pieces saved in that folder."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(saved_in) from None
+
+
+def interrupted(argv: list[str] | None = None, saved_in: str | Path | None = None) -> None:
+    """Ctrl-C: exit with status 130, no traceback; say how to resume when the command saved finished pieces."""
+    if saved_in is None:
+        print("kernelscope: interrupted", file=sys.stderr)
+    else:
+        command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
+        print(f"kernelscope: interrupted: run the same command again to resume (finished pieces are saved in "
+              f"{saved_in}):\n  {command}", file=sys.stderr)
     sys.exit(130)
+
+
+_CTRL_C = 130  # what typer returns (standalone_mode=False) for a KeyboardInterrupt inside a command
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        interrupted(argv, exc.saved_in)
     except _cx.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(0)
@@ -93,4 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"kernelscope: error: {msg}", file=sys.stderr)
         sys.exit(2)
+    if rv == _CTRL_C:
+        interrupted(argv)
     sys.exit(rv if isinstance(rv, int) else 0)
+

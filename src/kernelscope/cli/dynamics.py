@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from ..experiments.lazy import DIGITS, ONE_D, infinite_ntk, lazy_1d_problem, lazy_digits_problem
         from ..plots import dynamics as P
         from ..story import Progress, json_checkpoint
+        from . import resumable
 
         if dataset not in ("1d", "digits"):
             raise ValidationError("--dataset", "'1d' or 'digits'", f"'{dataset}'")
@@ -56,7 +57,7 @@ def register(app: typer.Typer) -> None:
         _, k_inf = infinite_ntk(X, Xs, cfg)
         out.mkdir(parents=True, exist_ok=True)
         key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
-        with Progress(file=sys.stderr) as bar:
+        with resumable(out / "steps"), Progress(file=sys.stderr) as bar:
             sweep = lazy_width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
                                 checkpoint=json_checkpoint(out / "steps", f"{key}_"), track=bar.track, tag="w", **cfg)
         atomic_write_json(out / "lazy.json", sweep)

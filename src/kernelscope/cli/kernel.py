@@ -32,14 +32,9 @@ def _activation(name: str, slope: float):
 
 
 def _read(path: Path, what: str) -> np.ndarray:
-    from ._files import read_array
+    from ._files import read_table
 
-    arr = read_array(path, what)
-    if getattr(arr, "ndim", 0) == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValidationError(f"{what}", "a non-empty 2-D array (rows = samples)", f"shape {arr.shape}")
-    return arr
+    return read_table(path, what)
 
 
 def register(app: typer.Typer) -> None:

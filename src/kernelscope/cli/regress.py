@@ -2,20 +2,21 @@
 
     kernelscope regress --train train.csv --test test.csv --kernel rbf --ridge 1e-3 --out pred.csv [--std]
 
-Files are ``.npy`` (a 2-D array) or ``.csv`` (comma-separated numbers, an optional header line). The target is
+Files are ``.npy`` (a 2-D array) or text (``.csv``/``.txt``/``.tsv``: numbers, an optional header line), read by
+:func:`kernelscope.cli._files.read_table`. The target is
 the column ``--target-col`` of the training file (default the last). A test file with as many columns as the
 training file carries its targets too (the test RMSE is printed); one with a column fewer is features only.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from .._arrays import ValidationError
+from ._files import read_table
 
 KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf", "ntk", "nngp")
 #: the options each --kernel takes (the rest are refused by name, not by a Python TypeError)
@@ -43,38 +44,6 @@ def kernel_from_options(kernel: str, options: dict):
     if kernel in ("ntk", "nngp"):
         return MLPKernel(**given, nngp=kernel == "nngp")
     return _kernels.get(kernel, **given)
-
-
-def read_table(path: Path, what: str) -> np.ndarray:
-    """A 2-D float array from ``.npy`` or ``.csv`` (one header line allowed); one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValidationError(what, "an existing file", f"{path}, which does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
-        elif suffix in (".csv", ".txt"):
-            with warnings.catch_warnings():  # an empty file is reported below, in one line
-                warnings.simplefilter("ignore", UserWarning)
-                try:
-                    arr = np.loadtxt(path, delimiter=",", ndmin=2)
-                except ValueError:  # a header line
-                    arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-        else:
-            raise ValidationError(f"{what}", "a .npy or .csv file", f"{path.name}")
-    except (ValueError, OSError) as exc:
-        raise ValidationError(what, "a readable table",
-                              f"{path}, which could not be read ({str(exc).splitlines()[0]})") from None
-    if arr.ndim != 2 or arr.size == 0:
-        raise ValidationError(f"{what}", "a non-empty 2-D table (rows = samples)", f"shape {arr.shape}")
-    if arr.dtype.kind not in "biuf":
-        raise ValidationError(f"{what}", "numbers", f"dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        r, c = np.argwhere(~np.isfinite(arr))[0]
-        raise ValidationError(what, "finite numbers", f"a non-finite value at row {r}, column {c}")
-    return arr
 
 
 def split_target(table: np.ndarray, col: int, what: str) -> tuple[np.ndarray, np.ndarray]:

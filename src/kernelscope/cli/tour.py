@@ -26,12 +26,10 @@ def register(app: typer.Typer) -> None:
             for ch in chapters():
                 typer.echo(f"{ch.key:12s} {ch.title}")
             return
-        try:
-            res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
-        except KeyboardInterrupt:  # typer would turn it into a silent exit 130
-            from . import interrupted
+        from . import resumable
 
-            interrupted()
+        with resumable(out):
+            res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
         typer.echo(f"report: {res.out / 'index.html'}  (done {len(res.done)}, resumed {len(res.skipped)}, "
                    f"failed {len(res.failed)})")
         if res.failed:

@@ -11,7 +11,8 @@ Curvature and descent (:mod:`kernelscope.optim`)
 - :func:`momentum_escape` - gradient descent stuck in a local minimum that heavy-ball momentum rolls out of.
 - :func:`step_sizes` - η against 2/λ_max on a quadratic; :func:`model_step_sizes` the same on torch models
   with λ_max measured by Lanczos on Hessian-vector products.
-- :func:`batch_sizes` - full batch against mini-batch against per-sample SGD on one problem.
+- :func:`batch_sizes` - full batch against mini-batch against per-sample SGD on one problem, each trained by
+  the library's one training loop (:func:`kernelscope.dynamics.train`, through :func:`train_epochs`).
 
 Chapter 1 meets chapter 5
 - :func:`least_norm_link` - gradient descent on the linearised network from w₀ moves the weights by the
@@ -41,10 +42,10 @@ from .. import empirical, linsys, optim
 from .._arrays import as_numpy, check_int, check_positive
 
 __all__ = ["SURFACES", "LeastNorms", "least_norms", "RegularizationPaths", "regularization_paths",
-           "StationaryPoints", "stationary_points", "surface_grid", "Descent", "momentum_escape", "StepSizes",
-           "step_sizes", "ModelStepSizes", "model_step_sizes", "BatchSizes", "batch_sizes", "LeastNormLink",
-           "least_norm_link", "GaussNewtonSpectrum", "gauss_newton_spectrum", "Lift", "lift", "SpiralSGD",
-           "spiral_sgd", "Trainer", "sgd_trainer", "with_weights", "linear_regions"]
+           "lasso_kkt_violation", "StationaryPoints", "stationary_points", "surface_grid", "Descent",
+           "momentum_escape", "StepSizes", "step_sizes", "ModelStepSizes", "model_step_sizes", "BatchSizes",
+           "batch_sizes", "LeastNormLink", "least_norm_link", "GaussNewtonSpectrum", "gauss_newton_spectrum", "Lift",
+           "lift", "SpiralSGD", "spiral_sgd", "EpochRun", "train_epochs", "with_weights", "linear_regions"]
 
 Grid = tuple[np.ndarray, np.ndarray, np.ndarray]  # (gx, gy, values), each (R, R)
 
@@ -129,26 +130,37 @@ def least_norms(a: Sequence[float] = (3.0, 4.0), beta: float = 12.0, n_path: int
 class RegularizationPaths:
     """Lasso against ridge on a regression with a sparse truth (:func:`regularization_paths`).
 
-    w_true : (d,) ; lasso, ridge : the paths ; lasso_reference : (L, d) scikit-learn's ``lasso_path`` on the
-    same α ; max_abs_diff : max |ours − scikit-learn| ; support_true : indices of the non-zero true weights
+    w_true : (d,) ; lasso, ridge : the paths ; kkt_violation : the largest violation, over the path, of the lasso's
+    optimality conditions (:func:`lasso_kkt_violation`) ; support_true : indices of the non-zero true weights
     """
 
     w_true: np.ndarray
     lasso: linsys.RegularizationPath
     ridge: linsys.RegularizationPath
-    lasso_reference: np.ndarray
-    max_abs_diff: float
+    kkt_violation: float
     support_true: list[int]
+
+
+def lasso_kkt_violation(X: np.ndarray, y: np.ndarray, alphas: np.ndarray, coefs: np.ndarray) -> float:
+    """How far ``coefs`` (L, d) are from solving ``min (1/2N)‖Xw − y‖² + α‖w‖₁`` for each α of ``alphas`` (L,):
+    with the correlations ``r = Xᵀ(y − Xw)/N``, the optimum has ``r_j = α sign(w_j)`` where ``w_j ≠ 0`` and
+    ``|r_j| ≤ α`` where ``w_j = 0`` (Karush–Kuhn–Tucker); returns the largest violation of either."""
+    worst = 0.0
+    for a, w in zip(alphas, coefs):
+        r = X.T @ (y - X @ w) / X.shape[0]
+        on = w != 0
+        v_on = np.abs(r[on] - a * np.sign(w[on])).max(initial=0.0)
+        v_off = np.maximum(np.abs(r[~on]) - a, 0.0).max(initial=0.0)
+        worst = max(worst, float(v_on), float(v_off))
+    return worst
 
 
 def regularization_paths(n: int = 60, d: int = 8, support: int = 3, noise: float = 0.3, n_path: int = 50,
                          seed: int = 0) -> RegularizationPaths:
     """Standard-normal design (n, d), ``y = X w + noise·ε`` with ``support`` non-zero true weights; the lasso
-    path (ours, checked against ``sklearn.linear_model.lasso_path``) and the ridge path on matching penalties
-    (λ = N·α, so that both objectives are scaled alike). The lasso drops coefficients to exactly 0 one by one;
-    ridge shrinks all of them and zeroes none."""
-    from sklearn.linear_model import lasso_path as sk_lasso_path
-
+    path (:func:`kernelscope.linsys.lasso_path`, checked by its optimality conditions) and the ridge path on
+    matching penalties (λ = N·α, so that both objectives are scaled alike). The lasso drops coefficients to
+    exactly 0 one by one; ridge shrinks all of them and zeroes none."""
     n, d = check_int(n, "n", minimum=2), check_int(d, "d", minimum=1)
     support = check_int(support, "support", minimum=0, maximum=d)
     rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
@@ -161,10 +173,9 @@ def regularization_paths(n: int = 60, d: int = 8, support: int = 3, noise: float
     alphas = np.geomspace(amax, amax * 1e-4, n_path)
     lasso = linsys.lasso_path(X, y, alphas)
     ridge = linsys.ridge_path(X, y, n * alphas * 10)
-    a_ref, c_ref, _ = sk_lasso_path(X, y, alphas=alphas, tol=1e-12, max_iter=100_000)
-    ref = c_ref.T[np.argsort(-a_ref)][np.argsort(np.argsort(-alphas))]  # sklearn sorts α decreasing: realign
-    return RegularizationPaths(w_true=w, lasso=lasso, ridge=ridge, lasso_reference=ref,
-                               max_abs_diff=float(np.abs(ref - lasso.coefs).max()), support_true=sorted(idx.tolist()))
+    return RegularizationPaths(w_true=w, lasso=lasso, ridge=ridge,
+                               kkt_violation=lasso_kkt_violation(X, y, alphas, lasso.coefs),
+                               support_true=sorted(idx.tolist()))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,25 +346,63 @@ def model_step_sizes(factors: Sequence[float] = (0.5, 0.9, 1.1, 2.0), steps: int
 # Full batch, mini-batch, per sample
 # ---------------------------------------------------------------------------------------------------------------
 
-#: ``trainer(L, theta0, n, batch_size, lr, epochs, seed) -> optim.SGDRun``: the loop the comparisons run. The
-#: default is :func:`sgd_trainer`; a training framework (``dynamics.train``) can be passed in its place.
-Trainer = Callable[..., optim.SGDRun]
+@dataclass
+class EpochRun:
+    """One run of :func:`kernelscope.dynamics.train` with the full-data loss recorded after every epoch.
+
+    batch_size : B ; n : N ; lr : η ; momentum : μ
+    epochs : (K,) epochs done at each record, 0 … E (a fraction at a divergence) ; loss : (K,) the mean loss on
+    all N examples there ; updates : (K,) optimiser steps by then ; grad_evals : (K,) per-example gradients by
+    then ; diverged_at : the step where training stopped for divergence, else None ; model : the trained copy
+    """
+
+    batch_size: int
+    n: int
+    lr: float
+    momentum: float
+    epochs: np.ndarray
+    loss: np.ndarray
+    updates: np.ndarray
+    grad_evals: np.ndarray
+    diverged_at: int | None
+    model: nn.Module
 
 
-def sgd_trainer(L, theta0, n: int, batch_size: int, lr: float, epochs: int, seed: int = 0,
-                momentum: float = 0.0) -> optim.SGDRun:
-    """The default :data:`Trainer`: :func:`kernelscope.optim.sgd` on the flat-weight loss ``L``."""
-    return optim.sgd(L, theta0, n, batch_size=batch_size, lr=lr, epochs=epochs, momentum=momentum, seed=seed)
+def train_epochs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, lr: float, epochs: int,
+                 loss: str = "mse", momentum: float = 0.0, seed: int = 0) -> EpochRun:
+    """Train a copy of ``model`` with :func:`kernelscope.dynamics.train` (SGD on the mean ``loss``) for ``epochs``
+    epochs of ``⌊N/B⌋`` steps, each on the next B points of a fresh seeded permutation (B = N: full-batch gradient
+    descent, B = 1: per-sample SGD), and record the loss on all N examples after every epoch."""
+    from ..dynamics import loss_value, train
+
+    n = X.shape[0]
+    per_epoch = n // batch_size
+    trained = copy.deepcopy(model)
+    record: list[tuple[int, float]] = []
+
+    def on_step(step: int, _batch_loss: float, _out: torch.Tensor, bad: bool) -> None:
+        if step % per_epoch == 0 or bad:  # the model has taken `step` steps
+            with torch.no_grad():
+                out = trained(X)
+                record.append((step, float(loss_value(out.reshape(n, -1), y, loss, "mean"))))
+
+    res = train(trained, X, y, loss=loss, reduction="mean", optimizer="sgd", lr=lr, momentum=momentum,
+                steps=epochs * per_epoch, batch_size=None if batch_size == n else batch_size, seed=seed,
+                callback=on_step, what=f"training with batch size {batch_size}")
+    steps = np.array([s for s, _ in record])
+    return EpochRun(batch_size=batch_size, n=n, lr=float(lr), momentum=float(momentum), epochs=steps / per_epoch,
+                    loss=np.array([v for _, v in record]), updates=steps, grad_evals=steps * batch_size,
+                    diverged_at=res.diverged_at, model=trained)
 
 
 @dataclass
 class BatchSizes:
     """The same model, data, start and step size η trained with several batch sizes (:func:`batch_sizes`).
 
-    runs : {label: SGDRun} (labels 'full batch (N)', 'mini-batch (B)', 'per sample (1)') ; n : N ; lr : η
+    runs : {label: EpochRun} (labels 'full batch (N)', 'mini-batch (B)', 'per sample (1)') ; n : N ; lr : η
     """
 
-    runs: dict[str, optim.SGDRun]
+    runs: dict[str, EpochRun]
     n: int
     lr: float
     loss: str
@@ -363,20 +412,29 @@ def _batch_label(b: int, n: int) -> str:
     return f"full batch ({n})" if b == n else ("per sample (1)" if b == 1 else f"mini-batch ({b})")
 
 
-def batch_sizes(model: nn.Module, X: Any, y: Any, *, batch_sizes: Sequence[int] = (0, 16, 1), lr: float = 0.05,
-                epochs: int = 20, loss: str = "mse", seed: int = 0, trainer: Trainer | None = None) -> BatchSizes:
-    """Train copies of ``model`` (the same w₀) on the mean loss with each batch size (0 means N: full batch),
-    the same η and epochs: per epoch, full batch takes 1 step, mini-batch ⌈N/B⌉, per sample N - each computing N
-    per-example gradients. ``trainer`` replaces the loop (default :func:`sgd_trainer`)."""
-    trainer = sgd_trainer if trainer is None else trainer
-    L, theta0 = optim.model_loss(model, X, y, loss, reduction="mean")
-    n = L.n
+def _batch_runs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_sizes: Sequence[int], lr: float,
+                epochs: int, loss: str, seed: int) -> dict[str, EpochRun]:
+    n = X.shape[0]
     runs = {}
     for b in batch_sizes:
-        bs = n if int(b) == 0 else int(b)
-        runs[_batch_label(bs, n)] = trainer(L, theta0, n, bs, check_positive(lr, "lr"),
-                                            check_int(epochs, "epochs", minimum=1), seed)
-    return BatchSizes(runs=runs, n=n, lr=float(lr), loss=loss)
+        bs = n if int(b) == 0 else check_int(b, "batch_sizes", minimum=1, maximum=n)
+        runs[_batch_label(bs, n)] = train_epochs(model, X, y, batch_size=bs, lr=lr, epochs=epochs, loss=loss,
+                                                 seed=seed)
+    return runs
+
+
+def batch_sizes(model: nn.Module, X: Any, y: Any, *, batch_sizes: Sequence[int] = (0, 16, 1), lr: float = 0.05,
+                epochs: int = 20, loss: str = "mse", seed: int = 0) -> BatchSizes:
+    """Train copies of ``model`` (the same w₀) on the mean loss with each batch size (0 means N: full batch),
+    the same η and epochs (:func:`train_epochs`, i.e. :func:`kernelscope.dynamics.train`): per epoch, full batch
+    takes 1 step, mini-batch ⌊N/B⌋, per sample N - each computing about N per-example gradients.
+
+    X (N, d) and y (N,) tensors or arrays in the model's dtype (y integer labels for ``loss='cross_entropy'``)."""
+    X = torch.as_tensor(X)
+    y = torch.as_tensor(y)
+    runs = _batch_runs(model, X, y, batch_sizes, check_positive(lr, "lr"), check_int(epochs, "epochs", minimum=1),
+                       loss, seed)
+    return BatchSizes(runs=runs, n=X.shape[0], lr=float(lr), loss=loss)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -599,7 +657,7 @@ class SpiralSGD:
     """Per-sample SGD against full batch on the spirals, the linear classifier, and the NTK's influence maps.
 
     X, y : the spiral ; lims : the plane's box ; linear_regions (R, R), linear_accuracy : the linear classifier
-    runs : {label: SGDRun} ; accuracy : {label: final training accuracy} ; regions : {label: (R, R) argmax}
+    runs : {label: EpochRun} ; accuracy : {label: final training accuracy} ; regions : {label: (R, R) argmax}
     anchors : indices i of the training points whose influence is mapped
     influence_init, influence_trained : (A, R, R) ``Θ(x, x_i)/Θ(x_i, x_i)`` over the grid (trace over the
     outputs) at w₀ and after per-sample training ; trained_with : the label whose weights the second map uses
@@ -610,7 +668,7 @@ class SpiralSGD:
     lims: tuple[float, float, float, float]
     linear_regions: np.ndarray
     linear_accuracy: float
-    runs: dict[str, optim.SGDRun]
+    runs: dict[str, EpochRun]
     accuracy: dict[str, float]
     regions: dict[str, np.ndarray]
     anchors: list[int]
@@ -635,40 +693,36 @@ def _influence(model: nn.Module, X: np.ndarray, anchors: Sequence[int], grid: np
 
 def spiral_sgd(classes: int = 3, n_per_class: int = 100, noise: float = 0.2, *, width: int = 64, depth: int = 3,
                lr: float = 0.5, epochs: int = 30, batch_sizes: Sequence[int] = (0, 1), resolution: int = 120,
-               anchors: int = 2, seed: int = 0, trainer: Trainer | None = None) -> SpiralSGD:
+               anchors: int = 2, seed: int = 0) -> SpiralSGD:
     """On K spiral arms: the linear classifier's regions; a ReLU network ``2 → width → … → K`` in the NTK
     parameterisation (:func:`kernelscope.dynamics.mlp`) trained on the mean cross-entropy from the same w₀ with
-    each batch size (0 = full batch) - same η, same epochs; its regions; and the NTK's influence map
+    each batch size (0 = full batch) - same η, same epochs (:func:`train_epochs`); its regions; and the NTK's
+    influence map
     ``Θ(x, x_i)``: a gradient step on the loss of x_i alone changes f(x) by ``−η Θ(x, x_i) ℓ'_i``, so the map
     shows which inputs move when x_i is pulled ("moving one point drags the others"). For a ReLU network it
     is a wide wedge in x_i's direction at w₀ (the NTK grows with ‖x‖); training changes it (the kernel moves)."""
     from ..data import spirals
     from ..dynamics import mlp
 
-    trainer = sgd_trainer if trainer is None else trainer
     X, y = spirals(n_per_class, classes, noise, seed)
     lim = 1.15 * float(np.abs(X).max())
     lims = (-lim, lim, -lim, lim)
     lin_regions, lin_acc = linear_regions(X, y, lims, resolution)
     model = mlp(2, width, depth=depth, d_out=classes, b_std=0.1, seed=seed)
-    L, theta0 = optim.model_loss(model, X, y, "cross_entropy", reduction="mean")
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y, dtype=torch.int64)
     grid, shape = _grid_points(lims, resolution)
-    runs, acc, regions = {}, {}, {}
-    n = X.shape[0]
-    for b in batch_sizes:
-        bs = n if int(b) == 0 else int(b)
-        label = _batch_label(bs, n)
-        run = trainer(L, theta0, n, bs, lr, epochs, seed)
-        runs[label] = run
-        th = torch.as_tensor(run.x)
+    runs = _batch_runs(model, Xt, yt, batch_sizes, check_positive(lr, "lr"), check_int(epochs, "epochs", minimum=1),
+                       "cross_entropy", seed)
+    acc, regions = {}, {}
+    for label, run in runs.items():
         with torch.no_grad():
-            acc[label] = float((L.outputs(th, L.X).argmax(1) == L.y).double().mean())
-            regions[label] = L.outputs(th, torch.as_tensor(grid)).argmax(1).numpy().reshape(shape)
+            acc[label] = float((run.model(Xt).argmax(1) == yt).double().mean())
+            regions[label] = run.model(torch.as_tensor(grid)).argmax(1).numpy().reshape(shape)
     # anchors: points half-way along different arms
     picks = [k * n_per_class + (n_per_class * 3) // 5 for k in range(min(anchors, classes))]
     trained_with = min(runs, key=lambda k: runs[k].batch_size)
     inf0 = _influence(model, X, picks, grid, shape)
-    inf1 = _influence(with_weights(model, runs[trained_with].x), X, picks, grid, shape)
+    inf1 = _influence(runs[trained_with].model, X, picks, grid, shape)
     return SpiralSGD(X=X, y=y, lims=lims, linear_regions=lin_regions, linear_accuracy=lin_acc, runs=runs,
                      accuracy=acc, regions=regions, anchors=picks, influence_init=inf0, influence_trained=inf1,
                      trained_with=trained_with,

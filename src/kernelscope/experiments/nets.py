@@ -1,7 +1,8 @@
 """Chapter 4's experiments: infinite-width networks, the NNGP and NTK, and the finite networks that converge to them.
 
-Four experiments (THEORY.md §3–4), each returning a JSON-able dict that :mod:`kernelscope.plots.nets` draws and
-the tour saves as a checkpoint:
+Four experiments (THEORY.md §3–4), each returning a dataclass of plain lists and numbers that
+:mod:`kernelscope.plots.nets` draws; the tour saves ``dataclasses.asdict(result)`` as a checkpoint and rebuilds the
+result with ``Result(**saved)``:
 
 1. :func:`random_features_experiment` - a two-layer net with a frozen random first layer and a trained readout
    is random-features regression; as the width k grows its prediction converges to NNGP regression;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,15 +29,17 @@ from ..data import digits, regression_1d, sphere
 from ..regression import KernelRegressor
 from ..stats import fit_slope
 
-__all__ = ["W_STD", "B_STD", "mlp", "random_features_experiment", "width_experiment", "angle_experiment",
-           "ANGLE_ACTIVATIONS", "digits_experiment", "DIGIT_ACTIVATIONS"]
+__all__ = ["W_STD", "B_STD", "mlp_description", "RandomFeaturesResult", "random_features_experiment",
+           "WidthResult", "width_experiment", "AngleResult", "angle_experiment", "ANGLE_ACTIVATIONS",
+           "DigitsResult", "digits_experiment", "DIGIT_ACTIVATIONS"]
 
 W_STD, B_STD = 1.5, 0.05
 
 
-def mlp(depth: int, activation: Any = nets.ReLU, width: int = 512, w_std: float = W_STD,
-        b_std: float = B_STD) -> nets.Serial:
-    """``serial(Dense(width), activation()) × depth + Dense(1)`` with the same (w_std, b_std) everywhere."""
+def mlp_description(depth: int, activation: Any = nets.ReLU, width: int = 512, w_std: float = W_STD,
+                    b_std: float = B_STD) -> nets.Serial:
+    """The infinite-width description ``serial(Dense(width), activation()) × depth + Dense(1)`` with the same
+    (w_std, b_std) everywhere; ``.kernel(X)`` gives its NNGP/NTK, ``.finite(seed, width)`` a finite module."""
     layers: list = []
     for _ in range(depth):
         layers += [nets.Dense(width, w_std, b_std), activation()]
@@ -45,8 +49,23 @@ def mlp(depth: int, activation: Any = nets.ReLU, width: int = 512, w_std: float 
 # ------------------------------------------------------------------------------------------------------------
 # 1. Random features -> NNGP regression
 # ------------------------------------------------------------------------------------------------------------
+@dataclass
+class RandomFeaturesResult:
+    ks: list[int]
+    rf_error: list[float]  # (len(ks),) RMS gap to NNGP regression on the grid, mean over draws
+    rf_slope: float  # log-log fit of rf_error against k
+    rf_intercept: float
+    x_grid: list[float]  # (G,)
+    f_nngp: list[float]  # (G,) NNGP regression
+    f_rf_example: list[list[float]]  # (len(ks), G) the first draw's random-features fit for each k
+    x_train: list[float]  # (N,)
+    y_train: list[float]  # (N,)
+    ridge: float
+    n_draws: int
+
+
 def random_features_experiment(ks: list[int], n_draws: int = 5, seed: int = 0, ridge: float = 1e-3,
-                               n_train: int = 20) -> dict[str, Any]:
+                               n_train: int = 20) -> RandomFeaturesResult:
     """Frozen first layer of width k, trained readout (ridge ``ridge``) vs NNGP regression on 1-D data.
 
     The net is ``serial(Dense(k, 1.5, 1.0), ReLU(), Dense(1, 1.5, 0.05))``; its random features are
@@ -75,16 +94,29 @@ def random_features_experiment(ks: list[int], n_draws: int = 5, seed: int = 0, r
                 examples.append(f.tolist())
         errors.append(float(np.mean(errs)))
     slope, intercept = fit_slope(ks, errors)
-    return {"ks": list(ks), "rf_error": errors, "rf_slope": slope, "rf_intercept": intercept,
-            "x_grid": grid[:, 0].tolist(), "f_nngp": f_nngp.tolist(), "f_rf_example": examples,
-            "x_train": X[:, 0].tolist(), "y_train": y.tolist(), "ridge": ridge, "n_draws": n_draws}
+    return RandomFeaturesResult(ks=list(ks), rf_error=errors, rf_slope=slope, rf_intercept=intercept,
+                                x_grid=grid[:, 0].tolist(), f_nngp=f_nngp.tolist(), f_rf_example=examples,
+                                x_train=X[:, 0].tolist(), y_train=y.tolist(), ridge=ridge, n_draws=n_draws)
 
 
 # ------------------------------------------------------------------------------------------------------------
 # 2. Monte Carlo error of one finite network's kernels against width
 # ------------------------------------------------------------------------------------------------------------
+@dataclass
+class WidthResult:
+    widths: list[int]
+    nngp_error: list[float]  # (len(widths),) RMS over draws of ‖K̂ − K‖_F/‖K‖_F
+    ntk_error: list[float]
+    nngp_slope: float  # log-log fits against width
+    nngp_intercept: float
+    ntk_slope: float
+    ntk_intercept: float
+    depth: int
+    n_draws: int
+
+
 def width_experiment(widths: list[int], n_draws: int = 4, depth: int = 2, n_points: int = 16, d: int = 8,
-                     seed: int = 0, track=lambda it, desc: it) -> dict[str, Any]:
+                     seed: int = 0, track=lambda it, desc: it) -> WidthResult:
     """RMS over draws of the relative Frobenius errors ``‖K̂ − K‖/‖K‖`` of one random network's empirical NNGP
     and NTK, against width.
 
@@ -92,7 +124,7 @@ def width_experiment(widths: list[int], n_draws: int = 4, depth: int = 2, n_poin
     readout weights given the rest); empirical NTK: ``∇_w f · ∇_w f`` by ``torch.func`` (:func:`nets.empirical_ntk`).
     """
     X = torch.as_tensor(sphere(n_points, d, seed=seed))
-    net = mlp(depth)
+    net = mlp_description(depth)
     exact = net.kernel(X)
     nrm_nngp, nrm_ntk = float(torch.linalg.norm(exact.nngp)), float(torch.linalg.norm(exact.ntk))
     e_nngp, e_ntk = [], []
@@ -110,8 +142,8 @@ def width_experiment(widths: list[int], n_draws: int = 4, depth: int = 2, n_poin
         e_ntk.append(float(np.sqrt(np.mean(np.square(b)))))
     s1, c1 = fit_slope(widths, e_nngp)
     s2, c2 = fit_slope(widths, e_ntk)
-    return {"widths": list(widths), "nngp_error": e_nngp, "ntk_error": e_ntk, "nngp_slope": s1,
-            "nngp_intercept": c1, "ntk_slope": s2, "ntk_intercept": c2, "depth": depth, "n_draws": n_draws}
+    return WidthResult(widths=list(widths), nngp_error=e_nngp, ntk_error=e_ntk, nngp_slope=s1, nngp_intercept=c1,
+                       ntk_slope=s2, ntk_intercept=c2, depth=depth, n_draws=n_draws)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -120,7 +152,18 @@ def width_experiment(widths: list[int], n_draws: int = 4, depth: int = 2, n_poin
 ANGLE_ACTIVATIONS = {"ReLU": nets.ReLU, "Erf": nets.Erf, "GELU": lambda: nets.GELU(degree=32)}
 
 
-def angle_experiment(depths=(1, 2, 3, 4, 5), n_angles: int = 91) -> dict[str, Any]:
+@dataclass
+class AngleResult:
+    angles: list[float]  # (G,) γ in radians, 0..π
+    depths: list[int]
+    curves: dict[str, dict[str, dict[str, list[float]]]]  # activation -> "nngp"/"ntk" -> str(depth) -> (G,) k(γ)/k(0)
+
+    def at(self, gamma: float, activation: str, which: str, depth: int) -> float:
+        """k(γ)/k(0) at the angle ``gamma`` (radians), linearly interpolated between the computed angles."""
+        return float(np.interp(gamma, self.angles, self.curves[activation][which][str(depth)]))
+
+
+def angle_experiment(depths=(1, 2, 3, 4, 5), n_angles: int = 91) -> AngleResult:
     """NNGP/NTK between ``(1, 0)`` and ``(cos γ, sin γ)``, normalised by their value at γ = 0."""
     angles = np.linspace(0.0, math.pi, n_angles)
     U = np.stack([np.cos(angles), np.sin(angles)], 1)  # (G, 2) unit inputs
@@ -128,11 +171,11 @@ def angle_experiment(depths=(1, 2, 3, 4, 5), n_angles: int = 91) -> dict[str, An
     for name, act in ANGLE_ACTIVATIONS.items():
         curves[name] = {"nngp": {}, "ntk": {}}
         for depth in depths:
-            k = mlp(depth, act).kernel(U[:1], U)
+            k = mlp_description(depth, act).kernel(U[:1], U)
             for which in ("nngp", "ntk"):
                 row = getattr(k, which)[0]
                 curves[name][which][str(depth)] = (row / row[0]).tolist()
-    return {"angles": angles.tolist(), "depths": list(depths), "curves": curves}
+    return AngleResult(angles=angles.tolist(), depths=list(depths), curves=curves)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -141,8 +184,20 @@ def angle_experiment(depths=(1, 2, 3, 4, 5), n_angles: int = 91) -> dict[str, An
 DIGIT_ACTIVATIONS = {"ReLU": nets.ReLU, "Erf": nets.Erf}
 
 
+@dataclass
+class DigitsResult:
+    accuracy: dict[str, float]  # "rbf" and "<activation>-<nngp|ntk>-<depth>" -> test accuracy
+    seconds: dict[str, float]  # the same keys -> fit + predict time
+    depths: list[int]
+    activations: list[str]
+    n_train: int
+    n_test: int
+    ridge: float
+    rbf_gamma: float
+
+
 def digits_experiment(n_train: int, n_test: int, depths=(1, 3), ridge: float = 1e-3, seed: int = 0
-                      ) -> dict[str, Any]:
+                      ) -> DigitsResult:
     """Test accuracy of NNGP/NTK regression (MLPs of several depths) and RBF kernel ridge on digits.
 
     Targets are one-hot minus 1/10 (zero mean), predictions the argmax of the 10 outputs. The RBF width is the
@@ -166,6 +221,7 @@ def digits_experiment(n_train: int, n_test: int, depths=(1, 3), ridge: float = 1
     for name, act in DIGIT_ACTIVATIONS.items():
         for depth in depths:
             for which in ("nngp", "ntk"):
-                score(f"{name}-{which}-{depth}", KernelRegressor(mlp(depth, act), ridge=ridge, nngp=which == "nngp"))
-    return {"accuracy": acc, "seconds": seconds, "depths": list(depths), "activations": list(DIGIT_ACTIVATIONS),
-            "n_train": n_train, "n_test": n_test, "ridge": ridge, "rbf_gamma": gamma}
+                net = mlp_description(depth, act)
+                score(f"{name}-{which}-{depth}", KernelRegressor(net, ridge=ridge, nngp=which == "nngp"))
+    return DigitsResult(accuracy=acc, seconds=seconds, depths=list(depths), activations=list(DIGIT_ACTIVATIONS),
+                        n_train=n_train, n_test=n_test, ridge=ridge, rbf_gamma=gamma)

@@ -1,5 +1,5 @@
 """Figures of the kernel-regression chapter (THEORY.md §2–3). Each takes a result dataclass of
-:mod:`kernelscope.chapters.ch20_kernels`, draws, and returns the Axes; nothing here computes a fit."""
+:mod:`kernelscope.experiments.kernels`, draws, and returns the Axes; nothing here computes a fit."""
 
 from __future__ import annotations
 

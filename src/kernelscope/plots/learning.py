@@ -201,7 +201,7 @@ def plot_model_step_sizes(res, axes=None):
 
 def plot_batch_sizes(runs: dict, axes=None, *, title: str = ""):
     """The full objective after every epoch for each batch size: against epochs (= N per-example gradients
-    each) and against parameter updates. ``runs``: {label: SGDRun}."""
+    each) and against parameter updates. ``runs``: {label: EpochRun} of :mod:`kernelscope.experiments.learning`."""
     axes = _axes(axes, 2, (11.0, 4.2))
     colors = ["#2c3e50", "#e67e22", "#c0392b", "#27ae60"]
     for (label, run), c in zip(runs.items(), colors):

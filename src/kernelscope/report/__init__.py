@@ -6,6 +6,8 @@ import html
 import math
 from typing import Any
 
+from ..story import fmt
+
 __all__ = ["render_report", "format_cell"]
 
 _CSS = """
@@ -36,18 +38,10 @@ def format_cell(v: Any) -> str:
         if math.isnan(v):
             return "—"
         a = abs(v)
-        text = f"{v:.3e}" if a != 0 and (a < 1e-3 or a >= 1e6) else f"{v:.4g}"
-        return _no_negative_zero(text)
+        return fmt(v, ".3e" if a != 0 and (a < 1e-3 or a >= 1e6) else ".4g")
     if v is None:
         return "—"
     return html.escape(str(v))
-
-
-def _no_negative_zero(text: str) -> str:
-    """``"-0"``, ``"-0.000"``, ``"-0.00e+00"`` -> without the sign: a number that rounds to zero has none."""
-    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
-        return text[1:]
-    return text
 
 
 def _table(t) -> str:
