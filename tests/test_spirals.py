@@ -308,7 +308,7 @@ def test_chapter_tiny(tmp_path, monkeypatch):
     for key in ("train_accuracy", "test_accuracy", "width_sweep", "regime_table", "folding"):
         assert key in nums
     assert nums["width_sweep"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
-    assert len(nums["regime_table"]["rows"]) == 3 + 2
+    assert len(nums["regime_table"]["rows"]) == 4 + 2
     assert len(out["findings"]) >= 6 and len(out["figures"]) == 9
     for f in out["figures"]:
         assert (tmp_path / f).stat().st_size > 1000

@@ -505,7 +505,7 @@ class GradientFlow(NamedTuple):
 
 def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: float = 1.0,
                   f0_train: Any = None, f0_test: Any = None, rcond: float | None = None, *,
-                  discrete: bool = False) -> GradientFlow:
+                  discrete: bool = False, ridge: float = 0.0) -> GradientFlow:
     """Function values after training time t of gradient flow ``df/dt = −η Θ (f − y)`` on ``½‖f − y‖²``
     (or, with ``discrete=True``, after t steps of gradient descent ``f ← f − η Θ (f − y)``).
 
@@ -522,6 +522,12 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
     gradient descent with ``η < 2/w_max``). A loss averaged over the N points, ``(1/2N)‖f − y‖²``, is
     ``lr = η/N`` here.
 
+    With ``ridge`` λ > 0, Θ(X, X) + λI stands for Θ(X, X) throughout (neural-tangents' ``diag_reg``, in absolute
+    units): as t → ∞ the test predictions become kernel ridge regression ``Θ(x, X)(Θ + λI)⁻¹(y − f₀)``; the
+    training-set output is that of the regularised system (pass ``k_test_train=k_train`` for the ridge fit on the
+    training points). The MSE special case of :func:`kernelscope.predict.gradient_descent`, and the engine of
+    :func:`kernelscope.predict.ensemble`.
+
     Parameters
     ----------
     k_train : array-like of shape (N, N) - Θ(X, X), symmetric PSD.
@@ -534,6 +540,7 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
     f0_test : array-like of shape (M,) or (M, O), optional - the initial function at the test points.
     rcond : float, optional - relative cut-off for the eigenvalues of Θ.
     discrete : gradient descent in steps of size η instead of gradient flow.
+    ridge : float >= 0 - λ added to the diagonal of Θ(X, X).
 
     Returns
     -------
@@ -559,6 +566,9 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
     if bool(torch.isnan(times).any()) or bool((times < 0).any()):
         raise ValidationError("t", "times >= 0 (inf allowed)", f"{t!r}")
     eta = check_positive(lr, "lr")
+    lam = check_nonnegative(ridge, "ridge")
+    if lam > 0:
+        Theta = Theta + lam * torch.eye(n, dtype=Theta.dtype, device=dev)
 
     def initial(f0: Any, name: str, rows: int) -> torch.Tensor:
         if f0 is None:

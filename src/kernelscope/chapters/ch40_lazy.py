@@ -6,7 +6,8 @@ Text and figures of three experiments (:mod:`kernelscope.experiments.lazy`), eac
 1. a width sweep of two-layer erf networks on a 1-D regression set: the trained net, its trained linearisation,
    and the gradient-flow predictions with the empirical Θ₀ and with the infinite-width NTK (``nets``);
 2. the same sweep for three-layer ReLU networks on a digits subset (parity as a ±1 target);
-3. the empirical NTK of ``net.finite(width=m)`` converging to ``net.kernel().ntk``.
+3. the empirical NTK of ``net.finite(width=m)`` converging to ``net.kernel().ntk``;
+4. the infinite ensemble's mean and error bars (``kernelscope.predict.ensemble``) against many trained finite nets.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from .. import nets
 from ..dynamics import ntk_convergence
-from ..experiments.lazy import lazy_1d_problem, lazy_digits_problem, run_lazy_sweeps
+from ..experiments.lazy import ensemble_bands, lazy_1d_problem, lazy_digits_problem, run_lazy_sweeps
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER", "WIDTHS"]
@@ -31,6 +32,9 @@ the network and its linearisation all shrink as the width m grows — <strong>la
 networks of widths 16 … 4096 side by side with their linearisations (computed by forward-mode products, no
 Jacobian stored) and measure the slopes on log-log axes; the empirical NTK itself, computed for any torch
 module by <code>kernelscope.empirical.ntk</code>, converges to the infinite-width formula of chapter 4.</p>
+<p>Each wide net starts from a random function drawn from the NNGP and is then pulled towards the data by the NTK,
+so an <em>ensemble</em> of trained wide nets is Gaussian, with a mean and error bars in closed form (Lee et al.
+2019; <code>kernelscope.predict.ensemble</code>) — which we check against many trained finite nets.</p>
 """
 
 WIDTHS = {
@@ -38,6 +42,8 @@ WIDTHS = {
     "digits": {"quick": [16, 64, 256], "full": [16, 64, 256, 1024, 4096]},
     "ntk": {"quick": [16, 128, 1024], "full": [16, 64, 256, 1024, 4096]},
 }
+ENSEMBLE = {"quick": dict(n_nets=24, width=512, steps=30), "full": dict(n_nets=64, width=512, steps=30)}
+
 def _run(ctx: StepContext) -> ChapterResult:
     import matplotlib.pyplot as plt
 
@@ -82,6 +88,21 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "(kernelscope.empirical.ntk) against net.kernel().ntk on 30 digits: the relative "
                                    "error falls like m^(−1/2)."))
 
+    # 4. the infinite ensemble's error bars against trained finite nets (Lee et al. 2019)
+    bands = ctx.checkpoint("ensemble_bands", lambda: ensemble_bands(seed=ctx.seed, track=ctx.track,
+                                                                    **ENSEMBLE[mode]))
+    axes = P.plot_ensemble_bands(bands)
+    res.figures.append(ctx.savefig(axes[0].figure, "ensemble.png",
+                                   f"{len(bands['nets'])} two-layer erf nets of width {bands['width']}, each from "
+                                   f"its own random initialisation, after {bands['steps']} gradient-descent steps, "
+                                   "against the infinite ensemble of infinitely wide nets trained the same way "
+                                   "(kernelscope.predict.ensemble: mean and standard deviation from the NNGP and "
+                                   "the NTK). Right: the standard deviations over x (log scale), with the prior's."))
+    F = np.asarray(bands["nets"])
+    e_mean, e_std = np.asarray(bands["mean"]), np.asarray(bands["std"])
+    z_mean = float(np.max(np.abs(F.mean(0) - e_mean) / (e_std / np.sqrt(len(F)))))
+    std_ratio = F.std(0, ddof=1) / e_std
+
     rows = []
     for name, sw in (("1-D, 2-layer erf", s1), ("digits, 3-layer ReLU", sd)):
         for r in sw["runs"]:
@@ -93,7 +114,10 @@ def _run(ctx: StepContext) -> ChapterResult:
                             note=f"lr: 1-D {s1['lr']:.3g}, digits {sd['lr']:.3g} (0.5/λ_max(Θ₀) of the widest net)."))
     res.numbers = {"slopes_1d": s1["slopes"], "slopes_digits": sd["slopes"], "lr_1d": s1["lr"],
                    "lr_digits": sd["lr"], "ntk_convergence_slope": conv["slope"],
-                   "widths_1d": WIDTHS["1d"][mode], "widths_digits": WIDTHS["digits"][mode]}
+                   "widths_1d": WIDTHS["1d"][mode], "widths_digits": WIDTHS["digits"][mode],
+                   "ensemble": {"n_nets": len(F), "width": bands["width"], "steps": bands["steps"],
+                                "max_mean_z": z_mean, "std_ratio_median": float(np.median(std_ratio)),
+                                "std_ratio_range": [float(std_ratio.min()), float(std_ratio.max())]}}
     a, b = s1["runs"][0], s1["runs"][-1]
     res.findings = [
         f"1-D two-layer erf nets: the relative weight change falls with slope {s1['slopes']['weight_change']:+.2f} "
@@ -116,6 +140,12 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"The empirical NTK of nets' finite networks converges to the analytic NTK with slope {conv['slope']:+.2f} "
         f"(relative error {np.mean(conv['errors'][0]):.3g} at m={conv['widths'][0]}, "
         f"{np.mean(conv['errors'][-1]):.3g} at m={conv['widths'][-1]}).",
+        f"Error bars: {len(F)} nets of width {bands['width']} trained {bands['steps']} steps from their own "
+        f"initialisations scatter around the infinite ensemble's mean within {z_mean:.1f} standard errors at every "
+        f"test point, and their spread is {np.median(std_ratio):.2f}× the ensemble's predicted σ(t) (median over x; "
+        f"range {std_ratio.min():.2f}–{std_ratio.max():.2f}, sampling error ≈ ±{1 / np.sqrt(2 * (len(F) - 1)):.2f}): "
+        "the Gaussian of Lee et al. (NNGP for the initial spread, NTK for the training) is the distribution of "
+        "trained wide nets, not just their mean.",
     ]
     return res
 

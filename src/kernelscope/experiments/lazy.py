@@ -2,17 +2,22 @@
 
 - :func:`lazy_1d_problem`, :func:`lazy_digits_problem` - the two data sets;
 - :func:`infinite_ntk` - Θ∞ of the same architecture from :mod:`kernelscope.nets`;
-- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.lazy_width_sweep` on both sets, with the infinite-width flow.
+- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.lazy_width_sweep` on both sets, with the infinite-width flow;
+- :func:`ensemble_bands` - many finite networks trained from their own initialisations against the infinite
+  ensemble's mean and error bars (:func:`kernelscope.predict.ensemble`).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .. import data, nets
-from ..dynamics import lazy_width_sweep
+from ..dynamics import lazy_width_sweep, train
+from ..predict import ensemble
 
-__all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps"]
+__all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps",
+           "ensemble_bands"]
 
 ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)  # two-layer erf nets on the 1-D set
 DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)  # three-layer ReLU nets on digits parity
@@ -55,3 +60,29 @@ def run_lazy_sweeps(widths_1d, widths_digits, *, steps_1d: int, steps_digits: in
         out["digits"] = lazy_width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
                                     checkpoint=checkpoint, ntk_infinite=kd_inf, track=track, tag="digits", **DIGITS)
     return out
+
+
+def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=None) -> dict:
+    """``n_nets`` two-layer erf nets of ``width`` (``ONE_D``) on the 1-D set, each from its own initialisation,
+    trained by ``steps`` full-batch gradient-descent steps on ``½ Σ (f − y)²`` at ``lr = 1/λ_max(Θ∞)``, against the
+    infinite ensemble after the same steps (Lee et al. 2019; :func:`kernelscope.predict.ensemble` with
+    ``discrete=True``) and its prior (t = 0).
+
+    Returns a JSON-able dict: ``x`` (M,) the test grid, ``nets`` (n_nets, M) the trained nets' outputs,
+    ``mean``/``std`` (M,) the ensemble's, ``prior_std`` (M,), ``width``, ``steps``, ``lr``.
+    """
+    X, y, Xs = lazy_1d_problem(seed)
+    net, (K, _) = infinite_ntk(X, Xs, ONE_D)
+    lr = float(1.0 / np.linalg.eigvalsh(K)[-1])
+    Xt, yt, Xst = torch.as_tensor(X), torch.as_tensor(y), torch.as_tensor(Xs)
+    outs = []
+    seeds = range(seed * 100003, seed * 100003 + n_nets)  # disjoint from other seeds' nets
+    for s in (seeds if track is None else track(seeds, "ensemble nets")):
+        model = net.finite(seed=s, width=width, in_dim=1)
+        train(model, Xt, yt, loss="mse", reduction="sum", lr=lr, steps=steps, what=f"ensemble net {s}")
+        with torch.no_grad():
+            outs.append(model(Xst)[:, 0].numpy())
+    g = ensemble(net, X, y, Xs, [0.0, float(steps)], lr=lr, discrete=True, cov=False)
+    return {"x": Xs[:, 0], "X": X[:, 0], "y": y, "nets": np.array(outs), "mean": g.mean[1],
+            "std": np.sqrt(np.clip(g.covariance[1], 0, None)), "prior_std": np.sqrt(g.covariance[0]),
+            "width": width, "steps": steps, "lr": lr}

@@ -5,8 +5,10 @@ On the same spiral data:
 - the analytic NNGP and NTK of the architecture ``2 -> n (ReLU) -> K`` in the NTK parameterisation
   (THEORY.md section 4, from :mod:`kernelscope.nets`),
   used as kernel classifiers: ``F(x) = k(x, X) (k(X, X) + ridge I)^-1 Y`` on centred one-hot targets ``Y``,
-  prediction ``argmax_k F_k``; and the NTK prediction after exactly the gradient-descent steps the finite nets
-  take (the linearised network, THEORY.md section 5);
+  prediction ``argmax_k F_k``; the NTK prediction after exactly the gradient-descent steps the finite nets
+  take (the linearised network, THEORY.md section 5); and the infinitely wide network trained by gradient flow on
+  the cross-entropy ``-sum_i log softmax(f(x_i))_{y_i}`` (:func:`kernelscope.predict.gradient_descent`) for
+  ``ce_time`` times the nets' training time;
 - finite networks of widths 16 ... 4096 with the same parameterisation, trained by full-batch gradient descent on
   ``L = (1/2N) sum_i |f(x_i) - Y_i|^2``.
 
@@ -34,6 +36,7 @@ from .._arrays import as_generator, as_numpy, check_int, check_nonnegative, chec
 from ..data import spirals
 from ..dynamics.train import train
 from ..nets.finite import mlp
+from ..predict import gradient_descent
 from ..regression import KernelRegressor, gradient_flow
 from ..stats import kernel_target_alignment
 
@@ -151,13 +154,15 @@ class RegimeTable:
 def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_class: int = 100,
                  noise: float = 0.2, *, n_test_per_class: int = 200, w_std: float = 1.0, b_std: float = 0.1,
                  steps: int = 2000, lr: float | None = None, ridge: float = 1e-6, seed: int = 0,
+                 ce_time: float = 10.0,
                  run_one: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
                  track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> RegimeTable:
     """Kernel classifiers (analytic NNGP, NTK) vs finite NTK-parameterised nets of each width, on one spiral.
 
     The training set is ``spirals(n_per_class, classes, noise, seed)``, the test set a second draw (seed + 1).
     ``lr`` defaults to ``1 / lambda_max(Theta / N)`` of the analytic NTK (stable for every width, the same for
-    all). ``run_one(name, compute)`` may wrap each finite width (the tour's checkpoint).
+    all). ``run_one(name, compute)`` may wrap each finite width (the tour's checkpoint). The cross-entropy row
+    integrates the NTK's function-space flow with step ``lr / N`` for ``ce_time * steps`` steps (0: no such row).
     """
     widths = [check_int(w, "widths", minimum=1) for w in widths]
     classes = check_int(classes, "classes", minimum=2)
@@ -192,6 +197,14 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     a = kernel_target_alignment(ntk.numpy(), y, classes)
     rows.append(RegimeRow(f"NTK linearised, {steps} GD steps", float("inf"), float((f_tr == y).mean()),
                           float((f_te == yt).mean()), 0.0, alignment_0=a, alignment_T=a))
+    ce_time = check_nonnegative(ce_time, "ce_time")
+    if ce_time > 0:  # the infinitely wide net trained on the cross-entropy (summed), from f0 = 0
+        ce = gradient_descent(ntk, torch.as_tensor(y), ce_time * steps, loss="cross_entropy", lr=lr / N,
+                              k_test_train=ntk_t, rtol=1e-6, atol=1e-8)
+        c_tr, c_te = ce.train.argmax(1).numpy(), ce.test.argmax(1).numpy()
+        rows.append(RegimeRow(f"NTK cross-entropy flow, {ce_time:g}x the nets' time", float("inf"),
+                              float((c_tr == y).mean()), float((c_te == yt).mean()), 0.0, alignment_0=a,
+                              alignment_T=a))
 
     def compute(width: int) -> dict[str, Any]:
         r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, lr=lr, steps=steps,
@@ -212,5 +225,6 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
         rows.append(RegimeRow(**{k: (v if k == "model" else float("nan") if v is None else float(v))
                                  for k, v in d.items()}))
     config = dict(classes=classes, n_per_class=n_per_class, n_test_per_class=n_test_per_class, noise=noise,
-                  w_std=w_std, b_std=b_std, steps=steps, lr=lr, ridge=ridge, seed=seed, widths=widths)
+                  w_std=w_std, b_std=b_std, steps=steps, lr=lr, ridge=ridge, seed=seed, widths=widths,
+                  ce_time=ce_time)
     return RegimeTable(rows, config)

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "plot_path_agreement",
-           "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history"]
+           "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history",
+           "plot_ensemble_bands"]
 
 _METRICS = {
     "weight_change": ("‖w_T − w₀‖ / ‖w₀‖", "#1f77b4", "o"),
@@ -227,3 +228,37 @@ def plot_kernel_comparison(result: Any, ax=None, label: str = ""):
     ax.set_title(label or "Path kernel vs the tangent kernel at the ends of the path")
     ax.legend(fontsize=7.5, loc="upper left")
     return ax
+
+
+def plot_ensemble_bands(bands: dict, axes=None):
+    """Left: trained finite nets (thin lines), their mean ± 2 std (dashed) and the infinite ensemble's mean ± 2 std
+    (band); right: the two standard deviations over x, with the prior's. ``bands`` from
+    :func:`kernelscope.experiments.lazy.ensemble_bands`. Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(11, 4.2))[1]
+    x, F = _np(bands["x"]), _np(bands["nets"])
+    mean, std = _np(bands["mean"]), _np(bands["std"])
+    m_net, s_net = F.mean(0), F.std(0, ddof=1)
+    ax = axes[0]
+    ax.fill_between(x, mean - 2 * std, mean + 2 * std, color="#9467bd", alpha=0.25, label="ensemble mean ± 2σ")
+    ax.plot(x, mean, color="#9467bd", lw=2)
+    for f in F[:12]:
+        ax.plot(x, f, color="0.5", lw=0.6, alpha=0.6)
+    ax.plot(x, m_net + 2 * s_net, "k--", lw=1, label=f"{len(F)} trained nets: mean ± 2 std")
+    ax.plot(x, m_net - 2 * s_net, "k--", lw=1)
+    ax.plot(_np(bands["X"]), _np(bands["y"]), "o", color="#d62728", ms=4, label="training points")
+    ax.set_xlabel("x")
+    ax.set_ylabel("f(x)")
+    ax.set_title(f"width {bands['width']}, {bands['steps']} GD steps")
+    ax.legend(fontsize=8, loc="upper left")
+    ax = axes[1]
+    ax.plot(x, std, color="#9467bd", lw=2, label="infinite ensemble σ(t)")
+    ax.plot(x, s_net, "k--", lw=1.2, label="std over the trained nets")
+    ax.plot(x, _np(bands["prior_std"]), color="0.6", lw=1, label="prior σ (t = 0)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("standard deviation of f(x)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return axes

@@ -1,0 +1,391 @@
+"""Function-space predictors: a kernel machine (a linearised or infinitely wide network) trained in time.
+
+In the spirit of neural-tangents' ``predict`` module (Lee et al. 2019, "Wide neural networks of any depth evolve as
+linear models under gradient descent", arXiv 1902.06720):
+
+- :func:`gradient_descent` - the outputs after training time t of gradient flow ``f' = −η Θ ∇_f L(f)`` (or its
+  heavy-ball version with ``momentum``) for any differentiable loss: squared error (closed form,
+  :func:`kernelscope.regression.gradient_flow`), cross-entropy, or a callable differentiated by torch autograd
+  (an ODE integrated with error control).
+- :func:`ensemble` - mean and covariance over test points of the infinite ensemble of infinitely wide networks
+  trained by gradient flow on the squared loss (Lee et al. 2019, eqs. 15-16), from a ``kernelscope.nets``
+  description.
+
+Losses are summed over examples and outputs (:mod:`kernelscope.dynamics.train`'s ``reduction='sum'``): squared
+error ``½ Σ ‖f_i − y_i‖²``, cross-entropy ``−Σ_i Σ_k y_ik log softmax(f_i)_k`` (y one-hot, or integer labels).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from .regression import gradient_flow
+
+__all__ = ["gradient_descent", "ensemble", "Dynamics", "Gaussian", "LOSSES", "METHODS"]
+
+LOSSES = ("mse", "cross_entropy")
+#: scipy.integrate ODE solvers; the implicit ones ('Radau', 'BDF') get the exact Jacobian for the built-in losses.
+METHODS = ("RK45", "DOP853", "Radau", "BDF")
+
+
+class Dynamics(NamedTuple):
+    """What :func:`gradient_descent` returns: ``train`` (.., N, O), ``test`` (.., M, O) or None, and ``info``
+    (``method``; for ODE solves ``steps`` (accepted steps), ``nfev``, ``njev``, ``rtol``, ``atol``)."""
+
+    train: Any
+    test: Any
+    info: dict
+
+
+class Gaussian(NamedTuple):
+    """``mean`` (.., M[, O]) and ``covariance`` (.., M, M) (or the variances (.., M) with ``cov=False``)."""
+
+    mean: Any
+    covariance: Any
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Kernels as operators: Θ ⊗ I (shape (N, N)) or a full kernel over outputs (shape (N, N, O, O))
+# ------------------------------------------------------------------------------------------------------------
+def _apply(K: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """``K G``: (R, N) @ (N, O) for ``Θ ⊗ I``, or ``Σ_jb K[i, j, a, b] G[j, b]`` for a (R, N, O, O) kernel."""
+    return K @ G if K.ndim == 2 else torch.einsum("ijab,jb->ia", K, G)
+
+
+def _jacobian_block(K: torch.Tensor, H: torch.Tensor, n_out: int) -> torch.Tensor:
+    """``∂(K g(f))/∂f`` = ``K H`` as a dense (R·O, N·O) matrix; H (N, O, O) the per-example Hessians of the loss."""
+    if K.ndim == 2:
+        J = torch.einsum("ij,jab->iajb", K, H)  # (R, O, N, O)
+    else:
+        J = torch.einsum("ijac,jcb->iajb", K, H)
+    return J.reshape(K.shape[0] * n_out, -1)
+
+
+def _flat_kernel(K: torch.Tensor) -> torch.Tensor:
+    """A (R, N, O, O) kernel as the (R·O, N·O) matrix of the flattened outputs (row-major (example, output))."""
+    return K.permute(0, 2, 1, 3).reshape(K.shape[0] * K.shape[2], K.shape[1] * K.shape[3])
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Losses: gradient and (for the built-in ones) per-example Hessians with respect to f (N, O)
+# ------------------------------------------------------------------------------------------------------------
+def _loss_gradient(loss: Any, Y: torch.Tensor, y_raw: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    if loss == "mse":
+        return lambda F: F - Y
+    if loss == "cross_entropy":
+        mass = Y.sum(1, keepdim=True)  # (N, 1): 1 for one-hot rows; soft labels keep their total
+
+        return lambda F: torch.softmax(F, 1) * mass - Y  # ∇ of −Σ y log softmax(f)
+
+    def grad(F: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad():
+            Fv = F.detach().requires_grad_(True)
+            value = loss(Fv, y_raw)
+            if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                raise ValidationError("loss", "a callable loss(f, y) returning a scalar torch tensor",
+                                      f"{type(value).__name__} {getattr(value, 'shape', '')}")
+            (g,) = torch.autograd.grad(value.reshape(()), Fv)
+        return g
+
+    return grad
+
+
+def _loss_hessian(loss: Any, Y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """Per-example Hessians (N, O, O) of the built-in losses (the loss is a sum over examples)."""
+    if loss == "mse":
+        return lambda F: torch.eye(F.shape[1], dtype=F.dtype, device=F.device).expand(F.shape[0], -1, -1)
+    if loss == "cross_entropy":
+        mass = Y.sum(1)[:, None, None]
+
+        def hess(F: torch.Tensor) -> torch.Tensor:
+            p = torch.softmax(F, 1)  # (N, O)
+            return mass * (torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
+
+        return hess
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# gradient_descent
+# ------------------------------------------------------------------------------------------------------------
+def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable = "mse", lr: float = 1.0,
+                     momentum: float | None = None, k_test_train: Any = None, f0_train: Any = None,
+                     f0_test: Any = None, method: str = "DOP853", rtol: float = 1e-8, atol: float = 1e-10
+                     ) -> Dynamics:
+    """Outputs after training time t of function-space gradient descent on a loss L (Lee et al. 2019, §2.2).
+
+    Gradient flow: ``df/dt = −η Θ(X, X) ∇_f L(f(X))`` on the training set, and at test points
+    ``df(x)/dt = −η Θ(x, X) ∇_f L(f(X))`` (integrated jointly, one state). With ``momentum`` μ, the continuous
+    heavy-ball ODE in neural-tangents' convention: in the time ``s = √η t``,
+    ``d²f/ds² = −Θ ∇_f L(f) − ((1 − μ)/√η) df/ds``, ``df/ds = 0`` at the start - the limit of
+    ``v ← μ v − η g, w ← w + v`` for small η, t counting its steps (so η and t are not interchangeable).
+
+    - ``loss='mse'`` without momentum: the closed form of :func:`kernelscope.regression.gradient_flow` (exact; t may
+      be ``inf``).
+    - otherwise: an ODE integrated by ``scipy.integrate`` (``method``) with the local error of every output held to
+      ``atol + rtol·|f|``; ``'Radau'``/``'BDF'`` (implicit, for stiff problems) get the exact Jacobian
+      ``−η Θ ∇²L`` for the built-in losses (dense, (N+M)·O squared: small problems only).
+
+    Parameters
+    ----------
+    k_train : array-like of shape (N, N) - Θ(X, X), applied to every output (Θ ⊗ I); or (N, N, O, O), a kernel
+        over outputs as well (``kernelscope.empirical.ntk`` of an O-output model).
+    y_train : array-like of shape (N,) or (N, O) - targets (mse, callables), one-hot rows or integer labels (N,)
+        (cross-entropy; O = ``f0_train``'s columns, else the kernel's, else ``max(label) + 1``).
+    t : float or array-like of shape (T,) - training times ≥ 0, in steps of size ``lr``.
+    loss : 'mse', 'cross_entropy', or a callable ``loss(f, y) -> 0-d tensor`` on torch float64 tensors f (N, O)
+        and y (as given), differentiated by torch autograd.
+    lr : float > 0 - the learning rate η.  momentum : float in [0, 1], or None for plain gradient descent.
+    k_test_train : array-like of shape (M, N) or (M, N, O, O) - Θ(x, X), or None (train only).
+    f0_train : array-like like the outputs (N[, O]) - f at t = 0 on X (default 0).  f0_test : (M[, O]) likewise.
+    method, rtol, atol : the ODE solver and its tolerances (not used by the closed form).
+
+    Returns
+    -------
+    Dynamics(train, test, info): ``train`` of shape (N, O) (or (N,) for mse/callable with y (N,)) for scalar t,
+    (T, N, O) for an array of times; ``test`` likewise with M, None without ``k_test_train``. NumPy in -> NumPy
+    out, a tensor in -> a tensor on its device out.
+    """
+    kind = ArrayKind.of(k_train, k_test_train, y_train, f0_train, f0_test)
+    Theta = as_tensor(k_train, "k_train", ndim=(2, 4), shape_hint="(n_train, n_train) or (N, N, O, O)")
+    n, dev = Theta.shape[0], Theta.device
+    if Theta.shape[1] != n or (Theta.ndim == 4 and Theta.shape[2] != Theta.shape[3]):
+        raise ValidationError("k_train", "a square kernel (N, N) or (N, N, O, O)", f"shape {tuple(Theta.shape)}")
+    if not callable(loss):
+        check_choice(loss, "loss", LOSSES)
+    eta = check_positive(lr, "lr")
+    mu = None if momentum is None else check_nonnegative(momentum, "momentum")
+    if mu is not None and mu > 1:
+        raise ValidationError("momentum", "a number in [0, 1] (or None)", repr(momentum))
+    check_choice(method, "method", METHODS)
+    rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+
+    # targets (N, O)
+    integer_labels = False
+    if loss == "cross_entropy":
+        y_raw = as_tensor(y_train, "y_train", ndim=(1, 2), dtype=None, device=dev)
+        integer_labels = y_raw.ndim == 1
+    else:
+        y_raw = as_tensor(y_train, "y_train", ndim=(1, 2), device=dev)
+    if y_raw.shape[0] != n:
+        raise ValidationError("y_train", f"{n} rows (as many as k_train)", f"shape {tuple(y_raw.shape)}")
+    if integer_labels:
+        if y_raw.is_floating_point() and not bool((y_raw == y_raw.round()).all()) or bool((y_raw < 0).any()):
+            raise ValidationError("y_train", "integer class labels >= 0 (or one-hot rows (N, O))", "other values")
+        labels = y_raw.long()
+        if f0_train is not None and np.ndim(f0_train) == 2:
+            n_out = int(np.shape(f0_train)[1])
+        elif Theta.ndim == 4:
+            n_out = Theta.shape[2]
+        else:
+            n_out = int(labels.max()) + 1
+        if int(labels.max()) >= n_out:
+            raise ValidationError("y_train", f"labels below {n_out} (the number of outputs)",
+                                  f"max {int(labels.max())}")
+        Y = torch.nn.functional.one_hot(labels, n_out).to(torch.float64)
+    else:
+        Y = y_raw.to(torch.float64).reshape(n, -1)
+    n_out = Y.shape[1]
+    if Theta.ndim == 4 and Theta.shape[2] != n_out:
+        raise ValidationError("k_train", f"a kernel over {n_out} outputs (as y_train)", f"shape {tuple(Theta.shape)}")
+    squeeze = y_raw.ndim == 1 and not integer_labels
+
+    Kx = None
+    if k_test_train is not None:
+        Kx = as_tensor(k_test_train, "k_test_train", ndim=Theta.ndim, device=dev,
+                       shape_hint="(n_test, n_train)" if Theta.ndim == 2 else "(n_test, N, O, O)")
+        if Kx.shape[1] != n or Kx.shape[2:] != Theta.shape[2:]:
+            want = f"(n_test, {n})" if Theta.ndim == 2 else f"(n_test, {n}, {n_out}, {n_out})"
+            raise ValidationError("k_test_train", f"shape {want}", f"shape {tuple(Kx.shape)}")
+
+    def initial(f0: Any, name: str, rows: int) -> torch.Tensor:
+        if f0 is None:
+            return torch.zeros(rows, n_out, dtype=torch.float64, device=dev)
+        f = as_tensor(f0, name, ndim=(1, 2), device=dev)
+        if f.shape[0] != rows or f.reshape(rows, -1).shape[1] != n_out:
+            raise ValidationError(name, f"shape ({rows}, {n_out})" + (f" or ({rows},)" if n_out == 1 else ""),
+                                  f"shape {tuple(f.shape)}")
+        return f.reshape(rows, n_out)
+
+    F0 = initial(f0_train, "f0_train", n)  # (N, O)
+    F0x = None if Kx is None else initial(f0_test, "f0_test", Kx.shape[0])  # (M, O)
+    times = as_tensor(t, "t", ndim=(0, 1), finite=False)
+    if bool(torch.isnan(times).any()) or bool((times < 0).any()):
+        raise ValidationError("t", "times >= 0", f"{t!r}")
+
+    def shape(f: torch.Tensor | None) -> Any:  # (T, R, O) -> the caller's shape and kind
+        if f is None:
+            return None
+        if squeeze:
+            f = f[..., 0]
+        if times.ndim == 0:
+            f = f[0]
+        return kind.wrap(f)
+
+    if loss == "mse" and mu is None:
+        if Theta.ndim == 2:
+            flow = gradient_flow(Theta, Kx, Y, times.reshape(-1).to(dev), lr=eta, f0_train=F0, f0_test=F0x)
+            tr, te = flow.train, flow.test
+        else:  # a kernel over outputs: the same flow on the flattened (N·O) outputs
+            flow = gradient_flow(_flat_kernel(Theta), None if Kx is None else _flat_kernel(Kx), Y.reshape(-1),
+                                 times.reshape(-1).to(dev), lr=eta, f0_train=F0.reshape(-1),
+                                 f0_test=None if F0x is None else F0x.reshape(-1))
+            tr = flow.train.reshape(-1, n, n_out)
+            te = None if flow.test is None else flow.test.reshape(-1, Kx.shape[0], n_out)
+        return Dynamics(shape(tr), shape(te), {"method": "closed form"})
+
+    if not bool(torch.isfinite(times).all()):
+        raise ValidationError("t", "finite times for this loss (only mse without momentum has a closed form)",
+                              f"{t!r}")
+    grad = _loss_gradient(loss, Y, y_raw if callable(loss) else Y)
+    hess = _loss_hessian(loss, Y) if method in ("Radau", "BDF") and mu is None else None
+    F, Fx, info = _integrate(Theta, Kx, F0, F0x, grad, hess, times.reshape(-1).cpu().numpy(), eta, mu, method,
+                             rtol, atol)
+    return Dynamics(shape(F), shape(Fx), info)
+
+
+def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu: float | None, method: str,
+               rtol: float, atol: float):
+    """Integrate the joint state ``z = [f(X), f(x)]`` (and, with momentum, ``[df/ds]``) to the times ``times``.
+
+    Without momentum the ODE runs in ``s = η t`` (``dz/ds = −[Θ; Θ(x, X)] g``), with momentum in ``s = √η t``.
+    Returns (T, N, O), (T, M, O) or None, info.
+    """
+    from scipy import integrate
+
+    dev, n, n_out = F0.device, F0.shape[0], F0.shape[1]
+    m = 0 if F0x is None else F0x.shape[0]
+    d = (n + m) * n_out  # size of the output part of the state
+    scale = math.sqrt(eta) if mu is not None else eta
+    damping = None if mu is None else (1.0 - mu) / math.sqrt(eta)  # γ of the heavy-ball ODE
+
+    def velocity(z_out: torch.Tensor) -> torch.Tensor:  # −[Θ; Θ(x, X)] ∇L(f(X)), flattened (d,)
+        g = grad(z_out[:n * n_out].reshape(n, n_out))  # (N, O)
+        parts = [_apply(Theta, g)] + ([] if Kx is None else [_apply(Kx, g)])
+        return -torch.cat(parts).reshape(-1)
+
+    def rhs(_s: float, z: np.ndarray) -> np.ndarray:
+        zt = torch.from_numpy(z).to(dev)
+        if mu is None:
+            return velocity(zt).cpu().numpy()
+        f, q = zt[:d], zt[d:]
+        return torch.cat([q, velocity(f) - damping * q]).cpu().numpy()
+
+    jac = None
+    if hess is not None:
+        zeros = torch.zeros(d, m * n_out, dtype=torch.float64, device=dev)
+
+        def jac(_s: float, z: np.ndarray) -> np.ndarray:
+            H = hess(torch.from_numpy(z[:n * n_out]).to(dev).reshape(n, n_out))  # (N, O, O)
+            blocks = [_jacobian_block(Theta, H, n_out)] + ([] if Kx is None else [_jacobian_block(Kx, H, n_out)])
+            return torch.cat([-torch.cat(blocks), zeros], 1).cpu().numpy()  # (d, d): test outputs feed nothing
+
+    parts0 = [F0.reshape(-1)] + ([] if F0x is None else [F0x.reshape(-1)])
+    z0 = torch.cat(parts0)
+    if mu is not None:
+        z0 = torch.cat([z0, torch.zeros_like(z0)])
+    z0 = z0.cpu().numpy()
+    s_eval = times * scale
+    order = np.argsort(s_eval, kind="stable")
+    out = np.empty((len(times), z0.size))
+    s_end = float(s_eval.max()) if len(times) else 0.0
+    steps = 0
+    nfev = njev = 0
+    pending = list(order)
+    while pending and s_eval[pending[0]] == 0.0:
+        out[pending.pop(0)] = z0
+    if pending:
+        solver_cls = getattr(integrate, method)
+        kw = {"jac": jac} if jac is not None else {}
+        solver = solver_cls(rhs, 0.0, z0, s_end, rtol=rtol, atol=atol, **kw)
+        while pending:
+            message = solver.step()
+            if solver.status == "failed":
+                raise RuntimeError(f"the ODE solver {method} failed at s = {solver.t:.4g}: {message}")
+            steps += 1
+            dense = None
+            while pending and s_eval[pending[0]] <= solver.t:
+                if s_eval[pending[0]] == solver.t:
+                    out[pending.pop(0)] = solver.y
+                else:
+                    dense = dense or solver.dense_output()
+                    i = pending.pop(0)
+                    out[i] = dense(s_eval[i])
+        nfev, njev = solver.nfev, getattr(solver, "njev", 0)
+    Z = torch.from_numpy(out[:, :d]).to(dev)
+    F = Z[:, :n * n_out].reshape(-1, n, n_out)
+    Fx = None if F0x is None else Z[:, n * n_out:].reshape(-1, m, n_out)
+    info = {"method": method, "steps": steps, "nfev": int(nfev), "njev": int(njev), "rtol": rtol, "atol": atol}
+    return F, Fx, info
+
+
+# ------------------------------------------------------------------------------------------------------------
+# ensemble
+# ------------------------------------------------------------------------------------------------------------
+def ensemble(net: Any, X_train: Any, y_train: Any, X_test: Any, t: Any, *, kind: str = "ntk", ridge: float = 0.0,
+             cov: bool = True, lr: float = 1.0, discrete: bool = False) -> Gaussian:
+    """The distribution over test points of infinitely many infinitely wide networks, each trained by gradient flow
+    on ``½ Σ ‖f(x_i) − y_i‖²`` from its own random initialisation (Lee et al. 2019, eqs. 15-16).
+
+    With the NNGP K (the covariance of f₀) and the NTK Θ of ``net``, and ``A(t) = Θ(x, X) Θ⁻¹ (I − e^{−ηΘt})``
+    (from :func:`kernelscope.regression.gradient_flow`, the same eigendecomposition), the test outputs are Gaussian:
+
+    - mean ``μ(t) = A(t) y``
+    - covariance ``Σ(t) = K(x, x') + A K(X, X) Aᵀ − A K(X, x') − K(x, X) Aᵀ``
+
+    ``kind='nngp'`` trains only the readout layer: Θ is replaced by K, and ``Σ(t) = K(x, x') − K(x, X) K⁻¹
+    (I − e^{−2ηKt}) K(X, x')``. At t = 0 this is the prior (mean 0, covariance K(x, x')); at t = ∞ it is kernel
+    regression with the NTK (mean) and, for ``'nngp'``, the Gaussian-process posterior with kernel K. ``ridge`` λ:
+    Θ + λI (K + λI for 'nngp') on the training set, as in :func:`gradient_flow`; ``discrete=True``: t gradient-
+    descent steps of size ``lr`` instead of the flow.
+
+    Parameters
+    ----------
+    net : a ``kernelscope.nets`` network (anything whose ``.kernel(x1, x2)`` returns ``.nngp`` and ``.ntk``).
+    X_train : (N, d). y_train : (N,) or (N, O). X_test : (M, d). t : float or (T,) (``inf`` allowed).
+    kind : 'ntk' (every layer trained) or 'nngp' (only the readout).  cov : the full (M, M) covariance, or only
+        the variances (M,).  lr : η.
+
+    Returns
+    -------
+    Gaussian(mean, covariance): mean (M,)/(M, O) for scalar t, (T, M[, O]) for an array; covariance (M, M) or
+    (M,) (the same for every output), with a leading T for an array of times. NumPy in -> NumPy out.
+    """
+    if not callable(getattr(net, "kernel", None)):
+        raise ValidationError("net", "a kernelscope.nets network (with .kernel(x1, x2))", type(net).__name__)
+    check_choice(kind, "kind", ("ntk", "nngp"))
+    lam = check_nonnegative(ridge, "ridge")
+    out_kind = ArrayKind.of(X_train, y_train, X_test, t)
+    X = as_tensor(X_train, "X_train", ndim=2)
+    Xs = as_tensor(X_test, "X_test", ndim=2)
+    if Xs.shape[1] != X.shape[1]:
+        raise ValidationError("X_test", f"{X.shape[1]} columns (as X_train)", f"shape {tuple(Xs.shape)}")
+    y = as_tensor(y_train, "y_train", ndim=(1, 2))
+    if y.shape[0] != X.shape[0]:
+        raise ValidationError("y_train", f"{X.shape[0]} rows (as X_train)", f"shape {tuple(y.shape)}")
+    n = X.shape[0]
+    k_tr, k_xt = net.kernel(X), net.kernel(Xs, X)
+    K, Kx = k_tr.nngp, k_xt.nngp  # (N, N), (M, N)
+    Th, Thx = (k_tr.ntk, k_xt.ntk) if kind == "ntk" else (K, Kx)
+    eye = torch.eye(n, dtype=torch.float64)
+    # A(t) = Θ(x, X) Θ⁻¹(I − e^{−ηΘt}): the test output of the flow with the identity as targets; (T, M, N)
+    A = gradient_flow(Th, Thx, eye, as_tensor(t, "t", ndim=(0, 1), finite=False).reshape(-1), lr=lr,
+                      discrete=discrete, ridge=lam).test
+    mean = A @ y.reshape(n, -1)  # (T, M, O)
+    if y.ndim == 1:
+        mean = mean[..., 0]
+    AK = A @ K  # (T, M, N)
+    if cov:
+        cross = A @ Kx.T  # (T, M, M): A K(X, x')
+        Sigma = net.kernel(Xs).nngp + AK @ A.transpose(1, 2) - cross - cross.transpose(1, 2)
+    else:
+        Sigma = net.kernel(Xs, diag=True).nngp + (AK * A).sum(2) - 2 * (A * Kx).sum(2)  # (T, M)
+    if np.ndim(t) == 0:
+        mean, Sigma = mean[0], Sigma[0]
+    return Gaussian(out_kind.wrap(mean), out_kind.wrap(Sigma))
