@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,16 @@ def atomic_savefig(fig, path: str | os.PathLike, **kwargs: Any) -> Path:
     kwargs.setdefault("dpi", 110)
     kwargs.setdefault("bbox_inches", "tight")
     return _atomic(path, lambda f: fig.savefig(f, format=fmt, **kwargs))
+
+
+def fmt(value: float, spec: str) -> str:
+    """``format(value, spec)`` for the page, where a number that rounds to zero has no sign.
+
+    ``fmt(-0.0004, "+.3f") == "0.000"``, ``fmt(-0.0, ".2e") == "0.00e+00"``, ``fmt(0.25, "+.2f") == "+0.25"``;
+    the report's table cells and the chapters' findings both use it, so no page shows "-0.000".
+    """
+    text = format(value, spec)
+    mantissa = re.split("[eE]", text)[0]
+    if text[:1] in "+-" and any(c.isdigit() for c in mantissa) and not any(c in "123456789" for c in mantissa):
+        return text[1:]
+    return text

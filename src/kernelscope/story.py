@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import sys
 import threading
 import time
@@ -25,23 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_savefig, atomic_write_json, to_jsonable
+from ._io import atomic_savefig, atomic_write_json, fmt, to_jsonable
 
 __all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "config_id", "config_label", "Progress",
            "json_checkpoint", "fmt"]
-
-
-def fmt(value: float, spec: str) -> str:
-    """``format(value, spec)`` for the page, where a number that rounds to zero has no sign.
-
-    ``fmt(-0.0004, "+.3f") == "0.000"``, ``fmt(-0.0, ".2e") == "0.00e+00"``, ``fmt(0.25, "+.2f") == "+0.25"``;
-    the report's table cells and the chapters' findings both use it, so no page shows "-0.000".
-    """
-    text = format(value, spec)
-    mantissa = re.split("[eE]", text)[0]
-    if text[:1] in "+-" and any(c.isdigit() for c in mantissa) and not any(c in "123456789" for c in mantissa):
-        return text[1:]
-    return text
 
 
 def config_id(quick: bool, seed: int) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from .. import nets
 from ..dynamics import ntk_convergence
 from ..experiments.lazy import ensemble_bands, lazy_1d_problem, lazy_digits_problem, run_lazy_sweeps
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 __all__ = ["CHAPTER", "WIDTHS"]
 
@@ -119,25 +119,28 @@ def _run(ctx: StepContext) -> ChapterResult:
                                 "max_mean_z": z_mean, "std_ratio_median": float(np.median(std_ratio)),
                                 "std_ratio_range": [float(std_ratio.min()), float(std_ratio.max())]}}
     a, b = s1["runs"][0], s1["runs"][-1]
+    sl1 = {k: fmt(v, "+.2f") for k, v in s1["slopes"].items()}  # signed, never "-0.00"
+    sld = {k: fmt(v, "+.2f") for k, v in sd["slopes"].items()}
     res.findings = [
-        f"1-D two-layer erf nets: the relative weight change falls with slope {s1['slopes']['weight_change']:+.2f} "
+        f"1-D two-layer erf nets: the relative weight change falls with slope {sl1['weight_change']} "
         f"(theory −0.5), from {a['weight_change'][-1]:.3g} at m={a['width']} to {b['weight_change'][-1]:.3g} at "
         f"m={b['width']}.",
-        f"The relative NTK change falls with slope {s1['slopes']['ntk_change']:+.2f} and the RMS gap between the net "
-        f"and its linearisation with slope {s1['slopes']['dist_net_lin']:+.2f} ({a['dist_net_lin'][-1]:.3g} → "
+        f"The relative NTK change falls with slope {sl1['ntk_change']} and the RMS gap between the net "
+        f"and its linearisation with slope {sl1['dist_net_lin']} ({a['dist_net_lin'][-1]:.3g} → "
         f"{b['dist_net_lin'][-1]:.3g}): "
         + ("both at least as fast as the m^(−1/2) of the theory's bound."
            if max(s1['slopes']['ntk_change'], s1['slopes']['dist_net_lin']) <= -0.45
            else "slower than the m^(−1/2) of the theory at these widths."),
         f"Against the infinite-width gradient flow (nets' Θ∞, same f₀) the gap falls with slope "
-        f"{s1['slopes'].get('dist_net_inf', float('nan')):+.2f}; the linearised net and the empirical-Θ₀ flow differ "
+        f"{sl1.get('dist_net_inf', 'n/a')}; the linearised net and the empirical-Θ₀ flow differ "
         f"only by time discretisation (RMS {b['dist_lin_flow']:.2g} at m={b['width']}).",
-        f"Digits, three-layer ReLU: slopes Δw {sd['slopes']['weight_change']:+.2f}, ΔΘ "
-        f"{sd['slopes']['ntk_change']:+.2f}, net−lin {sd['slopes']['dist_net_lin']:+.2f}. With m² weights in the "
+        f"Digits, three-layer ReLU: slopes Δw {sld['weight_change']}, ΔΘ "
+        f"{sld['ntk_change']}, net−lin {sld['dist_net_lin']}. With m² weights in the "
         "middle layer ‖w₀‖ grows like m, so the relative weight change can fall faster than m^(−1/2); the NTK still "
         f"moves by {sd['runs'][-1]['ntk_change'][-1]:.0%} at m={sd['runs'][-1]['width']}: deeper ReLU nets need more "
         "width before they are lazy.",
-        f"The empirical NTK of nets' finite networks converges to the analytic NTK with slope {conv['slope']:+.2f} "
+        "The empirical NTK of nets' finite networks converges to the analytic NTK with slope "
+        f"{fmt(conv['slope'], '+.2f')} "
         f"(relative error {np.mean(conv['errors'][0]):.3g} at m={conv['widths'][0]}, "
         f"{np.mean(conv['errors'][-1]):.3g} at m={conv['widths'][-1]}).",
         f"Error bars: {len(F)} nets of width {bands['width']} trained {bands['steps']} steps from their own "

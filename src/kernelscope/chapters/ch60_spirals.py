@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..story import Chapter, ChapterResult, StepContext, Table
+from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
 <p>A network is a <em>feature extractor</em> followed by a <em>linear classifier</em>: scores <code>s = W e(x)</code>,
@@ -183,9 +183,10 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
                  f"their log-log slopes are {slope(c, b, 'ntk_change'):.2f} and {slope(c, b, 'weight_change'):.2f} "
                  f"(lazy-training theory: -0.5); {tail}.")
         f.append(f"Features learned: the kernel-target alignment of the NTK goes {a.alignment_0:.3f} → "
-                 f"{a.alignment_T:.3f} during training at width {a.width:.0f} ({a.alignment_T - a.alignment_0:+.3f}) "
+                 f"{a.alignment_T:.3f} during training at width {a.width:.0f} "
+                 f"({fmt(a.alignment_T - a.alignment_0, '+.3f')}) "
                  f"but only {b.alignment_0:.3f} → {b.alignment_T:.3f} at width {b.width:.0f} "
-                 f"({b.alignment_T - b.alignment_0:+.3f}): the wide net keeps the kernel it started with.")
+                 f"({fmt(b.alignment_T - b.alignment_0, '+.3f')}): the wide net keeps the kernel it started with.")
     ntk = kern.get("NTK kernel regression")
     nngp = kern.get("NNGP kernel regression")
     lin = next((r for name, r in kern.items() if name.startswith("NTK linearised")), None)

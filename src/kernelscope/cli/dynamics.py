@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from .._arrays import ValidationError
+from .._io import fmt
 
 
 def _widths(text: str) -> list[int]:
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
             typer.echo("log-log slopes: n/a (they need at least 2 widths)")
         else:
             typer.echo("log-log slopes (theory ≈ −0.5): "
-                       + ", ".join(f"{k} {v:+.2f}" for k, v in sweep["slopes"].items()))
+                       + ", ".join(f"{k} {fmt(v, '+.2f')}" for k, v in sweep["slopes"].items()))
         typer.echo(f"wrote {out / 'lazy.json'} and figures in {out}")
 
     @app.command()

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import fmt
+
 __all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "plot_path_agreement",
            "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history",
            "plot_ensemble_bands"]
@@ -54,7 +56,7 @@ def plot_width_sweep(sweep: dict, ax=None, title: str | None = None):
         if len(vals) != len(runs):
             continue
         slope = sweep["slopes"].get(key, float("nan"))
-        ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  (slope {slope:+.2f})")
+        ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  (slope {fmt(slope, '+.2f')})")
     ref = np.array([r["weight_change"][-1] for r in runs])
     ax.loglog(m, ref[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
     _width_ticks(ax, m)
@@ -116,7 +118,7 @@ def plot_ntk_convergence(conv: dict, ax=None):
     err = np.array(conv["errors"], float)  # (widths, seeds)
     for s in range(err.shape[1]):
         ax.scatter(m, err[:, s], s=12, color="#1f77b4", alpha=0.5)
-    ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {conv['slope']:+.2f})")
+    ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {fmt(conv['slope'], '+.2f')})")
     ax.loglog(m, err.mean(1)[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
@@ -159,7 +161,7 @@ def plot_step_error(study: Any, ax=None):
     ax = _new_axes(ax)
     lr = np.array(study.lr, float)
     ax.loglog(lr, study.left_endpoint, "o-", color="#d62728",
-              label=f"left-endpoint sum (slope {study.slope:+.2f})")
+              label=f"left-endpoint sum (slope {fmt(study.slope, '+.2f')})")
     exact = np.maximum(np.array(study.exact, float), 1e-17)
     ax.loglog(lr, exact, "s-", color="#2ca02c", label="Gauss–Legendre per step")
     ax.loglog(lr, study.left_endpoint[-1] * lr / lr[-1], "k--", lw=1, label="guide ∝ η (first order)")
@@ -202,7 +204,7 @@ def plot_explanations(result: Any, X_train: Any, X_test: Any, indices: Sequence[
             a = axes[r, q + 1]
             a.imshow(Xtr[i].reshape(image_shape), cmap="gray_r")
             lab = f"y={int(_np(labels_train)[i])} " if labels_train is not None else ""
-            a.set_title(f"{lab}{v:+.2f}", fontsize=8, color="#2ca02c" if v > 0 else "#c0392b")
+            a.set_title(f"{lab}{fmt(v, '+.2f')}", fontsize=8, color="#2ca02c" if v > 0 else "#c0392b")
     for a in axes.ravel():
         a.set_xticks([])
         a.set_yticks([])
