@@ -140,7 +140,7 @@ def test_nan_loss_stops_and_keeps_the_kernel_machine(problem):
     with pytest.warns(KernelscopeWarning, match="at step [0-9]+"):
         res = path_kernel(model, X, y, Xs, lr=50.0, steps=100, exact=True)
     assert res.stopped_at is not None and res.steps_done == res.stopped_at < 100
-    assert len(res.losses) == res.steps_done
+    assert len(res.losses) == res.steps_done + 1 and res.diverged  # the last loss is the bad one
     fm, fk = np.asarray(res.f_model), np.asarray(res.f_kernel)
     if np.all(np.isfinite(fm)):
         assert np.linalg.norm(fk - fm) <= 1e-6 * np.linalg.norm(fm)
