@@ -165,10 +165,10 @@ class _Machine:
     evaluation before step s it stores ``ℓ'_s`` and the training gradients at ``w_s``; at the next evaluation (the
     weights are now ``w_{s+1}``) it integrates the segment and adds step s to the kernel machine."""
 
-    def __init__(self, net, params, names, Xt, yt, Xs, n_out, *, loss, lr, rule, momentum, betas, eps, weight_decay,
-                 exact, nodes, structured, per_layer, record_every, batches):
+    def __init__(self, net, params, names, Xt, yt, Xs, n_out, *, loss, mean, lr, rule, momentum, betas, eps,
+                 weight_decay, exact, nodes, structured, per_layer, record_every, batches):
         self.net, self.params, self.names, self.Xt, self.yt, self.Xs = net, params, names, Xt, yt, Xs
-        self.O, self.loss, self.lr, self.rule = n_out, loss, lr, rule
+        self.O, self.loss, self.mean, self.lr, self.rule = n_out, loss, mean, lr, rule
         self.mu, self.betas, self.eps = momentum, betas, eps
         self.wd, self.exact, self.structured, self.batches = weight_decay, exact, structured, batches
         self.record_every = record_every
@@ -218,6 +218,8 @@ class _Machine:
         sel = slice(None) if idx is None else idx
         xb = self.Xt[sel]
         dl = _loss_derivative(out.reshape(xb.shape[0], self.O), self.yt[sel], self.loss)  # (B, O)
+        if self.mean:
+            dl = dl / xb.shape[0]
         w_s = self.flat()
         p = dict(s=s, sel=sel, dl=dl, w=w_s)
         if self.structured:
@@ -282,6 +284,7 @@ class _Machine:
 
 
 def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, steps: int, loss: str = "mse",
+                reduction: str = "sum",
                 optimizer: str = "sgd", momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                 eps: float = 1e-8, weight_decay: float = 0.0, exact: bool = True, batch_size: int | None = None,
                 seed: int = 0, nodes: int = 4, method: str = "auto", per_layer: bool = False,
@@ -296,8 +299,9 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
         integer class labels in [0, O) for ``'cross_entropy'``.
     X_test : (M, ...) inputs where the kernel machine is evaluated.
     lr : step size η. steps : number of steps. The loss is summed over the batch (``'mse'``: ``ℓ = ½‖f − y‖²``;
-        ``'cross_entropy'``: ``ℓ = −log softmax(f)_y``); training is :func:`kernelscope.dynamics.train`, i.e.
-        exactly ``torch.optim``'s update of the chosen rule.
+        ``'cross_entropy'``: ``ℓ = −log softmax(f)_y``), or averaged (``reduction='mean'``: ℓ' divided by the
+        batch size); training is :func:`kernelscope.dynamics.train`, i.e. exactly ``torch.optim``'s update of the
+        chosen rule.
     optimizer : ``'sgd'`` (``momentum`` if > 0), ``'momentum'`` (SGD, momentum 0.9 unless given), ``'adam'``,
         ``'adamw'`` (``betas``, ``eps``); ``weight_decay`` λ as torch defines it (L2 in the gradient for SGD and
         Adam, decoupled for AdamW).
@@ -335,6 +339,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     """
     kind = ArrayKind.of(X_test)
     loss = check_choice(loss, "loss", LOSSES)
+    reduction = check_choice(reduction, "reduction", ("sum", "mean"))
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     lr = check_positive(lr, "lr")
     steps = check_int(steps, "steps", minimum=1)
@@ -386,10 +391,11 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     ntk_method = "structured" if method == "structured" else "jacobian"
     ntk0 = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=ntk_method))
     batches = batch_indices(n, batch_size, steps, seed)
-    mach = _Machine(net, params, names, Xt, yt, Xs, n_out, loss=loss, lr=lr, rule=rule, momentum=mu, betas=betas,
-                    eps=eps, weight_decay=weight_decay, exact=exact, nodes=nodes, structured=method == "structured",
-                    per_layer=per_layer, record_every=record_every, batches=batches)
-    tr = train(net, Xt, yt, loss=loss, reduction="sum", optimizer=optimizer, lr=lr, momentum=momentum,
+    mach = _Machine(net, params, names, Xt, yt, Xs, n_out, loss=loss, mean=reduction == "mean", lr=lr, rule=rule,
+                    momentum=mu, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact, nodes=nodes,
+                    structured=method == "structured", per_layer=per_layer, record_every=record_every,
+                    batches=batches)
+    tr = train(net, Xt, yt, loss=loss, reduction=reduction, optimizer=optimizer, lr=lr, momentum=momentum,
                weight_decay=weight_decay, betas=betas, eps=eps, steps=steps, batches=batches, explode=explode,
                callback=mach, track=track, desc="gradient-descent steps", what="path_kernel training")
     done = tr.steps_done
