@@ -324,3 +324,20 @@ def test_stable_lr_any_output_shape(kind):
     lam = np.linalg.eigvalsh(K.transpose(0, 2, 1, 3).reshape(72, 72))[-1]
     assert lr == pytest.approx(0.5 / lam, rel=1e-10)
     assert stable_lr(model, X, fraction=0.25) == pytest.approx(lr / 2)
+
+
+def test_cli_pathkernel_adam_and_divergence(tmp_path, capsys):
+    import json
+
+    from kernelscope.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "5", "--nodes", "3",
+              "--optimizer", "adam", "--weight-decay", "0.01", "--lr", "0.01"])
+    assert exc.value.code == 0, capsys.readouterr().err
+    payload = json.loads((tmp_path / "pathkernel.json").read_text())
+    assert payload["optimizer"] == "adam" and payload["rel_error"] < 1e-9 and not payload["diverged"]
+    with pytest.warns(KernelscopeWarning, match="diverged"), pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "40", "--lr", "5"])
+    assert exc.value.code == 1 and "DIVERGED" in capsys.readouterr().err
+    assert json.loads((tmp_path / "pathkernel.json").read_text())["diverged"]
