@@ -430,10 +430,12 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
                            history_steps=[h[0] for h in mach.history], **out)
     err = res.rel_error
     if exact and not res.diverged and not err <= tol:
+        rose = (f" and the loss rose to {res.loss_growth:.3g}x its initial value along the way (steps too large)"
+                if res.loss_growth > 1 else "")
         warn(f"path_kernel: the kernel machine reproduces the trained model only to a relative error of {err:.3g} "
-             f"(tol={tol:g}); the loss rose to {res.loss_growth:.3g}x its initial value along the way. Exact "
-             "quadrature is exact for smooth activations; kinks (ReLU) crossed within large steps break it. Use a "
-             "smaller lr, or a smooth activation (tanh, GELU).")
+             f"(tol={tol:g}){rose}. Exact quadrature is exact to rounding for smooth activations; kinks (ReLU) "
+             "crossed inside a step limit it. Use a smaller lr, more nodes, a smooth activation (tanh, GELU), or "
+             "a larger tol if this is the kink error you expect.")
     return res
 
 
