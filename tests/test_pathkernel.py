@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from kernelscope import data
+from kernelscope import data, empirical
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.dynamics import mlp, path_kernel, stable_lr, top_contributions
 
@@ -140,7 +140,7 @@ def test_nan_loss_stops_and_keeps_the_kernel_machine(problem):
     with pytest.warns(KernelscopeWarning, match="at step [0-9]+"):
         res = path_kernel(model, X, y, Xs, lr=50.0, steps=100, exact=True)
     assert res.stopped_at is not None and res.steps_done == res.stopped_at < 100
-    assert len(res.losses) == res.steps_done
+    assert len(res.losses) == res.steps_done + 1 and res.diverged  # the last loss is the bad one
     fm, fk = np.asarray(res.f_model), np.asarray(res.f_kernel)
     if np.all(np.isfinite(fm)):
         assert np.linalg.norm(fk - fm) <= 1e-6 * np.linalg.norm(fm)
@@ -182,3 +182,162 @@ def test_cli_pathkernel(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pathkernel", "--out", str(tmp_path), "--width", "0"])
     assert exc.value.code == 2 and "--width" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# momentum, Adam, AdamW, weight decay (issue 15)
+# ---------------------------------------------------------------------------------------------------------------
+
+TORCH_RULES = {  # what path_kernel's optimizer= must be, written with torch.optim directly
+    "sgd": lambda P, lr, wd: torch.optim.SGD(P, lr=lr, weight_decay=wd),
+    "momentum": lambda P, lr, wd: torch.optim.SGD(P, lr=lr, momentum=0.9, weight_decay=wd),
+    "adam": lambda P, lr, wd: torch.optim.Adam(P, lr=lr, betas=(0.8, 0.99), eps=1e-7, weight_decay=wd),
+    "adamw": lambda P, lr, wd: torch.optim.AdamW(P, lr=lr, betas=(0.8, 0.99), eps=1e-7, weight_decay=wd),
+}
+
+
+def torch_trajectory(model, X, Y, rule, lr, wd, steps, batches=None):
+    """Reference: the weights after every step of torch.optim's rule on the summed squared loss."""
+    net = copy.deepcopy(model)
+    opt = TORCH_RULES[rule](list(net.parameters()), lr, wd)
+    X, Y = torch.as_tensor(X), torch.as_tensor(Y).reshape(len(X), -1)
+    out = []
+    for s in range(steps):
+        idx = slice(None) if batches is None else batches[s]
+        opt.zero_grad()
+        (0.5 * ((net(X[idx]).reshape(-1, Y.shape[1]) - Y[idx]) ** 2).sum()).backward()
+        opt.step()
+        out.append([p.detach().clone() for p in net.parameters()])
+    return out, net
+
+
+@pytest.mark.parametrize("rule", list(TORCH_RULES))
+def test_trajectory_is_torch_optim_at_every_step(problem, rule):
+    """The weights path_kernel trains through equal torch.optim's own, step by step (bit for bit here)."""
+    X, y, Xs = problem
+    model = mlp(1, 12, activation="tanh", b_std=0.5, seed=7)
+    lr = 0.01 if rule.startswith("adam") else 0.02
+    ref, _ = torch_trajectory(model, X, y, rule, lr, 0.05, 5)
+    for k in range(1, 6):
+        res = path_kernel(model, X, y, Xs[:2], lr=lr, steps=k, optimizer=rule, weight_decay=0.05, betas=(0.8, 0.99),
+                          eps=1e-7, exact=False)
+        for p, w in zip(res.model.parameters(), ref[k - 1]):
+            torch.testing.assert_close(p.detach(), w, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("rule,wd", [("momentum", 0.0), ("momentum", 0.1), ("adam", 0.0), ("adam", 0.1),
+                                     ("adamw", 0.1)])
+def test_kernel_machine_exact_for_every_optimiser(problem, rule, wd):
+    """f_T = b + Σ a_i K(x, x_i) + decay to 1e-9 against the model trained by torch.optim itself; the weight-decay
+    part is zero exactly when there is no weight decay."""
+    X, y, Xs = problem
+    model = mlp(1, 16, depth=3, activation="tanh", b_std=0.5, seed=8)
+    lr = 0.01 if rule.startswith("adam") else 0.005
+    res = path_kernel(model, X, y, Xs, lr=lr, steps=25, optimizer=rule, weight_decay=wd, betas=(0.8, 0.99),
+                      eps=1e-7, nodes=4)
+    _, ref = torch_trajectory(model, X, y, rule, lr, wd, 25)
+    with torch.no_grad():
+        f_ref = ref(torch.as_tensor(Xs)).numpy().ravel()
+    assert np.linalg.norm(res.f_kernel - f_ref) <= 1e-9 * np.linalg.norm(f_ref)
+    np.testing.assert_allclose(res.f_kernel, res.b + (res.a * res.K).sum(1) + res.decay, rtol=0, atol=1e-12)
+    assert (np.abs(res.decay).max() > 1e-4) if wd else np.all(res.decay == 0)
+    assert res.optimizer == rule and not res.diverged
+
+
+def test_adam_minibatch_cross_entropy_multi_output():
+    X, labels = data.digits(50, seed=1, classes=3)
+    model = mlp(64, 16, d_out=3, activation="tanh", b_std=0.1, seed=2)
+    res = path_kernel(model, X[:40], labels[:40], X[40:], lr=0.01, steps=8, loss="cross_entropy",
+                      reduction="mean", optimizer="adamw", weight_decay=0.01, batch_size=16, seed=4, nodes=3)
+    assert res.rel_error < 1e-9 and res.K.shape == (10, 40, 3, 3) and res.decay.shape == (10, 3)
+    # the same mini-batch AdamW (mean cross-entropy) by hand, batches from the shared rule
+    from kernelscope.dynamics.train import batch_indices
+
+    net = copy.deepcopy(model)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.01, weight_decay=0.01)
+    Xt, yt = torch.as_tensor(X[:40]), torch.as_tensor(labels[:40])
+    for idx in batch_indices(40, 16, 8, 4):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(Xt[idx]), yt[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        np.testing.assert_allclose(res.f_model, net(torch.as_tensor(X[40:])).numpy(), rtol=0, atol=1e-13)
+
+
+def test_per_layer_kernels_and_history(problem):
+    from kernelscope.dynamics import layer_shares
+
+    X, y, Xs = problem
+    model = mlp(1, 16, depth=3, activation="tanh", b_std=0.5, seed=9)
+    res = path_kernel(model, X, y, Xs, lr=0.01, steps=12, optimizer="adam", per_layer=True, record_every=5)
+    assert res.layers == ["0.linear", "2.linear", "4.linear"] and res.K_layers.shape == (3, 11, 15)
+    np.testing.assert_allclose(res.K_layers.sum(0), res.K, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(res.contributions_layers.sum(0), res.contributions, rtol=0, atol=1e-13)
+    shares = layer_shares(res)
+    assert sum(v["kernel"] for v in shares.values()) == pytest.approx(1.0)
+    assert all(0 <= v["prediction"] <= 1 for v in shares.values())
+    assert res.history_steps == [5, 10, 12] and res.K_history.shape == (3, 11, 15)
+    np.testing.assert_array_equal(res.K_history[-1], res.K)
+    # the history is the kernel of the shorter runs (training is deterministic)
+    short = path_kernel(model, X, y, Xs, lr=0.01, steps=5, optimizer="adam")
+    np.testing.assert_allclose(res.K_history[0], short.K, rtol=1e-12, atol=1e-15)
+    # plain SGD per layer: the per-layer kernels of the NTK parameterisation sum to the structured total
+    sgd = path_kernel(model, X, y, Xs, lr=0.01, steps=5, per_layer=True)
+    np.testing.assert_allclose(sgd.K, path_kernel(model, X, y, Xs, lr=0.01, steps=5).K, rtol=1e-11, atol=1e-14)
+    with pytest.raises(ValidationError, match="per_layer"):
+        layer_shares(short)
+
+
+def test_relu_kinks_are_warned_about_not_silent():
+    """A ReLU CNN whose loss oscillates under large cross-entropy steps: the kernel machine is far off, and
+    path_kernel says so (before: a silent rel_error of order 1)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 36, 3)).double()
+    X, labels = data.digits(40, seed=0, classes=3)
+    X = X.reshape(-1, 1, 8, 8)
+    with pytest.warns(KernelscopeWarning, match="relative error"):
+        res = path_kernel(net, X[:32], labels[:32], X[32:], lr=0.3, steps=15, loss="cross_entropy", nodes=2)
+    assert res.rel_error > 1e-6 and not res.diverged and res.loss_growth > 1
+
+
+def test_divergence_is_reported(problem):
+    X, y, Xs = problem
+    model = mlp(1, 16, seed=6)
+    with pytest.warns(KernelscopeWarning, match="diverged"):
+        res = path_kernel(model, X, y, Xs, lr=1.0, steps=50, optimizer="momentum")
+    assert res.diverged and res.stopped_at == res.steps_done < 50
+
+
+@pytest.mark.parametrize("kind", ["mlp3", "cnn"])
+def test_stable_lr_any_output_shape(kind):
+    """stable_lr works for 3 outputs (before: 'only one element tensors can be converted'): 0.5/λ_max of the
+    (N·O, N·O) NTK, built here from empirical.ntk's (N, N, O, O) blocks."""
+    X, labels = data.digits(24, seed=3, classes=3)
+    if kind == "mlp3":
+        model = mlp(64, 32, d_out=3, activation="tanh", b_std=0.1, seed=3)
+    else:
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 36, 3)).double()
+        X = X.reshape(-1, 1, 8, 8)
+    lr = stable_lr(model, X)
+    K = empirical.ntk(model, X)  # (N, N, 3, 3)
+    lam = np.linalg.eigvalsh(K.transpose(0, 2, 1, 3).reshape(72, 72))[-1]
+    assert lr == pytest.approx(0.5 / lam, rel=1e-10)
+    assert stable_lr(model, X, fraction=0.25) == pytest.approx(lr / 2)
+
+
+def test_cli_pathkernel_adam_and_divergence(tmp_path, capsys):
+    import json
+
+    from kernelscope.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "5", "--nodes", "3",
+              "--optimizer", "adam", "--weight-decay", "0.01", "--lr", "0.01"])
+    assert exc.value.code == 0, capsys.readouterr().err
+    payload = json.loads((tmp_path / "pathkernel.json").read_text())
+    assert payload["optimizer"] == "adam" and payload["rel_error"] < 1e-9 and not payload["diverged"]
+    with pytest.warns(KernelscopeWarning, match="diverged"), pytest.raises(SystemExit) as exc:
+        main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "40", "--lr", "5"])
+    assert exc.value.code == 1 and "DIVERGED" in capsys.readouterr().err
+    assert json.loads((tmp_path / "pathkernel.json").read_text())["diverged"]

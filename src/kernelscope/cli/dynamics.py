@@ -92,6 +92,9 @@ def register(app: typer.Typer) -> None:
         nodes: int = typer.Option(4, "--nodes", help="Gauss–Legendre nodes per step."),
         batch_size: int = typer.Option(0, "--batch-size", help="Mini-batch size (0: full batch)."),
         seed: int = typer.Option(0, "--seed", help="Random seed (data, weights, batches)."),
+        optimizer: str = typer.Option("sgd", "--optimizer", help="sgd, momentum, adam or adamw (torch.optim's)."),
+        weight_decay: float = typer.Option(0.0, "--weight-decay", help="Weight decay λ (its part is reported "
+                                           "separately: it belongs to no training point)."),
     ) -> None:
         """Train a net by gradient descent and rewrite it as a kernel machine Σ a_i K(x, x_i) + b."""
         from dataclasses import asdict
@@ -119,7 +122,8 @@ def register(app: typer.Typer) -> None:
                 X, y, Xs = pathkernel_1d_problem(seed)
                 model = mlp(1, width, seed=seed, **PK_1D)
                 res = path_kernel(model, X, y, Xs, lr=lr or stable_lr(model, X), steps=steps, exact=exact, nodes=nodes,
-                                  batch_size=batch_size or None, seed=seed, track=bar.track)
+                                  batch_size=batch_size or None, seed=seed, track=bar.track, optimizer=optimizer,
+                                  weight_decay=weight_decay)
                 ax = P.plot_path_agreement(res, Xs)
                 summary = asdict(kernel_distance(res))
             else:
@@ -127,13 +131,15 @@ def register(app: typer.Typer) -> None:
                 X, y, Xs = Xd[:300], labels[:300], Xd[300:]
                 model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
                 res = path_kernel(model, X, y, Xs, lr=lr or 0.05, steps=steps, loss="cross_entropy", exact=exact,
-                                  nodes=nodes, batch_size=batch_size or None, seed=seed, track=bar.track)
+                                  nodes=nodes, batch_size=batch_size or None, seed=seed, track=bar.track,
+                                  optimizer=optimizer, weight_decay=weight_decay)
                 axes = P.plot_explanations(res, X, Xs, indices=list(range(4)), labels_train=y)
                 ax = axes[0, 0]
                 summary = {"test_accuracy": float(np.mean(np.argmax(res.f_model, 1) == labels[300:]))}
         atomic_savefig(ax.figure, out / "pathkernel.png", dpi=120)
         plt.close(ax.figure)
         payload = {"dataset": dataset, "width": width, "steps_done": res.steps_done, "stopped_at": res.stopped_at,
+                   "diverged": res.diverged, "optimizer": optimizer,
                    "T": res.T, "exact": exact, "nodes": nodes, "rel_error": res.rel_error,
                    "f_model": res.f_model, "f_kernel": res.f_kernel, "losses": res.losses, **summary}
         atomic_write_json(out / "pathkernel.json", payload)
@@ -144,3 +150,7 @@ def register(app: typer.Typer) -> None:
         for k, v in summary.items():
             typer.echo(f"{k}: {v:.4g}")
         typer.echo(f"wrote {out / 'pathkernel.json'} and {out / 'pathkernel.png'}")
+        if res.diverged:
+            typer.echo(f"training DIVERGED at step {res.stopped_at} (loss {res.losses[-1]:.4g}): the numbers above "
+                       "describe the steps before it; use a smaller --lr.", err=True)
+            raise typer.Exit(1)

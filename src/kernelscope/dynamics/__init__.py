@@ -16,9 +16,9 @@ from .lazy import (
                    stable_lr,
                    train_lazy,
 )
-from .pathkernel import PathKernelResult, path_kernel, top_contributions
+from .pathkernel import PathKernelResult, layer_shares, path_kernel, top_contributions
 from .train import LOSSES, OPTIMIZERS, TrainResult, loss_value, train
 
 __all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS", "train_lazy",
            "lazy_width_sweep", "LazyRun", "stable_lr", "ntk_convergence", "NTKConvergence", "path_kernel",
-           "PathKernelResult", "top_contributions"]
+           "PathKernelResult", "top_contributions", "layer_shares"]

@@ -84,8 +84,18 @@ def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def stable_lr(model: nn.Module, X: Any, fraction: float = 0.5) -> float:
-    """``fraction / λ_max(Θ₀)``: gradient descent on ½Σ(f − y)² is stable for ``η < 2/λ_max``."""
-    K = torch.as_tensor(empirical.ntk(model, as_tensor(X, "X")))
+    """``fraction / λ_max(Θ₀)``: gradient descent on ½Σ‖f − y‖² is stable for ``η < 2/λ_max``.
+
+    ``X`` : (N, ...) inputs of any shape the model takes. For a model with O outputs, Θ₀ is the (N·O, N·O) matrix
+    ``Θ[(n, o), (m, c)] = ∇f_o(x_n)·∇f_c(x_m)`` - the function-space Hessian of the summed squared loss - so the
+    bound holds for every output shape. (For cross-entropy, whose Hessian in f is at most ½ of that per example,
+    the same η is stable too.)
+    """
+    fraction = check_positive(fraction, "fraction")
+    K = torch.as_tensor(empirical.ntk(model, X))
+    if K.ndim == 4:  # (N, N, O, O) -> (N·O, N·O)
+        n, o = K.shape[0], K.shape[2]
+        K = K.permute(0, 2, 1, 3).reshape(n * o, n * o)
     return fraction / float(torch.linalg.eigvalsh(K)[-1])
 
 

@@ -1,22 +1,47 @@
-"""Every model trained by gradient descent is a kernel machine: Domingos' path kernel (THEORY.md §6).
+"""Every model trained by gradient descent is a kernel machine: Domingos' path kernel (THEORY.md §6), for plain
+SGD, SGD with momentum, Adam and AdamW, exactly.
 
-Gradient descent on ``L = Σ_i ℓ(f(x_i), y_i)`` takes steps ``Δw_s = −η Σ_{i∈B_s} ℓ'_{i,s} ∇f(x_i; w_s)``
-(``ℓ'`` = ∂ℓ/∂f, ``B_s`` the step's batch). Along the segment ``w_s + τ Δw_s`` the change of the output at x is
-exactly::
+**Plain SGD.** On ``L = Σ_i ℓ(f(x_i), y_i)`` a step is ``Δw_s = −η Σ_{i∈B_s} ℓ'_{i,s} ∇f(x_i; w_s)`` (``ℓ'`` =
+∂ℓ/∂f, ``B_s`` the step's batch). Along the segment ``w_s + τ Δw_s`` the output at x changes by exactly::
 
-    f_{s+1}(x) − f_s(x) = ∫₀¹ ∇f(x; w_s + τ Δw_s) dτ · Δw_s = −η Σ_{i∈B_s} ℓ'_{i,s} k_s(x, x_i),
-    k_s(x, x_i) = ∫₀¹ ∇f(x; w_s + τ Δw_s) dτ · ∇f(x_i; w_s).
+    f_{s+1}(x) − f_s(x) = ḡ_s(x) · Δw_s,   ḡ_s(x) = ∫₀¹ ∇f(x; w_s + τ Δw_s) dτ
+                        = −η Σ_{i∈B_s} ℓ'_{i,s} k_s(x, x_i),   k_s(x, x_i) = ḡ_s(x) · ∇f(x_i; w_s).
 
 Summing over the steps, ``f_T(x) = b + Σ_i a_i K(x, x_i)`` with ``b = f₀(x)``, the path kernel
 ``K(x, x_i) = η Σ_{s: i∈B_s} k_s(x, x_i)`` and ``a_i = −Σ_s η k_s(x, x_i) ℓ'_{i,s} / K(x, x_i)``, the
 kernel-weighted path average of the loss derivative (Domingos, arXiv 2012.00152, Theorem 1, made exact for
-discrete steps). ``exact=True`` integrates each segment with Gauss–Legendre quadrature (exact up to rounding
-for smooth activations); ``exact=False`` is Domingos' left-endpoint sum ``k_s = Θ_{w_s}(x, x_i)``, first order
-in the step size. For O outputs (a classifier's per-class scores) ``k_s`` is an O×O block
-``[∇f_o(x) · ∇f_c(x_i)]`` and ``a_i`` a vector of O numbers.
+discrete steps).
 
-Only per-step quantities are held (the gradients of the N training and M test points at the current weights,
-or their per-layer factors for ``nn.Linear``/``nn.Conv2d`` models): memory O((N + M)·P), never the trajectory.
+**Momentum, Adam, AdamW** (``torch.optim``'s own rules; the trajectory *is* torch.optim's). The step is still
+linear in the per-example gradients of *past* steps r ≤ s, through a history weight ``c_{s,r}`` and, for Adam, a
+diagonal preconditioner ``P_s`` (fixed within step s)::
+
+    SGD + momentum μ:  Δw_s = −η Σ_{r≤s} μ^{s−r} (g_r + λ w_r)                       (c_{s,r} = μ^{s−r})
+    Adam:              Δw_s = −(η / (1 − β₁^{s+1})) P_s Σ_{r≤s} (1 − β₁) β₁^{s−r} (g_r + λ w_r)
+    AdamW:             Δw_s = −η λ w_s − (η / (1 − β₁^{s+1})) P_s Σ_{r≤s} (1 − β₁) β₁^{s−r} g_r
+    P_s = diag(1 / (√(v_s / (1 − β₂^{s+1})) + ε)),  v_s = β₂ v_{s−1} + (1 − β₂) (g_s [+ λ w_s])²,
+    g_r = Σ_{i∈B_r} ℓ'_{i,r} ∇f(x_i; w_r)   (λ = weight_decay)
+
+so with the per-example history buffers ``G_{i,s} = Σ_{r≤s, i∈B_r} c_{s,r} ∇f(x_i; w_r)`` and the scale
+``S_s = η`` (SGD) or ``η P_s / (1 − β₁^{s+1})`` (Adam), the change of the output splits over the training points::
+
+    f_{s+1}(x) − f_s(x) = −Σ_i ⟨ḡ_s(x), S_s Σ_{r≤s, i∈B_r} c_{s,r} ℓ'_{i,r} ∇f(x_i; w_r)⟩ + d_s(x),
+
+``K(x, x_i) = Σ_s ⟨ḡ_s(x), S_s G_{i,s}⟩`` is the preconditioned, history-weighted path kernel (for plain SGD the
+one above), ``a_i`` the matching average of −ℓ', and the **weight-decay part** ``d(x) = Σ_s d_s(x)`` (``d_s = −⟨ḡ_s,
+S_s Σ_r c_{s,r} λ w_r⟩``, or ``−η λ ⟨ḡ_s, w_s⟩`` for AdamW) belongs to no training point: it is reported
+separately and ``f_T(x) = b + Σ_i a_i K(x, x_i) + d(x)``.
+
+``exact=True`` integrates each segment with Gauss–Legendre quadrature (exact up to rounding for smooth
+activations); ``exact=False`` is Domingos' left-endpoint sum ``ḡ_s = ∇f(x; w_s)``, first order in the step size.
+For O outputs (a classifier's per-class scores) ``K`` is an O×O block per pair and ``a_i`` a vector of O numbers.
+
+The kernel is a sum over parameter tensors: ``per_layer=True`` also returns each layer's kernel and its
+contributions (which layers carry the prediction; :func:`layer_shares`), ``record_every`` the kernel's history.
+
+Memory: plain SGD holds only per-step quantities (per-layer factors for ``nn.Linear``/``nn.Conv2d`` models, or
+per-example Jacobians): O((N + M)·P). Momentum, Adam, weight decay and ``per_layer`` hold the history buffers in
+parameter space: O(N·O·P + M·O·P).
 """
 
 from __future__ import annotations
@@ -31,11 +56,20 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import ArrayKind, ValidationError, as_generator, as_tensor, check_choice, check_int, check_positive, warn
-from .train import LOSSES, diverged, loss_value
+from .._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+    warn,
+)
+from .train import LOSSES, OPTIMIZERS, batch_indices, check_betas, effective_momentum, train
 
-__all__ = ["path_kernel", "PathKernelResult", "top_contributions", "LOSSES"]
-
+__all__ = ["path_kernel", "PathKernelResult", "top_contributions", "layer_shares", "LOSSES", "OPTIMIZERS"]
 
 
 @dataclass
@@ -44,12 +78,19 @@ class PathKernelResult:
 
     model : the trained copy of the model
     f_model : (M,) or (M, O) outputs of the trained model on X_test
-    f_kernel : same shape, ``b + Σ_i a_i K(x, x_i)``
+    f_kernel : same shape, ``b + Σ_i a_i K(x, x_i) + decay``
     K : (M, N) path kernel, or (M, N, O, O) ; a : (M, N) or (M, N, O) ; b : (M,) or (M, O), ``f₀(X_test)``
     contributions : (M, N) or (M, N, O), ``a_i K(x, x_i)`` (what each training point adds to f(x))
+    decay : (M,) or (M, O), the weight-decay part (zero without weight decay): it belongs to no training point
     ntk0, ntkT : (M, N) (or (M, N, O, O)) empirical NTK Θ(X_test, X) at the start and at the end
-    T : ``η · steps_done``, the training time ; losses : training loss before each step
-    steps_done : steps taken ; stopped_at : step where the loss became NaN/inf (training stopped), else None
+    T : ``η · steps_done`` ; losses : training loss before each step and after the last (``steps_done + 1``
+        values; with divergence the last is the bad one)
+    steps_done : steps taken ; stopped_at : the step whose loss was NaN/inf or exploded (training stopped there)
+    optimizer : the update rule ; layers : names of the layers (modules owning trainable parameters)
+    K_layers, contributions_layers : with ``per_layer=True``, (L, ...) each layer's part of K and of the
+        contributions (they sum to K and contributions), else None
+    history_steps, K_history, contributions_history : with ``record_every``, the path kernel and contributions
+        after those steps ((R, ...) arrays), else empty / None
     """
 
     model: nn.Module
@@ -67,47 +108,189 @@ class PathKernelResult:
     nodes: int
     losses: list[float] = field(default_factory=list)
     stopped_at: int | None = None
+    decay: Any = None
+    optimizer: str = "sgd"
+    layers: list[str] = field(default_factory=list)
+    K_layers: Any = None
+    contributions_layers: Any = None
+    history_steps: list[int] = field(default_factory=list)
+    K_history: Any = None
+    contributions_history: Any = None
+
+    @property
+    def diverged(self) -> bool:
+        """True when training stopped at a NaN/inf or exploding loss."""
+        return self.stopped_at is not None
+
+    @property
+    def loss_growth(self) -> float:
+        """Largest loss along training over the initial one (> 1: the loss rose somewhere, a sign of steps too
+        large for the kernel machine to be exact with kinked activations)."""
+        ls = np.asarray(self.losses, float)
+        return float(np.nanmax(ls) / ls[0]) if len(ls) and ls[0] > 0 else float("nan")
 
     @property
     def rel_error(self) -> float:
-        """``‖f_kernel − f_model‖ / ‖f_model‖`` over the test points."""
+        """``‖f_kernel − f_model‖ / ‖f_model‖`` over the test points (NaN if the model's outputs are not finite)."""
         fk, fm = torch.as_tensor(self.f_kernel), torch.as_tensor(self.f_model)
         return float(torch.linalg.norm(fk - fm) / torch.linalg.norm(fm))
 
 
-def _loss_and_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed loss over the batch (:func:`kernelscope.dynamics.train.loss_value`) and ``ℓ' = ∂ℓ/∂f`` of shape
-    (B, O) (no graph through ℓ')."""
-    total = loss_value(out, y, loss, "sum")
+def _loss_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """``ℓ' = ∂ℓ/∂f`` (B, O) of the losses of :func:`kernelscope.dynamics.train.loss_value` (no graph)."""
     if loss == "mse":
-        return total, (out - y).detach()
+        return (out - y).detach()
     p = torch.softmax(out.detach(), dim=1)
-    return total, p - torch.nn.functional.one_hot(y, out.shape[1]).to(p.dtype)
+    return p - torch.nn.functional.one_hot(y, out.shape[1]).to(p.dtype)
 
 
-class _Gradients:
-    """Per-example gradients of the model outputs at given weights: per-layer factors for nn.Linear/nn.Conv2d models
-    (``empirical.layer_features``), else per-example Jacobians (N, O, P)."""
+def _layer_slices(names: list[str], sizes: list[int]) -> tuple[list[str], list[slice]]:
+    """Group the flattened parameters (``named_parameters`` order) by owning module: names and column slices."""
+    layers: list[str] = []
+    bounds: list[list[int]] = []
+    start = 0
+    for name, size in zip(names, sizes):
+        owner = name.rsplit(".", 1)[0] if "." in name else "(model)"
+        if layers and layers[-1] == owner:
+            bounds[-1][1] = start + size
+        else:
+            layers.append(owner)
+            bounds.append([start, start + size])
+        start += size
+    return layers, [slice(a, b) for a, b in bounds]
 
-    def __init__(self, model: nn.Module, n_out: int, structured: bool):
-        self.model, self.n_out, self.structured = model, n_out, structured
 
-    def __call__(self, x: torch.Tensor, params: dict[str, torch.Tensor] | None = None):
+class _Machine:
+    """The bookkeeping of :func:`path_kernel`, driven by :func:`kernelscope.dynamics.train`'s callback: at the
+    evaluation before step s it stores ``ℓ'_s`` and the training gradients at ``w_s``; at the next evaluation (the
+    weights are now ``w_{s+1}``) it integrates the segment and adds step s to the kernel machine."""
+
+    def __init__(self, net, params, names, Xt, yt, Xs, n_out, *, loss, mean, lr, rule, momentum, betas, eps,
+                 weight_decay, exact, nodes, structured, per_layer, record_every, batches):
+        self.net, self.params, self.names, self.Xt, self.yt, self.Xs = net, params, names, Xt, yt, Xs
+        self.O, self.loss, self.mean, self.lr, self.rule = n_out, loss, mean, lr, rule
+        self.mu, self.betas, self.eps = momentum, betas, eps
+        self.wd, self.exact, self.structured, self.batches = weight_decay, exact, structured, batches
+        self.record_every = record_every
+        tau, omega = np.polynomial.legendre.leggauss(nodes)
+        self.tau, self.omega = (tau + 1) / 2, omega / 2  # nodes and weights on [0, 1]
+        n, m, O = Xt.shape[0], Xs.shape[0], n_out
+        z = Xt.new_zeros
+        self.K, self.C, self.D = z(m, n, O, O), z(m, n, O), z(m, O)
+        sizes = [p.numel() for p in params]
+        self.layers, self.slices = _layer_slices(names, sizes)
+        L = len(self.layers)
+        self.KL = z(L, m, n, O, O) if per_layer else None
+        self.CL = z(L, m, n, O) if per_layer else None
+        if not structured:
+            P = sum(sizes)
+            self.G, self.H, self.Dbuf = z(n, O, P), z(n, P), z(P)  # history buffers: kernel, contributions, decay
+            self.v = z(P)  # Adam's second moment
+        self.pending = None
+        self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+
+    def flat(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def at(self, w_flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, k = {}, 0
+        for nm, p in zip(self.names, self.params):
+            out[nm] = w_flat[k:k + p.numel()].view_as(p)
+            k += p.numel()
+        return out
+
+    def jac(self, x, w_flat=None) -> torch.Tensor:
+        return empirical.jacobian(self.net, x, self.O, None if w_flat is None else self.at(w_flat))
+
+    def feats(self, x, w_flat=None):
+        return empirical.layer_features(self.net, x, self.O, None if w_flat is None else self.at(w_flat))
+
+    def __call__(self, step: int, value: float, out: torch.Tensor, bad: bool) -> None:
+        if self.pending is not None:
+            self.finish()
+        if bad or step == len(self.batches):
+            return
+        self.start(step, out)
+
+    # -- before step s: the gradients at w_s -------------------------------------------------------------------
+    def start(self, s: int, out: torch.Tensor) -> None:
+        idx = self.batches[s]
+        sel = slice(None) if idx is None else idx
+        xb = self.Xt[sel]
+        dl = _loss_derivative(out.reshape(xb.shape[0], self.O), self.yt[sel], self.loss)  # (B, O)
+        if self.mean:
+            dl = dl / xb.shape[0]
+        w_s = self.flat()
+        p = dict(s=s, sel=sel, dl=dl, w=w_s)
         if self.structured:
-            return empirical.layer_features(self.model, x, self.n_out, params)
-        return empirical.jacobian(self.model, x, self.n_out, params)
+            p["train"] = self.feats(xb)
+            if not self.exact:
+                p["test"] = self.feats(self.Xs)
+        else:
+            J = self.jac(xb)  # (B, O, P) per-example gradients at w_s
+            c_old, c_new = (self.mu, 1.0) if self.rule == "sgd" else (self.betas[0], 1.0 - self.betas[0])
+            self.G.mul_(c_old)
+            self.H.mul_(c_old)
+            self.Dbuf.mul_(c_old)
+            self.G[sel] += c_new * J
+            self.H[sel] += c_new * torch.einsum("bo,bop->bp", dl, J)
+            if self.wd and self.rule != "adamw":
+                self.Dbuf += c_new * self.wd * w_s
+            if self.rule != "sgd":
+                g = torch.einsum("bo,bop->p", dl, J)
+                if self.rule == "adam" and self.wd:
+                    g = g + self.wd * w_s
+                self.v.mul_(self.betas[1]).add_((1.0 - self.betas[1]) * g * g)
+            if not self.exact:
+                p["test"] = self.jac(self.Xs)
+        self.pending = p
 
-    def gram(self, g1, g2) -> torch.Tensor:
-        """(n1, n2, O, O) inner products ``∇f_o(x) · ∇f_c(x')``."""
+    # -- after step s: integrate the segment w_s -> w_{s+1} ----------------------------------------------------
+    def finish(self) -> None:
+        p, self.pending = self.pending, None
+        s, sel, dl, w_s = p["s"], p["sel"], p["dl"], p["w"]
+        dw = self.flat() - w_s
+        points = [(0.0, 1.0)] if not self.exact else list(zip(self.tau, self.omega))
         if self.structured:
-            return empirical.structured_gram(g1, g2)
-        return torch.einsum("mop,icp->mioc", g1, g2)
+            k_s = None
+            for t_k, o_k in points:
+                test = p["test"] if not self.exact else self.feats(self.Xs, w_s + float(t_k) * dw)
+                part = empirical.structured_gram(test, p["train"]) * float(o_k)
+                k_s = part if k_s is None else k_s + part
+            self.K[:, sel] += self.lr * k_s
+            self.C[:, sel] -= self.lr * torch.einsum("mioc,ic->mio", k_s, dl)
+        else:
+            if self.exact:
+                gbar = sum(float(o_k) * self.jac(self.Xs, w_s + float(t_k) * dw) for t_k, o_k in points)
+            else:
+                gbar = p["test"]  # (M, O, P)
+            if self.rule == "sgd":
+                scale = self.lr
+            else:
+                b1, b2 = self.betas
+                bc1, bc2 = 1.0 - b1 ** (s + 1), 1.0 - b2 ** (s + 1)
+                scale = (self.lr / bc1) / ((self.v / bc2).sqrt() + self.eps)  # (P,) S_s
+            gs = gbar * scale  # (M, O, P) ḡ_s S_s
+            self.K += torch.einsum("mop,icp->mioc", gs, self.G)
+            self.C -= torch.einsum("mop,ip->mio", gs, self.H)
+            if self.wd:
+                self.D -= gs @ self.Dbuf if self.rule != "adamw" else self.lr * self.wd * (gbar @ w_s)
+            if self.KL is not None:
+                for k, sl in enumerate(self.slices):
+                    self.KL[k] += torch.einsum("mop,icp->mioc", gs[..., sl], self.G[..., sl])
+                    self.CL[k] -= torch.einsum("mop,ip->mio", gs[..., sl], self.H[:, sl])
+        if self.record_every and (s + 1) % self.record_every == 0:
+            self.history.append((s + 1, self.K.clone(), self.C.clone()))
 
 
 def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, steps: int, loss: str = "mse",
-                exact: bool = True, batch_size: int | None = None, seed: int = 0, nodes: int = 4,
-                method: str = "auto", track: Callable | None = None, explode: float = 1e12) -> PathKernelResult:
-    """Train a copy of ``model`` by gradient descent and write it as a kernel machine over its training points.
+                reduction: str = "sum",
+                optimizer: str = "sgd", momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                eps: float = 1e-8, weight_decay: float = 0.0, exact: bool = True, batch_size: int | None = None,
+                seed: int = 0, nodes: int = 4, method: str = "auto", per_layer: bool = False,
+                record_every: int | None = None, track: Callable | None = None, explode: float = 1e12,
+                tol: float = 1e-6) -> PathKernelResult:
+    """Train a copy of ``model`` with ``torch.optim`` and write it as a kernel machine over its training points.
 
     Parameters
     ----------
@@ -115,36 +298,59 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     X : (N, ...) training inputs. y : (N,) targets for ``'mse'`` with one output, (N, O) for O outputs; (N,)
         integer class labels in [0, O) for ``'cross_entropy'``.
     X_test : (M, ...) inputs where the kernel machine is evaluated.
-    lr : step size η; the training is exactly ``torch.optim.SGD(lr=η)`` on the summed loss
-        (``'mse'``: ``ℓ = ½‖f − y‖²``; ``'cross_entropy'``: ``ℓ = −log softmax(f)_y``).
-    steps : number of steps. batch_size : None for full-batch; else each step uses the next ``batch_size`` points
-        of a seeded permutation (a new one per epoch) and sums over them only.
+    lr : step size η. steps : number of steps. The loss is summed over the batch (``'mse'``: ``ℓ = ½‖f − y‖²``;
+        ``'cross_entropy'``: ``ℓ = −log softmax(f)_y``), or averaged (``reduction='mean'``: ℓ' divided by the
+        batch size); training is :func:`kernelscope.dynamics.train`, i.e. exactly ``torch.optim``'s update of the
+        chosen rule.
+    optimizer : ``'sgd'`` (``momentum`` if > 0), ``'momentum'`` (SGD, momentum 0.9 unless given), ``'adam'``,
+        ``'adamw'`` (``betas``, ``eps``); ``weight_decay`` λ as torch defines it (L2 in the gradient for SGD and
+        Adam, decoupled for AdamW).
+    batch_size : None for full-batch; else each step uses the next ``batch_size`` points of a seeded permutation
+        (:func:`kernelscope.dynamics.train.batch_indices`) and sums over them only.
     exact : Gauss–Legendre quadrature of each segment (``nodes`` nodes) vs Domingos' left-endpoint sum.
-    method : 'auto' (per-layer factors when every trainable parameter is in an nn.Linear or nn.Conv2d), 'structured' or
-        'jacobian' (per-example Jacobians).
+    method : plain SGD only: 'auto' (per-layer factors when every trainable parameter is in an nn.Linear or
+        nn.Conv2d), 'structured' or 'jacobian' (per-example Jacobians). Momentum, Adam, weight decay and
+        ``per_layer`` always use per-example Jacobians and history buffers.
+    per_layer : also return each layer's kernel and contributions (``K_layers``, ``contributions_layers``).
+    record_every : also keep K and the contributions after every ``record_every`` steps (and the last).
     track : optional progress wrapper ``track(iterable, description)``.
-    explode : a loss above ``explode`` times the first step's counts as divergence (as in
-        :func:`kernelscope.dynamics.train`).
+    explode : a loss above ``explode`` times the initial one counts as divergence (as in ``train``).
+    tol : after training, a relative error of the kernel machine above ``tol`` (exact quadrature only) is warned
+        about: the identity is exact for smooth activations, so a larger error means kinks crossed by large steps.
 
     Returns
     -------
-    PathKernelResult. A NaN/inf (or exploding) loss stops training with a warning naming the step; the kernel
+    PathKernelResult. A NaN/inf or exploding loss stops training with a
+    :class:`~kernelscope._arrays.KernelscopeWarning` naming the step (``stopped_at``, ``diverged``); the kernel
     machine of the steps taken so far is returned.
 
     Notes
     -----
     Gauss–Legendre with q nodes integrates polynomials of degree 2q − 1 exactly, and along one small step the
-    integrand ``∇f(x; w_s + τΔw_s)·∇f(x_i; w_s)`` of a smooth network (tanh, erf, GELU) is very nearly one:
-    float64 rounding (~1e-15) is reached. With ReLU the integrand jumps where a unit's pre-activation changes
-    sign inside the step, so the identity holds only to about 1e-5–1e-4 relative (measured 7e-5 for a
-    three-layer ReLU net of width 64, 100 steps); the left-endpoint sum has the same kinks plus its O(η) error.
+    integrand ``∇f(x; w_s + τΔw_s)`` of a smooth network (tanh, erf, GELU) is very nearly a low-degree polynomial
+    in τ: float64 rounding (~1e-15) is reached, for every optimiser (the history buffers and Adam's ``P_s`` are
+    fixed within a step; only ``ḡ_s`` is integrated). With ReLU the integrand jumps where a unit's pre-activation
+    changes sign inside the step, so the identity holds only to about 1e-5–1e-4 relative for small steps
+    (measured 7e-5 for a three-layer ReLU net of width 64, 100 SGD steps) and can fail entirely when large steps
+    (the loss rising, ``loss_growth`` > 1) flip many units at once - the ``tol`` warning says so. Adam's
+    normalised steps flip units more often than SGD's at the same loss decrease. The left-endpoint sum has the
+    same kinks plus its O(η) error. Cost: plain training × (nodes + 2) plus the gradient products; the history
+    path adds O(N·O·P) per step for the buffers and O(M·N·O²·P) for the kernel update.
     """
     kind = ArrayKind.of(X_test)
     loss = check_choice(loss, "loss", LOSSES)
+    reduction = check_choice(reduction, "reduction", ("sum", "mean"))
+    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     lr = check_positive(lr, "lr")
     steps = check_int(steps, "steps", minimum=1)
     nodes = check_int(nodes, "nodes", minimum=1, maximum=64)
     explode = check_positive(explode, "explode")
+    tol = check_positive(tol, "tol")
+    momentum = check_nonnegative(momentum, "momentum")
+    weight_decay = check_nonnegative(weight_decay, "weight_decay")
+    betas, eps = check_betas(betas), check_positive(eps, "eps")
+    if record_every is not None:
+        record_every = check_int(record_every, "record_every", minimum=1)
     method = check_choice(method, "method", ("auto", "structured", "jacobian"))
     if not isinstance(model, nn.Module):
         raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
@@ -158,106 +364,101 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
                               f"shape {tuple(Xs.shape)}")
     n, m = Xt.shape[0], Xs.shape[0]
     n_out = empirical._output_dim(net, Xt)
-    params = [p for p in net.parameters() if p.requires_grad]
-    names = [k for k, p in net.named_parameters() if p.requires_grad]
-    if not params:
+    named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
+    if not named:
         empirical.trainable_parameters(net)
+    names, params = [k for k, _ in named], [p for _, p in named]
+    yt = _targets(y, loss, n, n_out, Xt)
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
+    rule = "sgd" if optimizer in ("sgd", "momentum") else optimizer
+    mu = effective_momentum(optimizer, momentum)
+    plain = rule == "sgd" and mu == 0 and weight_decay == 0 and not per_layer
+    if method == "structured" and not plain:
+        raise ValidationError("method", "'auto' or 'jacobian' with momentum, Adam, weight decay or per_layer",
+                              "'structured'", "The history buffers live in parameter space: use method='auto'.")
+    if method == "auto":
+        method = empirical._resolve(net, "auto") if plain else "jacobian"
+    if method == "structured":
+        empirical._structured_layers(net)  # a clear error if it does not apply
+    else:
+        P = sum(p.numel() for p in params)
+        check_memory((n + 2 * m) * n_out * P * Xt.element_size(), "path_kernel's per-example gradients "
+                     "(N + 2M)·O·P", "Use fewer training or test points, or a smaller model.")
+
+    with torch.no_grad():
+        b = net(Xs).reshape(m, n_out)  # (M, O) = f₀(X_test)
+    ntk_method = "structured" if method == "structured" else "jacobian"
+    ntk0 = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=ntk_method))
+    batches = batch_indices(n, batch_size, steps, seed)
+    mach = _Machine(net, params, names, Xt, yt, Xs, n_out, loss=loss, mean=reduction == "mean", lr=lr, rule=rule,
+                    momentum=mu, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact, nodes=nodes,
+                    structured=method == "structured", per_layer=per_layer, record_every=record_every,
+                    batches=batches)
+    tr = train(net, Xt, yt, loss=loss, reduction=reduction, optimizer=optimizer, lr=lr, momentum=momentum,
+               weight_decay=weight_decay, betas=betas, eps=eps, steps=steps, batches=batches, explode=explode,
+               callback=mach, track=track, desc="gradient-descent steps", what="path_kernel training")
+    done = tr.steps_done
+    if record_every and (not mach.history or mach.history[-1][0] != done):
+        mach.history.append((done, mach.K.clone(), mach.C.clone()))
+
+    with torch.no_grad():
+        f_model = net(Xs).reshape(m, n_out)
+    ntkT = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=ntk_method))
+    K, C, D = mach.K, mach.C, mach.D
+    hist_K = torch.stack([h[1] for h in mach.history]) if mach.history else None
+    hist_C = torch.stack([h[2] for h in mach.history]) if mach.history else None
+    if n_out == 1:
+        Kk, Cc = K[:, :, 0, 0], C[:, :, 0]
+        a = torch.where(Kk != 0, Cc / torch.where(Kk != 0, Kk, torch.ones_like(Kk)), torch.zeros_like(Kk))
+        f_kernel = b[:, 0] + (a * Kk).sum(1) + D[:, 0]
+        out = dict(f_model=f_model[:, 0], f_kernel=f_kernel, K=Kk, a=a, b=b[:, 0], contributions=Cc, decay=D[:, 0])
+        sq = (lambda t: t[..., 0, 0], lambda t: t[..., 0])
+    else:
+        a = (torch.linalg.pinv(K) @ C[..., None])[..., 0]  # (M, N, O): K a = C per pair
+        f_kernel = b + torch.einsum("mioc,mic->mo", K, a) + D
+        out = dict(f_model=f_model, f_kernel=f_kernel, K=K, a=a, b=b, contributions=C, decay=D)
+        sq = (lambda t: t, lambda t: t)
+    if mach.KL is not None:
+        out.update(K_layers=sq[0](mach.KL), contributions_layers=sq[1](mach.CL))
+    if hist_K is not None:
+        out.update(K_history=sq[0](hist_K), contributions_history=sq[1](hist_C))
+    out = {k: kind.wrap(v.detach()) for k, v in out.items()}
+    res = PathKernelResult(model=net, ntk0=kind.wrap(ntk0), ntkT=kind.wrap(ntkT), T=lr * done, steps_done=done,
+                           exact=bool(exact), nodes=nodes, losses=[float(v) for v in tr.losses],
+                           stopped_at=tr.diverged_at, optimizer=optimizer, layers=mach.layers,
+                           history_steps=[h[0] for h in mach.history], **out)
+    err = res.rel_error
+    if exact and not res.diverged and not err <= tol:
+        rose = (f" and the loss rose to {res.loss_growth:.3g}x its initial value along the way (steps too large)"
+                if res.loss_growth > 1 else "")
+        warn(f"path_kernel: the kernel machine reproduces the trained model only to a relative error of {err:.3g} "
+             f"(tol={tol:g}){rose}. Exact quadrature is exact to rounding for smooth activations; kinks (ReLU) "
+             "crossed inside a step limit it. Use a smaller lr, more nodes, a smooth activation (tanh, GELU), or "
+             "a larger tol if this is the kink error you expect.")
+    return res
+
+
+def _targets(y: Any, loss: str, n: int, n_out: int, Xt: torch.Tensor) -> torch.Tensor:
+    """Targets as (N, O) floats for 'mse' or (N,) class labels for 'cross_entropy', validated."""
     if loss == "mse":
         yt = as_tensor(y, "y", ndim=(1, 2), dtype=Xt.dtype, device=Xt.device)
         want = (n,) if n_out == 1 else (n, n_out)
         if yt.numel() != n * n_out or yt.shape[0] != n:
             raise ValidationError("y", f"targets of shape {want} for a model with {n_out} output(s)",
                                   f"shape {tuple(yt.shape)}")
-        yt = yt.reshape(n, n_out)
-    else:
-        if n_out < 2:
-            raise ValidationError("model", "per-class outputs (N, O) with O >= 2 for loss='cross_entropy'",
-                                  f"{n_out} output")
-        yt = as_tensor(y, "y", ndim=1, dtype=None, device=Xt.device)
-        if yt.is_floating_point() and not bool((yt == yt.round()).all()):
-            raise ValidationError("y", "integer class labels for loss='cross_entropy'", "non-integer values")
-        yt = yt.long()
-        if yt.shape[0] != n or int(yt.min()) < 0 or int(yt.max()) >= n_out:
-            raise ValidationError("y", f"{n} labels in [0, {n_out})",
-                                  f"shape {tuple(yt.shape)}, range [{int(yt.min())}, {int(yt.max())}]")
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
-    if method == "auto":
-        method = empirical._resolve(net, "auto")
-    if method == "structured":
-        empirical._structured_layers(net)  # a clear error if it does not apply
-    grads = _Gradients(net, n_out, method == "structured")
-
-    tau, omega = np.polynomial.legendre.leggauss(nodes)
-    tau, omega = (tau + 1) / 2, omega / 2  # nodes and weights on [0, 1]
-    gen = as_generator(seed)
-    order = torch.arange(n)
-    cursor = n  # forces a fresh permutation at the first mini-batch step
-
-    with torch.no_grad():
-        b = net(Xs).reshape(m, n_out)  # (M, O) = f₀(X_test)
-    ntk0 = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=_ntk_method(method)))
-    K = Xt.new_zeros(m, n, n_out, n_out)  # (M, N, O, O) path kernel
-    C = Xt.new_zeros(m, n, n_out)  # (M, N, O) contributions a_i K(x, x_i)
-    opt = torch.optim.SGD(params, lr=lr)
-    losses: list[float] = []
-    stopped_at, done = None, 0
-    it = track(range(steps), "gradient-descent steps") if track else range(steps)
-    for s in it:
-        if batch_size is None:
-            idx = slice(None)  # full batch: views, no gathers or scatters
-        else:
-            if cursor + batch_size > n:
-                order, cursor = torch.randperm(n, generator=gen), 0
-            idx = order[cursor:cursor + batch_size]
-            cursor += batch_size
-        xb = Xt[idx]
-        out = net(xb).reshape(xb.shape[0], n_out)
-        total, dl = _loss_and_derivative(out, yt[idx], loss)  # dl (B, O)
-        lv = float(total.detach())
-        if diverged(lv, losses[0] if losses else lv, explode):
-            stopped_at = s
-            warn(f"path_kernel: the loss became {lv:.4g} at step {s} (lr={lr:.3g}); stopped there and kept "
-                 f"the kernel machine of the {s} steps taken. Use a smaller lr.")
-            break
-        losses.append(lv)
-        g_train = grads(xb)  # per-example gradients at w_s
-        w_s = [p.detach().clone() for p in params]
-        if not exact:
-            k_s = grads.gram(grads(Xs), g_train)  # (M, B, O, O) tangent kernel at w_s
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        if exact:
-            dw = [p.detach() - w for p, w in zip(params, w_s)]
-            k_s = None
-            for t_k, o_k in zip(tau, omega):
-                at = {nm: w + float(t_k) * d for nm, w, d in zip(names, w_s, dw)}
-                part = grads.gram(grads(Xs, at), g_train) * float(o_k)
-                k_s = part if k_s is None else k_s + part
-        K[:, idx] += lr * k_s
-        C[:, idx] -= lr * torch.einsum("mioc,ic->mio", k_s, dl)
-        done = s + 1
-
-    with torch.no_grad():
-        f_model = net(Xs).reshape(m, n_out)
-    ntkT = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=_ntk_method(method)))
-    if n_out == 1:
-        Kk, Cc = K[:, :, 0, 0], C[:, :, 0]
-        a = torch.where(Kk != 0, Cc / torch.where(Kk != 0, Kk, torch.ones_like(Kk)), torch.zeros_like(Kk))
-        f_kernel = b[:, 0] + (a * Kk).sum(1)
-        out = dict(f_model=f_model[:, 0], f_kernel=f_kernel, K=Kk, a=a, b=b[:, 0], contributions=Cc)
-    else:
-        a = (torch.linalg.pinv(K) @ C[..., None])[..., 0]  # (M, N, O): K a = C per pair
-        f_kernel = b + torch.einsum("mioc,mic->mo", K, a)
-        out = dict(f_model=f_model, f_kernel=f_kernel, K=K, a=a, b=b, contributions=C)
-    out = {k: kind.wrap(v.detach()) for k, v in out.items()}
-    return PathKernelResult(model=net, ntk0=kind.wrap(ntk0), ntkT=kind.wrap(ntkT), T=lr * done, steps_done=done,
-                            exact=bool(exact), nodes=nodes, losses=losses, stopped_at=stopped_at, **out)
-
-
-def _ntk_method(method: str) -> str:
-    return "structured" if method == "structured" else "jacobian"
+        return yt.reshape(n, n_out)
+    if n_out < 2:
+        raise ValidationError("model", "per-class outputs (N, O) with O >= 2 for loss='cross_entropy'",
+                              f"{n_out} output")
+    yt = as_tensor(y, "y", ndim=1, dtype=None, device=Xt.device)
+    if yt.is_floating_point() and not bool((yt == yt.round()).all()):
+        raise ValidationError("y", "integer class labels for loss='cross_entropy'", "non-integer values")
+    yt = yt.long()
+    if yt.shape[0] != n or int(yt.min()) < 0 or int(yt.max()) >= n_out:
+        raise ValidationError("y", f"{n} labels in [0, {n_out})",
+                              f"shape {tuple(yt.shape)}, range [{int(yt.min())}, {int(yt.max())}]")
+    return yt
 
 
 def top_contributions(result: PathKernelResult, index: int, k: int = 5, output: int | None = None
@@ -278,3 +479,26 @@ def top_contributions(result: PathKernelResult, index: int, k: int = 5, output: 
         c = c[:, check_int(output, "output", minimum=0, maximum=c.shape[1] - 1)]
     top = np.argsort(-np.abs(c))[:k]
     return top, c[top]
+
+
+def layer_shares(result: PathKernelResult) -> dict[str, dict[str, float]]:
+    """Which layers carry the prediction: for each layer l (a result of ``path_kernel(..., per_layer=True)``),
+
+    - ``'prediction'``: ``‖F_l‖ / Σ_l' ‖F_l'‖`` with ``F_l(x) = Σ_i C_l(x, x_i)`` the layer's part of
+      ``f_T(x) − f₀(x) − decay(x)`` over the test points (the F_l sum exactly to it);
+    - ``'kernel'``: ``Σ K_l / Σ K`` over all (test, training) pairs (and the output diagonal): the layer's share of
+      the path kernel's total mass (per-layer kernels of one tensor are Gram-like, so the shares are mostly in
+      [0, 1] and sum to 1).
+    """
+    if result.K_layers is None:
+        raise ValidationError("result", "a PathKernelResult from path_kernel(..., per_layer=True)",
+                              "one without per-layer kernels", "Call path_kernel with per_layer=True.")
+    KL = np.asarray(torch.as_tensor(result.K_layers).detach().cpu())
+    CL = np.asarray(torch.as_tensor(result.contributions_layers).detach().cpu())
+    F = CL.sum(2)  # (L, M[, O])
+    norms = np.array([np.linalg.norm(f) for f in F])
+    if KL.ndim == 5:  # trace over outputs
+        KL = np.einsum("lmioo->lmi", KL)
+    mass = KL.reshape(len(KL), -1).sum(1)
+    return {name: {"prediction": float(norms[k] / norms.sum()), "kernel": float(mass[k] / mass.sum())}
+            for k, name in enumerate(result.layers)}

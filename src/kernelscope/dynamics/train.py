@@ -16,7 +16,7 @@ summed over the batch (``reduction='sum'``) or averaged (``'mean'``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ from torch import nn
 from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive, warn
 from ..nets.finite import materialize_for
 
-__all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "diverged"]
+__all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "diverged", "optimizer_for", "batch_indices"]
 
 LOSSES = ("mse", "cross_entropy")
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
@@ -46,14 +46,49 @@ def diverged(value: float, first: float, explode: float) -> bool:
 
 
 def optimizer_for(params: list[torch.Tensor], optimizer: str, lr: float, momentum: float = 0.0,
-                  weight_decay: float = 0.0) -> torch.optim.Optimizer:
+                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+                  ) -> torch.optim.Optimizer:
     """``'sgd'`` (with ``momentum`` if given), ``'momentum'`` (SGD, momentum 0.9 unless given), ``'adam'``,
-    ``'adamw'``; ``weight_decay`` as torch defines it for each."""
+    ``'adamw'`` (``betas``, ``eps``); ``weight_decay`` as torch defines it for each."""
     if optimizer in ("sgd", "momentum"):
-        m = 0.9 if optimizer == "momentum" and momentum == 0.0 else momentum
-        return torch.optim.SGD(params, lr=lr, momentum=m, weight_decay=weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=effective_momentum(optimizer, momentum),
+                               weight_decay=weight_decay)
     cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
-    return cls(params, lr=lr, weight_decay=weight_decay)
+    return cls(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+def effective_momentum(optimizer: str, momentum: float) -> float:
+    """The momentum :func:`optimizer_for` gives SGD: ``momentum``, or 0.9 for ``'momentum'`` when it is 0."""
+    return 0.9 if optimizer == "momentum" and momentum == 0.0 else momentum
+
+
+def check_betas(betas) -> tuple[float, float]:
+    """Adam's ``(β₁, β₂)``, each in [0, 1)."""
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValidationError("betas", "two numbers (β₁, β₂) in [0, 1)", repr(betas)) from None
+    if not (0 <= b1 < 1 and 0 <= b2 < 1):
+        raise ValidationError("betas", "two numbers (β₁, β₂) in [0, 1)", repr(betas),
+                              "torch's default is (0.9, 0.999).")
+    return b1, b2
+
+
+def batch_indices(n: int, batch_size: int | None, steps: int, seed: int | torch.Generator = 0
+                  ) -> list[torch.Tensor | None]:
+    """The examples of each of ``steps`` steps: None (full batch) for ``batch_size=None``, else the next
+    ``batch_size`` indices of a seeded permutation of ``range(n)``, a fresh one whenever fewer than ``batch_size``
+    remain (the rest of the epoch is dropped)."""
+    if batch_size is None:
+        return [None] * steps
+    gen = as_generator(seed)
+    order, cursor, out = torch.arange(n), n, []
+    for _ in range(steps):
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=gen), 0
+        out.append(order[cursor:cursor + batch_size])
+        cursor += batch_size
+    return out
 
 
 @dataclass
@@ -73,6 +108,8 @@ class TrainResult:
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "mse", reduction: str = "sum",
           optimizer: str = "sgd", lr: float, momentum: float = 0.0, weight_decay: float = 0.0, steps: int,
           batch_size: int | None = None, seed: int | torch.Generator = 0, explode: float = 1e12,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+          batches: Sequence[torch.Tensor | None] | None = None,
           callback: Callable[[int, float, torch.Tensor, bool], None] | None = None,
           track: Callable[[Iterable[int], str], Iterable[int]] | None = None, desc: str = "training",
           what: str = "training") -> TrainResult:
@@ -83,9 +120,11 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     model : ``nn.Module`` mapping X (N, ...) to (N, O) (or (N,) for one output); its trainable parameters move.
     X, y : tensors; y (N,) or (N, O) targets for ``'mse'``, (N,) integer labels for ``'cross_entropy'``.
     loss, reduction : see the module docstring.
-    optimizer : one of :data:`OPTIMIZERS`; ``lr``, ``momentum``, ``weight_decay`` as torch defines them.
+    optimizer : one of :data:`OPTIMIZERS`; ``lr``, ``momentum``, ``weight_decay``, ``betas``, ``eps`` as torch
+        defines them (:func:`optimizer_for`).
     steps : optimiser steps. batch_size : None for full batch, else the next ``batch_size`` points of a seeded
-        permutation (a new one each epoch; ``seed``).
+        permutation (a new one each epoch; ``seed``; :func:`batch_indices`). batches : the examples of each step
+        given explicitly (``steps`` index tensors, None for all), e.g. from :func:`batch_indices`; overrides both.
     explode : the loss growing beyond ``explode`` times its initial value counts as divergence.
     callback : ``callback(step, loss, out, diverged)`` at each evaluation (before step ``step``; ``out`` the
         model's output on the batch, detached; ``diverged`` True at the evaluation where training stops for
@@ -107,6 +146,7 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     weight_decay = check_nonnegative(weight_decay, "weight_decay")
     steps = check_int(steps, "steps", minimum=0)
     explode = check_positive(explode, "explode")
+    betas, eps = check_betas(betas), check_positive(eps, "eps")
     n = X.shape[0]
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
@@ -115,9 +155,11 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     if not params:
         raise ValidationError("model", "a model with trainable parameters", "none",
                               "Build the model's parameters first (e.g. net.finite(seed, in_dim=d)).")
-    opt = optimizer_for(params, optimizer, lr, momentum, weight_decay)
-    gen = as_generator(seed)
-    order, cursor = torch.arange(n), n
+    opt = optimizer_for(params, optimizer, lr, momentum, weight_decay, betas, eps)
+    if batches is None:
+        batches = batch_indices(n, batch_size, steps, seed)
+    elif len(batches) < steps:
+        raise ValidationError("batches", f"one index tensor (or None) per step ({steps})", f"{len(batches)}")
     losses = np.full(steps + 1, np.nan)
     diverged_at: int | None = None
     it: Iterable[int] = range(steps + 1)
@@ -126,14 +168,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, loss: str = "ms
     step = 0
     for step in it:
         # step s evaluates the model after s steps; the last one only evaluates
-        if batch_size is None or step == steps:
-            xb, yb = X, y
-        else:
-            if cursor + batch_size > n:
-                order, cursor = torch.randperm(n, generator=gen), 0
-            idx = order[cursor:cursor + batch_size]
-            cursor += batch_size
-            xb, yb = X[idx], y[idx]
+        idx = None if step == steps else batches[step]
+        xb, yb = (X, y) if idx is None else (X[idx], y[idx])
         out = model(xb)
         out2 = out.reshape(out.shape[0], -1)
         value = loss_value(out2, yb, loss, reduction)

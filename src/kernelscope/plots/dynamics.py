@@ -15,7 +15,7 @@ from .._io import fmt
 
 __all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "plot_path_agreement",
            "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history",
-           "plot_ensemble_bands"]
+           "plot_ensemble_bands", "plot_spiral_explanation", "plot_coefficients_vs_x"]
 
 _METRICS = {
     "weight_change": ("‖w_T − w₀‖ / ‖w₀‖", "#1f77b4", "o"),
@@ -264,3 +264,40 @@ def plot_ensemble_bands(bands: dict, axes=None):
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     return axes
+
+
+def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, k: int = 12, ax=None):
+    """The spiral training points (faint, by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted
+    class of test point ``x`` ringed, the ring's size ∝ |contribution| (green: for the class, red: against).
+
+    X_train (N, 2), y_train (N,), x (2,), contributions (N,) to the predicted class score.
+    """
+    ax = _new_axes(ax, figsize=(5.0, 5.0))
+    X, c = _np(X_train), _np(contributions)
+    ax.scatter(X[:, 0], X[:, 1], c=_np(y_train), cmap="tab10", vmin=0, vmax=9, s=10, alpha=0.35)
+    top = np.argsort(-np.abs(c))[:k]
+    size = 400 * np.abs(c[top]) / np.abs(c[top]).max()
+    ax.scatter(X[top, 0], X[top, 1], s=size, facecolors="none", linewidths=1.6,
+               edgecolors=["#2ca02c" if v > 0 else "#c0392b" for v in c[top]])
+    xx = _np(x)
+    ax.scatter([xx[0]], [xx[1]], marker="*", s=260, color="k", zorder=5, label=f"test point (predicted {predicted})")
+    ax.set_aspect("equal")
+    ax.set_title(f"Which training points make the prediction: top {k} |a_i K(x, x_i)|", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def plot_coefficients_vs_x(result: Any, X_test, X_train, indices, ax=None):
+    """Domingos' "coefficients" ``a_i(x)`` of a few training points ``indices`` against the 1-D test input x
+    (scalar-output result): a true kernel machine would draw horizontal lines. The training inputs are marked."""
+    ax = _new_axes(ax, figsize=(5.4, 4.2))
+    xs, a, Xtr = _np(X_test).ravel(), _np(result.a), _np(X_train).ravel()
+    for i in indices:
+        line, = ax.plot(xs, a[:, i], lw=1.6, label=f"a_i(x) for x_i = {Xtr[i]:+.2f}")
+        ax.axvline(Xtr[i], color=line.get_color(), lw=0.8, ls=":")
+    ax.axhline(0, color="k", lw=0.6)
+    ax.set_xlabel("test input x")
+    ax.set_ylabel("a_i(x)")
+    ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=9)
+    ax.legend(fontsize=7.5)
+    return ax
