@@ -176,6 +176,7 @@ def test_cli_pathkernel(tmp_path, capsys):
     out = capsys.readouterr()
     assert exc.value.code == 0, out.err
     assert "relative error" in out.out
+    assert "initial NTK" in out.out and "vs_T_theta0" not in out.out  # readable labels, not raw keys (issue 17)
     payload = json.loads((tmp_path / "pathkernel.json").read_text())
     assert payload["steps_done"] == 5 and payload["rel_error"] < 1e-9
     assert (tmp_path / "pathkernel.png").stat().st_size > 5000

@@ -25,6 +25,17 @@ def _widths(text: str) -> list[int]:
     return ws
 
 
+# what the pathkernel command prints for each number it saves (the JSON keeps the short keys)
+_LABELS = {
+    "vs_T_theta0": "path kernel vs T·Θ₀ (initial NTK), relative Frobenius distance",
+    "vs_T_thetaT": "path kernel vs T·Θ_T (final NTK), relative Frobenius distance",
+    "T": "training time T = lr × steps",
+    "shape_vs_theta0": "path kernel vs initial NTK up to scale (min over c of ‖K − cΘ₀‖/‖K‖)",
+    "shape_vs_thetaT": "path kernel vs final NTK up to scale",
+    "test_accuracy": "test accuracy of the trained model",
+}
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def lazy(
@@ -148,7 +159,7 @@ def register(app: typer.Typer) -> None:
                    f"loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
         typer.echo(f"kernel machine ({how}) vs model: relative error {res.rel_error:.3e}")
         for k, v in summary.items():
-            typer.echo(f"{k}: {v:.4g}")
+            typer.echo(f"{_LABELS.get(k, k.replace('_', ' '))}: {v:.4g}")
         typer.echo(f"wrote {out / 'pathkernel.json'} and {out / 'pathkernel.png'}")
         if res.diverged:
             typer.echo(f"training DIVERGED at step {res.stopped_at} (loss {res.losses[-1]:.4g}): the numbers above "
