@@ -15,9 +15,9 @@ import torch
 from torch.func import functional_call, jacrev, vmap
 
 from contract import check_kernel_contract
+from kernelscope import duals as dual
 from kernelscope import nets
 from kernelscope._arrays import MemoryBudgetError
-from kernelscope.nets import dual
 
 T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from kernelscope import duals as dual
 from kernelscope import nets
 from kernelscope._arrays import KernelscopeWarning, ValidationError
-from kernelscope.nets import dual
 
 T = lambda *v: torch.tensor(v, dtype=torch.float64)
 

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # Public submodules, imported on first use so that `import kernelscope` stays light.
 _SUBMODULES = ("linsys", "data", "tour", "plots", "kernels", "nets", "regression", "solvers", "empirical",
-               "dynamics", "experiments", "scale", "stats", "optim", "predict")
+               "dynamics", "experiments", "scale", "stats", "optim", "predict", "duals")
 # Public names re-exported at the top level: name -> module that defines it.
 _NAMES = {
     "KernelRegressor": "regression",

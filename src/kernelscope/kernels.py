@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from . import duals
 from ._arrays import (
     ArrayKind,
     ValidationError,
@@ -60,31 +61,20 @@ __all__ = [
 
 #: Temporaries of a kernel block stay below this many float64 entries (2**25 = 256 MB).
 BLOCK_ELEMENTS = 2**25
-_COS_SNAP = 64 * torch.finfo(torch.float64).eps
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Dual activations: E[σ(u) σ(v)] for (u, v) ~ N(0, [[s11, s12], [s12, s22]])  (THEORY.md §3)
 # ------------------------------------------------------------------------------------------------------------
-def _cos_theta(s12: torch.Tensor, norm_prod: torch.Tensor) -> torch.Tensor:
-    # Zero-norm inputs: any angle gives a zero kernel (the norm factor is 0); cos θ := 0 avoids 0/0.
-    safe = torch.where(norm_prod > 0, norm_prod, torch.ones_like(norm_prod))
-    c = torch.where(norm_prod > 0, s12 / safe, torch.zeros_like(s12)).clamp_(-1.0, 1.0)
-    # |c| within rounding of 1 means parallel inputs: θ = arccos(1 − δ) ≈ √(2δ) would turn a one-ulp error
-    # into θ ≈ 1e-8, so such cosines are snapped to ±1 (angles below ≈ 1.7e-7 are not resolvable from c).
-    return torch.where(c.abs() > 1.0 - _COS_SNAP, torch.sign(c), c)
-
-
 def relu_dual(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
     """Arc-cosine kernel of order 1: ``E[relu(u) relu(v)] = √(s11 s22)/(2π) · (sin θ + (π − θ) cos θ)``.
 
     ``cos θ = s12 / √(s11 s22)`` (clamped to [−1, 1]; zero variance gives 0). Arguments broadcast; float64
-    tensors. Cho & Saul (2009) with the ``1/(2π)`` of a standard normal ``b`` (THEORY.md §3).
+    tensors. Cho & Saul (2009) with the ``1/(2π)`` of a standard normal ``b`` (THEORY.md §3). The formula lives in
+    :func:`kernelscope.duals.abrelu_dual` (α = 0, β = 1), which the deep recursions of :mod:`kernelscope.nets` use.
     """
-    norm_prod = torch.sqrt(s11) * torch.sqrt(s22)  # not √(s11 s22): that overflows for huge inputs
-    c = _cos_theta(s12, norm_prod)
-    theta = torch.arccos(c)
-    return norm_prod / (2 * math.pi) * (torch.sqrt(torch.clamp(1 - c * c, min=0.0)) + (math.pi - theta) * c)
+    c, a, b = torch.broadcast_tensors(s12, s11, s22)
+    return duals.abrelu_dual(c, a, b, 0.0, 1.0)[0]
 
 
 def relu_dual_derivative(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
@@ -92,14 +82,15 @@ def relu_dual_derivative(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor
 
     The derivative kernel of ReLU (``relu' = step``), used by the NTK recursion (THEORY.md §4).
     """
-    c = _cos_theta(s12, torch.sqrt(s11) * torch.sqrt(s22))
-    return (math.pi - torch.arccos(c)) / (2 * math.pi)
+    c, a, b = torch.broadcast_tensors(s12, s11, s22)
+    return duals.abrelu_dual(c, a, b, 0.0, 1.0)[1]
 
 
 def erf_dual(s12: torch.Tensor, s11: torch.Tensor, s22: torch.Tensor) -> torch.Tensor:
-    """``E[erf(u) erf(v)] = (2/π) arcsin(2 s12 / √((1 + 2 s11)(1 + 2 s22)))`` (Williams 1997; THEORY.md §3)."""
-    arg = 2 * s12 / (torch.sqrt(1 + 2 * s11) * torch.sqrt(1 + 2 * s22))  # two roots: no overflow for huge s
-    return (2 / math.pi) * torch.arcsin(arg.clamp(-1.0, 1.0))
+    """``E[erf(u) erf(v)] = (2/π) arcsin(2 s12 / √((1 + 2 s11)(1 + 2 s22)))`` (Williams 1997; THEORY.md §3);
+    :func:`kernelscope.duals.erf_dual`."""
+    c, a, b = torch.broadcast_tensors(s12, s11, s22)
+    return duals.erf_dual(c, a, b)[0]
 
 
 # ------------------------------------------------------------------------------------------------------------

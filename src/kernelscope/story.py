@@ -224,8 +224,10 @@ class Progress:
 class StepContext:
     """What a chapter step gets: where to write, quick or full, a seed, progress and checkpoints."""
 
-    def __init__(self, out: Path, chapter: Chapter, *, quick: bool, seed: int, progress: Progress | None = None):
+    def __init__(self, out: Path, chapter: Chapter, *, quick: bool, seed: int, progress: Progress | None = None,
+                 base_threads: int | None = None):
         self.out = Path(out)
+        self.base_threads = base_threads  # torch's thread count before the runner applied Chapter.threads
         self.chapter = chapter
         self.quick = quick
         self.seed = seed
@@ -235,6 +237,13 @@ class StepContext:
         self.fig_dir.mkdir(parents=True, exist_ok=True)
 
     # -- figures ---------------------------------------------------------------------------------------------
+    def threads(self, n: int | None = None):
+        """Context: run a block of the chapter on ``n`` torch threads (None: the count from before the chapter's
+        ``Chapter.threads``), e.g. the widest networks of a chapter that otherwise runs on one thread."""
+        from ._threads import torch_threads
+
+        return torch_threads(self.base_threads if n is None else n)
+
     def figure_path(self, name: str) -> Path:
         """Absolute path of a figure file of this chapter (``name`` with its suffix, e.g. ``"line.png"``)."""
         return self.fig_dir / f"{self.chapter.key}_{name}"

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ._io import atomic_write_json, atomic_write_text
 from ._threads import torch_threads
 from .story import Chapter, ChapterResult, Figure, Progress, StepContext, Table, config_id, config_label
@@ -140,7 +142,7 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
                     skipped.append(ch.key)
                     bar.print(f"- {here}: already done, skipped (--force to redo)", "dim")
                     continue
-                ctx = StepContext(out, ch, quick=quick, seed=seed, progress=bar)
+                ctx = StepContext(out, ch, quick=quick, seed=seed, progress=bar, base_threads=torch.get_num_threads())
                 if force:
                     shutil.rmtree(ctx.ckpt_dir, ignore_errors=True)
                 bar.print(f"> {here} ...")

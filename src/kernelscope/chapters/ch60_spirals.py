@@ -97,8 +97,9 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "Titles count the linear pieces of the map so far."))
 
     # --- where the kernel picture stops -------------------------------------------------------------------------
-    table = regimes.regime_table(seed=seed, track=ctx.track,
-                                 run_one=lambda name, compute: ctx.checkpoint(name, compute), **cfg["regime"])
+    with ctx.threads():  # nets up to width 4096: these gain from every thread (measured 9.8 s -> 6.5 s per 300 steps)
+        table = regimes.regime_table(seed=seed, track=ctx.track,
+                                     run_one=lambda name, compute: ctx.checkpoint(name, compute), **cfg["regime"])
     axes = ps.plot_regimes(table)
     res.figures.append(ctx.savefig(axes[0].figure, "regimes.png",
                                    "Finite NTK-parameterised nets vs the analytic kernels of the same architecture: "

@@ -13,8 +13,7 @@ Convolutional networks take (N, C, L) or (N, C, H, W) inputs (torch layout):
     k = cnn.kernel(images)             # CNN-GP and CNTK, (N, N)
 """
 
-from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
-from .dual import (
+from ..duals import (
                    abrelu_dual,
                    erf_dual,
                    exp_dual,
@@ -25,6 +24,7 @@ from .dual import (
                    sign_dual,
                    sin_dual,
 )
+from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
 from .layers import (
                    GELU,
                    ABReLU,

@@ -14,7 +14,7 @@ Parameterisations of ``Dense(out, w_std, b_std, parameterization)`` (both exactl
   with the declared widths ``n_in`` (it has no finite infinite-width limit, one reason the 'ntk' form exists).
 
 An activation maps ``Σ' = E[φ(u)φ(v)]``, ``Σ̇ = E[φ'(u)φ'(v)]``, ``Θ' = Σ̇ Θ`` with
-``(u, v) ~ N(0, [[Σ(x,x), Σ(x,x')], [Σ(x,x'), Σ(x',x')]])`` (see :mod:`kernelscope.nets.dual`).
+``(u, v) ~ N(0, [[Σ(x,x), Σ(x,x')], [Σ(x,x'), Σ(x',x')]])`` (see :mod:`kernelscope.duals`).
 ``FanOut(n)`` copies the kernel, ``parallel`` maps branches, ``FanInSum`` adds the branches' kernels: exact when
 the branches are uncorrelated, e.g. a residual block ``x + Dense(ReLU(Dense(x)))`` (a branch ending in a fresh
 zero-mean Dense is uncorrelated with any other) — the same assumption as neural-tangents.
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import duals as _dual
 from .._arrays import (
     ArrayKind,
     ValidationError,
@@ -41,7 +42,6 @@ from .._arrays import (
     check_nonnegative,
     check_positive,
 )
-from . import dual as _dual
 from . import finite as _finite
 
 __all__ = [
@@ -640,7 +640,8 @@ def _finite_float(v: Any, name: str) -> float:
 
 
 class GELU(_Activation):
-    """``φ(x) = x Φ(x)`` (Φ the standard normal CDF): closed-form dual, exact to rounding (:func:`.dual.gelu_dual`).
+    """``φ(x) = x Φ(x)`` (Φ the standard normal CDF): closed-form dual, exact to rounding
+    (:func:`kernelscope.duals.gelu_dual`).
 
     approximate : as neural-tangents' ``Gelu``: if True the *finite* network uses the tanh approximation (the
         kernel stays the exact GELU's, so finite nets then converge to a slightly different kernel).
@@ -661,7 +662,7 @@ class GELU(_Activation):
 
 
 class Sin(_Activation):
-    """``φ(x) = a·sin(b·x + c)`` (neural-tangents' ``Sin(a, b, c)``), closed form :func:`.dual.sin_dual`."""
+    """``φ(x) = a·sin(b·x + c)`` (neural-tangents' ``Sin(a, b, c)``), closed form :func:`kernelscope.duals.sin_dual`."""
 
     def __init__(self, a: float = 1.0, b: float = 1.0, c: float = 0.0):
         self.a, self.b, self.c = _finite_float(a, "a"), _finite_float(b, "b"), _finite_float(c, "c")
@@ -699,7 +700,7 @@ class Rbf(Sin):
 
 
 class Exp(_Activation):
-    """``φ(x) = a·e^{b·x}`` (neural-tangents' ``Exp(a, b)``), closed form :func:`.dual.exp_dual`."""
+    """``φ(x) = a·e^{b·x}`` (neural-tangents' ``Exp(a, b)``), closed form :func:`kernelscope.duals.exp_dual`."""
 
     def __init__(self, a: float = 1.0, b: float = 1.0):
         self.a, self.b = _finite_float(a, "a"), _finite_float(b, "b")
@@ -716,7 +717,7 @@ class Exp(_Activation):
 
 class Gaussian(_Activation):
     """``φ(x) = a·e^{b·x²}`` (neural-tangents' ``Gaussian(a, b)``, default b = −1), closed form
-    :func:`.dual.gaussian_dual` (infinite where b > 0 and the variance reaches 1/(4b))."""
+    :func:`kernelscope.duals.gaussian_dual` (infinite where b > 0 and the variance reaches 1/(4b))."""
 
     def __init__(self, a: float = 1.0, b: float = -1.0):
         self.a, self.b = _finite_float(a, "a"), _finite_float(b, "b")
@@ -743,7 +744,7 @@ class Sign(_Activation):
 
 
 class Polynomial(_Activation):
-    """``φ(x) = Σ_n coeffs[n] xⁿ``: exact dual by the Hermite expansion (:func:`.dual.polynomial_dual`)."""
+    """``φ(x) = Σ_n coeffs[n] xⁿ``: exact dual by the Hermite expansion (:func:`kernelscope.duals.polynomial_dual`)."""
 
     def __init__(self, coeffs: Sequence[float], name: str | None = None):
         cs = [_finite_float(v, f"coeffs[{i}]") for i, v in enumerate(coeffs)]
@@ -803,7 +804,8 @@ class Elementwise(_Activation):
     d_nngp_fn : optional ``(cov12, var1, var2) -> E[φ'(u)φ'(v)]``; else ``∂ nngp_fn / ∂ cov12`` by torch autodiff
         (Price's theorem: ``∂E[φ(u)φ(v)]/∂c = E[φ'(u)φ'(v)]``).
     rtol : quadrature only: the largest estimated relative error accepted (degree D against 2D on the hardest
-        entries' variances, :func:`.dual.gauss_hermite_degree`); the degree grows by 1.5× until it holds, up to
+        entries' variances, :func:`kernelscope.duals.gauss_hermite_degree`); the degree grows by 1.5× until it
+        holds, up to
         ``max_degree``, past which a :class:`~kernelscope._arrays.KernelscopeWarning` names the estimate.
         None: no estimate.
     """

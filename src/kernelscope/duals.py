@@ -14,7 +14,9 @@ Closed forms (Cho & Saul 2009 for the arc-cosine kernel; Williams 1997 for erf):
 - anything else: 2-D Gauss–Hermite quadrature of degree ``D`` (``D²`` nodes), with
   ``u = √a z₁``, ``v = √b (ρ z₁ + √(1−ρ²) z₂)``, ``ρ = c/√(ab)``, and ``φ'`` from torch autodiff.
 
-Cosines are clamped to [−1, 1] and zero variances give zero (no NaN for zero-norm inputs).
+Cosines are clamped to [−1, 1] and zero variances give zero (no NaN for zero-norm inputs). The one home of these
+formulas: the two-layer kernels of :mod:`kernelscope.kernels` and the deep recursions of :mod:`kernelscope.nets`
+both call them.
 """
 
 from __future__ import annotations
@@ -114,8 +116,10 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     # Work with n = −cos θ and φ = arccos(n) = π − θ: then sin θ = sin φ and E[φ'φ'] = jump·φ + αβ, so the
     # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
     n = (c if inplace else c.clone()).mul_(ra).mul_(rb.neg_())
-    # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly; then cos θ >= −1
-    torch.nn.functional.threshold(n, -_COS_SNAP, -1.0, inplace=True).clamp_(max=1.0)
+    # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly; likewise θ within √(128 ε)
+    # of π is rounding of opposite inputs (x and −x): cos θ = −1 exactly (E[φ'φ'] = αβ, not 1e-9 off)
+    torch.nn.functional.threshold(n, -_COS_SNAP, -1.0, inplace=True)
+    n.masked_fill_(n >= _COS_SNAP, 1.0)  # also clamps cosines below −1
     if same is not None:  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input)
         dg = self_entries(n, same)
         dg.copy_((dg != 0).to(n.dtype).neg_())
@@ -271,7 +275,7 @@ def gauss_hermite_dual(fn: Callable[[torch.Tensor], torch.Tensor], c: torch.Tens
         if err > rtol and err > worst[0]:
             worst = (err, d)
     if worst[0] > 0:
-        from .._arrays import KernelscopeWarning
+        from ._arrays import KernelscopeWarning
 
         warnings.warn(f"Gauss–Hermite quadrature of {getattr(fn, '__name__', 'the activation')}: estimated "
                       f"relative error {worst[0]:.1e} > rtol={rtol:g} at degree {worst[1]} (max_degree="
