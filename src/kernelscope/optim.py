@@ -52,13 +52,15 @@ from ._arrays import (
     check_positive,
     warn,
 )
+from .dynamics.train import LOSSES as _LOSSES
+from .dynamics.train import loss_value
 
 __all__ = ["LOSSES", "model_loss", "gradient", "hessian", "hvp", "hessian_operator", "HessianEigs",
            "hessian_eigs", "classify", "StationaryPoint", "stationary_point", "Trajectory", "trajectory",
            "unflatten"]
 
-#: Losses of :func:`model_loss` (the names of :data:`kernelscope.dynamics.LOSSES`).
-LOSSES = ("mse", "cross_entropy")
+#: Losses of :func:`model_loss`: the training loop's own (:func:`kernelscope.dynamics.loss_value`).
+LOSSES = _LOSSES
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
@@ -90,11 +92,9 @@ class _ModelLoss:
     def __call__(self, theta: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         X, y = (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
         out = self.outputs(theta, X)
-        if self.loss == "mse":
-            total = 0.5 * ((out - y) ** 2).sum()
-        else:
-            total = torch.nn.functional.cross_entropy(out, y, reduction="sum")
-        return total / X.shape[0] if self.reduction == "mean" else total
+        if self.loss == "mse":  # the training loop's loss, on (n, O) outputs
+            out, y = out.reshape(X.shape[0], -1), y.reshape(X.shape[0], -1)
+        return loss_value(out, y, self.loss, self.reduction)
 
 
 def model_loss(model: nn.Module, X: Any, y: Any, loss: str = "mse", *, reduction: str = "sum"
