@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from .dynamics.train import loss_derivative
 from .regression import gradient_flow
 
 __all__ = ["gradient_descent", "ensemble", "Dynamics", "Gaussian", "LOSSES", "METHODS"]
@@ -76,12 +77,8 @@ def _flat_kernel(K: torch.Tensor) -> torch.Tensor:
 # Losses: gradient and (for the built-in ones) per-example Hessians with respect to f (N, O)
 # ------------------------------------------------------------------------------------------------------------
 def _loss_gradient(loss: Any, Y: torch.Tensor, y_raw: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    if loss == "mse":
-        return lambda F: F - Y
-    if loss == "cross_entropy":
-        mass = Y.sum(1, keepdim=True)  # (N, 1): 1 for one-hot rows; soft labels keep their total
-
-        return lambda F: torch.softmax(F, 1) * mass - Y  # ∇ of −Σ y log softmax(f)
+    if loss in ("mse", "cross_entropy"):  # ∇_f L = the per-example derivatives of the training loop's losses
+        return lambda F: loss_derivative(F, Y, loss)
 
     def grad(F: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():

@@ -67,7 +67,7 @@ from .._arrays import (
     check_positive,
     warn,
 )
-from .train import LOSSES, OPTIMIZERS, batch_indices, check_betas, effective_momentum, train
+from .train import LOSSES, OPTIMIZERS, batch_indices, check_betas, effective_momentum, loss_derivative, train
 
 __all__ = ["path_kernel", "PathKernelResult", "top_contributions", "layer_shares", "LOSSES", "OPTIMIZERS"]
 
@@ -134,14 +134,6 @@ class PathKernelResult:
         """``‖f_kernel − f_model‖ / ‖f_model‖`` over the test points (NaN if the model's outputs are not finite)."""
         fk, fm = torch.as_tensor(self.f_kernel), torch.as_tensor(self.f_model)
         return float(torch.linalg.norm(fk - fm) / torch.linalg.norm(fm))
-
-
-def _loss_derivative(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """``ℓ' = ∂ℓ/∂f`` (B, O) of the losses of :func:`kernelscope.dynamics.train.loss_value` (no graph)."""
-    if loss == "mse":
-        return (out - y).detach()
-    p = torch.softmax(out.detach(), dim=1)
-    return p - torch.nn.functional.one_hot(y, out.shape[1]).to(p.dtype)
 
 
 def _layer_slices(names: list[str], sizes: list[int]) -> tuple[list[str], list[slice]]:
@@ -217,7 +209,7 @@ class _Machine:
         idx = self.batches[s]
         sel = slice(None) if idx is None else idx
         xb = self.Xt[sel]
-        dl = _loss_derivative(out.reshape(xb.shape[0], self.O), self.yt[sel], self.loss)  # (B, O)
+        dl = loss_derivative(out.reshape(xb.shape[0], self.O), self.yt[sel], self.loss)  # (B, O)
         if self.mean:
             dl = dl / xb.shape[0]
         w_s = self.flat()
