@@ -15,7 +15,7 @@ import numpy as np
 
 from ._arrays import ValidationError, check_int, check_nonnegative
 
-__all__ = ["spirals", "digits", "regression_1d", "regression_nd", "sphere", "TARGETS_1D"]
+__all__ = ["spirals", "digits", "regression_1d", "regression_nd", "sphere", "one_hot_centred", "TARGETS_1D"]
 
 
 def spirals(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: int = 0,
@@ -132,3 +132,12 @@ def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     d = check_int(d, "d", minimum=1)
     X = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal((n, d))
     return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def one_hot_centred(y: np.ndarray, classes: int | None = None) -> np.ndarray:
+    """Regression targets for classification: one-hot rows minus ``1/classes`` (each row sums to 0), shape
+    (N, classes) for integer labels ``y`` of shape (N,); ``classes`` defaults to ``max(y) + 1``. Kernel regression
+    on them and an argmax over the outputs is the kernel classifier of the tour's chapters."""
+    y = np.asarray(y, dtype=np.int64)
+    classes = int(y.max()) + 1 if classes is None else int(classes)
+    return np.eye(classes)[y] - 1.0 / classes

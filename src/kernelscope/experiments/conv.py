@@ -84,8 +84,7 @@ def conv_digits(n_train: int = 200, n_test: int = 200, *, ridge: float = 1e-3, w
     ridge = check_nonnegative(ridge, "ridge")
     X, y = data.digits(n_train + n_test, seed=seed)
     Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
-    Y = np.eye(10)[ytr]
-    Y -= Y.mean(0)
+    Y = data.one_hot_centred(ytr, 10)
     out = ConvDigitsResult(n_train, n_test, ridge)
     for name, net in digit_networks().items():
         kern = net if name == "MLP" else _Images(net)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .. import nets
-from ..data import digits, regression_1d, sphere
+from ..data import digits, one_hot_centred, regression_1d, sphere
 from ..regression import KernelRegressor
 from ..stats import fit_slope
 
@@ -205,7 +205,7 @@ def digits_experiment(n_train: int, n_test: int, depths=(1, 3), ridge: float = 1
     """
     X, y = digits(n_train + n_test, seed=seed)
     Xtr, ytr, Xte, yte = X[:n_train], y[:n_train], X[n_train:], y[n_train:]
-    Y = np.eye(10)[ytr] - 0.1
+    Y = one_hot_centred(ytr, 10)
     acc: dict[str, float] = {}
     seconds: dict[str, float] = {}
 

@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import empirical
 from .._arrays import as_generator, as_numpy, check_int, check_nonnegative, check_positive
-from ..data import spirals
+from ..data import one_hot_centred, spirals
 from ..dynamics.train import train
 from ..nets.finite import mlp
 from ..predict import gradient_descent
@@ -68,7 +68,7 @@ def analytic_kernels(X1: torch.Tensor, X2: torch.Tensor | None = None, *, w_std:
 
 
 def _one_hot_centred(y: np.ndarray, classes: int) -> torch.Tensor:
-    return torch.as_tensor(np.eye(classes)[y] - 1.0 / classes)
+    return torch.as_tensor(one_hot_centred(y, classes))
 
 
 def finite_ntk(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
