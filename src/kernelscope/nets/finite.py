@@ -215,9 +215,14 @@ def materialize_for(model: nn.Module, x: Any) -> nn.Module:
     """Draw a :class:`LazyNetwork`'s parameters for inputs shaped like ``x`` (N, d) or (N, C, *S), if not drawn
     yet; any other module is returned as it is. For library code that reads ``parameters()`` before a call."""
     if isinstance(model, LazyNetwork) and model.body is None:
-        shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
-        model.materialize(shape[1] if len(shape) == 2 else tuple(shape[1:]))
+        model.materialize(_example_shape(x))
     return model
+
+
+def _example_shape(x: Any) -> int | tuple:
+    """What a network is built for: the width d of rows (N, d), or the shape (C, *S) of images (N, C, *S)."""
+    shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    return shape[-1] if len(shape) <= 2 else tuple(shape[1:])
 
 
 class LazyNetwork(nn.Module):
@@ -259,5 +264,5 @@ class LazyNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (N, d) -> (N, out); or (N, C, L) / (N, C, H, W) for convolutional networks."""
-        self.materialize(x.shape[-1] if x.ndim <= 2 else tuple(x.shape[1:]))
+        self.materialize(_example_shape(x))
         return self.body(x)

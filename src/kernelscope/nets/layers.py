@@ -404,7 +404,8 @@ class Layer:
         dtype : parameter dtype (float64 by default).
         in_dim : the input dimension d (or the per-example shape (C, L) / (C, H, W) of convolutional inputs),
             to draw the parameters now; otherwise they are drawn at the first call
-            (or ``.materialize(d)``) — ``parameters()`` is empty until then, so pass ``in_dim`` before building
+            (or ``.materialize(d)``; ``dynamics.train`` and ``empirical.ntk`` do it from their inputs) —
+            ``parameters()`` before then is an error naming ``in_dim``, so pass it before building
             an optimiser.
 
         The module maps (N, d) -> (N, out), or (N, C, *S) -> (N, out) for convolutional networks.

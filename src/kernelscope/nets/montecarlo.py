@@ -40,8 +40,6 @@ def empirical_ntk(model: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | N
 
     :func:`kernelscope.empirical.ntk` with ``trace=True`` divided by the number of outputs ``k`` (tensors in/out).
     """
-    if hasattr(model, "materialize"):  # a lazy network: build it for this input shape (vectors or images)
-        model.materialize(x1.shape[1] if x1.ndim == 2 else tuple(x1.shape[1:]))
     from .. import empirical
 
     K = empirical.ntk(model, x1, x2, trace=True)  # (N1, N2) Σ_o Θ[o, o]; builds a lazy network first
