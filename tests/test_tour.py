@@ -200,3 +200,32 @@ def test_fmt_never_shows_a_signed_zero():
     assert fmt(-1e-12, ".1e") == "-1.0e-12" and fmt(-3.0, ".0f") == "-3" and fmt(-0.4, ".0f") == "0"
     assert fmt(float("-inf"), "+.2f") == "-inf" and fmt(float("nan"), ".2f") == "nan"
     assert format_cell(-0.00001) == "-1.000e-05" and format_cell(-0.0) == "0"
+
+
+def test_chapters_side_by_side_give_the_same_numbers(tmp_path, capsys):
+    """jobs=2: the registered chapters run in two spawned processes (progress relayed to this one) with the same
+    numbers as one after the other here."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    a = T.run_tour(one, only=["linsys", "kernels"], quick=True, progress=False, jobs=1)
+    b = T.run_tour(two, only=["linsys", "kernels"], quick=True, progress=True, jobs=2)
+    assert a.ok and b.ok and sorted(a.done) == sorted(b.done) == ["kernels", "linsys"]
+    out = capsys.readouterr().out
+    assert "in 2 processes" in out and "> [1/2] 1. Linear systems" in out and "kernels: random features" in out
+    na = json.loads((one / "results.json").read_text())["chapters"]
+    nb = json.loads((two / "results.json").read_text())["chapters"]
+    for key in ("linsys", "kernels"):
+        assert set(na[key]["numbers"]) == set(nb[key]["numbers"])
+        for name, v in na[key]["numbers"].items():
+            if name != "seconds" and isinstance(v, float):
+                assert nb[key]["numbers"][name] == pytest.approx(v, rel=1e-9, abs=1e-12), (key, name)
+    assert (two / "steps" / "linsys-quick-seed0.json").exists()
+    assert T.run_tour(two, quick=True, only=["linsys"], progress=False, jobs=2).skipped == ["linsys"]
+
+
+def test_jobs_with_chapters_not_in_the_registry_run_here(tmp_path, fake_chapters):
+    res = T.run_tour(tmp_path, progress=False, jobs=2)  # the fixture's chapters cannot be found by a worker
+    assert res.ok and res.done == ["a", "b"]
+    with pytest.raises(ValueError, match="^jobs: expected a whole number"):
+        T.run_tour(tmp_path, progress=False, jobs=1.5)
+    with pytest.raises(ValueError, match="jobs"):
+        T.run_tour(tmp_path, progress=False, jobs=-1)

@@ -100,6 +100,9 @@ class Chapter:
     intro: str  # the story's text for this chapter (HTML paragraphs allowed)
     run: Callable[[StepContext], ChapterResult]
     threads: int | None = None  # torch intra-op threads the runner gives this chapter (None: as they are)
+    #: roughly how long the full chapter runs, in seconds on a 2-core machine: a parallel tour (``jobs > 1``)
+    #: starts the longest chapters first, so that no worker is left with a long one at the end
+    seconds: float = 30.0
 
 
 class Progress:

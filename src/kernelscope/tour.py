@@ -18,7 +18,9 @@ from the latest other configuration that finished it, labelled as such.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import shutil
 import time
 import traceback
@@ -91,7 +93,7 @@ def _load(out: Path, ch: Chapter, quick: bool, seed: int) -> tuple[_Saved | None
 
 
 def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only: Sequence[str] | None = None,
-             seed: int = 0, progress: bool = True) -> TourResult:
+             seed: int = 0, progress: bool = True, jobs: int = 1) -> TourResult:
     """Run the chapters (all, or ``only`` those keys), resuming finished ones, and write the report.
 
     Parameters
@@ -102,11 +104,16 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
     only : chapter keys to run (the others stay on the page as they were finished before).
     seed : base seed handed to every chapter.
     progress : show progress (bars on a terminal, plain lines at least every ~10 s otherwise).
+    jobs : chapters run at once, each in its own process (``0``: as many as torch has threads, at most one per
+        chapter). The chapters are independent; the torch threads are shared out among the processes and the
+        longest chapters start first (``Chapter.seconds``). Many chapters train small networks whose ops are too
+        short for two threads to share, so on a 2-core machine two chapters side by side finish the tour sooner
+        than one chapter on both cores. ``1``: one after the other in this process.
 
     An interruption (Ctrl-C) loses nothing finished: the report is written with what is done, and running the
     same call again resumes.
     """
-    from ._arrays import ValidationError
+    from ._arrays import ValidationError, check_nonnegative
     from .report import render_report
 
     out = Path(out)
@@ -116,6 +123,9 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
         bad = [k for k in only if k not in known]
         if bad:
             raise ValidationError("only", "chapter keys among " + ", ".join(known), ", ".join(bad))
+    if isinstance(jobs, bool) or not isinstance(jobs, int):
+        raise ValidationError("jobs", "a whole number >= 0 (0: automatic)", repr(jobs))
+    check_nonnegative(jobs, "jobs")
     out.mkdir(parents=True, exist_ok=True)
     selected = [c for c in all_chapters if not only or c.key in only]
 
@@ -133,43 +143,175 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
     def write() -> None:
         _write_outputs(out, all_chapters, shown, failed, quick, seed, render_report)
 
+    number = {ch.key: f"[{i}/{len(selected)}] {ch.title}" for i, ch in enumerate(selected, 1)}
+    base_threads = torch.get_num_threads()
+
+    def finished(ch: Chapter, outcome: tuple, bar: Progress) -> None:
+        status, payload = outcome
+        if status == "error":
+            failed[ch.key] = payload
+            shown.pop(ch.key, None)
+            bar.print(f"x {number[ch.key]}: {payload}", "red")
+        else:
+            seconds, result = payload
+            shown[ch.key] = _Saved(ChapterResult.from_json(result), quick, seed)
+            done.append(ch.key)
+            bar.print(f"v {number[ch.key]} ({seconds:.1f} s)", "green")
+        write()
+
     with Progress(progress) as bar:
         try:
-            for i, ch in enumerate(selected, 1):
-                here = f"[{i}/{len(selected)}] {ch.title}"
+            todo = []
+            for ch in selected:
                 saved = shown.get(ch.key)
                 if not force and saved is not None and (saved.quick, saved.seed) == (quick, seed):
                     skipped.append(ch.key)
-                    bar.print(f"- {here}: already done, skipped (--force to redo)", "dim")
-                    continue
-                ctx = StepContext(out, ch, quick=quick, seed=seed, progress=bar, base_threads=torch.get_num_threads())
-                if force:
-                    shutil.rmtree(ctx.ckpt_dir, ignore_errors=True)
-                bar.print(f"> {here} ...")
-                t0 = time.perf_counter()
-                try:
-                    with torch_threads(ch.threads):
-                        res = ch.run(ctx)
-                except Exception as exc:  # one chapter failing must not lose the others
-                    failed[ch.key] = f"{type(exc).__name__}: {exc}"
-                    atomic_write_text(out / "steps" / f"{ch.key}-{config_id(quick, seed)}.error.txt",
-                                      traceback.format_exc())
-                    shown.pop(ch.key, None)
-                    bar.print(f"x {here}: {failed[ch.key]}", "red")
-                    write()
-                    continue
-                seconds = time.perf_counter() - t0
-                atomic_write_json(out / "steps" / f"{ch.key}-{config_id(quick, seed)}.json",
-                                  {"key": ch.key, "title": ch.title, "status": "done", "quick": quick, "seed": seed,
-                                   "seconds": round(seconds, 3), "result": res.to_json()})
-                shown[ch.key] = _Saved(ChapterResult.from_json(res.to_json()), quick, seed)
-                done.append(ch.key)
-                bar.print(f"v {here} ({seconds:.1f} s)", "green")
-                write()
+                    bar.print(f"- {number[ch.key]}: already done, skipped (--force to redo)", "dim")
+                else:
+                    todo.append(ch)
+            n_jobs = min(len(todo), jobs if jobs > 0 else base_threads)
+            if n_jobs > 1:
+                _run_parallel(todo, n_jobs, out, quick, seed, force, base_threads, bar, finished, number)
+            else:
+                for ch in todo:
+                    bar.print(f"> {number[ch.key]} ...")
+                    finished(ch, _execute(out, ch, quick, seed, force, bar, base_threads), bar)
         finally:  # also on Ctrl-C: the page shows everything finished so far
             write()
+    done.sort(key=known.index)
     other = {k: config_label(s.quick, s.seed) for k, s in shown.items() if (s.quick, s.seed) != (quick, seed)}
     return TourResult(out=out, done=done, skipped=skipped, failed=failed, other_config=other)
+
+
+def _execute(out: Path, ch: Chapter, quick: bool, seed: int, force: bool, bar, base_threads: int) -> tuple:
+    """Run one chapter and save it: ("done", (seconds, result JSON)) or ("error", message)."""
+    ctx = StepContext(out, ch, quick=quick, seed=seed, progress=bar, base_threads=base_threads)
+    if force:
+        shutil.rmtree(ctx.ckpt_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    try:
+        with torch_threads(ch.threads):
+            res = ch.run(ctx)
+    except Exception as exc:  # one chapter failing must not lose the others
+        atomic_write_text(out / "steps" / f"{ch.key}-{config_id(quick, seed)}.error.txt", traceback.format_exc())
+        return "error", f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - t0
+    result = res.to_json()
+    atomic_write_json(out / "steps" / f"{ch.key}-{config_id(quick, seed)}.json",
+                      {"key": ch.key, "title": ch.title, "status": "done", "quick": quick, "seed": seed,
+                       "seconds": round(seconds, 3), "result": result})
+    return "done", (seconds, result)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Chapters side by side: one process each (spawned: a fresh interpreter, no forked torch thread pool)
+# ------------------------------------------------------------------------------------------------------------
+class _QueuedProgress:
+    """What a chapter in a worker process reports progress to: every call goes to the parent's :class:`Progress`
+    through a queue, so bars (or plain lines) stay in one place."""
+
+    def __init__(self, queue, key: str):
+        self.queue, self.key = queue, key
+        self._ids = itertools.count()
+
+    def print(self, message: str, style: str | None = None) -> None:
+        self.queue.put(("print", message, style))
+
+    def track(self, iterable, description: str, total: int | None = None):
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        task = (os.getpid(), next(self._ids))
+        self.queue.put(("add", task, description, total))
+        try:
+            for item in iterable:
+                yield item
+                self.queue.put(("advance", task))
+        finally:
+            self.queue.put(("remove", task))
+
+
+_QUEUE = None
+
+
+def _worker_start(queue, threads: int) -> None:
+    import signal
+
+    global _QUEUE
+    _QUEUE = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    torch.set_num_threads(threads)
+
+
+def _worker_run(out: str, key: str, quick: bool, seed: int, force: bool, threads: int) -> tuple:
+    ch = {c.key: c for c in chapters()}[key]
+    _QUEUE.put(("start", key))
+    return _execute(Path(out), ch, quick, seed, force, _QueuedProgress(_QUEUE, key), threads)
+
+
+def _run_parallel(todo: list[Chapter], n_jobs: int, out: Path, quick: bool, seed: int, force: bool,
+                  base_threads: int, bar: Progress, finished, number: dict[str, str]) -> None:
+    import multiprocessing
+    import threading
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from .chapters import CHAPTERS
+
+    # a chapter a worker can find by its key runs there; another one (a test's, say) runs here afterwards
+    registered = {id(c) for c in CHAPTERS}
+    here = [ch for ch in todo if id(ch) not in registered]
+    there = sorted((ch for ch in todo if id(ch) in registered), key=lambda c: -c.seconds)
+    threads = max(1, base_threads // n_jobs)
+    mp = multiprocessing.get_context("spawn")
+    queue = mp.Queue()
+    tasks: dict = {}
+
+    def relay() -> None:  # the workers' progress, into this process's bars
+        while (msg := queue.get()) is not None:
+            kind = msg[0]
+            if kind == "start":
+                bar.print(f"> {number[msg[1]]} ...")
+            elif kind == "print":
+                bar.print(msg[1], msg[2])
+            elif kind == "add":
+                tasks[msg[1]] = bar.add_task(msg[2], total=msg[3])
+            elif kind == "advance" and msg[1] in tasks:
+                bar.advance(tasks[msg[1]])
+            elif kind == "remove" and msg[1] in tasks:
+                bar.remove_task(tasks.pop(msg[1]))
+
+    listener = threading.Thread(target=relay, name="kernelscope-tour-progress", daemon=True)
+    listener.start()
+    pool = ProcessPoolExecutor(n_jobs, mp_context=mp, initializer=_worker_start, initargs=(queue, threads))
+    try:
+        bar.print(f"running {len(there)} chapters in {n_jobs} processes, {threads} torch thread(s) each")
+        futures = {pool.submit(_worker_run, str(out), ch.key, quick, seed, force, threads): ch for ch in there}
+        waiting = set(futures)
+        while waiting:
+            complete, waiting = wait(waiting, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in complete:
+                ch = futures[fut]
+                try:
+                    outcome = fut.result()
+                except Exception as exc:  # the worker process died (killed, out of memory)
+                    outcome = ("error", f"{type(exc).__name__}: {exc}")
+                finished(ch, outcome, bar)
+    except BaseException:  # Ctrl-C (the workers ignore it): stop them; what they finished is saved
+        pool.shutdown(wait=False, cancel_futures=True)
+        stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+        if stop is not None:
+            stop()
+        else:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        queue.put(None)
+        listener.join(timeout=5.0)
+    for ch in here:
+        bar.print(f"> {number[ch.key]} ...")
+        finished(ch, _execute(out, ch, quick, seed, force, bar, base_threads), bar)
 
 
 def _write_outputs(out: Path, all_chapters: list[Chapter], shown: dict[str, _Saved], failed: dict[str, str],

@@ -121,4 +121,4 @@ def run(ctx: StepContext) -> ChapterResult:
 
 
 CHAPTER = Chapter(key="linsys", order=10, title="1. Linear systems: least norm and the pseudoinverse",
-                  intro=INTRO, run=run)
+                  intro=INTRO, run=run, seconds=5)

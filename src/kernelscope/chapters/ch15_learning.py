@@ -245,4 +245,4 @@ def run(ctx: StepContext) -> ChapterResult:
 
 
 CHAPTER = Chapter(key="learning", order=15, title="2. The mathematics of learning: norms, curvature, descent",
-                  intro=INTRO, run=run, threads=1)
+                  intro=INTRO, run=run, threads=1, seconds=35)

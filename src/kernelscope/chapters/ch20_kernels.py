@@ -129,4 +129,5 @@ def run(ctx: StepContext) -> ChapterResult:
     return out
 
 
-CHAPTER = Chapter(key="kernels", order=20, title="3. From linear regression to kernels", intro=INTRO, run=run)
+CHAPTER = Chapter(key="kernels", order=20, title="3. From linear regression to kernels", intro=INTRO, run=run,
+                  seconds=12)

@@ -159,4 +159,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter("nets", 30, "4. Infinite-width networks: NNGP and NTK", INTRO, run)
+CHAPTER = Chapter("nets", 30, "4. Infinite-width networks: NNGP and NTK", INTRO, run, seconds=45)

@@ -194,4 +194,4 @@ def _run(ctx: StepContext) -> ChapterResult:
 
 
 CHAPTER = Chapter(key="pathkernel", order=50, title="6. Every trained model is a kernel machine: the path kernel",
-                  intro=INTRO, run=_run, threads=1)
+                  intro=INTRO, run=_run, threads=1, seconds=35)

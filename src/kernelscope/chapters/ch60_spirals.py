@@ -218,4 +218,4 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
 
 CHAPTER = Chapter(key="spirals", order=60,
                   title="7. Learning the feature vector: spirals, and where the kernel picture "
-                  "stops", intro=INTRO, run=run, threads=1)
+                  "stops", intro=INTRO, run=run, threads=1, seconds=140)

@@ -17,6 +17,9 @@ def register(app: typer.Typer) -> None:
         only: list[str] | None = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),
         seed: int = typer.Option(0, "--seed", help="Base random seed."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+        jobs: int = typer.Option(0, "--jobs", "-j", min=0,
+                                 help="Chapters run at once, each in its own process (0: one per torch thread; "
+                                      "1: one after the other)."),
         list_chapters: bool = typer.Option(False, "--list", help="List the chapters and exit."),
     ) -> None:
         """Run every chapter (resuming what is done) and write OUT/index.html, OUT/results.json and figures."""
@@ -29,7 +32,8 @@ def register(app: typer.Typer) -> None:
         from . import resumable
 
         with resumable(out):
-            res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress)
+            res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress,
+                           jobs=jobs)
         typer.echo(f"report: {res.out / 'index.html'}  (done {len(res.done)}, resumed {len(res.skipped)}, "
                    f"failed {len(res.failed)})")
         if res.failed:
