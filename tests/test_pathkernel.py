@@ -342,3 +342,59 @@ def test_cli_pathkernel_adam_and_divergence(tmp_path, capsys):
         main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "40", "--lr", "5"])
     assert exc.value.code == 1 and "DIVERGED" in capsys.readouterr().err
     assert json.loads((tmp_path / "pathkernel.json").read_text())["diverged"]
+
+
+# -- chapter 6's experiments (kernelscope.experiments.pathkernel) ---------------------------------------------------
+
+
+def test_agreement_1d_exact_and_left_endpoint():
+    """The exact kernel machine is the net plain torch SGD trains (same η = stable_lr); the left-endpoint sum is off."""
+    from kernelscope.experiments.pathkernel import PK_1D, agreement_1d, pathkernel_1d_problem
+
+    ag = agreement_1d(seed=1, steps=8, width=32)
+    X, y, Xs = pathkernel_1d_problem(1)
+    model = mlp(1, 32, seed=1, **PK_1D)
+    assert ag.lr == stable_lr(model, X) and ag.steps == 8
+    assert ag.exact.exact and not ag.left.exact
+    assert ag.exact.rel_error < 1e-9 and ag.left.rel_error > 1e3 * max(ag.exact.rel_error, 1e-15)
+    trained = plain_sgd(model, X, y, ag.lr, 8)
+    with torch.no_grad():
+        ref = trained(torch.as_tensor(Xs)).numpy().ravel()
+    np.testing.assert_allclose(ag.exact.f_model, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ag.left.f_model, ref, rtol=0, atol=1e-12)  # the same training, another sum
+    assert ag.exact.T == pytest.approx(8 * ag.lr)
+
+
+def test_narrow_vs_wide_distances():
+    """A narrow net's path kernel is farther from T·Θ₀ than a wide one's; distances are those of its results."""
+    from kernelscope.experiments.pathkernel import kernel_distance, narrow_vs_wide
+
+    nw = narrow_vs_wide(seed=0, lr=0.05, steps=30, widths=(4, 256))
+    assert nw.widths == [4, 256] and set(nw.results) == {4, 256}
+    for m in nw.widths:
+        r = nw.results[m]
+        assert not r.exact and r.steps_done == 30 and r.T == pytest.approx(0.05 * 30)
+        assert r.K.shape == (20, 20)  # every third of the 60 test points, 20 training points
+        K, K0 = np.asarray(r.K), np.asarray(r.ntk0)
+        assert nw.distances[m].vs_T_theta0 == pytest.approx(np.linalg.norm(K - r.T * K0) / np.linalg.norm(K))
+        assert nw.distances[m] == kernel_distance(r)
+    assert nw.distances[4].vs_T_theta0 > 5 * nw.distances[256].vs_T_theta0
+    assert nw.distances[256].vs_T_theta0 < 0.05
+
+
+def test_digits_explained():
+    """A small digits classifier is a kernel machine to < 1e-6; accuracy and the same-class share recomputed here
+    from the contributions (argsort of |a_i K| at the predicted class)."""
+    from kernelscope.experiments.pathkernel import digits_explained
+
+    d = digits_explained(seed=2, n_train=40, n_test=12, classes=3, width=16, steps=8, batch_size=10, k=4)
+    r = d.result
+    assert r.rel_error < 1e-6 and r.steps_done == 8 and d.batch_size == 10 and d.k == 4
+    assert d.X_train.shape == (40, 64) and d.X_test.shape == (12, 64) and r.f_model.shape == (12, 3)
+    assert len(d.labels_train) == 40 and len(d.labels_test) == 12 and set(d.labels_train) <= {0, 1, 2}
+    pred = np.argmax(r.f_model, 1)
+    assert d.accuracy == pytest.approx(np.mean(pred == d.labels_test))
+    C = np.asarray(r.contributions)  # (12, 40, 3)
+    share = np.mean([np.mean(d.labels_train[np.argsort(-np.abs(C[j, :, pred[j]]))[:4]] == pred[j])
+                     for j in range(12)])
+    assert d.share_same == pytest.approx(share) and 0.0 <= d.share_same <= 1.0

@@ -15,13 +15,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .. import data
-from ..dynamics import mlp, path_kernel, stable_lr, top_contributions
+from ..dynamics import mlp, stable_lr
 from ..experiments.pathkernel import (
     PK_1D,
     StepSizeStudy,
+    agreement_1d,
+    digits_explained,
     domingos_critiques,
-    kernel_distance,
+    narrow_vs_wide,
     pathkernel_1d_problem,
     step_size_study,
 )
@@ -59,11 +60,8 @@ def _run(ctx: StepContext) -> ChapterResult:
     X, y, Xs = pathkernel_1d_problem(ctx.seed)
 
     # 1. the trained net as a kernel machine, exact and left-endpoint
-    model = mlp(1, 256, seed=ctx.seed, **PK_1D)
-    lr = stable_lr(model, X)
-    steps = 60 if q else 300
-    exact = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=True, nodes=4, track=ctx.track)
-    left = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=False)
+    agree = agreement_1d(ctx.seed, 60 if q else 300, track=ctx.track)
+    exact, left, lr, steps = agree.exact, agree.left, agree.lr, agree.steps
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     P.plot_path_agreement(exact, Xs, ax=axes[0])
     P.plot_path_agreement(left, Xs, ax=axes[1])
@@ -83,32 +81,23 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "per-step Gauss–Legendre version exact to rounding."))
 
     # 3. a digits classifier explained by its training points
-    n_train = 120 if q else 200
-    n_test = 30
-    Xd, labels = data.digits(n_train + n_test, seed=ctx.seed, classes=5 if q else 10)
-    clf = mlp(64, 128, d_out=int(labels.max()) + 1, activation="tanh", b_std=0.1, seed=ctx.seed)
-    cls = path_kernel(clf, Xd[:n_train], labels[:n_train], Xd[n_train:], lr=0.1, steps=40 if q else 100,
-                      loss="cross_entropy", batch_size=30 if q else 50, exact=True, nodes=3, seed=ctx.seed,
-                      track=ctx.track)
-    axes = P.plot_explanations(cls, Xd[:n_train], Xd[n_train:], indices=[0, 1, 2, 3], k=5,
-                               labels_train=labels[:n_train], labels_test=labels[n_train:])
+    dig = digits_explained(ctx.seed, n_train=120 if q else 200, n_test=30, classes=5 if q else 10,
+                           steps=40 if q else 100, batch_size=30 if q else 50, k=5, track=ctx.track)
+    cls, acc, share_same = dig.result, dig.accuracy, dig.share_same
+    axes = P.plot_explanations(cls, dig.X_train, dig.X_test, indices=[0, 1, 2, 3], k=dig.k,
+                               labels_train=dig.labels_train, labels_test=dig.labels_test)
     res.figures.append(ctx.savefig(axes[0, 0].figure, "explanations.png", "Digits classifier (cross-entropy, "
                                    "mini-batch SGD) as a kernel machine: for four test images, the five training "
                                    "images with the largest contribution a_i K(x, x_i) to the predicted class score."))
-    pred = np.argmax(np.asarray(cls.f_model), 1)
-    acc = float(np.mean(pred == labels[n_train:]))
-    same = [float(np.mean(labels[:n_train][top_contributions(cls, j, 5)[0]] == pred[j])) for j in range(len(pred))]
-    share_same = float(np.mean(same))
 
     # 4. narrow vs wide: path kernel vs T·Θ₀ and T·Θ_T (left-endpoint sums: the comparison needs no 1e-15)
+    nvw = narrow_vs_wide(ctx.seed, lr=lr, steps=200 if q else 600, widths=(4, 1024))
+    names = {m: f"{kind} m={m}" for kind, m in zip(("narrow", "wide"), nvw.widths)}
+    dist = {names[m]: asdict(nvw.distances[m]) for m in nvw.widths}
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
-    dist = {}
-    long_steps = 200 if q else 600
-    for ax, (name, m) in zip(axes, (("narrow m=4", 4), ("wide m=1024", 1024))):
-        net = mlp(1, m, seed=ctx.seed, **PK_1D)
-        r = path_kernel(net, X, y, Xs[::3], lr=lr, steps=long_steps, exact=False)
-        dist[name] = asdict(kernel_distance(r))
-        P.plot_kernel_comparison(r, ax=ax, label=f"{name}, {long_steps} steps (T = {r.T:.3g})")
+    for ax, m in zip(axes, nvw.widths):
+        r = nvw.results[m]
+        P.plot_kernel_comparison(r, ax=ax, label=f"{names[m]}, {nvw.steps} steps (T = {r.T:.3g})")
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "kernel_vs_ntk.png", "Path kernel K(x, x_i) against T·Θ₀ (dots) and "
                                    "T·Θ_T (crosses): on the diagonal for the wide net (lazy), off it for the narrow "
@@ -164,8 +153,9 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"at η={study.lr[0]:.3g}, {study.left_endpoint[-1]:.2g} at η={study.lr[-1]:.3g}): fitted log-log slope "
         f"{study.slope:.2f}, {study.slope_smallest:.2f} between the two smallest steps (first order: slope 1 "
         f"as η → 0; larger steps add higher-order terms). The exact version stays at {max(study.exact):.1e} or below.",
-        f"The digits classifier (cross-entropy, mini-batches of {30 if q else 50}, {cls.steps_done} steps, test "
-        f"accuracy {acc:.2f} on {len(pred)} images) is a kernel machine over its {n_train} training images to "
+        f"The digits classifier (cross-entropy, mini-batches of {dig.batch_size}, {cls.steps_done} steps, test "
+        f"accuracy {acc:.2f} on {len(dig.labels_test)} images) is a kernel machine over its {len(dig.labels_train)} "
+        f"training images to "
         f"{cls.rel_error:.1e}; {100 * share_same:.0f}% of the five most influential training images of a prediction "
         "belong to the predicted class.",
         f"Wide net (m=1024): the path kernel is within {ww['vs_T_theta0']:.2g} of T·Θ₀ and {ww['vs_T_thetaT']:.2g} of "

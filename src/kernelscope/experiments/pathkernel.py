@@ -1,8 +1,11 @@
 """Chapter 6's experiments: a model trained by gradient descent as a kernel machine (THEORY.md §6, Domingos 2020).
 
 - :func:`pathkernel_1d_problem` - the 1-D regression set and its test grid;
+- :func:`agreement_1d` - a two-layer tanh net on the 1-D set as a kernel machine, exact and left-endpoint;
 - :func:`step_size_study` - the left-endpoint (Domingos) sum against exact quadrature as the step size shrinks;
+- :func:`digits_explained` - a digits classifier (cross-entropy, mini-batches) explained by its training images;
 - :func:`kernel_distance` - how far the path kernel is from ``T·Θ₀`` and ``T·Θ_T`` (and from Θ₀, Θ_T up to scale);
+  :func:`narrow_vs_wide` measures it for a narrow and a wide net;
 - Domingos' critiques made measurable: :func:`coefficient_spread` (the "coefficients" a_i depend on x) and
   :func:`path_dependence` (two data orders reach similar functions through different kernels).
 """
@@ -14,11 +17,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import data
-from ..dynamics import path_kernel
+from ..dynamics import PathKernelResult, layer_shares, mlp, path_kernel, stable_lr, top_contributions
 from ..stats import fit_slope
 
-__all__ = ["PK_1D", "pathkernel_1d_problem", "StepSizeStudy", "step_size_study", "KernelDistance",
-           "kernel_distance", "coefficient_spread", "PathDependence", "path_dependence", "DomingosCritiques",
+__all__ = ["PK_1D", "pathkernel_1d_problem", "Agreement1D", "agreement_1d", "StepSizeStudy", "step_size_study",
+           "DigitsExplained", "digits_explained", "KernelDistance", "kernel_distance", "NarrowVsWide", "narrow_vs_wide",
+           "coefficient_spread", "PathDependence", "path_dependence", "DomingosCritiques",
            "domingos_critiques"]
 
 PK_1D = dict(depth=2, activation="tanh", w_std=1.0, b_std=0.5)  # the two-layer tanh nets of the chapter
@@ -28,6 +32,28 @@ def pathkernel_1d_problem(seed: int = 0):
     """20 points of the 1-D set: X (20, 1), y (20,), and a test grid X_test (60, 1)."""
     X, y = data.regression_1d(20, seed=seed)
     return X, y, np.linspace(-1.2, 1.2, 60)[:, None]
+
+
+@dataclass
+class Agreement1D:
+    """A two-layer tanh net trained by full-batch gradient descent on the 1-D set, as a kernel machine twice."""
+
+    lr: float  # η = stable_lr of the net (½ / λ_max(Θ₀))
+    steps: int
+    exact: PathKernelResult  # Gauss–Legendre quadrature of each step: identity exact to rounding
+    left: PathKernelResult  # Domingos' left-endpoint sum: first order in η
+
+
+def agreement_1d(seed: int = 0, steps: int = 60, *, width: int = 256, nodes: int = 4, track=None) -> Agreement1D:
+    """Train ``mlp(1, width, **PK_1D)`` for ``steps`` steps of gradient descent at ``η = stable_lr`` on
+    :func:`pathkernel_1d_problem` and write it as ``Σ a_i K(x, x_i) + b`` on the test grid, exactly (``nodes``
+    Gauss–Legendre nodes per step) and with the left-endpoint sum (THEORY.md §6, Domingos 2020)."""
+    X, y, Xs = pathkernel_1d_problem(seed)
+    model = mlp(1, width, seed=seed, **PK_1D)
+    lr = stable_lr(model, X)
+    exact = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=True, nodes=nodes, track=track)
+    left = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=False)
+    return Agreement1D(lr, steps, exact, left)
 
 
 @dataclass
@@ -54,6 +80,37 @@ def step_size_study(model, X, y, X_test, *, T: float, steps: list[int], nodes: i
 
 
 @dataclass
+class DigitsExplained:
+    """A digits classifier trained by mini-batch SGD on cross-entropy, written as a kernel machine."""
+
+    result: PathKernelResult  # on the test images: f_model (n_test, classes), contributions (n_test, n_train, classes)
+    X_train: np.ndarray  # (n_train, 64)
+    X_test: np.ndarray  # (n_test, 64)
+    labels_train: np.ndarray  # (n_train,)
+    labels_test: np.ndarray  # (n_test,)
+    batch_size: int
+    accuracy: float  # test accuracy of the trained net
+    share_same: float  # mean over test images: share of the k most influential training images in the predicted class
+    k: int
+
+
+def digits_explained(seed: int = 0, *, n_train: int = 120, n_test: int = 30, classes: int = 5, width: int = 128,
+                     lr: float = 0.1, steps: int = 40, batch_size: int = 30, nodes: int = 3, k: int = 5,
+                     track=None) -> DigitsExplained:
+    """Train ``mlp(64, width, d_out=classes)`` (tanh) on ``n_train`` digits with cross-entropy, mini-batches of
+    ``batch_size`` and exact per-step quadrature (``nodes``), and explain each of ``n_test`` test predictions by its
+    ``k`` training images of largest ``|a_i K(x, x_i)|`` (:func:`kernelscope.dynamics.top_contributions`)."""
+    Xd, labels = data.digits(n_train + n_test, seed=seed, classes=classes)
+    Xtr, ltr, Xte, lte = Xd[:n_train], labels[:n_train], Xd[n_train:], labels[n_train:]
+    clf = mlp(64, width, d_out=int(labels.max()) + 1, activation="tanh", b_std=0.1, seed=seed)
+    res = path_kernel(clf, Xtr, ltr, Xte, lr=lr, steps=steps, loss="cross_entropy", batch_size=batch_size,
+                      exact=True, nodes=nodes, seed=seed, track=track)
+    pred = np.argmax(np.asarray(res.f_model), 1)
+    same = [float(np.mean(ltr[top_contributions(res, j, k)[0]] == pred[j])) for j in range(len(pred))]
+    return DigitsExplained(res, Xtr, Xte, ltr, lte, batch_size, float(np.mean(pred == lte)), float(np.mean(same)), k)
+
+
+@dataclass
 class KernelDistance:
     vs_T_theta0: float  # ‖K − T·Θ₀‖_F / ‖K‖_F
     vs_T_thetaT: float  # ‖K − T·Θ_T‖_F / ‖K‖_F
@@ -77,6 +134,30 @@ def kernel_distance(res) -> KernelDistance:
     nK = np.linalg.norm(K)
     return KernelDistance(float(np.linalg.norm(K - res.T * K0) / nK), float(np.linalg.norm(K - res.T * KT) / nK),
                           res.T, _shape_distance(K, K0), _shape_distance(K, KT))
+
+
+@dataclass
+class NarrowVsWide:
+    """Path kernels of nets of several widths on the 1-D set (left-endpoint sums), and their distance to the NTKs."""
+
+    lr: float
+    steps: int
+    widths: list[int]
+    results: dict[int, PathKernelResult]  # width -> path kernel on every third test point
+    distances: dict[int, KernelDistance]  # width -> kernel_distance(results[width])
+
+
+def narrow_vs_wide(seed: int = 0, *, lr: float, steps: int = 200, widths=(4, 1024)) -> NarrowVsWide:
+    """For each width m, ``mlp(1, m, **PK_1D)`` trained for ``steps`` steps at ``lr`` on :func:`pathkernel_1d_problem`
+    (every third test point); the path kernel by left-endpoint sums (distances of order 1e-2 need no 1e-15) and its
+    :func:`kernel_distance` to ``T·Θ₀`` and ``T·Θ_T``: a wide (lazy) net stays at T·Θ₀, a narrow one does not."""
+    X, y, Xs = pathkernel_1d_problem(seed)
+    results, distances = {}, {}
+    for m in widths:
+        net = mlp(1, m, seed=seed, **PK_1D)
+        results[m] = path_kernel(net, X, y, Xs[::3], lr=lr, steps=steps, exact=False)
+        distances[m] = kernel_distance(results[m])
+    return NarrowVsWide(lr, steps, list(widths), results, distances)
 
 
 def coefficient_spread(res) -> float:
@@ -133,7 +214,6 @@ def domingos_critiques(seed: int = 0, quick: bool = True, track=None):
     """The spiral net of chapter 7 trained by Adam as a kernel machine (:func:`spiral_kernel_machine`), and the
     critiques measured on it and on the 1-D problem (SGD and Adam, two data orders). Returns
     (DomingosCritiques, the SpiralKernelMachine, {optimiser: 1-D PathKernelResult}) - the last two for figures."""
-    from ..dynamics import layer_shares, mlp, top_contributions
     from .spirals import spiral_kernel_machine
 
     sk = spiral_kernel_machine(n_per_class=30 if quick else 40, width=32 if quick else 100,
