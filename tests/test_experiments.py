@@ -252,3 +252,26 @@ class TestRegimeTable:
     def test_bad_input(self, kwargs, name):
         with pytest.raises(ValidationError, match=f"^{name}:"):
             rg.regime_table(**{"widths": (4,), "n_per_class": 3, "steps": 1, **kwargs})
+
+
+def test_classifier_sweep_wide_nets_follow_the_cross_entropy_flow():
+    """experiments.lazy.classifier_sweep: trained ten-class nets approach the infinite-width cross-entropy flow
+    (from their own f₀) as they widen; the f₀ = 0 classifier and the squared-loss baseline are recorded along t."""
+    from kernelscope.experiments.lazy import classifier_sweep
+
+    saved = {}
+
+    def checkpoint(name, compute):
+        saved[name] = json.loads(json.dumps(compute()))
+        return saved[name]
+
+    r = classifier_sweep([16, 512], 40, n_train=60, n_test=40, t_max=1e3, checkpoint=checkpoint)
+    narrow, wide = r["runs"]
+    assert set(saved) == {"classifier_m16_steps40", "classifier_m512_steps40"}
+    assert wide["gap"] < 0.5 * narrow["gap"] and wide["agree"] >= 0.8
+    assert r["gap_slope"] < -0.2 and r["steps"] == 40 and 40.0 in r["times"]
+    assert len(r["times"]) == len(r["infinite_test_accuracy"]) == len(r["mse_test_accuracy"])
+    # training accuracy of the infinite-width classifier rises along t (cross-entropy keeps separating)
+    assert r["infinite_train_accuracy"][-1] >= r["infinite_train_accuracy"][0] and r["infinite_train_accuracy"][-1] > 0.9
+    assert all(0.0 <= a <= 1.0 for a in r["infinite_test_accuracy"] + [r["mse_kernel_test_accuracy"]])
+    assert r["solver"]["rtol"] == 1e-6 and r["solver"]["steps"] > 0

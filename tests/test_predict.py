@@ -212,3 +212,85 @@ class TestEnsemble:
         assert np.all(np.abs(cov - g.covariance) < 4 * se_cov), (cov, g.covariance, se_cov)
         # not trivially: training moved the mean far from the prior's 0
         assert np.abs(g.mean).max() > 10 * se_mean.max()
+
+
+class TestRKC:
+    """kernelscope._rkc: the Runge–Kutta–Chebyshev integrator behind predict.gradient_descent's stiff flows."""
+
+    @staticmethod
+    def _one_step_factor(z: float, s: int) -> float:
+        """The amplification P_s(z) of one s-stage step of size 1 on y' = z y (the stability polynomial)."""
+        from kernelscope._rkc import _coefficients
+
+        mu1, stages = _coefficients(s)
+        y0 = 1.0
+        y_jm2, y_jm1 = y0, y0 + mu1 * z * y0
+        for mu, nu, mut, gt, _c in stages:
+            y_j = (1 - mu - nu) * y0 + mu * y_jm1 + nu * y_jm2 + mut * z * y_jm1 + gt * z * y0
+            y_jm2, y_jm1 = y_jm1, y_j
+        return y_jm1
+
+    @pytest.mark.parametrize("s", [2, 3, 5, 10, 40, 200])
+    def test_stability_interval_and_second_order(self, s):
+        from kernelscope._rkc import stages_for
+
+        # second order: P(z) = 1 + z + z²/2 + O(z³)
+        for z in (-1e-3, -2e-3):
+            assert abs(self._one_step_factor(z, s) - (1 + z + z * z / 2)) < 10 * abs(z) ** 3 * s**4
+        # stable on the whole interval the step-size rule gives s stages for: |P(z)| ≤ 1 on [−h ρ, 0]
+        h_rho = max(z for z in np.linspace(0, 0.7 * s * s, 4000) if stages_for(z) <= s)
+        zs = np.linspace(-h_rho, 0, 2001)
+        assert max(abs(self._one_step_factor(z, s)) for z in zs) <= 1.0 + 1e-12
+
+    def test_stiff_linear_system_against_eigendecomposition(self):
+        from kernelscope._rkc import rkc
+
+        rng = np.random.default_rng(0)
+        n = 60
+        A = rng.standard_normal((n, n))
+        K = torch.as_tensor(A @ A.T / n + 20 * np.ones((n, n)))  # λ_max ≈ 1200, λ_min ≈ 1e-3: stiff
+        w, V = torch.linalg.eigh(K)
+        y = torch.as_tensor(rng.standard_normal(n))
+        t = np.array([0.01, 1.0, 50.0, 400.0])
+        exact = torch.stack([V @ ((1 - torch.exp(-w * tt)) * (V.T @ y)) for tt in t])
+        for rho in (float(w[-1]), None):  # a given bound, or power iteration
+            out, info = rkc(lambda _t, f: -(K @ (f - y)), torch.zeros(n, dtype=torch.float64), t, rtol=1e-7,
+                            atol=1e-9, spectral_radius=rho)
+            assert (out - exact).abs().max() < 2e-5 * exact.abs().max()
+            # a classical explicit method needs ≥ ρ t / 3 evaluations just to stay stable (≈ 1.6e5 here)
+            assert info["nfev"] < 0.25 * float(w[-1]) * t[-1] / 3
+            assert info["max_stages"] > 10
+
+    def test_gradient_descent_rkc_mse_equals_closed_form(self):
+        """A callable squared loss (power iteration for ρ) and 'auto' choosing RKC on a stiff flow."""
+        net, X, Xs, K, Kx, rng = _problem()
+        y = rng.standard_normal(12)
+        t = np.array([0.5, 30.0, 3000.0])
+        ref = gradient_flow(K, Kx, y, t)
+        for method in ("RKC", "auto"):
+            got = predict.gradient_descent(K, y, t, loss=lambda f, yy: 0.5 * ((f[:, 0] - yy) ** 2).sum(),
+                                           k_test_train=Kx, method=method, rtol=1e-9, atol=1e-11)
+            assert got.info["method"] == "RKC"
+            np.testing.assert_allclose(got.train, ref.train, atol=1e-6)
+            np.testing.assert_allclose(got.test, ref.test, atol=1e-6)
+
+    def test_cross_entropy_rkc_agrees_with_dop853(self):
+        net, X, Xs, K, Kx, rng = _problem()
+        labels = rng.integers(0, 3, 12)
+        t = np.array([0.2, 2.0, 40.0])
+        a = predict.gradient_descent(K, labels, t, loss="cross_entropy", k_test_train=Kx, method="DOP853",
+                                     rtol=1e-11, atol=1e-13)
+        b = predict.gradient_descent(K, labels, t, loss="cross_entropy", k_test_train=Kx, method="RKC",
+                                     rtol=1e-9, atol=1e-11)
+        assert b.info["method"] == "RKC" and b.info["spectral_radius"] > 0
+        np.testing.assert_allclose(b.train, a.train, atol=1e-6)
+        np.testing.assert_allclose(b.test, a.test, atol=1e-6)
+        # 'auto' on a short, non-stiff run keeps the high-order explicit method
+        c = predict.gradient_descent(K, labels, 0.01, loss="cross_entropy", lr=1e-3, k_test_train=Kx)
+        assert c.info["method"] == "DOP853"
+
+    def test_rkc_refuses_momentum(self):
+        net, X, Xs, K, Kx, rng = _problem()
+        with pytest.raises(ValidationError, match="method"):
+            predict.gradient_descent(K, np.zeros(12), 1.0, momentum=0.9, method="RKC")
+        assert predict.gradient_descent(K, np.zeros(12), 1.0, momentum=0.9).info["method"] == "DOP853"

@@ -4,7 +4,9 @@
 - :func:`infinite_ntk` - Θ∞ of the same architecture from :mod:`kernelscope.nets`;
 - :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.lazy_width_sweep` on both sets, with the infinite-width flow;
 - :func:`ensemble_bands` - many finite networks trained from their own initialisations against the infinite
-  ensemble's mean and error bars (:func:`kernelscope.predict.ensemble`).
+  ensemble's mean and error bars (:func:`kernelscope.predict.ensemble`);
+- :func:`classifier_sweep` - ten-class digit classifiers trained on cross-entropy, widening, against the
+  infinite-width network trained the same way in function space (:func:`kernelscope.predict.gradient_descent`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,19 @@ import numpy as np
 import torch
 
 from .. import data, nets
+from ..data import one_hot_centred
 from ..dynamics import lazy_width_sweep, train
-from ..predict import ensemble
+from ..nets.finite import mlp
+from ..predict import ensemble, gradient_descent
+from ..regression import gradient_flow
+from ..stats import fit_slope
 
 __all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps",
-           "ensemble_bands"]
+           "ensemble_bands", "CLASSIFIER", "classifier_sweep"]
 
 ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)  # two-layer erf nets on the 1-D set
 DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)  # three-layer ReLU nets on digits parity
+CLASSIFIER = dict(depth=2, activation="relu", w_std=1.0, b_std=0.1)  # two-layer ReLU nets, ten digit classes
 
 
 def lazy_1d_problem(seed: int = 0, n: int = 20):
@@ -86,3 +93,60 @@ def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=
     return {"x": Xs[:, 0], "X": X[:, 0], "y": y, "nets": np.array(outs), "mean": g.mean[1],
             "std": np.sqrt(np.clip(g.covariance[1], 0, None)), "prior_std": np.sqrt(g.covariance[0]),
             "width": width, "steps": steps, "lr": lr}
+
+
+def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 300, t_max: float = 1e5,
+                     seed: int = 0, checkpoint=None, track=None) -> dict:
+    """Ten-class digit classifiers ``64 -> m -> 10`` (``CLASSIFIER``), trained by ``steps`` full-batch gradient-
+    descent steps on the summed cross-entropy at ``lr = 1/λ_max(Θ∞)``, against the infinitely wide network trained
+    the same way in function space: ``f' = −η Θ∞ (softmax f − y)`` (:func:`kernelscope.predict.gradient_descent`).
+
+    - per width: train/test accuracy of the net, and its distance on the test images to the infinite-width flow
+      started from the same f₀ (relative to how far that flow moved: ‖f_net − f_∞‖/‖f_∞ − f₀‖), which lazy
+      training says falls like m^(−1/2);
+    - the infinite-width classifier itself (f₀ = 0: the mean network's starting point) along a log grid of times up
+      to ``t_max`` (the accuracies saturate long after the nets stop), and the same for squared-loss gradient flow
+      with the same Θ∞ (one-hot minus 1/10 targets; its t = ∞ limit is kernel regression), the baseline the
+      cross-entropy classifier replaces.
+
+    Returns a JSON-able dict (``checkpoint(name, compute)`` saves each finished width).
+    """
+    X, labels = data.digits(n_train + n_test, seed=seed)
+    Xtr, ytr, Xte, yte = X[:n_train], labels[:n_train], X[n_train:], labels[n_train:]
+    _, (K, Kx) = infinite_ntk(Xtr, Xte, CLASSIFIER)
+    lr = float(1.0 / np.linalg.eigvalsh(K)[-1])
+    Xt, Xst, yt = torch.as_tensor(Xtr), torch.as_tensor(Xte), torch.as_tensor(ytr)
+
+    def accuracy(f, y) -> float:
+        return float(np.mean(np.argmax(np.asarray(f), -1) == y))
+
+    def one(m: int) -> dict:
+        model = mlp(X.shape[1], m, d_out=10, seed=seed, **CLASSIFIER)
+        with torch.no_grad():
+            f0, f0x = model(Xt), model(Xst)
+        res = train(model, Xt, yt, loss="cross_entropy", reduction="sum", lr=lr, steps=steps,
+                    what=f"digit classifier m={m}")
+        with torch.no_grad():
+            f, fx = model(Xt).numpy(), model(Xst).numpy()
+        flow = gradient_descent(K, ytr, float(res.steps_done), loss="cross_entropy", lr=lr, k_test_train=Kx,
+                                f0_train=f0.numpy(), f0_test=f0x.numpy())
+        moved = np.linalg.norm(flow.test - f0x.numpy())
+        return {"width": m, "train_accuracy": accuracy(f, ytr), "test_accuracy": accuracy(fx, yte),
+                "flow_test_accuracy": accuracy(flow.test, yte), "steps_done": res.steps_done,
+                "gap": float(np.linalg.norm(fx - flow.test) / moved),
+                "agree": float(np.mean(np.argmax(fx, 1) == np.argmax(flow.test, 1)))}
+
+    runs = []
+    for m in (widths if track is None else track(widths, "classifier widths")):
+        runs.append(checkpoint(f"classifier_m{m}_steps{steps}", lambda m=m: one(m)) if checkpoint else one(m))
+    times = np.unique(np.concatenate([np.geomspace(1, t_max, 6 * int(round(np.log10(t_max))) + 1), [steps]]))
+    inf = gradient_descent(K, ytr, times, loss="cross_entropy", lr=lr, k_test_train=Kx, rtol=1e-6, atol=1e-8)
+    mse = gradient_flow(K, Kx, one_hot_centred(ytr, 10), np.append(times, np.inf), lr=lr)
+    slope, intercept = fit_slope([r["width"] for r in runs], [r["gap"] for r in runs])
+    return {"runs": runs, "lr": lr, "steps": steps, "n_train": n_train, "n_test": n_test,
+            "gap_slope": slope, "gap_intercept": intercept, "times": times.tolist(),
+            "infinite_train_accuracy": [accuracy(f, ytr) for f in inf.train],
+            "infinite_test_accuracy": [accuracy(f, yte) for f in inf.test],
+            "mse_test_accuracy": [accuracy(f, yte) for f in mse.test[:-1]],
+            "solver": {k: inf.info[k] for k in ("method", "steps", "nfev", "rtol")},
+            "mse_kernel_test_accuracy": accuracy(mse.test[-1], yte)}

@@ -266,6 +266,50 @@ def plot_ensemble_bands(bands: dict, axes=None):
     return axes
 
 
+def plot_classifier_sweep(sweep: dict, axes=None):
+    """Left: distance of trained ten-class nets to the infinite-width cross-entropy flow (same f₀) against the width
+    (log-log, fitted slope, an m^(−1/2) guide). Right: accuracy against training time of the infinite-width
+    classifier (f₀ = 0) on cross-entropy and on the squared loss, with the trained nets' test accuracy at the end
+    of their training. ``sweep`` from
+    :func:`kernelscope.experiments.lazy.classifier_sweep`. Returns the two Axes."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(11, 4.2))[1]
+    runs = sweep["runs"]
+    m = np.array([r["width"] for r in runs], float)
+    gap = np.array([r["gap"] for r in runs])
+    ax = axes[0]
+    ax.loglog(m, gap, "o-", color="#1f77b4",
+              label=f"‖f_net − f_∞‖ / ‖f_∞ − f₀‖ (slope {fmt(sweep['gap_slope'], '+.2f')})")
+    ax.loglog(m, gap[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+    _width_ticks(ax, m)
+    ax.set_xlabel("width m")
+    ax.set_ylabel("relative distance on the test images")
+    ax.set_title(f"trained net vs infinite-width flow, {sweep['steps']} steps")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(True, which="both", alpha=0.3)
+    ax = axes[1]
+    t = np.asarray(sweep["times"])
+    ax.semilogx(t, sweep["infinite_test_accuracy"], color="#ff7f0e", lw=2,
+                label="infinite width, cross-entropy (test)")
+    ax.semilogx(t, sweep["infinite_train_accuracy"], color="#ff7f0e", lw=1, ls="--",
+                label="infinite width, cross-entropy (train)")
+    ax.semilogx(t, sweep["mse_test_accuracy"], color="0.35", lw=1.5, ls=":",
+                label="infinite width, squared loss (test)")
+    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(runs)))
+    for r, c in zip(runs, colors):
+        ax.plot([r["steps_done"]], [r["test_accuracy"]], "o", color=c, ms=7, mec="k", mew=0.5,
+                label=f"trained net m={r['width']} (test)")
+    ax.axvline(sweep["steps"], color="0.6", lw=0.8)
+    ax.set_xlabel("training time t (gradient-descent steps of η = 1/λ_max(Θ∞))")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{sweep['n_train']} training, {sweep['n_test']} test images, 10 classes")
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax.grid(True, which="both", alpha=0.3)
+    return axes
+
+
 def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, k: int = 12, ax=None):
     """The spiral training points (faint, by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted
     class of test point ``x`` ringed, the ring's size ∝ |contribution| (green: for the class, red: against).
