@@ -15,16 +15,14 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..dynamics import mlp, stable_lr
 from ..experiments.pathkernel import (
-    PK_1D,
     StepSizeStudy,
     agreement_1d,
     digits_explained,
     domingos_critiques,
     narrow_vs_wide,
     pathkernel_1d_problem,
-    step_size_study,
+    step_size_study_1d,
 )
 from ..story import Chapter, ChapterResult, StepContext, Table
 
@@ -71,10 +69,8 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "quadrature (left) and Domingos' left-endpoint sum (right)."))
 
     # 2. left-endpoint error against the step size at fixed T
-    small = mlp(1, 64, seed=ctx.seed, **PK_1D)
-    T = stable_lr(small, X) * 40
-    study = StepSizeStudy(**ctx.checkpoint("step_size", lambda: asdict(step_size_study(
-        small, X, y, Xs, T=T, steps=[20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))))
+    study = StepSizeStudy(**ctx.checkpoint("step_size", lambda: asdict(step_size_study_1d(
+        ctx.seed, [20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))))
     ax = P.plot_step_error(study)
     res.figures.append(ctx.savefig(ax.figure, "step_error.png", "Error of the kernel machine at fixed training time "
                                    "T as the step size shrinks: Domingos' left-endpoint sum is first order, the "

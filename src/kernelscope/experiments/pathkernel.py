@@ -21,9 +21,9 @@ from ..dynamics import PathKernelResult, layer_shares, mlp, path_kernel, stable_
 from ..stats import fit_slope
 
 __all__ = ["PK_1D", "pathkernel_1d_problem", "Agreement1D", "agreement_1d", "StepSizeStudy", "step_size_study",
-           "DigitsExplained", "digits_explained", "KernelDistance", "kernel_distance", "NarrowVsWide", "narrow_vs_wide",
-           "coefficient_spread", "PathDependence", "path_dependence", "DomingosCritiques",
-           "domingos_critiques"]
+           "step_size_study_1d", "DigitsExplained", "digits_explained", "KernelDistance", "kernel_distance",
+           "NarrowVsWide", "narrow_vs_wide", "coefficient_spread", "PathDependence", "path_dependence",
+           "DomingosCritiques", "domingos_critiques"]
 
 PK_1D = dict(depth=2, activation="tanh", w_std=1.0, b_std=0.5)  # the two-layer tanh nets of the chapter
 
@@ -77,6 +77,15 @@ def step_size_study(model, X, y, X_test, *, T: float, steps: list[int], nodes: i
         left.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=False).rel_error)
         exact.append(path_kernel(model, X, y, X_test, lr=lr, steps=s, exact=True, nodes=nodes).rel_error)
     return StepSizeStudy(T, list(steps), lrs, left, exact, fit_slope(lrs, left)[0], fit_slope(lrs[-2:], left[-2:])[0])
+
+
+def step_size_study_1d(seed: int = 0, steps: list[int] = (20, 40, 80, 160), *, width: int = 64,
+                       stable_steps: int = 40) -> StepSizeStudy:
+    """:func:`step_size_study` of the chapter's two-layer tanh net (``PK_1D``, ``width``) on the 1-D set, at the
+    training time ``T`` of ``stable_steps`` steps of :func:`~kernelscope.dynamics.stable_lr`."""
+    X, y, Xs = pathkernel_1d_problem(seed)
+    model = mlp(1, width, seed=seed, **PK_1D)
+    return step_size_study(model, X, y, Xs, T=stable_lr(model, X) * stable_steps, steps=list(steps))
 
 
 @dataclass
