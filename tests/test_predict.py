@@ -262,7 +262,7 @@ class TestRKC:
             assert info["max_stages"] > 10
 
     def test_gradient_descent_rkc_mse_equals_closed_form(self):
-        """A callable squared loss (power iteration for ρ) and 'auto' choosing RKC on a stiff flow."""
+        """A callable squared loss (power iteration for ρ) and 'auto' switching to RKC on a stiff flow."""
         net, X, Xs, K, Kx, rng = _problem()
         y = rng.standard_normal(12)
         t = np.array([0.5, 30.0, 3000.0])
@@ -270,7 +270,8 @@ class TestRKC:
         for method in ("RKC", "auto"):
             got = predict.gradient_descent(K, y, t, loss=lambda f, yy: 0.5 * ((f[:, 0] - yy) ** 2).sum(),
                                            k_test_train=Kx, method=method, rtol=1e-9, atol=1e-11)
-            assert got.info["method"] == "RKC"
+            # 'auto' starts with DOP853 and hands the stiff tail to RKC
+            assert got.info["method"] == "RKC" or got.info["method"].startswith("DOP853 -> RKC at t = ")
             np.testing.assert_allclose(got.train, ref.train, atol=1e-6)
             np.testing.assert_allclose(got.test, ref.test, atol=1e-6)
 

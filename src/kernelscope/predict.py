@@ -34,9 +34,10 @@ LOSSES = ("mse", "cross_entropy")
 #: 'auto' (RKC for stiff flows without momentum, else DOP853), 'RKC' (Runge–Kutta–Chebyshev, kernelscope._rkc),
 #: and scipy.integrate's solvers; the implicit ones ('Radau', 'BDF') get the exact Jacobian for the built-in losses.
 METHODS = ("auto", "RKC", "RK45", "DOP853", "Radau", "BDF")
-#: 'auto' picks RKC when ρ·s (the Jacobian's spectral radius times the integration time) is above this: an explicit
-#: method of fixed stability interval would need thousands of evaluations just to stay stable.
-STIFF = 200.0
+#: 'auto' starts with DOP853 and hands over to RKC when, at SWITCH_EVERY-step checks, DOP853's step h times the
+#: Jacobian's spectral radius ρ has stayed above SWITCH_AT (its stability interval ends near h ρ ≈ 6) three times
+#: in a row: from then on stability, not accuracy, would set its steps.
+SWITCH_EVERY, SWITCH_AT = 10, 3.0
 
 
 class Dynamics(NamedTuple):
@@ -137,7 +138,9 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
       ``≈ √(1.54 h ρ)`` evaluations instead of the ``≈ h ρ / 3`` of a classical explicit method; or scipy's
       ``'DOP853'``/``'RK45'`` (explicit, for non-stiff flows and momentum) and ``'Radau'``/``'BDF'`` (implicit,
       with the exact dense Jacobian for the built-in losses: (N+M)·O squared, small problems only). ``'auto'``:
-      RKC when ``ρ·η·t_max > 200`` and there is no momentum, else DOP853.
+      DOP853, handing over to RKC (no momentum) once its steps are held by stability rather than accuracy
+      (``h ρ > 3`` at three checks in a row, ρ estimated at the current outputs): a flow whose curvature stays
+      small runs at DOP853's eighth order to the end, a stiff one pays RKC's √(hρ) per step.
 
     Parameters
     ----------
@@ -363,46 +366,37 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
     z0 = z0.cpu().numpy()
     s_eval = times * scale
     order = np.argsort(s_eval, kind="stable")
-    chosen, nfev_rho = method, 0
-    if method == "auto":
-        chosen = "DOP853"
-        if mu is None and len(s_eval) and s_eval.max() > 0:
-            if rho is None:  # a callable loss: the radius at the start, by power iteration
-                zt0 = torch.from_numpy(z0).to(dev)
-                rho, _, nfev_rho = power_radius(lambda _s, z: velocity(z), 0.0, zt0, velocity(zt0))
-                nfev_rho += 1
-            if rho * float(s_eval.max()) > STIFF:
-                chosen = "RKC"
-    if chosen == "RKC":
-        zs, info = rkc(lambda _s, z: velocity(z), torch.from_numpy(z0).to(dev), s_eval[order], rtol=rtol, atol=atol,
-                       spectral_radius=radius if radius is not None else rho)
-        Z = torch.empty_like(zs)
-        Z[torch.from_numpy(order).to(dev)] = zs
-        F = Z[:, :n * n_out].reshape(-1, n, n_out)
-        Fx = None if F0x is None else Z[:, n * n_out:].reshape(-1, m, n_out)
-        nfev_rho += radius.state["products"] if radius is not None else 0  # type: ignore[attr-defined]
-        info = {"method": "RKC", "steps": info["steps"], "nfev": info["nfev"] + nfev_rho, "njev": 0, "rtol": rtol,
-                "atol": atol, "rejected": info["rejected"], "max_stages": info["max_stages"],
-                "radius_estimates": info["radius_estimates"],
-                "spectral_radius": info["spectral_radius"] * scale}  # per unit of t
-        return F, Fx, info
-    method = chosen
     out = np.empty((len(times), z0.size))
-    s_end = float(s_eval.max()) if len(times) else 0.0
-    steps = 0
-    nfev = njev = 0
     pending = list(order)
     while pending and s_eval[pending[0]] == 0.0:
         out[pending.pop(0)] = z0
-    if pending:
-        solver_cls = getattr(integrate, method)
+    info: dict[str, Any] = {"method": method, "steps": 0, "nfev": 0, "njev": 0, "rtol": rtol, "atol": atol}
+    z_now, s_now = z0, 0.0
+    if pending and method != "RKC":
+        # scipy's solver, stepped here; under 'auto' (no momentum) it hands over to RKC once it is stiffness-bound:
+        # its steps held near its stability limit (h ρ ≈ 6 for DOP853) for several checks in a row
+        scipy_method = "DOP853" if method == "auto" else method
+        estimate = None
+        if method == "auto" and mu is None:
+            if radius is not None:
+                estimate = radius
+            elif rho is not None:
+                estimate = lambda _s, _z: rho  # noqa: E731 - a constant bound (a built-in loss with Θ's λ_max)
+            else:  # a callable loss: power iteration on finite differences of the flow
+                state: dict[str, Any] = {"v": None}
+
+                def estimate(_s: float, z: torch.Tensor) -> float:
+                    r, state["v"], k = power_radius(lambda _t, zz: velocity(zz), 0.0, z, velocity(z), state["v"])
+                    info["nfev"] += k + 1
+                    return r
         kw = {"jac": jac} if jac is not None else {}
-        solver = solver_cls(rhs, 0.0, z0, s_end, rtol=rtol, atol=atol, **kw)
+        solver = getattr(integrate, scipy_method)(rhs, 0.0, z0, float(s_eval.max()), rtol=rtol, atol=atol, **kw)
+        stiff_checks = 0
         while pending:
             message = solver.step()
             if solver.status == "failed":
-                raise RuntimeError(f"the ODE solver {method} failed at s = {solver.t:.4g}: {message}")
-            steps += 1
+                raise RuntimeError(f"the ODE solver {scipy_method} failed at s = {solver.t:.4g}: {message}")
+            info["steps"] += 1
             dense = None
             while pending and s_eval[pending[0]] <= solver.t:
                 if s_eval[pending[0]] == solver.t:
@@ -411,11 +405,30 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
                     dense = dense or solver.dense_output()
                     i = pending.pop(0)
                     out[i] = dense(s_eval[i])
-        nfev, njev = solver.nfev, getattr(solver, "njev", 0)
+            if estimate is not None and pending and info["steps"] % SWITCH_EVERY == 0:
+                h_rho = solver.step_size * estimate(solver.t, torch.from_numpy(solver.y).to(dev))
+                stiff_checks = stiff_checks + 1 if h_rho > SWITCH_AT else 0
+                if stiff_checks >= 3:
+                    z_now, s_now = solver.y, solver.t
+                    break
+        info["method"] = scipy_method
+        info["nfev"] += solver.nfev
+        info["njev"] = getattr(solver, "njev", 0)
+    if pending:  # RKC: asked for, or taking over from 'auto'
+        zs, rk = rkc(lambda _s, z: velocity(z), torch.from_numpy(np.ascontiguousarray(z_now)).to(dev),
+                     s_eval[pending] - s_now, rtol=rtol, atol=atol,
+                     spectral_radius=radius if radius is not None else rho)
+        out[pending] = zs.cpu().numpy()
+        info["method"] = "RKC" if s_now == 0.0 else f"{info['method']} -> RKC at t = {s_now / scale:.4g}"
+        info["steps"] += rk["steps"]
+        info["nfev"] += rk["nfev"]
+        info.update(rejected=rk["rejected"], max_stages=rk["max_stages"], radius_estimates=rk["radius_estimates"],
+                    spectral_radius=rk["spectral_radius"] * scale)  # per unit of t
+    if radius is not None:
+        info["nfev"] += radius.state["products"]  # type: ignore[attr-defined]
     Z = torch.from_numpy(out[:, :d]).to(dev)
     F = Z[:, :n * n_out].reshape(-1, n, n_out)
     Fx = None if F0x is None else Z[:, n * n_out:].reshape(-1, m, n_out)
-    info = {"method": method, "steps": steps, "nfev": int(nfev), "njev": int(njev), "rtol": rtol, "atol": atol}
     return F, Fx, info
 
 
