@@ -202,7 +202,7 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"widest net {cl['runs'][-1]['test_accuracy']:.3f}) and {cl['infinite_test_accuracy'][-1]:.3f} at "
         f"t = {cl['times'][-1]:.0e}, where its training accuracy is {cl['infinite_train_accuracy'][-1]:.3f}; "
         f"squared-loss kernel regression with the same kernel: {cl['mse_kernel_test_accuracy']:.3f}. The flow "
-        f"to t = {cl['times'][-1]:.0e} took {cl['solver']['steps']} {cl['solver']['method']} steps.",
+        f"to t = {cl['times'][-1]:.0e} took {cl['solver']['steps']} steps ({cl['solver']['method']}).",
     ]
     return res
 
