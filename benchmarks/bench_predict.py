@@ -16,7 +16,7 @@ to steps of ≈ 6/ρ by stability, so running it to ``--t-end`` would take hours
   stabilisation: it blows up).
 
 Accuracy: the RKC solution against one at 10× tighter tolerances (max |Δf| over the grid), so the stated tolerance
-is checked, not assumed. The whole script takes about 6 minutes on a 2-core machine.
+is checked, not assumed. The whole script takes about 7 minutes on a 2-core machine.
 
 Run:  PYTHONPATH=src python benchmarks/bench_predict.py [--n 5000] [--classes 10] [--t-end 3e5] [--rtol 1e-5]
 """
