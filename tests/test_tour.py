@@ -229,3 +229,41 @@ def test_jobs_with_chapters_not_in_the_registry_run_here(tmp_path, fake_chapters
         T.run_tour(tmp_path, progress=False, jobs=1.5)
     with pytest.raises(ValueError, match="jobs"):
         T.run_tour(tmp_path, progress=False, jobs=-1)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_worker_processes_and_says_how_to_resume(tmp_path):
+    """kernelscope tour --jobs 2, Ctrl-C (SIGINT to the process group, as a terminal sends it): exit status 130 at
+    once, the resume command printed, no worker process left running."""
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "kernelscope", "tour", "--quick", "--only", "lazy", "--only", "spirals",
+           "--jobs", "2", "--out", str(tmp_path)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:  # wait until both workers run a chapter
+        time.sleep(0.5)
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p.pid)], capture_output=True, text=True).stdout
+        workers = {int(x) for x in out.split()}
+    assert len(workers) >= 2, "the workers did not start"
+    time.sleep(4)
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        output, _ = p.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+    assert p.returncode == 130
+    assert "interrupted: run the same command again to resume" in output
+    time.sleep(0.5)
+    for pid in workers:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        with open(f"/proc/{pid}/stat") as f:  # gone, or at most a zombie waiting to be reaped
+            assert f.read().split()[2] == "Z", f"worker {pid} still running"

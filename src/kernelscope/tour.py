@@ -296,13 +296,13 @@ def _run_parallel(todo: list[Chapter], n_jobs: int, out: Path, quick: bool, seed
                     outcome = ("error", f"{type(exc).__name__}: {exc}")
                 finished(ch, outcome, bar)
     except BaseException:  # Ctrl-C (the workers ignore it): stop them; what they finished is saved
-        pool.shutdown(wait=False, cancel_futures=True)
         stop = getattr(pool, "terminate_workers", None)  # Python >= 3.14
         if stop is not None:
             stop()
-        else:
+        else:  # before shutdown(), which forgets the processes
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     else:
         pool.shutdown(wait=True)
