@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from ._rkc import power_iteration, power_radius, rkc
 from .dynamics.train import loss_derivative
 from .regression import gradient_flow
 
@@ -298,21 +299,10 @@ def _ce_radius(Theta: torch.Tensor, hess: Callable, n: int, n_out: int, bound: f
     def radius(_s: float, z: torch.Tensor) -> float:
         H = hess(z[:n * n_out].reshape(n, n_out))  # (N, O, O)
         v = state.get("v")
-        if v is None:
-            v = torch.ones(n, n_out, dtype=z.dtype, device=z.device)
-            v = v - v.mean(1, keepdim=True) + 0.1 * torch.arange(n_out, dtype=z.dtype, device=z.device)
-        sigma = 0.0
-        for _ in range(30):
-            w = _apply(Theta, torch.einsum("nab,nb->na", H, v))
-            state["products"] += 1
-            norm_w, norm_v = float(torch.linalg.vector_norm(w)), float(torch.linalg.vector_norm(v))
-            if norm_w == 0 or norm_v == 0:
-                break
-            sigma_old, sigma = sigma, norm_w / norm_v
-            v = w / norm_w
-            if abs(sigma - sigma_old) <= 0.01 * sigma:
-                break
-        state["v"] = v
+        if v is None:  # the same direction for every example, not along the softmax's null vector (1, …, 1)
+            v = 0.1 * torch.arange(n_out, dtype=z.dtype, device=z.device).expand(n, n_out)
+        sigma, state["v"], k = power_iteration(lambda u: _apply(Theta, torch.einsum("nab,nb->na", H, u)), v, 30)
+        state["products"] += k
         return min(bound, 1.2 * sigma) if sigma > 0 else bound
 
     radius.state = state  # type: ignore[attr-defined]
@@ -330,7 +320,6 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
     """
     from scipy import integrate
 
-    from ._rkc import power_radius, rkc
 
     dev, n, n_out = F0.device, F0.shape[0], F0.shape[1]
     m = 0 if F0x is None else F0x.shape[0]
