@@ -187,6 +187,12 @@ class TestPowerIteration:
         with pytest.warns(KernelscopeWarning, match="did not converge"):
             p = linsys.power_iteration(A, v0=[1.0, 1.0], max_iter=50)
         assert not p.converged
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a budgeted estimate (RKC's radius) asks for silence and reads converged
+            q = linsys.power_iteration(A, v0=[1.0, 1.0], max_iter=50, warn_unconverged=False)
+        assert not q.converged and q.iterations == 50
 
     def test_callable_needs_dimension(self):
         with pytest.raises(ValueError, match="^n: "):

@@ -346,7 +346,7 @@ def decompose(A: Any, x: Any, rcond: float | None = None) -> tuple[Any, Any]:
 
 
 def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int = 1000, n: int | None = None,
-                    v0: Any = None) -> PowerResult:
+                    v0: Any = None, warn_unconverged: bool = True) -> PowerResult:
     """Dominant eigenpair by power iteration ``v ← Av / ‖Av‖``.
 
     Parameters
@@ -357,7 +357,9 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
     v0 : array (n,), optional - the start vector (default: a standard normal vector drawn with ``seed``).
     seed : seed of the random start vector (ignored when ``v0`` is given).
     tol : stop when ``‖Av − λv‖ ≤ tol · |λ|`` with λ the Rayleigh quotient ``vᵀAv``.
-    max_iter : iteration limit; a :class:`~kernelscope.KernelscopeWarning` says when it was reached.
+    max_iter : iteration limit; a :class:`~kernelscope.KernelscopeWarning` says when it was reached (unless
+        ``warn_unconverged=False``: a caller that wants a rough estimate within a fixed budget, such as the
+        spectral-radius estimates of :mod:`kernelscope._rkc`, reads ``converged`` instead).
 
     Returns :class:`PowerResult` (eigenvalue, unit eigenvector with its largest entry positive, iterations,
     converged, residual). Converges at rate |λ₂/λ₁|; for a dominant pair ±λ it cannot converge (and says so).
@@ -408,7 +410,7 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
             lam, res = 0.0, 0.0
             break
         v = Av / nAv
-    if not converged:
+    if not converged and warn_unconverged:
         warn(f"power_iteration did not converge in {max_iter} iterations (residual {res:.3e}); "
              "the two largest |eigenvalues| may be (nearly) equal.")
     k = int(np.argmax(np.abs(v)))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
-from ._rkc import power_iteration, power_radius, rkc
+from ._rkc import power_radius, radius_estimate, rkc
 from .dynamics.train import loss_derivative
 from .regression import gradient_flow
 
@@ -260,14 +260,12 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
                               f"{t!r}")
     grad = _loss_gradient(loss, Y, y_raw if callable(loss) else Y)
     hess = _loss_hessian(loss, Y) if method in ("Radau", "BDF") and mu is None else None
-    rho = radius = None  # the Jacobian's spectral radius in the time s = ηt: a bound, an estimate at a state
-    if mu is None and method in ("auto", "RKC") and not callable(loss):
-        curvature = 1.0 if loss == "mse" else 0.5 * float(Y.sum(1).abs().max())
-        rho = _largest_eigenvalue(Theta) * curvature * 1.01  # 1 % over Lanczos' estimate
-        if loss == "cross_entropy":
-            radius = _ce_radius(Theta, _loss_hessian(loss, Y), n, n_out, rho)
+    radius = None  # (s, z) -> the Jacobian's spectral radius at a state, in the time s = ηt (None: callables)
+    if mu is None and method in ("auto", "RKC") and loss == "cross_entropy":
+        bound = _largest_eigenvalue(Theta) * 0.5 * float(Y.sum(1).abs().max()) * 1.01  # 1 % over Lanczos' λ_max
+        radius = _ce_radius(Theta, _loss_hessian(loss, Y), n, n_out, bound)
     F, Fx, info = _integrate(Theta, Kx, F0, F0x, grad, hess, times.reshape(-1).cpu().numpy(), eta, mu, method,
-                             rtol, atol, rho, radius)
+                             rtol, atol, radius)
     return Dynamics(shape(F), shape(Fx), info)
 
 
@@ -301,21 +299,36 @@ def _ce_radius(Theta: torch.Tensor, hess: Callable, n: int, n_out: int, bound: f
         v = state.get("v")
         if v is None:  # the same direction for every example, not along the softmax's null vector (1, …, 1)
             v = 0.1 * torch.arange(n_out, dtype=z.dtype, device=z.device).expand(n, n_out)
-        sigma, state["v"], k = power_iteration(lambda u: _apply(Theta, torch.einsum("nab,nb->na", H, u)), v, 30)
+        r, state["v"], k = radius_estimate(lambda u: _apply(Theta, torch.einsum("nab,nb->na", H, u)), v)
         state["products"] += k
-        return min(bound, 1.2 * sigma) if sigma > 0 else bound
+        return min(bound, r) if r > 0 else bound
+
+    radius.state = state  # type: ignore[attr-defined]
+    return radius
+
+
+def _flow_radius(velocity: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[float, torch.Tensor], float]:
+    """``(s, z) -> ρ`` for any flow ``dz/ds = velocity(z)``: power iteration on finite differences
+    (:func:`kernelscope._rkc.power_radius`), warm-started from the last direction; ``.state['products']`` counts
+    the evaluations it spent."""
+    state: dict[str, Any] = {"v": None, "products": 0}
+
+    def radius(_s: float, z: torch.Tensor) -> float:
+        r, state["v"], k = power_radius(lambda _t, zz: velocity(zz), 0.0, z, velocity(z), state["v"])
+        state["products"] += k + 1
+        return r
 
     radius.state = state  # type: ignore[attr-defined]
     return radius
 
 
 def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu: float | None, method: str,
-               rtol: float, atol: float, rho: float | None = None, radius: Callable | None = None):
+               rtol: float, atol: float, radius: Callable | None = None):
     """Integrate the joint state ``z = [f(X), f(x)]`` (and, with momentum, ``[df/ds]``) to the times ``times``.
 
     Without momentum the ODE runs in ``s = η t`` (``dz/ds = −[Θ; Θ(x, X)] g``), with momentum in ``s = √η t``.
-    ``rho``: an upper bound of the spectral radius of ``dz/ds``'s Jacobian (None: estimated where RKC needs it);
-    ``radius``: ``(s, z) -> ρ`` at a state, for RKC (else RKC uses ``rho``, else its own power iteration).
+    ``radius``: ``(s, z) -> ρ``, the spectral radius of ``dz/ds``'s Jacobian at a state, for RKC and for 'auto''s
+    checks (None: power iteration on finite differences of the flow, where they need it).
     Returns (T, N, O), (T, M, O) or None, info.
     """
     from scipy import integrate
@@ -331,6 +344,9 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
         g = grad(z_out[:n * n_out].reshape(n, n_out))  # (N, O)
         parts = [_apply(Theta, g)] + ([] if Kx is None else [_apply(Kx, g)])
         return -torch.cat(parts).reshape(-1)
+
+    if radius is None and mu is None and method in ("auto", "RKC"):  # a callable loss
+        radius = _flow_radius(velocity)
 
     def rhs(_s: float, z: np.ndarray) -> np.ndarray:
         zt = torch.from_numpy(z).to(dev)
@@ -365,19 +381,7 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
         # scipy's solver, stepped here; under 'auto' (no momentum) it hands over to RKC once it is stiffness-bound:
         # its steps held near its stability limit (h ρ ≈ 6 for DOP853) for several checks in a row
         scipy_method = "DOP853" if method == "auto" else method
-        estimate = None
-        if method == "auto" and mu is None:
-            if radius is not None:
-                estimate = radius
-            elif rho is not None:
-                estimate = lambda _s, _z: rho  # noqa: E731 - a constant bound (a built-in loss with Θ's λ_max)
-            else:  # a callable loss: power iteration on finite differences of the flow
-                state: dict[str, Any] = {"v": None}
-
-                def estimate(_s: float, z: torch.Tensor) -> float:
-                    r, state["v"], k = power_radius(lambda _t, zz: velocity(zz), 0.0, z, velocity(z), state["v"])
-                    info["nfev"] += k + 1
-                    return r
+        estimate = radius if method == "auto" and mu is None else None
         kw = {"jac": jac} if jac is not None else {}
         solver = getattr(integrate, scipy_method)(rhs, 0.0, z0, float(s_eval.max()), rtol=rtol, atol=atol, **kw)
         stiff_checks = 0
@@ -405,8 +409,7 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
         info["njev"] = getattr(solver, "njev", 0)
     if pending:  # RKC: asked for, or taking over from 'auto'
         zs, rk = rkc(lambda _s, z: velocity(z), torch.from_numpy(np.ascontiguousarray(z_now)).to(dev),
-                     s_eval[pending] - s_now, rtol=rtol, atol=atol,
-                     spectral_radius=radius if radius is not None else rho)
+                     s_eval[pending] - s_now, rtol=rtol, atol=atol, spectral_radius=radius)
         out[pending] = zs.cpu().numpy()
         info["method"] = "RKC" if s_now == 0.0 else f"{info['method']} -> RKC at t = {s_now / scale:.4g}"
         info["steps"] += rk["steps"]

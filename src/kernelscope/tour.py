@@ -207,27 +207,30 @@ def _execute(out: Path, ch: Chapter, quick: bool, seed: int, force: bool, bar, b
 # Chapters side by side: one process each (spawned: a fresh interpreter, no forked torch thread pool)
 # ------------------------------------------------------------------------------------------------------------
 class _QueuedProgress:
-    """What a chapter in a worker process reports progress to: every call goes to the parent's :class:`Progress`
-    through a queue, so bars (or plain lines) stay in one place."""
+    """What a chapter in a worker process reports progress to: the calls of :class:`Progress` that a chapter makes,
+    each sent to the parent's :class:`Progress` through a queue, so bars (or plain lines) stay in one place."""
 
-    def __init__(self, queue, key: str):
-        self.queue, self.key = queue, key
+    enabled = True
+
+    def __init__(self, queue):
+        self.queue = queue
         self._ids = itertools.count()
 
     def print(self, message: str, style: str | None = None) -> None:
         self.queue.put(("print", message, style))
 
-    def track(self, iterable, description: str, total: int | None = None):
-        if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)
+    def add_task(self, description: str, total: int | None = None) -> tuple[int, int]:
         task = (os.getpid(), next(self._ids))
         self.queue.put(("add", task, description, total))
-        try:
-            for item in iterable:
-                yield item
-                self.queue.put(("advance", task))
-        finally:
-            self.queue.put(("remove", task))
+        return task
+
+    def advance(self, task: tuple[int, int]) -> None:
+        self.queue.put(("advance", task))
+
+    def remove_task(self, task: tuple[int, int]) -> None:
+        self.queue.put(("remove", task))
+
+    track = Progress.track  # the same iteration, on the methods above
 
 
 _QUEUE = None
@@ -245,7 +248,7 @@ def _worker_start(queue, threads: int) -> None:
 def _worker_run(out: str, key: str, quick: bool, seed: int, force: bool, threads: int) -> tuple:
     ch = {c.key: c for c in chapters()}[key]
     _QUEUE.put(("start", key))
-    return _execute(Path(out), ch, quick, seed, force, _QueuedProgress(_QUEUE, key), threads)
+    return _execute(Path(out), ch, quick, seed, force, _QueuedProgress(_QUEUE), threads)
 
 
 def _run_parallel(todo: list[Chapter], n_jobs: int, out: Path, quick: bool, seed: int, force: bool,
