@@ -231,6 +231,23 @@ class TestCluster:
         assert all(v > 0 for v in worked.values())  # both worker processes computed tiles
         assert np.linalg.norm(pred - exact) / np.linalg.norm(exact) < 1e-6
 
+    def test_no_client_becomes_the_process_default(self, cluster):
+        """connect() leaves Dask's default alone; scheduler() makes its client current only inside the block and
+        leaves Dask's configuration as it found it."""
+        import dask
+
+        before = dask.config.get("scheduler", None)
+        client = scale.connect(cluster.scheduler_address)
+        try:
+            assert scale.active_client() is None and dask.config.get("scheduler", None) == before
+            with client.as_current():
+                assert scale.active_client() is client
+        finally:
+            client.close()
+        with scale.scheduler(cluster.scheduler_address) as client:
+            assert scale.active_client() is client
+        assert scale.active_client() is None and dask.config.get("scheduler", None) == before
+
     def test_killed_worker_loses_nothing(self, cluster):
         from distributed import Client
 
