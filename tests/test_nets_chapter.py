@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
 import numpy as np
 
 from kernelscope.experiments import nets as ch
@@ -64,5 +63,6 @@ def test_digits_kernels_classify_well():
     assert r.accuracy["rbf"] > 0.85
     for key, acc in r.accuracy.items():
         assert acc > 0.85, key
-    assert P.plot_digits_accuracy(r).get_ylabel() == "test accuracy"
-    matplotlib.pyplot.close("all")
+    ax = P.plot_digits_accuracy(r)
+    assert ax.get_ylabel() == "test accuracy"
+    assert ax.figure.canvas.manager is None  # a Figure outside pyplot: no window, nothing to close
