@@ -124,8 +124,8 @@ def _ctrl_c(*a, **k):
 
 @pytest.mark.parametrize("target, argv, resumes_from", [
     ("kernelscope.tour.run_tour", ["tour", "--quick"], ""),
-    ("kernelscope.dynamics.lazy_width_sweep", ["lazy", "--widths", "4"], "steps"),
-    ("kernelscope.dynamics.path_kernel", ["pathkernel", "--width", "4", "--steps", "1"], None),
+    ("kernelscope.experiments.lazy.lazy_width_sweep", ["lazy", "--widths", "4"], "steps"),
+    ("kernelscope.experiments.pathkernel.path_kernel", ["pathkernel", "--width", "4", "--steps", "1"], None),
     ("kernelscope.experiments.spirals.train_spiral", ["spiral", "--no-progress"], None),
 ])
 def test_ctrl_c_exits_130_and_says_how_to_resume_where_a_command_checkpoints(tmp_path, capsys, monkeypatch, target,

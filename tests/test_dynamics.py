@@ -11,6 +11,7 @@ import torch
 from kernelscope import data, dynamics, empirical, nets
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.dynamics import lazy_width_sweep, mlp, train_lazy
+from kernelscope.dynamics.lazy import LazySweep
 from kernelscope.stats import fit_slope
 
 
@@ -55,12 +56,13 @@ def test_linearised_training_is_gradient_descent_on_a_linear_model(problem):
 def test_lazy_metrics_shrink_with_width(problem):
     X, y, Xs = problem
     sweep = lazy_width_sweep(X, y, Xs, [16, 64, 256, 1024], steps=60, activation="erf", b_std=0.5, seed=0)
-    runs = {r["width"]: r for r in sweep["runs"]}
-    assert -0.8 < sweep["slopes"]["weight_change"] < -0.3  # theory: -1/2
-    assert sweep["slopes"]["ntk_change"] < -0.3
-    assert runs[1024]["dist_net_lin"][-1] < runs[16]["dist_net_lin"][-1] / 4
-    assert runs[1024]["dist_net_flow"] < 0.05
-    assert runs[1024]["loss_net"][-1] < runs[1024]["loss_net"][0]
+    assert isinstance(sweep, LazySweep) and all(isinstance(r, dynamics.LazyRun) for r in sweep.runs)
+    runs = {r.width: r for r in sweep.runs}
+    assert -0.8 < sweep.slopes["weight_change"] < -0.3  # theory: -1/2
+    assert sweep.slopes["ntk_change"] < -0.3
+    assert runs[1024].dist_net_lin[-1] < runs[16].dist_net_lin[-1] / 4
+    assert runs[1024].dist_net_flow < 0.05
+    assert runs[1024].loss_net[-1] < runs[1024].loss_net[0]
 
 
 def test_nan_loss_stops_and_keeps_records(problem):
@@ -90,6 +92,19 @@ def test_sweep_resumes_from_checkpoints(problem):
     assert a == b
 
 
+def test_sweep_resumed_from_json_checkpoints_is_the_same_sweep(problem, tmp_path):
+    """Typed checkpoints: the widths read back from their JSON files are the same LazyRuns a fresh sweep has."""
+    from kernelscope.story import json_checkpoint
+
+    X, y, Xs = problem
+    fresh = lazy_width_sweep(X, y, Xs, [8, 32], steps=5)
+    first = lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=json_checkpoint(tmp_path))
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    resumed = lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=json_checkpoint(tmp_path))
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps and len(stamps) == 3
+    assert resumed == first == fresh and isinstance(resumed.runs[0], dynamics.LazyRun)
+
+
 def test_sweep_resumed_with_a_wider_net_equals_a_fresh_sweep(problem):
     """The default step size is the widest net's: adding a wider width to a saved sweep must not reuse the old one
     (issue 17: the table then differed from a fresh run)."""
@@ -104,7 +119,7 @@ def test_sweep_resumed_with_a_wider_net_equals_a_fresh_sweep(problem):
     lazy_width_sweep(X, y, Xs, [8, 32], steps=5, checkpoint=checkpoint)
     resumed = lazy_width_sweep(X, y, Xs, [8, 32, 128], steps=5, checkpoint=checkpoint)
     fresh = lazy_width_sweep(X, y, Xs, [8, 32, 128], steps=5)
-    assert resumed["lr"] == fresh["lr"]
+    assert resumed.lr == fresh.lr
     assert resumed == fresh
 
 
@@ -149,6 +164,7 @@ def test_cli_lazy_writes_json_and_figures_and_resumes(tmp_path, capsys):
     assert "log-log slopes" in out
     sweep = json.loads((tmp_path / "lazy.json").read_text())
     assert [r["width"] for r in sweep["runs"]] == [8, 32]
+    assert set(sweep) == {"depth", "lr", "steps", "runs", "slopes"}  # the JSON users had before: the LazySweep
     assert (tmp_path / "lazy_sweep.png").stat().st_size > 5000
     saved = sorted(p.name for p in (tmp_path / "steps").iterdir())
     assert len(saved) == 3  # lr + one file per finished width: an interrupted sweep resumes from them

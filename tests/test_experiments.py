@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from kernelscope._arrays import KernelscopeWarning, ValidationError
+from kernelscope._io import from_json, to_json
 from kernelscope.experiments import regimes as rg
 from kernelscope.nets.finite import mlp
 from kernelscope.regression import gradient_flow
+from kernelscope.story import json_checkpoint
 
 W_STD, B_STD = 1.3, 0.2
 
@@ -192,9 +194,10 @@ class TestFiniteNets:
         X, y = spirals(30, 3, 0.2, 0)
         a = rg.train_ntk_net(X, y, X, 64, lr=2.0, steps=100, seed=1)
         b = rg.train_ntk_net(X, y, X, 64, lr=2.0, steps=100, seed=1)
-        assert a["loss"][-1] < 0.5 * a["loss"][0]
-        np.testing.assert_array_equal(a["loss"], b["loss"])
-        assert a["diverged_at"] is None and a["test_pred"].shape == (90,)
+        assert isinstance(a, rg.NTKNetRun)
+        assert a.loss[-1] < 0.5 * a.loss[0]
+        np.testing.assert_array_equal(a.loss, b.loss)
+        assert a.diverged_at is None and a.test_pred.shape == (90,)
 
     def test_lazy_at_large_width(self):
         """The relative NTK change during training shrinks with width (~ 1/sqrt(n))."""
@@ -205,7 +208,7 @@ class TestFiniteNets:
         change = {}
         for width in (16, 2048):
             r = rg.train_ntk_net(X, y, X, width, lr=2.0, steps=150, seed=0)
-            th0, thT = rg.finite_ntk(r["model0"], Xt), rg.finite_ntk(r["modelT"], Xt)
+            th0, thT = rg.finite_ntk(r.model0, Xt), rg.finite_ntk(r.modelT, Xt)
             change[width] = float(torch.linalg.norm(thT - th0) / torch.linalg.norm(th0))
         assert change[2048] < change[16] / 3
 
@@ -215,16 +218,17 @@ class TestFiniteNets:
         X, y = spirals(10, 2, 0.2, 0)
         with pytest.warns(KernelscopeWarning, match="diverged"):
             r = rg.train_ntk_net(X, y, X, 32, lr=1e4, steps=50)
-        assert r["diverged_at"] is not None and len(r["loss"]) == 51
+        assert r.diverged_at is not None and len(r.loss) == 51
 
 
 class TestRegimeTable:
-    def test_small_table(self):
+    def test_small_table(self, tmp_path):
         calls = []
+        checkpoint = json_checkpoint(tmp_path)
 
         def run_one(name, compute):
             calls.append(name)
-            return json.loads(json.dumps(compute()))  # what a checkpoint gives back
+            return checkpoint(name, compute)  # a row comes back from its JSON as the same RegimeRow
 
         t = rg.regime_table(widths=(8, 512), classes=3, n_per_class=20, n_test_per_class=30, steps=200,
                             run_one=run_one)
@@ -243,9 +247,13 @@ class TestRegimeTable:
         X, _ = spirals(20, 3, 0.2, 0)
         _, ntk = rg.analytic_kernels(torch.as_tensor(X), w_std=1.0, b_std=0.1)
         assert math.isclose(t.config["lr"], 60 / float(torch.linalg.eigvalsh(ntk)[-1]), rel_tol=1e-9)
-        back = rg.RegimeTable.from_json(json.loads(json.dumps(t.to_json(), default=str)))
+        back = from_json(json.loads(json.dumps(to_json(t))))
         assert [r.model for r in back.rows] == names and math.isinf(back.rows[0].width)
         assert back.rows[-1].ntk_change == pytest.approx(wide.ntk_change)
+        assert all(isinstance(r, rg.RegimeRow) for r in back.rows) and back.config["widths"] == [8, 512]
+        # the chapter's slope between the two widest nets is the library's one slope fit
+        assert t.tail_slope("ntk_change") == pytest.approx(
+            math.log(wide.ntk_change / narrow.ntk_change) / math.log(512 / 8), rel=1e-9)
 
     @pytest.mark.parametrize("kwargs, name", [({"widths": (0,)}, "widths"), ({"classes": 1}, "classes"),
                                               ({"n_per_class": 0}, "n_per_class"), ({"noise": -1}, "noise")])
@@ -254,25 +262,56 @@ class TestRegimeTable:
             rg.regime_table(**{"widths": (4,), "n_per_class": 3, "steps": 1, **kwargs})
 
 
-def test_classifier_sweep_wide_nets_follow_the_cross_entropy_flow():
+def test_classifier_sweep_wide_nets_follow_the_cross_entropy_flow(tmp_path):
     """experiments.lazy.classifier_sweep: trained ten-class nets approach the infinite-width cross-entropy flow
     (from their own f₀) as they widen; the f₀ = 0 classifier and the squared-loss baseline are recorded along t."""
-    from kernelscope.experiments.lazy import classifier_sweep
+    from kernelscope.experiments.lazy import ClassifierRun, ClassifierSweep, classifier_sweep
 
-    saved = {}
-
-    def checkpoint(name, compute):
-        saved[name] = json.loads(json.dumps(compute()))
-        return saved[name]
-
-    r = classifier_sweep([16, 512], 40, n_train=60, n_test=40, t_max=1e3, checkpoint=checkpoint)
-    narrow, wide = r["runs"]
-    assert set(saved) == {"classifier_m16_steps40", "classifier_m512_steps40"}
-    assert wide["gap"] < 0.5 * narrow["gap"] and wide["agree"] >= 0.8
-    assert r["gap_slope"] < -0.2 and r["steps"] == 40 and 40.0 in r["times"]
-    assert len(r["times"]) == len(r["infinite_test_accuracy"]) == len(r["mse_test_accuracy"])
+    r = classifier_sweep([16, 512], 40, n_train=60, n_test=40, t_max=1e3, checkpoint=json_checkpoint(tmp_path))
+    narrow, wide = r.runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier_m16_steps40.json",
+                                                          "classifier_m512_steps40.json"]
+    assert isinstance(wide, ClassifierRun) and isinstance(r, ClassifierSweep)
+    assert wide.gap < 0.5 * narrow.gap and wide.agree >= 0.8
+    assert r.gap_slope < -0.2 and r.steps == 40 and 40.0 in r.times
+    assert len(r.times) == len(r.infinite_test_accuracy) == len(r.mse_test_accuracy)
     # training accuracy of the infinite-width classifier rises along t (cross-entropy keeps separating)
-    first, last = r["infinite_train_accuracy"][0], r["infinite_train_accuracy"][-1]
+    first, last = r.infinite_train_accuracy[0], r.infinite_train_accuracy[-1]
     assert last >= first and last > 0.9
-    assert all(0.0 <= a <= 1.0 for a in r["infinite_test_accuracy"] + [r["mse_kernel_test_accuracy"]])
-    assert r["solver"]["rtol"] == 1e-6 and r["solver"]["steps"] > 0
+    assert all(0.0 <= a <= 1.0 for a in r.infinite_test_accuracy + [r.mse_kernel_test_accuracy])
+    assert r.solver["rtol"] == 1e-6 and r.solver["steps"] > 0
+    # resumed from the saved widths: the same sweep
+    again = classifier_sweep([16, 512], 40, n_train=60, n_test=40, t_max=1e3, checkpoint=json_checkpoint(tmp_path))
+    assert again.runs == r.runs
+
+
+def test_ensemble_bands_measure_the_nets_against_the_gaussian():
+    """experiments.lazy.ensemble_bands: the nets' distance to the infinite ensemble (what the chapter reports) is
+    computed from the arrays it returns."""
+    from kernelscope.experiments.lazy import EnsembleBands, ensemble_bands
+
+    b = ensemble_bands(4, 32, 5, seed=1)
+    assert isinstance(b, EnsembleBands) and b.nets.shape == (4, len(b.x)) and b.width == 32 and b.steps == 5
+    z = np.max(np.abs(b.nets.mean(0) - b.mean) / (b.std / np.sqrt(4)))
+    assert b.max_mean_z == z and np.array_equal(b.std_ratio, b.nets.std(0, ddof=1) / b.std)
+    assert np.all(b.prior_std > 0) and np.all(b.std > 0)
+
+
+def test_lazy_sweep_and_ntk_convergence_resume_as_dataclasses(tmp_path):
+    """experiments.lazy.lazy_sweep carries its data; its widths and the NTK convergence come back from their JSON
+    checkpoints as the same dataclasses."""
+    from kernelscope.dynamics import NTKConvergence
+    from kernelscope.experiments.lazy import LazyStudy, digits_ntk_convergence, lazy_1d_problem, lazy_sweep
+
+    study = lazy_sweep("1d", [8, 32], steps=3, checkpoint=json_checkpoint(tmp_path))
+    assert isinstance(study, LazyStudy) and [r.width for r in study.sweep.runs] == [8, 32]
+    for got, want in zip((study.X, study.y, study.X_test), lazy_1d_problem(0)):
+        np.testing.assert_array_equal(got, want)
+    assert sorted(p.name.split("_")[0] for p in tmp_path.iterdir()) == ["1d"] * 3  # lr + two widths, tagged
+    assert lazy_sweep("1d", [8, 32], steps=3, checkpoint=json_checkpoint(tmp_path)).sweep == study.sweep
+    assert study.sweep.runs[-1].dist_net_inf is not None  # compared with the infinite-width flow
+    with pytest.raises(ValidationError, match="^dataset:"):
+        lazy_sweep("mnist", [8], steps=1)
+    conv = json_checkpoint(tmp_path)("conv", lambda: digits_ntk_convergence([8, 64], n=6, seeds=2))
+    assert isinstance(conv, NTKConvergence) and np.shape(conv.errors) == (2, 2)
+    assert json_checkpoint(tmp_path)("conv", lambda: None) == conv

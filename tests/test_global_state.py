@@ -114,3 +114,26 @@ def test_two_python_threads_at_once_see_their_thread_count_unchanged():
     watch.join()
     assert not errors, errors
     assert set(seen) == {expected} and torch.get_num_threads() == expected
+
+
+def test_plots_leave_the_matplotlib_backend_alone(tmp_path):
+    """Importing kernelscope.plots and drawing and saving a figure neither chooses nor changes matplotlib's backend
+    and never touches pyplot (its figures belong to no window): run in a fresh interpreter whose backend is svg."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, matplotlib, numpy as np\n"
+        "before = matplotlib.get_backend()\n"
+        "import kernelscope.plots.spirals, kernelscope.plots.learning, kernelscope.plots.nets\n"
+        "from kernelscope.plots.linsys import plot_system\n"
+        "from kernelscope.experiments.linsys import solve_system\n"
+        "ax = plot_system(solve_system(np.array([[1.0, 2.0, 2.0]]), np.array([9.0])))\n"
+        "ax.figure.savefig(sys.argv[1])\n"
+        "print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "plane.png")], capture_output=True, text=True,
+                         env={**os.environ, "MPLBACKEND": "svg"}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["svg", "svg", "False"]
+    assert (tmp_path / "plane.png").read_bytes()[:4] == b"\x89PNG"  # rendered when saved, whatever the backend

@@ -191,6 +191,7 @@ class TestExperiments:
         res = E.least_norm_link(n=6, d=6, width=32, widths=(8, 256), max_steps=2000)
         assert res.rel_error < 1e-8 and res.null_fraction < 1e-10 and res.residual < 1e-8
         assert res.other_norm == pytest.approx(np.sqrt(2) * np.linalg.norm(res.dw_least_norm), rel=1e-10)
+        assert res.least_norm == np.linalg.norm(res.dw_least_norm)
         assert res.net[256] < res.net[8]  # wider: lazier, closer to the linearised answer
 
     def test_gauss_newton_equals_ntk_at_interpolation(self):
@@ -200,6 +201,9 @@ class TestExperiments:
         np.testing.assert_allclose(res.gauss_newton_eigs[:res.n], res.ntk_eigs, rtol=1e-9)
         assert res.rank == res.n and np.abs(res.hessian_eigs[res.n:]).max() < 1e-5 * res.ntk_eigs[0]
         assert res.top_lanczos == pytest.approx(res.hessian_eigs[0], rel=1e-8)
+        # what the chapter reports: the top N against the NTK's, and the largest of the flat rest
+        assert res.max_rel_eig_diff == np.max(np.abs(res.hessian_eigs[:res.n] - res.ntk_eigs) / res.ntk_eigs) < 1e-5
+        assert res.flat_max == np.abs(res.hessian_eigs[res.n:]).max()
 
     def test_lift_separates_rings(self):
         res = E.lift(n=200)
@@ -219,6 +223,20 @@ class TestExperiments:
         assert all(list(r.epochs) == [0, 1, 2, 3] and r.loss[-1] < r.loss[0] for r in res.runs.values())
         assert len({float(r.loss[0]) for r in res.runs.values()}) == 1  # the same start
         assert all(torch.equal(a, b) for a, b in zip(w0, model.parameters()))  # the model given is not trained
+
+    def test_regression_batch_sizes_is_batch_sizes_on_the_sine_problem(self):
+        """The chapter's problem: y = sin(x·v) on 5-D normal inputs drawn with the seed, a tanh net of width 32."""
+        from kernelscope.dynamics import mlp
+
+        res = E.regression_batch_sizes(n=64, batch_sizes=(0, 16), lr=0.2, epochs=2, seed=3)
+        gen = torch.Generator().manual_seed(3)
+        X = torch.randn(64, 5, generator=gen, dtype=torch.float64)
+        y = torch.sin(X @ torch.randn(5, generator=gen, dtype=torch.float64))
+        ref = E.batch_sizes(mlp(5, 32, activation="tanh", b_std=0.1, seed=3), X, y, batch_sizes=(0, 16), lr=0.2,
+                            epochs=2, seed=3)
+        assert list(res.runs) == list(ref.runs) == ["full batch (64)", "mini-batch (16)"]
+        for a, b in zip(res.runs.values(), ref.runs.values()):
+            np.testing.assert_array_equal(a.loss, b.loss)
 
     def test_full_batch_is_gradient_descent_on_the_flat_weights(self):
         """dynamics.train with B = N against optim.trajectory on model_loss (torch.func, a different code path)."""

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict
 
-import matplotlib
 import numpy as np
 
 from kernelscope.experiments import nets as ch
 from kernelscope.plots import nets as P
+from kernelscope.story import json_checkpoint
 
 
 def test_random_features_converge_to_nngp_regression():
@@ -51,11 +49,12 @@ def test_angle_curves_start_at_one_and_relu_depth_one_matches_arccos():
     assert "GELU" in ax.get_title()
 
 
-def test_results_survive_the_json_checkpoint():
-    """The tour saves asdict(result) as JSON and rebuilds the result with Result(**saved): nothing changes."""
+def test_results_survive_the_json_checkpoint(tmp_path):
+    """The tour's checkpoint saves the result as JSON and gives back the same dataclass: nothing changes."""
     r = ch.width_experiment([8, 32], n_draws=2, n_points=4, d=3)
-    back = ch.WidthResult(**json.loads(json.dumps(asdict(r))))
-    assert back == r and isinstance(back.nngp_slope, float)
+    back = json_checkpoint(tmp_path)("width", lambda: r)
+    assert back == r and isinstance(back, ch.WidthResult) and isinstance(back.nngp_slope, float)
+    assert json_checkpoint(tmp_path)("width", lambda: None) == r  # read back from the file
     assert ch.mlp_description(2).kernel(np.eye(3)).ntk.shape == (3, 3)
 
 
@@ -64,5 +63,6 @@ def test_digits_kernels_classify_well():
     assert r.accuracy["rbf"] > 0.85
     for key, acc in r.accuracy.items():
         assert acc > 0.85, key
-    assert P.plot_digits_accuracy(r).get_ylabel() == "test accuracy"
-    matplotlib.pyplot.close("all")
+    ax = P.plot_digits_accuracy(r)
+    assert ax.get_ylabel() == "test accuracy"
+    assert ax.figure.canvas.manager is None  # a Figure outside pyplot: no window, nothing to close

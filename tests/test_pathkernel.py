@@ -365,6 +365,32 @@ def test_agreement_1d_exact_and_left_endpoint():
     assert ag.exact.T == pytest.approx(8 * ag.lr)
 
 
+@pytest.mark.parametrize("dataset", ["1d", "digits"])
+def test_kernel_machine_is_the_command_line_experiment(dataset):
+    """experiments.pathkernel.kernel_machine (what `kernelscope pathkernel` runs): the 1-D net at stable_lr with its
+    distance to the tangent kernels; the digits classifier at lr 0.05 with its test accuracy."""
+    from kernelscope.experiments.pathkernel import (
+        PK_1D,
+        KernelMachineRun,
+        kernel_distance,
+        kernel_machine,
+        pathkernel_1d_problem,
+    )
+
+    run = kernel_machine(dataset, width=16, steps=4, nodes=2, seed=1)
+    assert isinstance(run, KernelMachineRun) and run.dataset == dataset and run.result.steps_done == 4
+    if dataset == "1d":
+        X, y, Xs = pathkernel_1d_problem(1)
+        assert run.lr == stable_lr(mlp(1, 16, seed=1, **PK_1D), X) and run.test_accuracy is None
+        np.testing.assert_array_equal(run.X_test, Xs)
+        assert run.distance == kernel_distance(run.result)
+    else:
+        assert run.lr == 0.05 and run.distance is None and run.X_train.shape == (300, 64) and len(run.y_test) == 6
+        assert run.test_accuracy == np.mean(np.argmax(run.result.f_model, 1) == run.y_test)
+    with pytest.raises(ValidationError, match="^dataset:"):
+        kernel_machine("mnist")
+
+
 def test_narrow_vs_wide_distances():
     """A narrow net's path kernel is farther from T·Θ₀ than a wide one's; distances are those of its results."""
     from kernelscope.experiments.pathkernel import kernel_distance, narrow_vs_wide

@@ -231,6 +231,23 @@ class TestCluster:
         assert all(v > 0 for v in worked.values())  # both worker processes computed tiles
         assert np.linalg.norm(pred - exact) / np.linalg.norm(exact) < 1e-6
 
+    def test_no_client_becomes_the_process_default(self, cluster):
+        """connect() leaves Dask's default alone; scheduler() makes its client current only inside the block and
+        leaves Dask's configuration as it found it."""
+        import dask
+
+        before = dask.config.get("scheduler", None)
+        client = scale.connect(cluster.scheduler_address)
+        try:
+            assert scale.active_client() is None and dask.config.get("scheduler", None) == before
+            with client.as_current():
+                assert scale.active_client() is client
+        finally:
+            client.close()
+        with scale.scheduler(cluster.scheduler_address) as client:
+            assert scale.active_client() is client
+        assert scale.active_client() is None and dask.config.get("scheduler", None) == before
+
     def test_killed_worker_loses_nothing(self, cluster):
         from distributed import Client
 
@@ -276,10 +293,12 @@ class TestCluster:
 
     def test_cli_bad_scheduler_and_solver(self, tmp_path, capsys):
         from kernelscope.cli import main
+        from kernelscope.solvers import SOLVERS
 
         np.save(tmp_path / "t.npy", np.random.default_rng(9).normal(size=(30, 3)))
         base = ["regress", "--train", str(tmp_path / "t.npy"), "--test", str(tmp_path / "t.npy")]
-        for extra, message in [(["--solver", "lu"], "--solver: expected one of auto, cholesky, cg, nystrom"),
+        assert {"cholesky", "cg", "nystrom"} <= set(SOLVERS)  # the CLI lists the registry's solvers
+        for extra, message in [(["--solver", "lu"], f"--solver: expected one of {', '.join(['auto', *SOLVERS])}"),
                                (["--scheduler", "localhost:8786"], "expected a Dask scheduler address")]:
             with pytest.raises(SystemExit) as e:
                 main(base + extra + ["--out", str(tmp_path / "p.npy")])

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
 
 from kernelscope import data
 from kernelscope._arrays import KernelscopeWarning, ValidationError
+from kernelscope._io import from_json, to_json
 from kernelscope.experiments import spirals as sp
 
 # --------------------------------------------------------------------------------------------------------------
@@ -84,6 +87,7 @@ class TestTrainSpiral:
     def test_embedding_starts_collapsed_and_grows(self, small_run):
         radius = np.sqrt((small_run.embeddings ** 2).sum(-1)).mean(-1)
         assert radius[0] < 0.5 and radius[-1] > 5 * radius[0]
+        np.testing.assert_allclose(small_run.embedding_radius, radius, rtol=1e-12)  # what chapter and plots show
 
     def test_final_state_reproduces_the_record(self, small_run):
         r = small_run
@@ -156,16 +160,17 @@ class TestWidthSweep:
         assert acc[0] < 0.7 < 0.9 < acc[1]
         assert sw.final_loss()[0] > sw.final_loss()[1]
         assert all(len(v) == 401 for v in sw.loss)
-        back = sp.WidthSweep.from_json(json.loads(json.dumps(sw.to_json())))
+        back = from_json(json.loads(json.dumps(to_json(sw))))
         np.testing.assert_array_equal(back.loss[1], sw.loss[1])
-        assert back.widths == [2, 64]
+        assert back.widths == [2, 64] and isinstance(back, sp.WidthSweep)
+        assert sw.summary()["final_train_accuracy"] == acc and sw.summary()["widths"] == [2, 64]
 
     def test_checkpoint_hook_is_used(self):
         calls = []
 
         def run_one(w, compute):
             calls.append(w)
-            return {"loss": [1.0, 0.5], "train_accuracy": [0.2, 0.4], "test_accuracy": 0.3}
+            return sp.WidthCurves(w, np.array([1.0, 0.5]), np.array([0.2, 0.4]), 0.3)
 
         sw = sp.spiral_width_sweep((3, 5), classes=3, n_per_class=5, epochs=1, run_one=run_one)
         assert calls == [3, 5] and sw.test_accuracy == [0.3, 0.3]
@@ -273,8 +278,14 @@ class TestFigures:
 
         from kernelscope.plots import spirals as ps
 
-        p = ps.animate_embedding(small_run, tmp_path / "emb.gif")
-        q = ps.animate_interpolation(small_run, tmp_path / "interp.gif", frames=5)
+        old = os.umask(0o022)
+        try:
+            p = ps.animate_embedding(small_run, tmp_path / "emb.gif")
+            q = ps.animate_interpolation(small_run, tmp_path / "interp.gif", frames=5)
+        finally:
+            os.umask(old)
+        # written by the one atomic writer (kernelscope._io): the umask's mode, not mkstemp's 0600
+        assert stat.S_IMODE(p.stat().st_mode) == stat.S_IMODE(q.stat().st_mode) == 0o644
         with Image.open(p) as im:
             assert im.n_frames == len(small_run.snapshot_epochs)
             im.seek(0)

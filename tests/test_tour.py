@@ -9,12 +9,16 @@ import os
 import re
 import stat
 import time
+from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
+import torch
 
 from kernelscope import tour as T
+from kernelscope._io import from_json, to_json
 from kernelscope.report import format_cell, render_report
-from kernelscope.story import Progress
+from kernelscope.story import Progress, json_checkpoint
 
 
 def _fake_chapter(key, calls, fail=False, pieces=3, interrupt_at=None):
@@ -267,3 +271,81 @@ def test_ctrl_c_stops_the_worker_processes_and_says_how_to_resume(tmp_path):
             continue
         with open(f"/proc/{pid}/stat") as f:  # gone, or at most a zombie waiting to be reaped
             assert f.read().split()[2] == "Z", f"worker {pid} still running"
+
+
+@dataclass
+class _Piece:
+    width: int
+    values: np.ndarray
+    note: str | None = None
+
+
+@dataclass
+class _Result:
+    pieces: list[_Piece]
+    by_width: dict[int, _Piece]
+    lims: tuple[float, float]
+    kernel: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+    anything: object = None
+
+
+def _result() -> _Result:
+    pieces = [_Piece(8, np.array([[1.0, np.nan], [np.inf, -0.1]], dtype=np.float32)),
+              _Piece(16, np.arange(6, dtype=np.int64).reshape(2, 3), "wide"),
+              _Piece(32, np.zeros((0, 2))), _Piece(64, np.array([True, False]))]
+    return _Result(pieces, {p.width: p for p in pieces}, (-1.5, float("inf")),
+                   torch.tensor([[1.0, 2.0]], dtype=torch.float64), {"slope": float("nan"), "lr": 0.1 + 0.2},
+                   anything=[_Piece(1, np.ones(1)), (1, "a")])
+
+
+def _same(a, b) -> None:
+    """Equal values of equal types all the way down (NaN equal to NaN, dtypes and shapes included)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b) and all(_same(x, y) is None for x, y in zip(a, b))
+    elif isinstance(a, dict):
+        assert list(a) == list(b) and all(_same(a[k], b[k]) is None for k in a)
+    elif hasattr(a, "__dataclass_fields__"):
+        _same(vars(a), vars(b))
+    elif isinstance(a, float) and a != a:
+        assert b != b
+    else:
+        assert a == b
+
+
+def test_checkpoints_give_back_the_same_dataclass(tmp_path):
+    """Typed checkpoints: a dataclass is saved as JSON and comes back as the same dataclass, with nested
+    dataclasses, NumPy arrays (dtype and shape), torch tensors, tuples, int dict keys, NaN and inf; a fresh and a
+    resumed run get the same value."""
+    value = _result()
+    _same(from_json(json.loads(json.dumps(to_json(value)))), value)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return _result()
+
+    fresh = json_checkpoint(tmp_path, "p_")("result", compute)
+    resumed = json_checkpoint(tmp_path, "p_")("result", compute)
+    assert calls == [1] and (tmp_path / "p_result.json").exists()
+    _same(fresh, value)
+    _same(resumed, fresh)
+
+
+def test_checkpoints_that_do_not_read_back_are_computed_again(tmp_path):
+    """A file cut short, of an older layout (plain JSON), or naming a class that is gone is computed again."""
+    checkpoint = json_checkpoint(tmp_path)
+    (tmp_path / "cut.json").write_text('{"format": "kernelscope checkpoint 1", "value": {"__data')
+    (tmp_path / "old.json").write_text(json.dumps({"width": 8}))
+    gone = {"format": "kernelscope checkpoint 1", "value": {"__dataclass__": "test_tour:_Gone", "width": 8}}
+    (tmp_path / "gone.json").write_text(json.dumps(gone))
+    for name in ("cut", "old", "gone"):
+        assert checkpoint(name, lambda: _Piece(8, np.ones(2))).width == 8
+        assert isinstance(checkpoint(name, lambda: None), _Piece)  # saved anew, read back now
+    with pytest.raises(TypeError, match="torch.nn.modules.linear.Linear has no JSON form"):
+        to_json(torch.nn.Linear(1, 1))

@@ -1,11 +1,22 @@
-"""Atomic writes: a file is either the old version or the complete new one, never half written."""
+"""Results to files: atomic writes (a file is either the old version or the complete new one, never half written,
+and gets the mode ``open()`` would give it under the umask) and the JSON forms of results.
+
+- :func:`to_jsonable` - the readable, lossy form of a report's numbers (NaN becomes ``null``, arrays lists);
+- :func:`to_json` / :func:`from_json` - the lossless form of a checkpoint: a dataclass, with its nested
+  dataclasses, NumPy arrays and torch tensors, comes back as the same dataclass.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import importlib
 import json
 import os
 import re
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +41,37 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def _atomic(path: Path, write) -> Path:
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """``with atomic_path(path) as tmp:`` write the file ``tmp`` by any means (a writer that wants a file name);
+    on leaving the block it replaces ``path`` at once, with the umask's mode. On an error ``path`` is untouched.
+
+    ``tmp`` is a hidden name beside ``path`` that ends in the same suffix (writers choose the format by it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield Path(tmp)
         os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
-    return path
+
+
+def _atomic(path: str | os.PathLike, write) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return _atomic(Path(path), lambda f: f.write(data))
+    return _atomic(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -59,7 +79,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """NumPy/torch scalars and arrays, tuples and dataclass-free containers -> plain JSON types."""
+    """NumPy/torch scalars and arrays, tuples, dataclasses and containers -> plain JSON types (the readable form of
+    a report: NaN -> ``null``, ±inf -> ``"inf"``/``"-inf"``, a dataclass -> the dict of its fields)."""
     try:
         import torch
 
@@ -67,6 +88,8 @@ def to_jsonable(obj: Any) -> Any:
             obj = obj.detach().cpu().numpy()
     except ImportError:  # pragma: no cover
         pass
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -84,8 +107,99 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Lossless JSON: what goes in comes back
+# ---------------------------------------------------------------------------------------------------------------
+# Tags of the values plain JSON cannot tell apart; floats keep NaN and ±inf (``json`` writes NaN, Infinity).
+_DATACLASS, _NDARRAY, _TENSOR, _TUPLE, _ITEMS = "__dataclass__", "__ndarray__", "__tensor__", "__tuple__", "__items__"
+
+
+def to_json(obj: Any) -> Any:
+    """The lossless JSON form of a result, built from the dataclass fields: :func:`from_json` gives back ``obj``.
+
+    A dataclass becomes the dict of its fields tagged with its class (``"module:QualName"``); a NumPy array or a
+    torch tensor its nested list with dtype and shape; a tuple and a dict whose keys are not all strings are tagged
+    so that they come back as such; NumPy scalars become Python numbers. Anything else that JSON cannot hold (a
+    torch module, a function) is refused with a ``TypeError`` naming its type.
+    """
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        cls = type(obj)
+        return {_DATACLASS: f"{cls.__module__}:{cls.__qualname__}",
+                **{f.name: to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj)}}
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biuf":
+            raise TypeError(f"to_json: a NumPy array of dtype {obj.dtype} has no JSON form")
+        return {_NDARRAY: obj.tolist(), "dtype": str(obj.dtype), "shape": list(obj.shape)}
+    if _is_tensor(obj):
+        t = obj.detach().cpu()
+        return {_TENSOR: t.tolist(), "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {_TUPLE: [to_json(v) for v in obj]}
+    if isinstance(obj, list):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: to_json(v) for k, v in obj.items()}
+        return {_ITEMS: [[to_json(k), to_json(v)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"to_json: a {type(obj).__module__}.{type(obj).__qualname__} has no JSON form")
+
+
+def from_json(data: Any) -> Any:
+    """The value whose :func:`to_json` form is ``data`` (also after ``json.dumps``/``json.loads``).
+
+    Raises ``ValueError`` for a tag that names no dataclass, ``TypeError`` when the saved fields no longer fit the
+    class (it changed since it was saved).
+    """
+    if isinstance(data, list):
+        return [from_json(v) for v in data]
+    if not isinstance(data, dict):
+        return data
+    if _DATACLASS in data:
+        cls = _dataclass_named(data[_DATACLASS])
+        values = {k: from_json(v) for k, v in data.items() if k != _DATACLASS}
+        init = {f.name for f in dataclasses.fields(cls) if f.init}
+        obj = cls(**{k: v for k, v in values.items() if k in init})
+        for k, v in values.items():
+            if k not in init:
+                object.__setattr__(obj, k, v)  # a field outside __init__ (init=False)
+        return obj
+    if _NDARRAY in data:
+        return np.array(data[_NDARRAY], dtype=np.dtype(data["dtype"])).reshape(data["shape"])
+    if _TENSOR in data:
+        import torch
+
+        return torch.tensor(data[_TENSOR], dtype=getattr(torch, data["dtype"])).reshape(data["shape"])
+    if _TUPLE in data:
+        return tuple(from_json(v) for v in data[_TUPLE])
+    if _ITEMS in data:
+        return {from_json(k): from_json(v) for k, v in data[_ITEMS]}
+    return {k: from_json(v) for k, v in data.items()}
+
+
+def _is_tensor(obj: Any) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only where torch was imported
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _dataclass_named(name: Any) -> type:
+    module, _, qualname = str(name).partition(":")
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError):
+        obj = None
+    if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
+        raise ValueError(f"from_json: {name!r} names no dataclass")
+    return obj
+
+
 def atomic_save_npz(path: str | os.PathLike, **arrays: Any) -> Path:
-    return _atomic(Path(path), lambda f: np.savez(f, **arrays))
+    return _atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def atomic_savefig(fig, path: str | os.PathLike, **kwargs: Any) -> Path:
@@ -95,6 +209,14 @@ def atomic_savefig(fig, path: str | os.PathLike, **kwargs: Any) -> Path:
     kwargs.setdefault("dpi", 110)
     kwargs.setdefault("bbox_inches", "tight")
     return _atomic(path, lambda f: fig.savefig(f, format=fmt, **kwargs))
+
+
+def atomic_save_animation(animation, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Save a matplotlib animation atomically: ``animation.save(tmp, **kwargs)`` (``writer=``, ``dpi=``...), then
+    the finished file replaces ``path`` with the umask's mode."""
+    with atomic_path(path) as tmp:
+        animation.save(str(tmp), **kwargs)
+    return Path(path)
 
 
 def fmt(value: float, spec: str) -> str:

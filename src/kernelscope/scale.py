@@ -13,8 +13,10 @@ An N×N float64 kernel matrix takes 8·N² bytes (80 GB at N = 100 000). Nothing
 
 Where the work runs follows Dask's own convention: Dask's local thread pool by default, and the cluster of the
 active ``dask.distributed.Client`` whenever there is one (``distributed.default_client()``). No client object is
-ever stored on an estimator. :func:`connect` (used by ``kernelscope regress --scheduler tcp://host:port``) creates a
-client for a running ``dask scheduler``; an unreachable address is reported with the address tried.
+ever stored on an estimator, and kernelscope never makes one the process's default: :func:`connect` creates a
+client for a running ``dask scheduler`` (an unreachable address is reported with the address tried) and
+:func:`scheduler` makes it the current one only inside its ``with`` block (``kernelscope regress --scheduler
+tcp://host:port``).
 
 Kernels are any callable ``k(A, B) -> (len(A), len(B))`` over float64 torch tensors (kernelscope kernels, the
 ``nets`` kernels through ``KernelRegressor``'s adapter, or your own function); on a cluster they must be
@@ -99,7 +101,8 @@ def _check_address(address: Any) -> str:
 
 
 def connect(address: str, timeout: float = 5.0):
-    """Connect to a running Dask scheduler and make it the active client (Dask's default for ``compute``).
+    """Connect to a running Dask scheduler. The client is not made the process's default (no global state): run
+    work on it inside ``with client.as_current():``, or use :func:`scheduler`, which does both and closes it.
 
     Parameters
     ----------
@@ -123,7 +126,7 @@ def connect(address: str, timeout: float = 5.0):
     address = _check_address(address)
     timeout = check_nonnegative(timeout, "timeout")
     try:
-        return Client(address, timeout=f"{timeout}s", set_as_default=True)
+        return Client(address, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SchedulerUnreachableError(
             f"scheduler: no Dask scheduler answered at {address} within {timeout:g} s ({type(exc).__name__}). "
@@ -134,13 +137,18 @@ def connect(address: str, timeout: float = 5.0):
 
 @contextlib.contextmanager
 def scheduler(address: str | None, timeout: float = 5.0) -> Iterator[Any]:
-    """``with scheduler(address):`` runs the block on that cluster (``None``: local threads); closes the client."""
+    """``with scheduler(address):`` runs the block on that cluster (``None``: local threads); closes the client.
+
+    The client is current only in this thread's context inside the block (``Client.as_current``); afterwards Dask's
+    configuration and default client are as they were.
+    """
     if address is None:
         yield None
         return
     client = connect(address, timeout=timeout)
     try:
-        yield client
+        with client.as_current():
+            yield client
     finally:
         client.close()
 

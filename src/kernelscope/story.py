@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_savefig, atomic_write_json, fmt, to_jsonable
+from ._io import atomic_savefig, atomic_write_text, fmt, from_json, to_json, to_jsonable
 
 __all__ = ["Chapter", "ChapterResult", "Figure", "Table", "StepContext", "config_id", "config_label", "Progress",
            "json_checkpoint", "fmt"]
@@ -40,18 +40,32 @@ def config_label(quick: bool, seed: int) -> str:
     return f"{'quick run (small sizes)' if quick else 'full run'}, seed {int(seed)}"
 
 
+#: what a checkpoint file says it is; a file without it (an older layout) is computed again
+CHECKPOINT_FORMAT = "kernelscope checkpoint 1"
+
+
 def json_checkpoint(folder: Path, prefix: str = "") -> Callable[[str, Callable[[], Any]], Any]:
-    """``checkpoint(name, compute)``: the saved JSON ``folder/<prefix><name>.json`` if it is there, else
-    ``compute()``, saved atomically, so a long computation interrupted half way resumes."""
+    """``checkpoint(name, compute)``: the value saved in ``folder/<prefix><name>.json`` if it is there, else
+    ``compute()``, saved atomically, so a long computation interrupted half way resumes.
+
+    Typed: the value is saved in its lossless JSON form (:func:`kernelscope._io.to_json`), so a dataclass comes
+    back as the same dataclass, with its nested dataclasses, NumPy arrays and torch tensors. Both a fresh and a
+    resumed run get the value read back from that form, so they continue from exactly the same numbers. A file
+    that does not read back (cut short, or written by a version whose classes have changed) is computed again.
+    """
     folder = Path(folder)
 
     def checkpoint(name: str, compute: Callable[[], Any]) -> Any:
         path = folder / f"{prefix}{name}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        value = to_jsonable(compute())
-        atomic_write_json(path, value)
-        return value
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("format") == CHECKPOINT_FORMAT:
+                return from_json(saved["value"])
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            pass  # missing, cut short or of another layout: computed again below
+        value = to_json(compute())
+        atomic_write_text(path, json.dumps({"format": CHECKPOINT_FORMAT, "value": value}) + "\n")
+        return from_json(value)
 
     return checkpoint
 
@@ -252,12 +266,16 @@ class StepContext:
         return self.fig_dir / f"{self.chapter.key}_{name}"
 
     def savefig(self, fig, name: str, caption: str, **kwargs: Any) -> Figure:
-        """Save a matplotlib figure atomically, close it, and return the report entry for it."""
-        import matplotlib.pyplot as plt
+        """Save a matplotlib figure atomically and return the report entry for it.
 
+        The library's figures belong to no pyplot window (:func:`kernelscope.plots.new_figure`); one made through
+        pyplot (a chapter of your own, say) is closed there once saved.
+        """
         path = self.figure_path(name)
         atomic_savefig(fig, path, **kwargs)
-        plt.close(fig)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None and getattr(fig.canvas, "manager", None) is not None:
+            pyplot.close(fig)
         return Figure(file=str(path.relative_to(self.out)), caption=caption)
 
     def figure(self, path: Path, caption: str) -> Figure:
@@ -266,7 +284,8 @@ class StepContext:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def checkpoint(self, name: str, compute: Callable[[], Any]) -> Any:
-        """Return the saved JSON result ``name`` of this chapter, computing and saving it (atomically) if absent.
+        """Return the saved result ``name`` of this chapter, computing and saving it (atomically) if absent; a
+        dataclass comes back as the same dataclass (:func:`json_checkpoint`).
 
         Use it for each expensive piece (each width of a sweep), so an interrupted chapter resumes. Checkpoints
         live under this run's configuration: a quick run never reads a full run's pieces.

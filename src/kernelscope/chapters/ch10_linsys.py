@@ -25,9 +25,8 @@ subspaces.</p>
 
 
 def run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
-
     from ..plots import linsys as P
+    from ..plots import new_figure
 
     out = ChapterResult()
 
@@ -38,14 +37,15 @@ def run(ctx: StepContext) -> ChapterResult:
     # 1. One line in the plane: x* = (12/25)·(3, 4), at distance 12/5.
     c1 = check_least_norm(np.array([[3.0, 4.0]]), np.array([12.0]), expected=[36 / 25, 48 / 25])
     r1 = c1.system.result
-    fig, ax = plt.subplots(figsize=(5.6, 5.4))
+    fig = new_figure((5.6, 5.4))
+    ax = fig.subplots()
     P.plot_line(c1.system, ax=ax)
     out.figures.append(ctx.savefig(fig, "line.png", "3x + 4y = 12: the least-norm point (36/25, 48/25) is where "
                                    "the perpendicular from the origin meets the line; its length is 12/5."))
 
     # 2. One plane in 3-D: x + 2y + 2z = 9 -> x* = (1, 2, 2), distance 3.
     c2 = check_least_norm(np.array([[1.0, 2.0, 2.0]]), np.array([9.0]), expected=[1.0, 2.0, 2.0])
-    fig = plt.figure(figsize=(6, 5.6))
+    fig = new_figure((6, 5.6))
     P.plot_plane(c2.system, ax=fig.add_subplot(111, projection="3d"))
     out.figures.append(ctx.savefig(fig, "plane.png", "The plane x + 2y + 2z = 9: the least-norm solution "
                                    "(1, 2, 2) sits on the plane's normal, at distance 3 from the origin."))
@@ -53,7 +53,7 @@ def run(ctx: StepContext) -> ChapterResult:
     # 3. Two planes: their intersection is a line; x* = Aᵀ(AAᵀ)⁻¹b is in the span of both normals.
     A3, b3 = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 2.0]]), np.array([3.0, 2.0])
     c3 = check_least_norm(A3, b3, expected=A3.T @ np.linalg.solve(A3 @ A3.T, b3))
-    fig = plt.figure(figsize=(6, 5.6))
+    fig = new_figure((6, 5.6))
     P.plot_two_planes(c3.system, ax=fig.add_subplot(111, projection="3d"))
     out.figures.append(ctx.savefig(fig, "two_planes.png", "Two planes meet in a line (x* plus the null space); "
                                    "the least-norm point is perpendicular to that line, in the span of the normals."))
@@ -65,7 +65,8 @@ def run(ctx: StepContext) -> ChapterResult:
     c_in, c_out = ex.inside, ex.outside
     r_in, r_out = c_in.system.result, c_out.system.result
     S4 = c_in.system.subspaces
-    fig, axes = plt.subplots(2, 1, figsize=(8, 7.4))
+    fig = new_figure((8, 7.4))
+    axes = fig.subplots(2, 1)
     P.plot_subspaces(c_in.system, ax=axes[0])
     P.plot_subspaces(c_out.system, ax=axes[1])
     fig.tight_layout()
@@ -93,7 +94,8 @@ def run(ctx: StepContext) -> ChapterResult:
     # 6. Power iteration on a symmetric matrix with a known spectrum.
     power = power_iteration_study(rng, seed=ctx.seed)
     pw = power.result
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = new_figure((6.4, 4.2))
+    ax = fig.subplots()
     P.plot_power_iteration(pw, power.eigenvalues, ax=ax)
     out.figures.append(ctx.savefig(fig, "power.png", "Power iteration v ← Av/‖Av‖ converges to the dominant "
                                    "eigenpair at the rate (λ₂/λ₁)^(2k) in the Rayleigh quotient."))

@@ -43,9 +43,6 @@ def _settings(quick: bool) -> dict[str, Any]:
 
 
 def run(ctx: StepContext) -> ChapterResult:
-    import torch
-
-    from ..dynamics import mlp
     from ..experiments import learning as E
     from ..plots import learning as P
 
@@ -123,11 +120,8 @@ def run(ctx: StepContext) -> ChapterResult:
                              "λ_max at the end", "2/η"], step_rows))
 
     # 3. Batch sizes on one regression problem ------------------------------------------------------------------
-    gen = torch.Generator().manual_seed(seed)
-    Xb = torch.randn(256, 5, generator=gen, dtype=torch.float64)
-    yb = torch.sin(Xb @ torch.randn(5, generator=gen, dtype=torch.float64))
-    bs = timed("batch_sizes", E.batch_sizes, mlp(5, 32, activation="tanh", b_std=0.1, seed=seed), Xb, yb,
-               batch_sizes=(0, 16, 1), lr=0.2, seed=seed, **cfg["batches"])
+    bs = timed("batch_sizes", E.regression_batch_sizes, batch_sizes=(0, 16, 1), lr=0.2, seed=seed,
+               **cfg["batches"])
     axes = P.plot_batch_sizes(bs.runs, title=f"regression, N = {bs.n}, η = {bs.lr:g}, same start")
     res.figures.append(ctx.savefig(axes[0].figure, "batch_sizes.png",
                                    "Full batch, mini-batch (16) and per-sample SGD with the same η from the same "
@@ -156,7 +150,7 @@ def run(ctx: StepContext) -> ChapterResult:
                              for i in range(k)],
                             note=f"P = {gn.n_params} weights, N = {gn.n}; ‖∇²L − JᵀJ‖/‖∇²L‖ = {gn.hessian_gn_gap:.1e}; "
                                  f"λ_max from Lanczos on HVPs: {gn.top_lanczos:.12g}; largest remaining |λ(∇²L)|: "
-                                 f"{float(np.abs(gn.hessian_eigs[k:]).max()):.1e}."))
+                                 f"{gn.flat_max:.1e}."))
 
     # 5. Spirals: the lift, the linear classifier, per sample vs full batch, influence ---------------------------
     lf = timed("lift", E.lift, seed=seed)
@@ -200,10 +194,10 @@ def run(ctx: StepContext) -> ChapterResult:
         "least_norm_link": {"rel_error": link.rel_error, "null_fraction": link.null_fraction,
                             "residual": link.residual, "n_params": link.n_params, "steps": link.steps,
                             "other_interpolant_norm": link.other_norm,
-                            "least_norm": float(np.linalg.norm(link.dw_least_norm)),
+                            "least_norm": link.least_norm,
                             "network_rel_distance": {str(w): v for w, v in link.net.items()}},
         "gauss_newton": {"residual": gn.residual, "hessian_gn_gap": gn.hessian_gn_gap,
-                         "max_rel_eig_diff": float(np.max(np.abs(gn.hessian_eigs[:k] - gn.ntk_eigs) / gn.ntk_eigs)),
+                         "max_rel_eig_diff": gn.max_rel_eig_diff,
                          "top_lanczos": gn.top_lanczos, "rank": gn.rank},
         "lift": {"accuracy_plane": lf.acc_plane, "accuracy_lifted": lf.acc_lifted, "radius": lf.radius},
         "spirals": {"linear_accuracy": sg.linear_accuracy, "accuracy": sg.accuracy,
@@ -232,7 +226,7 @@ def run(ctx: StepContext) -> ChapterResult:
                                              f"{ms.lambda_dense[n]:.6g})" for n in ms.models) + ".",
         f"Linearised network, N = {link.n}, P = {link.n_params}: gradient descent moved the weights by J⁺(y − f₀) to "
         f"{link.rel_error:.1e} (null-space part {link.null_fraction:.1e} of the move); another interpolant is "
-        f"{link.other_norm / np.linalg.norm(link.dw_least_norm):.2f} times longer. Nonlinear net: "
+        f"{link.other_norm / link.least_norm:.2f} times longer. Nonlinear net: "
         + ", ".join(f"width {w}: {v:.2f}" for w, v in link.net.items()) + " relative distance.",
         f"At the interpolating minimum (‖f − y‖ = {gn.residual:.1e}) the top {k} Hessian eigenvalues equal the "
         f"NTK's to {eig_diff:.1e} (relative); ‖∇²L − JᵀJ‖/‖∇²L‖ = {gn.hessian_gn_gap:.1e}; JᵀJ has rank "

@@ -33,9 +33,8 @@ kernel machine.</p>
 # The tour step
 # ------------------------------------------------------------------------------------------------------------
 def run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
-
     from ..plots import kernels as P
+    from ..plots import new_figure
 
     out = ChapterResult()
     seed = ctx.seed
@@ -46,7 +45,8 @@ def run(ctx: StepContext) -> ChapterResult:
     # 1. Feature map vs kernel trick
     x, y = regression_1d(20, noise=0.1, seed=seed, target="sin")
     fm = feature_map_vs_kernel(x, y, x_grid, degree=5, coef0=1.0, ridge=1e-4)
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fig = new_figure((7, 4.6))
+    ax = fig.subplots()
     P.plot_feature_map_vs_kernel(fm, ax=ax)
     out.figures.append(ctx.savefig(fig, "feature_map.png",
                                    f"Linear regression on x (grey) cannot bend. Ridge regression on the "
@@ -59,7 +59,8 @@ def run(ctx: StepContext) -> ChapterResult:
     # 2. Ridge path
     xr, yr = regression_1d(12, noise=0.1, seed=seed + 1, target="sin")
     rp = ridge_path(xr, yr, x_grid, truth, ridges=(1.0, 1e-1, 1e-2, 1e-4, 0.0), gamma=10.0)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = new_figure((12, 4.6))
+    axes = fig.subplots(1, 2)
     P.plot_ridge_path(rp, ax=axes[0])
     P.plot_ridge_norms(rp, ax=axes[1])
     fig.tight_layout()
@@ -77,7 +78,8 @@ def run(ctx: StepContext) -> ChapterResult:
     # 3. GP band
     xg, yg = regression_1d(10, noise=0.05, seed=seed + 2, target="sin", low=-1.0, high=1.0)
     gp = gp_band(xg, yg, x_grid, truth, gamma=5.0, ridge=0.05**2)
-    fig, ax = plt.subplots(figsize=(7, 4.6))
+    fig = new_figure((7, 4.6))
+    ax = fig.subplots()
     P.plot_gp_band(gp, ax=ax)
     out.figures.append(ctx.savefig(fig, "gp_band.png",
                                    "The same kernel regression read as a Gaussian process: the mean is the "
@@ -94,7 +96,8 @@ def run(ctx: StepContext) -> ChapterResult:
     rf = random_features_sweep(xf, yf, x_grid, ks, n_draws=n_draws, ridge=1e-2, seed=seed,
                                errors_for=lambda k, compute: ctx.checkpoint(f"random_features_k{k}", compute),
                                track=ctx.track)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig = new_figure((12, 4.6))
+    axes = fig.subplots(1, 2)
     P.plot_random_features_fits(rf, ax=axes[0])
     P.plot_random_features_error(rf, ax=axes[1])
     fig.tight_layout()

@@ -6,17 +6,12 @@ Text and figures; the experiments are :mod:`kernelscope.experiments.nets`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 
-from ..experiments.conv import ConvDigitsResult, conv_digits
+from ..experiments.conv import conv_digits
 from ..experiments.nets import (
     ANGLE_ACTIVATIONS,
     B_STD,
     W_STD,
-    AngleResult,
-    DigitsResult,
-    RandomFeaturesResult,
-    WidthResult,
     angle_experiment,
     digits_experiment,
     random_features_experiment,
@@ -46,26 +41,26 @@ position interact, while pooling mixes every pair of positions and so sees trans
 # The tour step
 # ------------------------------------------------------------------------------------------------------------
 def run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
-
     from ..plots import nets as P
+    from ..plots import new_figure
 
     q = ctx.quick
     res = ChapterResult()
-    # each experiment is saved as asdict(result) (an interrupted chapter resumes) and rebuilt from what was saved
-    rf = RandomFeaturesResult(**ctx.checkpoint("random_features", lambda: asdict(random_features_experiment(
-        [10, 40, 160, 640] if q else [10, 30, 100, 300, 1000, 3000, 10000], n_draws=3 if q else 8, seed=ctx.seed))))
-    mc = WidthResult(**ctx.checkpoint("width", lambda: asdict(width_experiment(
+    # each experiment is a checkpoint (an interrupted chapter resumes); it comes back as the same dataclass
+    rf = ctx.checkpoint("random_features", lambda: random_features_experiment(
+        [10, 40, 160, 640] if q else [10, 30, 100, 300, 1000, 3000, 10000], n_draws=3 if q else 8, seed=ctx.seed))
+    mc = ctx.checkpoint("width", lambda: width_experiment(
         [32, 128, 512] if q else [16, 32, 64, 128, 256, 512, 1024], n_draws=8 if q else 16,
-        seed=ctx.seed, track=ctx.track))))
-    ang = AngleResult(**ctx.checkpoint("angles", lambda: asdict(angle_experiment(n_angles=46 if q else 91))))
-    dg = DigitsResult(**ctx.checkpoint("digits", lambda: asdict(digits_experiment(
-        300 if q else 1000, 300 if q else 797, depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))))
-    cv = ConvDigitsResult(**ctx.checkpoint("conv", lambda: asdict(conv_digits(
+        seed=ctx.seed, track=ctx.track))
+    ang = ctx.checkpoint("angles", lambda: angle_experiment(n_angles=46 if q else 91))
+    dg = ctx.checkpoint("digits", lambda: digits_experiment(
+        300 if q else 1000, 300 if q else 797, depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))
+    cv = ctx.checkpoint("conv", lambda: conv_digits(
         100 if q else 200, 100 if q else 200, widths=(8, 32, 128) if q else (8, 32, 128, 512),
-        seeds=2 if q else 4, seed=ctx.seed))))
+        seeds=2 if q else 4, seed=ctx.seed))
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = new_figure((11, 4.2))
+    axes = fig.subplots(1, 2)
     P.plot_rf_fits(rf, axes[0])
     P.plot_rf_error(rf, axes[1])
     fig.tight_layout()
@@ -73,13 +68,15 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "A two-layer ReLU net with a frozen random first layer of width k and a trained "
                                    "readout (left) is random-features regression; its prediction converges to NNGP "
                                    "regression as k grows (right, log-log, mean over draws)."))
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    fig = new_figure((6.2, 4.4))
+    ax = fig.subplots()
     P.plot_mc_error(mc, ax)
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "width_error.png",
                                    "Relative error of one random finite network's empirical NNGP and NTK against "
                                    "the analytic infinite-width kernels, against width (log-log, fitted slopes)."))
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7.6))
+    fig = new_figure((14, 7.6))
+    axes = fig.subplots(2, 3)
     for j, act in enumerate(ANGLE_ACTIVATIONS):
         for i, which in enumerate(("nngp", "ntk")):
             P.plot_angle_kernels(ang, act, which, axes[i, j])
@@ -88,7 +85,8 @@ def run(ctx: StepContext) -> ChapterResult:
     res.figures.append(ctx.savefig(fig, "angles.png",
                                    "NNGP (top) and NTK (bottom) as functions of the angle between unit inputs, "
                                    "normalised at γ = 0, for ReLU, Erf and GELU networks of depth 1 to 5."))
-    fig, ax = plt.subplots(figsize=(6.2, 4.4))
+    fig = new_figure((6.2, 4.4))
+    ax = fig.subplots()
     P.plot_digits_accuracy(dg, ax)
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "digits.png",

@@ -11,12 +11,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 
 from ..experiments.pathkernel import (
-    StepSizeStudy,
     agreement_1d,
     digits_explained,
     domingos_critiques,
@@ -49,9 +46,8 @@ rewrites the Adam-trained spiral net of chapter 7 this way and measures the crit
 """
 
 def _run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
-
     from ..plots import dynamics as P
+    from ..plots import new_figure
 
     q = ctx.quick
     res = ChapterResult()
@@ -60,7 +56,8 @@ def _run(ctx: StepContext) -> ChapterResult:
     # 1. the trained net as a kernel machine, exact and left-endpoint
     agree = agreement_1d(ctx.seed, 60 if q else 300, track=ctx.track)
     exact, left, lr, steps = agree.exact, agree.left, agree.lr, agree.steps
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig = new_figure((11, 4.2))
+    axes = fig.subplots(1, 2)
     P.plot_path_agreement(exact, Xs, ax=axes[0])
     P.plot_path_agreement(left, Xs, ax=axes[1])
     fig.tight_layout()
@@ -69,8 +66,8 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "quadrature (left) and Domingos' left-endpoint sum (right)."))
 
     # 2. left-endpoint error against the step size at fixed T
-    study = StepSizeStudy(**ctx.checkpoint("step_size", lambda: asdict(step_size_study_1d(
-        ctx.seed, [20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))))
+    study = ctx.checkpoint("step_size", lambda: step_size_study_1d(
+        ctx.seed, [20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))
     ax = P.plot_step_error(study)
     res.figures.append(ctx.savefig(ax.figure, "step_error.png", "Error of the kernel machine at fixed training time "
                                    "T as the step size shrinks: Domingos' left-endpoint sum is first order, the "
@@ -89,23 +86,25 @@ def _run(ctx: StepContext) -> ChapterResult:
     # 4. narrow vs wide: path kernel vs T·Θ₀ and T·Θ_T (left-endpoint sums: the comparison needs no 1e-15)
     nvw = narrow_vs_wide(ctx.seed, lr=lr, steps=200 if q else 600, widths=(4, 1024))
     names = {m: f"{kind} m={m}" for kind, m in zip(("narrow", "wide"), nvw.widths)}
-    dist = {names[m]: asdict(nvw.distances[m]) for m in nvw.widths}
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
+    dist = {names[m]: nvw.distances[m] for m in nvw.widths}
+    fig = new_figure((10.5, 4.6))
+    axes = fig.subplots(1, 2)
     for ax, m in zip(axes, nvw.widths):
         r = nvw.results[m]
-        P.plot_kernel_comparison(r, ax=ax, label=f"{names[m]}, {nvw.steps} steps (T = {r.T:.3g})")
+        P.plot_kernel_comparison(r, nvw.distances[m], ax=ax, label=f"{names[m]}, {nvw.steps} steps (T = {r.T:.3g})")
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "kernel_vs_ntk.png", "Path kernel K(x, x_i) against T·Θ₀ (dots) and "
                                    "T·Θ_T (crosses): on the diagonal for the wide net (lazy), off it for the narrow "
                                    "one, whose tangent kernel moved during training."))
 
     # 5. the Adam-trained spiral net as a kernel machine; Domingos' critiques measured
-    crit, sk, runs = domingos_critiques(ctx.seed, q, ctx.track)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    dom = domingos_critiques(ctx.seed, q, ctx.track)
+    crit, sk, runs = dom.critiques, dom.spiral, dom.runs_1d
+    fig = new_figure((15, 4.8))
+    axes = fig.subplots(1, 3)
     e = crit.explained[1]
-    P.plot_spiral_explanation(sk.X_train, sk.y_train, sk.X_test[e["index"]],
-                              np.asarray(sk.result.contributions)[e["index"], :, e["predicted"]], e["predicted"],
-                              ax=axes[0])
+    P.plot_spiral_explanation(sk.X_train, sk.y_train, sk.X_test[e.index],
+                              np.asarray(sk.result.contributions)[e.index, :, e.predicted], e.predicted, ax=axes[0])
     Xtr = np.asarray(X).ravel()
     picks = [int(np.argmin(np.abs(Xtr - v))) for v in (-0.8, 0.0, 0.8)]
     P.plot_coefficients_vs_x(runs["adam"], Xs[::2], X, picks, ax=axes[1])
@@ -117,13 +116,13 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "Middle and right: the 'coefficients' a_i(x) of three training points of the "
                                    "1-D problem across the test inputs, for Adam and for SGD: not constants (the "
                                    "spikes are where K(x, x_i) crosses zero and a_i = C/K is ill-defined)."))
-    pd_rows = [[opt, f"{v['function_distance']:.2g}", f"{v['kernel_distance']:.2g}",
-                f"{v['contribution_distance']:.2g}", f"{crit.spread_1d[opt]:.2g}",
-                f"{crit.distance_1d[opt]['shape_vs_theta0']:.2g}", f"{crit.distance_1d[opt]['shape_vs_thetaT']:.2g}"]
+    pd_rows = [[opt, f"{v.function_distance:.2g}", f"{v.kernel_distance:.2g}",
+                f"{v.contribution_distance:.2g}", f"{crit.spread_1d[opt]:.2g}",
+                f"{crit.distance_1d[opt].shape_vs_theta0:.2g}", f"{crit.distance_1d[opt].shape_vs_thetaT:.2g}"]
                for opt, v in crit.path.items()]
     sd = crit.spiral_distance
-    pd_rows.append(["spiral net, Adam", "", "", "", f"{crit.spiral_spread:.2g}", f"{sd['shape_vs_theta0']:.2g}",
-                    f"{sd['shape_vs_thetaT']:.2g}"])
+    pd_rows.append(["spiral net, Adam", "", "", "", f"{crit.spiral_spread:.2g}", f"{sd.shape_vs_theta0:.2g}",
+                    f"{sd.shape_vs_thetaT:.2g}"])
     res.tables.append(Table("Domingos' critiques, measured", ["run", "function distance (two data orders)",
                             "kernel distance", "contribution distance", "spread of a_i(x)", "K vs Θ₀ (up to scale)",
                             "K vs Θ_T (up to scale)"], pd_rows))
@@ -131,15 +130,15 @@ def _run(ctx: StepContext) -> ChapterResult:
                             "share of the path kernel"], [[k, f"{v['prediction']:.2f}", f"{v['kernel']:.2f}"]
                                                           for k, v in crit.spiral_layers.items()]))
     res.tables.append(Table("Path kernel vs tangent kernels", ["net", "‖K − TΘ₀‖/‖K‖", "‖K − TΘ_T‖/‖K‖", "T"],
-                            [[k, f"{v['vs_T_theta0']:.3g}", f"{v['vs_T_thetaT']:.3g}", f"{v['T']:.3g}"]
+                            [[k, f"{v.vs_T_theta0:.3g}", f"{v.vs_T_thetaT:.3g}", f"{v.T:.3g}"]
                              for k, v in dist.items()]))
     res.tables.append(Table("Left-endpoint error against step size (fixed T)", ["steps", "η", "left-endpoint",
                             "exact"], [[s, f"{a:.3g}", f"{b:.3g}", f"{c:.2g}"] for s, a, b, c in
                                        zip(study.steps, study.lr, study.left_endpoint, study.exact)]))
     res.numbers = {"exact_rel_error": exact.rel_error, "left_rel_error": left.rel_error, "lr": lr, "steps": steps,
-                   "step_study": asdict(study), "classifier_rel_error": cls.rel_error, "classifier_test_accuracy": acc,
+                   "step_study": study, "classifier_rel_error": cls.rel_error, "classifier_test_accuracy": acc,
                    "top5_share_predicted_class": share_same,
-                   "kernel_distance": dist, "critiques": asdict(crit)}
+                   "kernel_distance": dist, "critiques": crit}
     nw, ww = dist["narrow m=4"], dist["wide m=1024"]
     res.findings = [
         f"Exact per-step quadrature reproduces the trained net: relative error {exact.rel_error:.1e} over "
@@ -154,26 +153,26 @@ def _run(ctx: StepContext) -> ChapterResult:
         f"training images to "
         f"{cls.rel_error:.1e}; {100 * share_same:.0f}% of the five most influential training images of a prediction "
         "belong to the predicted class.",
-        f"Wide net (m=1024): the path kernel is within {ww['vs_T_theta0']:.2g} of T·Θ₀ and {ww['vs_T_thetaT']:.2g} of "
-        f"T·Θ_T (lazy: one kernel all along); narrow net (m=4): {nw['vs_T_theta0']:.2g} from T·Θ₀ and "
-        f"{nw['vs_T_thetaT']:.2g} from T·Θ_T — its kernel is an average over the whole path.",
+        f"Wide net (m=1024): the path kernel is within {ww.vs_T_theta0:.2g} of T·Θ₀ and {ww.vs_T_thetaT:.2g} of "
+        f"T·Θ_T (lazy: one kernel all along); narrow net (m=4): {nw.vs_T_theta0:.2g} from T·Θ₀ and "
+        f"{nw.vs_T_thetaT:.2g} from T·Θ_T — its kernel is an average over the whole path.",
         f"The spiral net of chapter 7 ({sk.config['width']} ReLU units, Adam with weight decay "
         f"{sk.config['weight_decay']:g}, {sk.result.steps_done} steps, test accuracy {crit.spiral_accuracy:.2f}) is "
         f"a kernel machine over its {len(sk.y_train)} training points to {crit.spiral_rel_error:.1e} (ReLU kinks "
         f"crossed inside steps; tanh nets reach 1e-15 with Adam too); the weight-decay part is "
         f"{100 * crit.spiral_decay_share:.1f}% of what was learned. Of the 12 most influential training points of "
-        f"the explained predictions, {100 * np.mean([e['same_class'] for e in crit.explained]):.0f}% belong to the "
+        f"the explained predictions, {100 * np.mean([e.same_class for e in crit.explained]):.0f}% belong to the "
         "predicted class.",
         f"The coefficients are not constants: a_i(x) varies across the test points by {crit.spiral_spread:.2f} of its "
         f"size (median std/rms) for the spiral net, {crit.spread_1d['adam']:.2f} (Adam) and "
         f"{crit.spread_1d['sgd']:.2f} (SGD) on the 1-D problem.",
-        f"The kernel depends on the path: two data orders give functions {crit.path['adam']['function_distance']:.2g} "
-        f"apart (relative to what was learned) through Adam path kernels {crit.path['adam']['kernel_distance']:.2g} "
-        f"apart, and training-point explanations {crit.path['adam']['contribution_distance']:.2g} apart (SGD: "
-        f"{crit.path['sgd']['function_distance']:.2g}, {crit.path['sgd']['kernel_distance']:.2g}, "
-        f"{crit.path['sgd']['contribution_distance']:.2g}).",
-        f"Adam's path kernel of the spiral net is {sd['shape_vs_theta0']:.2g} from the initial NTK and "
-        f"{sd['shape_vs_thetaT']:.2g} from the final one (up to scale): it is neither, but closer to the kernel the "
+        f"The kernel depends on the path: two data orders give functions {crit.path['adam'].function_distance:.2g} "
+        f"apart (relative to what was learned) through Adam path kernels {crit.path['adam'].kernel_distance:.2g} "
+        f"apart, and training-point explanations {crit.path['adam'].contribution_distance:.2g} apart (SGD: "
+        f"{crit.path['sgd'].function_distance:.2g}, {crit.path['sgd'].kernel_distance:.2g}, "
+        f"{crit.path['sgd'].contribution_distance:.2g}).",
+        f"Adam's path kernel of the spiral net is {sd.shape_vs_theta0:.2g} from the initial NTK and "
+        f"{sd.shape_vs_thetaT:.2g} from the final one (up to scale): it is neither, but closer to the kernel the "
         "training ended with.",
     ]
     return res

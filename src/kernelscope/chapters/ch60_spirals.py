@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
@@ -40,13 +38,7 @@ def _settings(quick: bool) -> dict[str, Any]:
                             steps=1000))
 
 
-def _radius(e: np.ndarray) -> float:
-    return float(np.sqrt((e**2).sum(1)).mean())
-
-
 def run(ctx: StepContext) -> ChapterResult:
-    import matplotlib.pyplot as plt
-
     from ..experiments import regimes
     from ..experiments import spirals as sp
     from ..plots import spirals as ps
@@ -98,27 +90,23 @@ def run(ctx: StepContext) -> ChapterResult:
 
     # --- where the kernel picture stops -------------------------------------------------------------------------
     with ctx.threads():  # nets up to width 4096: these gain from every thread (measured 9.8 s -> 6.5 s per 300 steps)
-        table = regimes.regime_table(seed=seed, track=ctx.track,
-                                     run_one=lambda name, compute: ctx.checkpoint(name, compute), **cfg["regime"])
+        table = regimes.regime_table(seed=seed, track=ctx.track, run_one=ctx.checkpoint, **cfg["regime"])
     axes = ps.plot_regimes(table)
     res.figures.append(ctx.savefig(axes[0].figure, "regimes.png",
                                    "Finite NTK-parameterised nets vs the analytic kernels of the same architecture: "
                                    "relative change of the NTK and of the weights during training (left); test "
                                    "accuracy and kernel-target alignment of Theta_0 and Theta_T (right)."))
-    plt.close("all")
 
     # --- numbers, tables, findings ------------------------------------------------------------------------------
-    sweep_json = {"widths": sweep.widths, "final_train_accuracy": sweep.final_train_accuracy(),
-                  "test_accuracy": sweep.test_accuracy, "final_loss": sweep.final_loss(), "epochs": sweep.epochs}
     res.numbers = {
         "train_accuracy": run_.final_train_accuracy, "test_accuracy": run_.final_test_accuracy,
         "final_loss": run_.final_loss, "diverged_at": run_.diverged_at, "config": run_.config,
         "linear_pieces_width100": summary["linear_pieces"], "linear_classifier_test_accuracy": linear_acc,
-        "embedding_radius_start": _radius(run_.embeddings[0]), "embedding_radius_end": _radius(run_.embeddings[-1]),
-        "width_sweep": sweep_json,
+        "embedding_radius_start": run_.embedding_radius[0], "embedding_radius_end": run_.embedding_radius[-1],
+        "width_sweep": sweep.summary(),
         "folding": {"stages": fold.stage_names, "pieces": fold.pieces, "train_accuracy": fold.final_train_accuracy,
                     "config": fold.config},
-        "regime_table": table.to_json(),
+        "regime_table": table,
     }
     res.tables.append(Table(
         "Hidden-width sweep", ["hidden width H", "final train accuracy", "test accuracy", "final loss"],
@@ -149,7 +137,7 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     f.append(f"The lecture's net 2 → 100 → 2 → {K} reaches {run_.final_train_accuracy:.1%} training accuracy "
              f"({target} the 95% target) and {run_.final_test_accuracy:.1%} on a held-out draw after {E} epochs; "
              f"a linear classifier on the raw inputs gets {linear_acc:.1%} (chance {1 / K:.0%}).")
-    r0, r1 = _radius(run_.embeddings[0]), _radius(run_.embeddings[-1])
+    r0, r1 = run_.embedding_radius[0], run_.embedding_radius[-1]
     f.append(f"The embedding starts collapsed (mean radius {r0:.3g} at epoch 0) and grows "
              f"{r1 / max(r0, 1e-300):.0f}-fold "
              f"to {r1:.3g} by the end, where the arms sit in separate angular sectors around the class vectors.")
@@ -168,12 +156,6 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
     if len(fin) >= 2:
         a, b = fin[0], fin[-1]
         c = fin[-2]
-
-        def slope(r1, r2, attr):
-            v1, v2 = getattr(r1, attr), getattr(r2, attr)
-            return (math.log(v2) - math.log(v1)) / (math.log(r2.width) - math.log(r1.width)) \
-                if v1 > 0 and v2 > 0 else float("nan")
-
         changes = [r.ntk_change for r in fin]
         tail = ("the NTK change decreases monotonically with width" if all(x > y for x, y in zip(changes, changes[1:]))
                 else "at the narrow end the NTK change is not monotone (" + ", ".join(f"{v:.2g}" for v in changes)
@@ -181,7 +163,8 @@ def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:
         f.append(f"Lazy regime: the relative NTK change falls from {a.ntk_change:.3g} at width {a.width:.0f} to "
                  f"{b.ntk_change:.3g} at width {b.width:.0f} and the relative weight change from "
                  f"{a.weight_change:.3g} to {b.weight_change:.3g}. Between widths {c.width:.0f} and {b.width:.0f} "
-                 f"their log-log slopes are {slope(c, b, 'ntk_change'):.2f} and {slope(c, b, 'weight_change'):.2f} "
+                 f"their log-log slopes are {table.tail_slope('ntk_change'):.2f} and "
+                 f"{table.tail_slope('weight_change'):.2f} "
                  f"(lazy-training theory: -0.5); {tail}.")
         f.append(f"Features learned: the kernel-target alignment of the NTK goes {a.alignment_0:.3f} → "
                  f"{a.alignment_T:.3f} during training at width {a.width:.0f} "

@@ -48,11 +48,8 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
     ) -> None:
         """Train nets of several widths next to their linearisations; print the lazy-training slopes."""
-        import matplotlib.pyplot as plt
-
         from .._io import atomic_savefig, atomic_write_json
-        from ..dynamics import lazy_width_sweep
-        from ..experiments.lazy import DIGITS, ONE_D, infinite_ntk, lazy_1d_problem, lazy_digits_problem
+        from ..experiments.lazy import lazy_sweep
         from ..plots import dynamics as P
         from ..story import Progress, json_checkpoint
         from . import resumable
@@ -64,31 +61,26 @@ def register(app: typer.Typer) -> None:
         if lr < 0:
             raise ValidationError("--lr", "a positive number (or 0 for automatic)", f"{lr}")
         ws = _widths(widths)
-        X, y, Xs = lazy_1d_problem(seed) if dataset == "1d" else lazy_digits_problem(seed)
-        cfg = ONE_D if dataset == "1d" else DIGITS
-        _, k_inf = infinite_ntk(X, Xs, cfg)
         out.mkdir(parents=True, exist_ok=True)
         key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
         with resumable(out / "steps"), Progress(file=sys.stderr) as bar:
-            sweep = lazy_width_sweep(X, y, Xs, ws, steps=steps, lr=lr or None, seed=seed, ntk_infinite=k_inf,
-                                checkpoint=json_checkpoint(out / "steps", f"{key}_"), track=bar.track, tag="w", **cfg)
+            study = lazy_sweep(dataset, ws, steps=steps, lr=lr or None, seed=seed, track=bar.track, tag="w",
+                               checkpoint=json_checkpoint(out / "steps", f"{key}_"))
+        sweep = study.sweep
         atomic_write_json(out / "lazy.json", sweep)
-        ax = P.plot_width_sweep(sweep)
-        atomic_savefig(ax.figure, out / "lazy_sweep.png", dpi=120)
-        plt.close(ax.figure)
+        atomic_savefig(P.plot_width_sweep(sweep).figure, out / "lazy_sweep.png", dpi=120)
         if dataset == "1d":
-            ax = P.plot_lazy_functions(sweep["runs"][-1], X, y, Xs)
+            ax = P.plot_lazy_functions(sweep.runs[-1], study.X, study.y, study.X_test)
             atomic_savefig(ax.figure, out / "lazy_functions.png", dpi=120)
-            plt.close(ax.figure)
         typer.echo(f"{'m':>6} {'Δw rel':>10} {'ΔΘ rel':>10} {'net−lin':>10} {'net−flow∞':>10}")
-        for r in sweep["runs"]:
-            typer.echo(f"{r['width']:>6} {r['weight_change'][-1]:>10.3g} {r['ntk_change'][-1]:>10.3g} "
-                       f"{r['dist_net_lin'][-1]:>10.3g} {r['dist_net_inf']:>10.3g}")
+        for r in sweep.runs:
+            typer.echo(f"{r.width:>6} {r.weight_change[-1]:>10.3g} {r.ntk_change[-1]:>10.3g} "
+                       f"{r.dist_net_lin[-1]:>10.3g} {r.dist_net_inf:>10.3g}")
         if len(ws) < 2:
             typer.echo("log-log slopes: n/a (they need at least 2 widths)")
         else:
             typer.echo("log-log slopes (theory ≈ −0.5): "
-                       + ", ".join(f"{k} {fmt(v, '+.2f')}" for k, v in sweep["slopes"].items()))
+                       + ", ".join(f"{k} {fmt(v, '+.2f')}" for k, v in sweep.slopes.items()))
         typer.echo(f"wrote {out / 'lazy.json'} and figures in {out}")
 
     @app.command()
@@ -110,13 +102,8 @@ def register(app: typer.Typer) -> None:
         """Train a net by gradient descent and rewrite it as a kernel machine Σ a_i K(x, x_i) + b."""
         from dataclasses import asdict
 
-        import matplotlib.pyplot as plt
-        import numpy as np
-
-        from .. import data
         from .._io import atomic_savefig, atomic_write_json
-        from ..dynamics import mlp, path_kernel, stable_lr
-        from ..experiments.pathkernel import PK_1D, kernel_distance, pathkernel_1d_problem
+        from ..experiments.pathkernel import kernel_machine
         from ..plots import dynamics as P
         from ..story import Progress
 
@@ -129,26 +116,18 @@ def register(app: typer.Typer) -> None:
             raise ValidationError("--lr and --batch-size", "non-negative numbers", f"{lr} and {batch_size}")
         out.mkdir(parents=True, exist_ok=True)
         with Progress(file=sys.stderr) as bar:
-            if dataset == "1d":
-                X, y, Xs = pathkernel_1d_problem(seed)
-                model = mlp(1, width, seed=seed, **PK_1D)
-                res = path_kernel(model, X, y, Xs, lr=lr or stable_lr(model, X), steps=steps, exact=exact, nodes=nodes,
-                                  batch_size=batch_size or None, seed=seed, track=bar.track, optimizer=optimizer,
-                                  weight_decay=weight_decay)
-                ax = P.plot_path_agreement(res, Xs)
-                summary = asdict(kernel_distance(res))
-            else:
-                Xd, labels = data.digits(306, seed=seed)
-                X, y, Xs = Xd[:300], labels[:300], Xd[300:]
-                model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
-                res = path_kernel(model, X, y, Xs, lr=lr or 0.05, steps=steps, loss="cross_entropy", exact=exact,
-                                  nodes=nodes, batch_size=batch_size or None, seed=seed, track=bar.track,
-                                  optimizer=optimizer, weight_decay=weight_decay)
-                axes = P.plot_explanations(res, X, Xs, indices=list(range(4)), labels_train=y)
-                ax = axes[0, 0]
-                summary = {"test_accuracy": float(np.mean(np.argmax(res.f_model, 1) == labels[300:]))}
-        atomic_savefig(ax.figure, out / "pathkernel.png", dpi=120)
-        plt.close(ax.figure)
+            run = kernel_machine(dataset, width=width, steps=steps, lr=lr or None, exact=exact, nodes=nodes,
+                                 batch_size=batch_size or None, seed=seed, optimizer=optimizer,
+                                 weight_decay=weight_decay, track=bar.track)
+        res = run.result
+        if dataset == "1d":
+            figure = P.plot_path_agreement(res, run.X_test).figure
+            summary = asdict(run.distance)
+        else:
+            figure = P.plot_explanations(res, run.X_train, run.X_test, indices=list(range(4)),
+                                         labels_train=run.y_train)[0, 0].figure
+            summary = {"test_accuracy": run.test_accuracy}
+        atomic_savefig(figure, out / "pathkernel.png", dpi=120)
         payload = {"dataset": dataset, "width": width, "steps_done": res.steps_done, "stopped_at": res.stopped_at,
                    "diverged": res.diverged, "optimizer": optimizer,
                    "T": res.T, "exact": exact, "nodes": nodes, "rel_error": res.rel_error,

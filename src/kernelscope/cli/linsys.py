@@ -64,22 +64,8 @@ def register(app: typer.Typer) -> None:
         if plot is not None:
             if not isinstance(A, np.ndarray) or n not in (2, 3):
                 raise ValidationError("--plot", "a dense system with 2 or 3 unknowns to draw", f"{n} unknowns")
-            import matplotlib.pyplot as plt
-
             from .._io import atomic_savefig
-            from ..plots.linsys import plot_line, plot_lines, plot_plane, plot_subspaces, plot_two_planes
+            from ..plots.linsys import plot_system
 
-            fig = plt.figure(figsize=(6, 5.6))
-            if n == 2 and m == 1:
-                plot_line(system, ax=fig.add_subplot(111))
-            elif n == 2 and np.ndim(system.b) == 1:
-                plot_lines(system, ax=fig.add_subplot(111))
-            elif n == 3 and m == 1:
-                plot_plane(system, ax=fig.add_subplot(111, projection="3d"))
-            elif n == 3 and m == 2:
-                plot_two_planes(system, ax=fig.add_subplot(111, projection="3d"))
-            else:
-                plot_subspaces(system, ax=fig.add_subplot(111))
-            atomic_savefig(fig, plot)
-            plt.close(fig)
+            atomic_savefig(plot_system(system).figure, plot)
             typer.echo(f"plot: {plot}")

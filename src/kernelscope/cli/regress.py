@@ -93,20 +93,22 @@ def register(app: typer.Typer) -> None:
                                               "(relu, erf, tanh, gelu, ...; default relu)."),
         target_col: int = typer.Option(-1, "--target-col", help="Column of the target in the training file."),
         std: bool = typer.Option(False, "--std", help="Also write the GP posterior std of each prediction."),
-        solver: str = typer.Option("auto", "--solver", help="auto, cholesky, cg or nystrom (auto: Cholesky when "
-                                   "K fits the memory budget, else CG or Nyström, and says which)."),
+        solver: str = typer.Option("auto", "--solver", help="auto, or a solver of kernelscope.solvers.SOLVERS "
+                                   "(cholesky, cg, nystrom as shipped; auto: Cholesky when K fits the memory "
+                                   "budget, else CG or Nyström, and says which)."),
         scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler tcp://host:port "
                                                 "(from `dask scheduler`): compute the kernel blocks on that "
                                                 "cluster. Default: local threads."),
     ) -> None:
         """Fit kernel ridge regression on TRAIN, predict TEST, print the RMSE and write the predictions."""
         from ..regression import KernelRegressor
+        from ..solvers import SOLVERS
 
         kernel_obj = kernel_from_options(kernel, {"gamma": gamma, "lengthscale": lengthscale, "degree": degree,
                                                   "coef0": coef0, "depth": depth, "w_std": w_std, "b_std": b_std,
                                                   "activation": activation})
-        if solver not in ("auto", "cholesky", "cg", "nystrom"):
-            raise ValidationError("--solver", "one of auto, cholesky, cg, nystrom", f"{solver!r}")
+        if solver != "auto" and solver not in SOLVERS:
+            raise ValidationError("--solver", f"one of {', '.join(['auto', *SOLVERS])}", f"{solver!r}")
         if not ridge >= 0:
             raise ValidationError("--ridge", "a number >= 0", f"{ridge}")
         X, y = split_target(read_table(train, "--train"), target_col, "--train")

@@ -30,8 +30,6 @@ def register(app: typer.Typer) -> None:
         import sys
         import warnings
 
-        import matplotlib.pyplot as plt
-
         from .._arrays import KernelscopeWarning
         from .._io import atomic_savefig, atomic_write_json
         from ..experiments import spirals as sp
@@ -53,10 +51,8 @@ def register(app: typer.Typer) -> None:
 
         written = []
 
-        def save(fig_or_ax, name):
-            fig = getattr(fig_or_ax, "figure", fig_or_ax)
-            atomic_savefig(fig, out / name)
-            plt.close(fig)
+        def save(ax, name):
+            atomic_savefig(ax.figure, out / name)
             written.append(name)
 
         save(ps.plot_embedding_panels(run, 6)[0], "embedding.png")
@@ -71,9 +67,7 @@ def register(app: typer.Typer) -> None:
         results["figures"] = written
         if sweep_res is not None:
             save(ps.plot_width_sweep(sweep_res)[0], "width_sweep.png")
-            results["width_sweep"] = {"widths": sweep_res.widths,
-                                      "final_train_accuracy": sweep_res.final_train_accuracy(),
-                                      "test_accuracy": sweep_res.test_accuracy, "final_loss": sweep_res.final_loss()}
+            results["width_sweep"] = sweep_res.summary()
             results["figures"] = written
         atomic_write_json(out / "results.json", results)
         state = f"diverged at epoch {run.diverged_at}" if run.diverged_at is not None else "done"

@@ -28,7 +28,7 @@ from ..nets.finite import mlp
 from ..stats import fit_slope
 from .train import train
 
-__all__ = ["LazyRun", "train_lazy", "lazy_width_sweep", "ntk_convergence", "NTKConvergence",
+__all__ = ["LazyRun", "train_lazy", "LazySweep", "lazy_width_sweep", "ntk_convergence", "NTKConvergence",
            "stable_lr"]
 
 
@@ -196,16 +196,30 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     return run
 
 
+@dataclass
+class LazySweep:
+    """What :func:`lazy_width_sweep` returns: one :class:`LazyRun` per width (``runs[i].width``), the step size
+    ``lr`` they share, and the log-log slopes against the width of the metrics at the end of training
+    (``slopes[metric]`` for ``weight_change``, ``ntk_change``, ``dist_net_lin``, ``dist_net_flow`` and, with the
+    infinite-width NTK, ``dist_net_inf``; theory ≈ −½)."""
+
+    depth: int
+    lr: float
+    steps: int
+    runs: list[LazyRun]
+    slopes: dict[str, float]
+
+
 def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, depth: int = 2, steps: int = 300,
                      lr: float | None = None, seed: int = 0, activation: str = "relu", w_std: float = 1.0,
                      b_std: float = 0.0, checkpoint: Callable[[str, Callable[[], Any]], Any] | None = None,
                      ntk_infinite: tuple[Any, Any] | None = None, track: Callable | None = None,
-                     tag: str = "lazy") -> dict[str, Any]:
+                     tag: str = "lazy") -> LazySweep:
     """:func:`train_lazy` for ``mlp(width=m)`` over ``widths``, with the fitted log-log slopes (theory ≈ −½).
 
     ``lr`` defaults to :func:`stable_lr` of the widest network (the closest to the width-independent limit), the
-    same for every width. ``checkpoint(name, compute)`` (e.g. ``StepContext.checkpoint``) saves each finished width
-    so that an interrupted sweep resumes. Returns a JSON-able dict: ``runs`` (list of LazyRun dicts), ``slopes``.
+    same for every width. ``checkpoint(name, compute)`` (e.g. ``StepContext.checkpoint``) saves each finished
+    :class:`LazyRun` (and the default step size) so that an interrupted sweep resumes.
     """
     widths = [check_int(m, "widths", minimum=1) for m in widths]
     if not widths:
@@ -226,16 +240,16 @@ def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, dept
         def compute(m=m):
             r = train_lazy(build(m), Xt, y, X_test, lr=lr, steps=steps, ntk_infinite=ntk_infinite)
             r.width = m
-            return r.to_json()
+            return r
 
         runs.append(checkpoint(f"{tag}_m{m}_lr{lr:.12g}", compute) if checkpoint else compute())
-    ws = [r["width"] for r in runs]
-    slopes = {key: fit_slope(ws, [r[key][-1] for r in runs])[0]
+    ws = [r.width for r in runs]
+    slopes = {key: fit_slope(ws, [getattr(r, key)[-1] for r in runs])[0]
               for key in ("weight_change", "ntk_change", "dist_net_lin")}
-    slopes["dist_net_flow"] = fit_slope(ws, [r["dist_net_flow"] for r in runs])[0]
+    slopes["dist_net_flow"] = fit_slope(ws, [r.dist_net_flow for r in runs])[0]
     if ntk_infinite is not None:
-        slopes["dist_net_inf"] = fit_slope(ws, [r["dist_net_inf"] for r in runs])[0]
-    return {"depth": depth, "lr": lr, "steps": steps, "runs": runs, "slopes": slopes}
+        slopes["dist_net_inf"] = fit_slope(ws, [r.dist_net_inf for r in runs])[0]
+    return LazySweep(depth, lr, steps, runs, slopes)
 
 
 @dataclass

@@ -19,19 +19,16 @@ one module per chapter:
 
 from __future__ import annotations
 
-from . import kernels, lazy, learning, linsys, nets, pathkernel, regimes, spirals
-from .regimes import RegimeRow, RegimeTable, regime_table, train_ntk_net
-from .spirals import (
-                      FoldingRun,
-                      SpiralRun,
-                      WidthSweep,
-                      count_linear_pieces,
-                      decision_regions,
-                      interpolation_grid,
-                      spiral_width_sweep,
-                      train_folding_net,
-                      train_spiral,
-)
+import importlib
+
+# Submodules and names are imported on first use: a chapter that needs one experiment loads only its module (and
+# what that module is built on), not every experiment of the story.
+_SUBMODULES = ("linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "regimes", "conv")
+_NAMES = {
+    **dict.fromkeys(("RegimeRow", "RegimeTable", "regime_table", "train_ntk_net"), "regimes"),
+    **dict.fromkeys(("SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "WidthSweep",
+                     "spiral_width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces"), "spirals"),
+}
 
 __all__ = [
     "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "regimes",
@@ -40,3 +37,15 @@ __all__ = [
     "FoldingRun", "train_folding_net", "count_linear_pieces",
     "RegimeRow", "RegimeTable", "regime_table", "train_ntk_net",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

@@ -2,28 +2,38 @@
 
 - :func:`lazy_1d_problem`, :func:`lazy_digits_problem` - the two data sets;
 - :func:`infinite_ntk` - Θ∞ of the same architecture from :mod:`kernelscope.nets`;
-- :func:`run_lazy_sweeps` - :func:`kernelscope.dynamics.lazy_width_sweep` on both sets, with the infinite-width flow;
+- :func:`lazy_sweep` - :func:`kernelscope.dynamics.lazy_width_sweep` on one of the sets, with the infinite-width
+  flow;
+- :func:`digits_ntk_convergence` - the empirical NTK of finite networks converging to the analytic one;
 - :func:`ensemble_bands` - many finite networks trained from their own initialisations against the infinite
   ensemble's mean and error bars (:func:`kernelscope.predict.ensemble`);
 - :func:`classifier_sweep` - ten-class digit classifiers trained on cross-entropy, widening, against the
   infinite-width network trained the same way in function space (:func:`kernelscope.predict.gradient_descent`).
+
+Each returns a dataclass (:class:`LazyStudy`, :class:`~kernelscope.dynamics.lazy.NTKConvergence`,
+:class:`EnsembleBands`, :class:`ClassifierSweep`), also when its pieces come back from a checkpoint.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import data, nets
+from .._arrays import check_choice
 from ..data import one_hot_centred
-from ..dynamics import lazy_width_sweep, train
+from ..dynamics import NTKConvergence, lazy_width_sweep, ntk_convergence, train
+from ..dynamics.lazy import LazySweep
 from ..nets.finite import mlp
 from ..predict import ensemble, gradient_descent
 from ..regression import gradient_flow
 from ..stats import fit_slope
 
-__all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "run_lazy_sweeps",
-           "ensemble_bands", "CLASSIFIER", "classifier_sweep"]
+__all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "LazyStudy", "lazy_sweep",
+           "digits_ntk_convergence", "EnsembleBands", "ensemble_bands", "CLASSIFIER", "ClassifierRun",
+           "ClassifierSweep", "classifier_sweep"]
 
 ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)  # two-layer erf nets on the 1-D set
 DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)  # three-layer ReLU nets on digits parity
@@ -53,30 +63,75 @@ def infinite_ntk(X, X_test, cfg: dict):
     return net, (net.kernel(X).ntk, net.kernel(X_test, X).ntk)
 
 
-def run_lazy_sweeps(widths_1d, widths_digits, *, steps_1d: int, steps_digits: int, seed: int = 0,
-                    checkpoint=None, track=None) -> dict:
-    """Both width sweeps (1-D two-layer erf with the infinite-width comparison; digits three-layer ReLU)."""
-    out = {}
-    X, y, Xs = lazy_1d_problem(seed)
-    _, k_inf = infinite_ntk(X, Xs, ONE_D)
-    out["1d"] = lazy_width_sweep(X, y, Xs, widths_1d, steps=steps_1d, seed=seed, checkpoint=checkpoint,
-                            ntk_infinite=k_inf, track=track, tag="1d", **ONE_D)
-    if widths_digits:
-        Xd, yd, Xds = lazy_digits_problem(seed)
-        _, kd_inf = infinite_ntk(Xd, Xds, DIGITS)
-        out["digits"] = lazy_width_sweep(Xd, yd, Xds, widths_digits, steps=steps_digits, seed=seed,
-                                    checkpoint=checkpoint, ntk_infinite=kd_inf, track=track, tag="digits", **DIGITS)
-    return out
+@dataclass
+class LazyStudy:
+    """A lazy-training width sweep (:class:`~kernelscope.dynamics.lazy.LazySweep`) on one data set of the chapter,
+    with the data it ran on: X (N, d), y (N,), X_test (M, d)."""
+
+    dataset: str  # "1d" (two-layer erf, ONE_D) or "digits" (three-layer ReLU, DIGITS)
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    sweep: LazySweep
 
 
-def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=None) -> dict:
+#: the data set and the architecture of each sweep
+PROBLEMS = {"1d": (lazy_1d_problem, ONE_D), "digits": (lazy_digits_problem, DIGITS)}
+
+
+def lazy_sweep(dataset: str, widths, *, steps: int, lr: float | None = None, seed: int = 0, checkpoint=None,
+               track=None, tag: str | None = None) -> LazyStudy:
+    """:func:`kernelscope.dynamics.lazy_width_sweep` of the ``dataset``'s architecture (``"1d"``: ``ONE_D`` on
+    :func:`lazy_1d_problem`; ``"digits"``: ``DIGITS`` on :func:`lazy_digits_problem`) over ``widths``, compared with
+    the infinite-width gradient flow (:func:`infinite_ntk`). ``lr`` None: ``stable_lr`` of the widest net.
+    ``checkpoint(name, compute)`` saves each finished width under names starting with ``tag`` (default: the
+    data set's name)."""
+    dataset = check_choice(dataset, "dataset", tuple(PROBLEMS))
+    problem, cfg = PROBLEMS[dataset]
+    X, y, Xs = problem(seed)
+    _, k_inf = infinite_ntk(X, Xs, cfg)
+    sweep = lazy_width_sweep(X, y, Xs, widths, steps=steps, lr=lr, seed=seed, checkpoint=checkpoint,
+                             ntk_infinite=k_inf, track=track, tag=dataset if tag is None else tag, **cfg)
+    return LazyStudy(dataset, X, y, Xs, sweep)
+
+
+def digits_ntk_convergence(widths, *, n: int = 30, seeds: int = 3, seed: int = 0) -> NTKConvergence:
+    """:func:`kernelscope.dynamics.ntk_convergence` of a two-layer ReLU network (``w_std`` 1, ``b_std`` 0.1) on
+    ``n`` digits: the empirical NTK of ``net.finite(width=m)`` against ``net.kernel().ntk`` (error ∝ m^(−1/2))."""
+    X, _, _ = lazy_digits_problem(seed, n_train=n, n_test=0)
+    net = nets.serial(nets.Dense(512, w_std=1.0, b_std=0.1), nets.ReLU(), nets.Dense(1, w_std=1.0, b_std=0.1))
+    return ntk_convergence(net, X, widths, seeds=seeds, seed=seed)
+
+
+@dataclass
+class EnsembleBands:
+    """What :func:`ensemble_bands` returns. x (M,) the test grid ; X (N,), y (N,) the training set ; nets
+    (n_nets, M) the trained nets' outputs ; mean, std (M,) the infinite ensemble's after the same steps ;
+    prior_std (M,) its spread at t = 0 ; max_mean_z : the largest distance, in standard errors
+    ``std/√n_nets``, between the nets' mean and the ensemble's ; std_ratio (M,) : the nets' spread (ddof 1)
+    over the ensemble's std."""
+
+    x: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    nets: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    prior_std: np.ndarray
+    width: int
+    steps: int
+    lr: float
+    max_mean_z: float
+    std_ratio: np.ndarray
+
+
+def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=None) -> EnsembleBands:
     """``n_nets`` two-layer erf nets of ``width`` (``ONE_D``) on the 1-D set, each from its own initialisation,
     trained by ``steps`` full-batch gradient-descent steps on ``½ Σ (f − y)²`` at ``lr = 1/λ_max(Θ∞)``, against the
     infinite ensemble after the same steps (Lee et al. 2019; :func:`kernelscope.predict.ensemble` with
     ``discrete=True``) and its prior (t = 0).
 
-    Returns a JSON-able dict: ``x`` (M,) the test grid, ``nets`` (n_nets, M) the trained nets' outputs,
-    ``mean``/``std`` (M,) the ensemble's, ``prior_std`` (M,), ``width``, ``steps``, ``lr``.
+    Returns :class:`EnsembleBands`, with how far the nets are from the ensemble's Gaussian.
     """
     X, y, Xs = lazy_1d_problem(seed)
     net, (K, _) = infinite_ntk(X, Xs, ONE_D)
@@ -90,13 +145,49 @@ def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=
         with torch.no_grad():
             outs.append(model(Xst)[:, 0].numpy())
     g = ensemble(net, X, y, Xs, [0.0, float(steps)], lr=lr, discrete=True, cov=False)
-    return {"x": Xs[:, 0], "X": X[:, 0], "y": y, "nets": np.array(outs), "mean": g.mean[1],
-            "std": np.sqrt(np.clip(g.covariance[1], 0, None)), "prior_std": np.sqrt(g.covariance[0]),
-            "width": width, "steps": steps, "lr": lr}
+    F, mean, std = np.array(outs), np.asarray(g.mean[1]), np.sqrt(np.clip(g.covariance[1], 0, None))
+    return EnsembleBands(x=Xs[:, 0], X=X[:, 0], y=y, nets=F, mean=mean, std=std,
+                         prior_std=np.sqrt(g.covariance[0]), width=width, steps=steps, lr=lr,
+                         max_mean_z=float(np.max(np.abs(F.mean(0) - mean) / (std / np.sqrt(len(F))))),
+                         std_ratio=F.std(0, ddof=1) / std)
+
+
+@dataclass
+class ClassifierRun:
+    """One width of :func:`classifier_sweep`: the trained net's accuracies, the infinite-width flow's from the
+    net's f₀, their relative distance on the test images ``gap`` and the share of equal predictions ``agree``."""
+
+    width: int
+    train_accuracy: float
+    test_accuracy: float
+    flow_test_accuracy: float
+    steps_done: int
+    gap: float
+    agree: float
+
+
+@dataclass
+class ClassifierSweep:
+    """What :func:`classifier_sweep` returns: one :class:`ClassifierRun` per width, the fitted log-log line of
+    their gaps, and the f₀ = 0 infinite-width classifier (cross-entropy and squared loss) along ``times``."""
+
+    runs: list[ClassifierRun]
+    lr: float
+    steps: int
+    n_train: int
+    n_test: int
+    gap_slope: float
+    gap_intercept: float
+    times: list[float]
+    infinite_train_accuracy: list[float]
+    infinite_test_accuracy: list[float]
+    mse_test_accuracy: list[float]
+    solver: dict  # method, steps, nfev, rtol of the cross-entropy flow's integration
+    mse_kernel_test_accuracy: float
 
 
 def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 300, t_max: float = 1e5,
-                     seed: int = 0, checkpoint=None, track=None) -> dict:
+                     seed: int = 0, checkpoint=None, track=None) -> ClassifierSweep:
     """Ten-class digit classifiers ``64 -> m -> 10`` (``CLASSIFIER``), trained by ``steps`` full-batch gradient-
     descent steps on the summed cross-entropy at ``lr = 1/λ_max(Θ∞)``, against the infinitely wide network trained
     the same way in function space: ``f' = −η Θ∞ (softmax f − y)`` (:func:`kernelscope.predict.gradient_descent`).
@@ -109,7 +200,7 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
       with the same Θ∞ (one-hot minus 1/10 targets; its t = ∞ limit is kernel regression), the baseline the
       cross-entropy classifier replaces.
 
-    Returns a JSON-able dict (``checkpoint(name, compute)`` saves each finished width).
+    Returns :class:`ClassifierSweep` (``checkpoint(name, compute)`` saves each finished width).
     """
     X, labels = data.digits(n_train + n_test, seed=seed)
     Xtr, ytr, Xte, yte = X[:n_train], labels[:n_train], X[n_train:], labels[n_train:]
@@ -120,7 +211,7 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
     def accuracy(f, y) -> float:
         return float(np.mean(np.argmax(np.asarray(f), -1) == y))
 
-    def one(m: int) -> dict:
+    def one(m: int) -> ClassifierRun:
         model = mlp(X.shape[1], m, d_out=10, seed=seed, **CLASSIFIER)
         with torch.no_grad():
             f0, f0x = model(Xt), model(Xst)
@@ -131,10 +222,10 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
         flow = gradient_descent(K, ytr, float(res.steps_done), loss="cross_entropy", lr=lr, k_test_train=Kx,
                                 f0_train=f0.numpy(), f0_test=f0x.numpy())
         moved = np.linalg.norm(flow.test - f0x.numpy())
-        return {"width": m, "train_accuracy": accuracy(f, ytr), "test_accuracy": accuracy(fx, yte),
-                "flow_test_accuracy": accuracy(flow.test, yte), "steps_done": res.steps_done,
-                "gap": float(np.linalg.norm(fx - flow.test) / moved),
-                "agree": float(np.mean(np.argmax(fx, 1) == np.argmax(flow.test, 1)))}
+        return ClassifierRun(width=m, train_accuracy=accuracy(f, ytr), test_accuracy=accuracy(fx, yte),
+                             flow_test_accuracy=accuracy(flow.test, yte), steps_done=res.steps_done,
+                             gap=float(np.linalg.norm(fx - flow.test) / moved),
+                             agree=float(np.mean(np.argmax(fx, 1) == np.argmax(flow.test, 1))))
 
     runs = []
     for m in (widths if track is None else track(widths, "classifier widths")):
@@ -142,11 +233,11 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
     times = np.unique(np.concatenate([np.geomspace(1, t_max, 6 * int(round(np.log10(t_max))) + 1), [steps]]))
     inf = gradient_descent(K, ytr, times, loss="cross_entropy", lr=lr, k_test_train=Kx, rtol=1e-6, atol=1e-8)
     mse = gradient_flow(K, Kx, one_hot_centred(ytr, 10), np.append(times, np.inf), lr=lr)
-    slope, intercept = fit_slope([r["width"] for r in runs], [r["gap"] for r in runs])
-    return {"runs": runs, "lr": lr, "steps": steps, "n_train": n_train, "n_test": n_test,
-            "gap_slope": slope, "gap_intercept": intercept, "times": times.tolist(),
-            "infinite_train_accuracy": [accuracy(f, ytr) for f in inf.train],
-            "infinite_test_accuracy": [accuracy(f, yte) for f in inf.test],
-            "mse_test_accuracy": [accuracy(f, yte) for f in mse.test[:-1]],
-            "solver": {k: inf.info[k] for k in ("method", "steps", "nfev", "rtol")},
-            "mse_kernel_test_accuracy": accuracy(mse.test[-1], yte)}
+    slope, intercept = fit_slope([r.width for r in runs], [r.gap for r in runs])
+    return ClassifierSweep(runs=runs, lr=lr, steps=steps, n_train=n_train, n_test=n_test, gap_slope=slope,
+                           gap_intercept=intercept, times=times.tolist(),
+                           infinite_train_accuracy=[accuracy(f, ytr) for f in inf.train],
+                           infinite_test_accuracy=[accuracy(f, yte) for f in inf.test],
+                           mse_test_accuracy=[accuracy(f, yte) for f in mse.test[:-1]],
+                           solver={k: inf.info[k] for k in ("method", "steps", "nfev", "rtol")},
+                           mse_kernel_test_accuracy=accuracy(mse.test[-1], yte))

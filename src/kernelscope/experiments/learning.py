@@ -12,7 +12,8 @@ Curvature and descent (:mod:`kernelscope.optim`)
 - :func:`step_sizes` - η against 2/λ_max on a quadratic; :func:`model_step_sizes` the same on torch models
   with λ_max measured by Lanczos on Hessian-vector products.
 - :func:`batch_sizes` - full batch against mini-batch against per-sample SGD on one problem, each trained by
-  the library's one training loop (:func:`kernelscope.dynamics.train`, through :func:`train_epochs`).
+  the library's one training loop (:func:`kernelscope.dynamics.train`, through :func:`train_epochs`);
+  :func:`regression_batch_sizes` on the chapter's regression problem.
 
 Chapter 1 meets chapter 5
 - :func:`least_norm_link` - gradient descent on the linearised network from w₀ moves the weights by the
@@ -44,8 +45,9 @@ from .._arrays import as_numpy, check_int, check_positive
 __all__ = ["SURFACES", "LeastNorms", "least_norms", "RegularizationPaths", "regularization_paths",
            "lasso_kkt_violation", "StationaryPoints", "stationary_points", "surface_grid", "Descent",
            "momentum_escape", "StepSizes", "step_sizes", "ModelStepSizes", "model_step_sizes", "BatchSizes",
-           "batch_sizes", "LeastNormLink", "least_norm_link", "GaussNewtonSpectrum", "gauss_newton_spectrum", "Lift",
-           "lift", "SpiralSGD", "spiral_sgd", "EpochRun", "train_epochs", "with_weights", "linear_regions"]
+           "batch_sizes", "regression_batch_sizes", "LeastNormLink", "least_norm_link", "GaussNewtonSpectrum",
+           "gauss_newton_spectrum", "Lift", "lift", "SpiralSGD", "spiral_sgd", "EpochRun", "train_epochs",
+           "with_weights", "linear_regions"]
 
 Grid = tuple[np.ndarray, np.ndarray, np.ndarray]  # (gx, gy, values), each (R, R)
 
@@ -303,6 +305,13 @@ class ModelStepSizes:
     sharpness_end: dict[str, np.ndarray]
 
 
+def _sine_regression(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` standard-normal inputs in 5-D and ``y = sin(X v)`` for a standard-normal ``v``, drawn from ``gen`` in
+    that order: X (n, 5), y (n,), float64."""
+    X = torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    return X, torch.sin(X @ torch.randn(5, generator=gen, dtype=torch.float64))
+
+
 def model_step_sizes(factors: Sequence[float] = (0.5, 0.9, 1.1, 2.0), steps: int = 200, n: int = 40,
                      width: int = 32, seed: int = 0) -> ModelStepSizes:
     """On a linear model (its loss is a quadratic: the threshold 2/λ_max is exact) and on a two-layer tanh
@@ -313,8 +322,7 @@ def model_step_sizes(factors: Sequence[float] = (0.5, 0.9, 1.1, 2.0), steps: int
     from ..dynamics import mlp
 
     gen = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
-    X = torch.randn(n, 5, generator=gen, dtype=torch.float64)
-    y = torch.sin(X @ torch.randn(5, generator=gen, dtype=torch.float64))
+    X, y = _sine_regression(n, gen)
     linear = nn.Linear(5, 1).double()
     with torch.no_grad():
         linear.weight.copy_(torch.randn(1, 5, generator=gen, dtype=torch.float64))
@@ -437,6 +445,18 @@ def batch_sizes(model: nn.Module, X: Any, y: Any, *, batch_sizes: Sequence[int] 
     return BatchSizes(runs=runs, n=X.shape[0], lr=float(lr), loss=loss)
 
 
+def regression_batch_sizes(n: int = 256, width: int = 32, *, seed: int = 0, **options: Any) -> BatchSizes:
+    """:func:`batch_sizes` (``options``: its ``batch_sizes``, ``lr``, ``epochs``, ``loss``) of a two-layer tanh network
+    ``5 -> width -> 1`` (:func:`kernelscope.dynamics.mlp`, ``b_std`` 0.1) on ``n`` points of ``y = sin(x·v)`` in 5-D
+    (inputs and v drawn with ``seed``)."""
+    from ..dynamics import mlp
+
+    gen = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
+    X, y = _sine_regression(check_int(n, "n", minimum=1), gen)
+    model = mlp(5, width, activation="tanh", b_std=0.1, seed=seed)
+    return batch_sizes(model, X, y, seed=seed, **options)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Chapter 1 meets chapter 5: least norm in weight space, Gauss–Newton = NTK
 # ---------------------------------------------------------------------------------------------------------------
@@ -466,6 +486,7 @@ class LeastNormLink:
     dw_gd : (P,) ``w_T − w₀`` of the linearised network ; dw_least_norm : (P,) ``J⁺(y − f₀)`` (linsys.solve)
     rel_error : ‖Δw_gd − Δw*‖/‖Δw*‖ ; null_fraction : ‖(null-space part of Δw_gd)‖/‖Δw_gd‖ ; residual : ‖f_T − y‖
     other_norm : ‖Δw* + z‖ for a random null-space z with ‖z‖ = ‖Δw*‖ (another interpolant, √2 times longer)
+    least_norm : ‖Δw*‖
     net : {width: ‖Δw_net − Δw*(width)‖/‖Δw*‖} the *nonlinear* network trained the same way
     """
 
@@ -479,6 +500,7 @@ class LeastNormLink:
     null_fraction: float
     residual: float
     other_norm: float
+    least_norm: float
     net: dict[int, float] = field(default_factory=dict)
 
 
@@ -535,7 +557,7 @@ def least_norm_link(n: int = 8, d: int = 8, width: int = 64, widths: Sequence[in
     out = LeastNormLink(n=n, n_params=int(dw.size), steps=tr.steps, lr=lr, dw_gd=dw, dw_least_norm=dw_star,
                         rel_error=float(np.linalg.norm(dw - dw_star) / np.linalg.norm(dw_star)),
                         null_fraction=float(np.linalg.norm(null) / np.linalg.norm(dw)), residual=resid,
-                        other_norm=float(np.linalg.norm(dw_star + z)))
+                        other_norm=float(np.linalg.norm(dw_star + z)), least_norm=float(np.linalg.norm(dw_star)))
     for m in widths:
         net = mlp(d, int(m), b_std=0.1, seed=seed)
         tr_net, _ = _gd_to_fit(net, X, y, 1e-10, max_steps)
@@ -554,6 +576,8 @@ class GaussNewtonSpectrum:
     hessian_eigs : (P,) eigenvalues of ∇²L, descending ; gauss_newton_eigs : (P,) of JᵀJ ; ntk_eigs : (N,) of
     JJᵀ = Θ (descending) ; residual : ‖f − y‖ at the minimum ; hessian_gn_gap : ‖∇²L − JᵀJ‖₂/‖∇²L‖₂ ;
     top_lanczos : λ_max of ∇²L from HVPs alone ; n : N ; n_params : P ; rank : numerical rank of JᵀJ
+    max_rel_eig_diff : max_i |λ_i(∇²L) − λ_i(Θ)| / λ_i(Θ) over the top N ; flat_max : the largest |λ| of the other
+    P − N eigenvalues of ∇²L (≈ 0: flat directions)
     """
 
     hessian_eigs: np.ndarray
@@ -565,6 +589,8 @@ class GaussNewtonSpectrum:
     n: int
     n_params: int
     rank: int
+    max_rel_eig_diff: float
+    flat_max: float
 
 
 def gauss_newton_spectrum(n: int = 10, d: int = 8, width: int = 24, max_steps: int = 3000, seed: int = 0
@@ -590,11 +616,13 @@ def gauss_newton_spectrum(n: int = 10, d: int = 8, width: int = 24, max_steps: i
     with torch.no_grad():
         resid = float(torch.linalg.norm(trained(X).reshape(-1) - y))
     gap = float(np.linalg.norm(H - GN, 2) / np.linalg.norm(H, 2))
+    h_eigs, ntk_eigs = np.linalg.eigvalsh(H)[::-1], np.linalg.eigvalsh(theta_ntk)[::-1]
     return GaussNewtonSpectrum(
-        hessian_eigs=np.linalg.eigvalsh(H)[::-1], gauss_newton_eigs=np.linalg.eigvalsh(GN)[::-1],
-        ntk_eigs=np.linalg.eigvalsh(theta_ntk)[::-1], residual=resid, hessian_gn_gap=gap,
-        top_lanczos=float(optim.hessian_eigs(L, theta, k=1).eigenvalues[0]), n=n, n_params=int(theta.numel()),
-        rank=int(np.linalg.matrix_rank(GN)))
+        hessian_eigs=h_eigs, gauss_newton_eigs=np.linalg.eigvalsh(GN)[::-1], ntk_eigs=ntk_eigs, residual=resid,
+        hessian_gn_gap=gap, top_lanczos=float(optim.hessian_eigs(L, theta, k=1).eigenvalues[0]), n=n,
+        n_params=int(theta.numel()), rank=int(np.linalg.matrix_rank(GN)),
+        max_rel_eig_diff=float(np.max(np.abs(h_eigs[:n] - ntk_eigs) / ntk_eigs)),
+        flat_max=float(np.abs(h_eigs[n:]).max()))
 
 
 # ---------------------------------------------------------------------------------------------------------------

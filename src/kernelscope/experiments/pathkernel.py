@@ -7,23 +7,29 @@
 - :func:`kernel_distance` - how far the path kernel is from ``T·Θ₀`` and ``T·Θ_T`` (and from Θ₀, Θ_T up to scale);
   :func:`narrow_vs_wide` measures it for a narrow and a wide net;
 - Domingos' critiques made measurable: :func:`coefficient_spread` (the "coefficients" a_i depend on x) and
-  :func:`path_dependence` (two data orders reach similar functions through different kernels).
+  :func:`path_dependence` (two data orders reach similar functions through different kernels), gathered by
+  :func:`domingos_critiques`;
+- :func:`kernel_machine` - a net trained on the 1-D set or on digits, as a kernel machine (``kernelscope
+  pathkernel``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import data
+from .._arrays import check_choice
 from ..dynamics import PathKernelResult, layer_shares, mlp, path_kernel, stable_lr, top_contributions
 from ..stats import fit_slope
+from .spirals import SpiralKernelMachine, spiral_kernel_machine
 
 __all__ = ["PK_1D", "pathkernel_1d_problem", "Agreement1D", "agreement_1d", "StepSizeStudy", "step_size_study",
            "step_size_study_1d", "DigitsExplained", "digits_explained", "KernelDistance", "kernel_distance",
            "NarrowVsWide", "narrow_vs_wide", "coefficient_spread", "PathDependence", "path_dependence",
-           "DomingosCritiques", "domingos_critiques"]
+           "Explanation", "DomingosCritiques", "DomingosStudy", "domingos_critiques", "KernelMachineRun",
+           "kernel_machine"]
 
 PK_1D = dict(depth=2, activation="tanh", w_std=1.0, b_std=0.5)  # the two-layer tanh nets of the chapter
 
@@ -204,27 +210,48 @@ def path_dependence(model, X, y, X_test, *, seeds: tuple[int, int] = (1, 2), **k
 
 
 @dataclass
+class Explanation:
+    """One explained prediction: test point ``index``, its ``predicted`` class, the training points ``top`` with the
+    largest contributions a_i K(x, x_i) to that class, the ``contributions`` and the share of them in that class."""
+
+    index: int
+    predicted: int
+    top: list[int]
+    contributions: list[float]
+    same_class: float
+
+
+@dataclass
 class DomingosCritiques:
-    """Chapter 6's section on the Adam-trained spiral net and Domingos' critiques (plain numbers and lists)."""
+    """Chapter 6's section on the Adam-trained spiral net and Domingos' critiques (the numbers)."""
 
     spiral_accuracy: float
     spiral_rel_error: float
     spiral_spread: float  # coefficient_spread of the spiral net's kernel machine
-    spiral_distance: dict  # asdict(kernel_distance(...)) of the spiral net
+    spiral_distance: KernelDistance  # of the spiral net's path kernel
     spiral_layers: dict  # layer_shares of the spiral net
     spiral_decay_share: float  # ‖decay‖ / ‖f_T − f₀‖ on the test points
-    explained: list  # per explained test point: index, predicted, top training indices, their contributions
-    spread_1d: dict  # optimiser -> coefficient_spread on the 1-D problem
-    distance_1d: dict  # optimiser -> asdict(kernel_distance)
-    path: dict  # optimiser -> asdict(path_dependence)
+    explained: list[Explanation]  # four test points of the spiral net
+    spread_1d: dict[str, float]  # optimiser -> coefficient_spread on the 1-D problem
+    distance_1d: dict[str, KernelDistance]  # optimiser -> kernel_distance
+    path: dict[str, PathDependence]  # optimiser -> path_dependence
 
 
-def domingos_critiques(seed: int = 0, quick: bool = True, track=None):
-    """The spiral net of chapter 7 trained by Adam as a kernel machine (:func:`spiral_kernel_machine`), and the
-    critiques measured on it and on the 1-D problem (SGD and Adam, two data orders). Returns
-    (DomingosCritiques, the SpiralKernelMachine, {optimiser: 1-D PathKernelResult}) - the last two for figures."""
-    from .spirals import spiral_kernel_machine
+@dataclass
+class DomingosStudy:
+    """What :func:`domingos_critiques` returns: the critiques' numbers, the spiral kernel machine they were
+    measured on, and the 1-D path kernels of each optimiser (``runs_1d["sgd"]``, ``["adam"]``) on every second
+    test point."""
 
+    critiques: DomingosCritiques
+    spiral: SpiralKernelMachine
+    runs_1d: dict[str, PathKernelResult]
+
+
+def domingos_critiques(seed: int = 0, quick: bool = True, track=None) -> DomingosStudy:
+    """The spiral net of chapter 7 trained by Adam as a kernel machine
+    (:func:`~kernelscope.experiments.spirals.spiral_kernel_machine`), and the critiques measured on it and on the
+    1-D problem (SGD and Adam, two data orders)."""
     sk = spiral_kernel_machine(n_per_class=30 if quick else 40, width=32 if quick else 100,
                                epochs=150 if quick else 300, seed=seed, track=track)
     r = sk.result
@@ -232,8 +259,8 @@ def domingos_critiques(seed: int = 0, quick: bool = True, track=None):
     explained = []
     for j in range(0, len(pred), max(1, len(pred) // 4))[:4]:
         top, c = top_contributions(r, j, 12)
-        explained.append(dict(index=j, predicted=int(pred[j]), top=top.tolist(), contributions=c.tolist(),
-                              same_class=float(np.mean(sk.y_train[top] == pred[j]))))
+        explained.append(Explanation(index=j, predicted=int(pred[j]), top=top.tolist(), contributions=c.tolist(),
+                                     same_class=float(np.mean(sk.y_train[top] == pred[j]))))
     learned = np.asarray(r.f_model) - np.asarray(r.b)
     X, y, Xs = pathkernel_1d_problem(seed)
     Xs = Xs[::2]
@@ -243,9 +270,58 @@ def domingos_critiques(seed: int = 0, quick: bool = True, track=None):
         steps = 100 if quick else 200
         runs[opt] = path_kernel(net, X, y, Xs, lr=lr, steps=steps, optimizer=opt)
         spread[opt] = coefficient_spread(runs[opt])
-        dist[opt] = asdict(kernel_distance(runs[opt]))
-        path[opt] = asdict(path_dependence(net, X, y, Xs, lr=lr, steps=steps, optimizer=opt, batch_size=5))
-    crit = DomingosCritiques(sk.test_accuracy, r.rel_error, coefficient_spread(r), asdict(kernel_distance(r)),
+        dist[opt] = kernel_distance(runs[opt])
+        path[opt] = path_dependence(net, X, y, Xs, lr=lr, steps=steps, optimizer=opt, batch_size=5)
+    crit = DomingosCritiques(sk.test_accuracy, r.rel_error, coefficient_spread(r), kernel_distance(r),
                              layer_shares(r), float(np.linalg.norm(r.decay) / np.linalg.norm(learned)), explained,
                              spread, dist, path)
-    return crit, sk, runs
+    return DomingosStudy(crit, sk, runs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ``kernelscope pathkernel``: one net on the 1-D set or on digits
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class KernelMachineRun:
+    """What :func:`kernel_machine` returns: the data, the step size, the path-kernel result, and either the path
+    kernel's distance to the tangent kernels (1-D) or the trained net's test accuracy (digits)."""
+
+    dataset: str  # "1d" or "digits"
+    X_train: np.ndarray
+    y_train: np.ndarray  # targets (1-D) or labels (digits)
+    X_test: np.ndarray
+    y_test: np.ndarray | None  # labels of the test digits (None for the 1-D grid)
+    lr: float
+    result: PathKernelResult
+    distance: KernelDistance | None = None  # 1-D: kernel_distance(result)
+    test_accuracy: float | None = None  # digits
+
+
+def kernel_machine(dataset: str = "1d", *, width: int = 256, steps: int = 100, lr: float | None = None,
+                   exact: bool = True, nodes: int = 4, batch_size: int | None = None, seed: int = 0,
+                   optimizer: str = "sgd", weight_decay: float = 0.0, track=None) -> KernelMachineRun:
+    """Train a two-layer tanh net of ``width`` by ``steps`` steps of ``optimizer`` and rewrite it as the kernel
+    machine ``Σ a_i K(x, x_i) + b`` (:func:`kernelscope.dynamics.path_kernel`; ``exact``: ``nodes``
+    Gauss–Legendre nodes per step, else Domingos' left-endpoint sum).
+
+    ``dataset="1d"``: ``mlp(1, width, **PK_1D)`` on :func:`pathkernel_1d_problem`, squared loss, ``lr`` None:
+    :func:`~kernelscope.dynamics.stable_lr`. ``"digits"``: ``64 -> width (tanh) -> 10`` on 300 digits (6 for the
+    test), cross-entropy, ``lr`` None: 0.05.
+    """
+    dataset = check_choice(dataset, "dataset", ("1d", "digits"))
+    common = dict(steps=steps, exact=exact, nodes=nodes, batch_size=batch_size, seed=seed, track=track,
+                  optimizer=optimizer, weight_decay=weight_decay)
+    if dataset == "1d":
+        X, y, Xs = pathkernel_1d_problem(seed)
+        model = mlp(1, width, seed=seed, **PK_1D)
+        lr = stable_lr(model, X) if lr is None else lr
+        res = path_kernel(model, X, y, Xs, lr=lr, **common)
+        return KernelMachineRun(dataset, X, y, Xs, None, lr, res, distance=kernel_distance(res))
+    Xd, labels = data.digits(306, seed=seed)
+    X, y, Xs, ys = Xd[:300], labels[:300], Xd[300:], labels[300:]
+    model = mlp(64, width, d_out=10, activation="tanh", b_std=0.1, seed=seed)
+    lr = 0.05 if lr is None else lr
+    res = path_kernel(model, X, y, Xs, lr=lr, loss="cross_entropy", **common)
+    return KernelMachineRun(dataset, X, y, Xs, ys, lr, res,
+                            test_accuracy=float(np.mean(np.argmax(res.f_model, 1) == ys)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,9 +38,9 @@ from ..dynamics.train import train
 from ..nets.finite import mlp
 from ..predict import gradient_descent
 from ..regression import KernelRegressor, gradient_flow
-from ..stats import kernel_target_alignment
+from ..stats import fit_slope, kernel_target_alignment
 
-__all__ = ["analytic_kernels", "kernel_target_alignment", "train_ntk_net", "finite_ntk", "RegimeRow",
+__all__ = ["analytic_kernels", "kernel_target_alignment", "NTKNetRun", "train_ntk_net", "finite_ntk", "RegimeRow",
            "RegimeTable", "regime_table", "REGIME_WIDTHS"]
 
 #: Widths of the finite networks in the regime table.
@@ -83,15 +83,24 @@ def _flat(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
-def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | None = None, w_std: float = 1.0,
-                  b_std: float = 0.1, lr: float = 1.0, steps: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Train ``2 -> width (ReLU) -> K`` (NTK parameterisation, :func:`kernelscope.nets.finite.mlp`) by full-batch
-    gradient descent on ``(1/2N) |f - Y|^2`` (centred one-hot ``Y``) with :func:`kernelscope.dynamics.train`.
+@dataclass
+class NTKNetRun:
+    """What :func:`train_ntk_net` returns: ``model0``, ``modelT`` (the network at initialisation and trained),
+    ``loss`` (steps + 1,) (NaN after a stop), ``test_pred`` (M,) and ``train_pred`` (N,) predicted labels,
+    ``diverged_at`` (None or the step where the loss became NaN/inf and training stopped, with a warning)."""
 
-    Returns a dict: ``model0``, ``modelT`` (the network at initialisation and trained), ``loss`` (steps + 1,),
-    ``test_pred`` (M,) labels, ``train_pred`` (N,) labels, ``diverged_at`` (None or the step; the loss becoming
-    NaN/inf stops training with a warning).
-    """
+    model0: nn.Module
+    modelT: nn.Module
+    loss: np.ndarray
+    test_pred: np.ndarray
+    train_pred: np.ndarray
+    diverged_at: int | None
+
+
+def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | None = None, w_std: float = 1.0,
+                  b_std: float = 0.1, lr: float = 1.0, steps: int = 2000, seed: int = 0) -> NTKNetRun:
+    """Train ``2 -> width (ReLU) -> K`` (NTK parameterisation, :func:`kernelscope.nets.finite.mlp`) by full-batch
+    gradient descent on ``(1/2N) |f - Y|^2`` (centred one-hot ``Y``) with :func:`kernelscope.dynamics.train`."""
     X = torch.as_tensor(as_numpy(X, "X", ndim=2))
     Xt = torch.as_tensor(as_numpy(X_test, "X_test", ndim=2))
     y = as_numpy(y, "y", ndim=1, dtype=np.int64)
@@ -110,8 +119,8 @@ def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | Non
     with torch.no_grad():
         test_pred = model(Xt).argmax(1).numpy()
         train_pred = model(X).argmax(1).numpy()
-    return {"model0": model0, "modelT": model, "loss": losses, "test_pred": test_pred, "train_pred": train_pred,
-            "diverged_at": res.diverged_at}
+    return NTKNetRun(model0=model0, modelT=model, loss=losses, test_pred=test_pred, train_pred=train_pred,
+                     diverged_at=res.diverged_at)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,28 +143,26 @@ class RegimeRow:
 
 @dataclass
 class RegimeTable:
+    """The kernel rows (width inf) and the finite nets' rows (by width) of :func:`regime_table`, and its settings."""
+
     rows: list[RegimeRow]
     config: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"config": self.config, "rows": [asdict(r) for r in self.rows]}
-
-    @staticmethod
-    def from_json(d: dict[str, Any]) -> RegimeTable:
-        def num(v):  # JSON keeps NaN as null and inf as "inf"
-            return float("nan") if v is None else float(v)
-        rows = [RegimeRow(**{k: (v if k == "model" else num(v)) for k, v in r.items()}) for r in d["rows"]]
-        return RegimeTable(rows, dict(d.get("config", {})))
-
     def finite_rows(self) -> list[RegimeRow]:
         return [r for r in self.rows if math.isfinite(r.width)]
+
+    def tail_slope(self, metric: str) -> float:
+        """Log-log slope of a finite-net column (``"ntk_change"``, ``"weight_change"``) between the two widest nets
+        (:func:`kernelscope.stats.fit_slope`; lazy-training theory: −½). NaN with fewer than two positive values."""
+        widest = self.finite_rows()[-2:]
+        return fit_slope([r.width for r in widest], [getattr(r, metric) for r in widest])[0]
 
 
 def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_class: int = 100,
                  noise: float = 0.2, *, n_test_per_class: int = 200, w_std: float = 1.0, b_std: float = 0.1,
                  steps: int = 2000, lr: float | None = None, ridge: float = 1e-6, seed: int = 0,
                  ce_time: float = 10.0,
-                 run_one: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+                 run_one: Callable[[str, Callable[[], RegimeRow]], RegimeRow] | None = None,
                  track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> RegimeTable:
     """Kernel classifiers (analytic NNGP, NTK) vs finite NTK-parameterised nets of each width, on one spiral.
 
@@ -206,24 +213,22 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
                               float((c_tr == y).mean()), float((c_te == yt).mean()), 0.0, alignment_0=a,
                               alignment_T=a))
 
-    def compute(width: int) -> dict[str, Any]:
+    def compute(width: int) -> RegimeRow:
         r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, lr=lr, steps=steps,
                           seed=seed)
-        th0, thT = finite_ntk(r["model0"], Xtr), finite_ntk(r["modelT"], Xtr)
-        w0, wT = _flat(r["model0"]), _flat(r["modelT"])
-        return asdict(RegimeRow(
-            f"finite net, width {width}", float(width), float((r["train_pred"] == y).mean()),
-            float((r["test_pred"] == yt).mean()),
+        th0, thT = finite_ntk(r.model0, Xtr), finite_ntk(r.modelT, Xtr)
+        w0, wT = _flat(r.model0), _flat(r.modelT)
+        return RegimeRow(
+            f"finite net, width {width}", float(width), float((r.train_pred == y).mean()),
+            float((r.test_pred == yt).mean()),
             ntk_change=float(torch.linalg.norm(thT - th0) / torch.linalg.norm(th0)),
             weight_change=float(torch.linalg.norm(wT - w0) / torch.linalg.norm(w0)),
             alignment_0=kernel_target_alignment(th0.numpy(), y, classes),
-            alignment_T=kernel_target_alignment(thT.numpy(), y, classes)))
+            alignment_T=kernel_target_alignment(thT.numpy(), y, classes))
 
     it: Iterable[int] = widths if track is None else track(widths, "regime widths")
     for w in it:
-        d = run_one(f"regime_width_{w}", lambda w=w: compute(w)) if run_one is not None else compute(w)
-        rows.append(RegimeRow(**{k: (v if k == "model" else float("nan") if v is None else float(v))
-                                 for k, v in d.items()}))
+        rows.append(run_one(f"regime_width_{w}", lambda w=w: compute(w)) if run_one is not None else compute(w))
     config = dict(classes=classes, n_per_class=n_per_class, n_test_per_class=n_test_per_class, noise=noise,
                   w_std=w_std, b_std=b_std, steps=steps, lr=lr, ridge=ridge, seed=seed, widths=widths,
                   ce_time=ce_time)

@@ -38,13 +38,14 @@ from .._arrays import (
     check_positive,
 )
 from ..data import spirals
-from ..dynamics.pathkernel import path_kernel
+from ..dynamics.pathkernel import PathKernelResult, path_kernel
 from ..dynamics.train import train
 from ..nets.finite import DenseModule, stack
 
 __all__ = ["SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "embed", "scores",
-           "WidthSweep", "spiral_width_sweep", "FoldingRun", "train_folding_net", "count_linear_pieces",
-           "WIDTHS", "Params", "linear_baseline", "SpiralKernelMachine", "spiral_kernel_machine"]
+           "embedding_radius", "WidthCurves", "WidthSweep", "spiral_width_sweep", "FoldingRun", "train_folding_net",
+           "count_linear_pieces", "WIDTHS", "Params", "linear_baseline", "SpiralKernelMachine",
+           "spiral_kernel_machine"]
 
 #: The hidden widths of the lecture's suggested sweep.
 WIDTHS = (2, 4, 8, 16, 32, 64, 100)
@@ -125,6 +126,12 @@ def decision_regions(params: Params, lims: Sequence[float], resolution: int = 20
     gx, gy = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
     s = scores(params, np.stack([gx.ravel(), gy.ravel()], axis=1), slope=slope)
     return s.argmax(axis=1).reshape(resolution, resolution)
+
+
+def embedding_radius(e: np.ndarray) -> float:
+    """``mean_i ‖e_i‖``: how far the embedded points (N, 2) are from the origin on average (NaN if one is not
+    finite). Small weights start it collapsed near 0; training grows it."""
+    return float(np.sqrt((e**2).sum(1)).mean()) if np.isfinite(e).all() else float("nan")
 
 
 def _grid_lines(lims: Sequence[float], n_lines: int, n_points: int) -> np.ndarray:
@@ -237,7 +244,8 @@ class SpiralRun:
     X_train, y_train : (N, 2) float, (N,) int - the training spiral; X_test, y_test the held-out draw.
     epochs, loss, train_accuracy : (E + 1,) - per epoch, epoch 0 being the initial network (full batch).
     snapshot_epochs : (S,) ints; embeddings (S, N, 2); class_vectors (S, K, 2) the rows of the classifier's W;
-        class_biases (S, K).
+        class_biases (S, K); embedding_radius (S,) the mean distance of the embedded points to the origin
+        (:func:`embedding_radius`).
     params : the final weights, ``[(W, b)]`` per linear layer (2 -> H, H -> 2, 2 -> K).
     final_train_accuracy, final_test_accuracy, final_loss : floats at the last epoch reached.
     diverged_at : the epoch of the first non-finite loss, or None.
@@ -257,6 +265,7 @@ class SpiralRun:
     embeddings: np.ndarray
     class_vectors: np.ndarray
     class_biases: np.ndarray
+    embedding_radius: np.ndarray
     params: Params
     final_train_accuracy: float
     final_test_accuracy: float
@@ -338,7 +347,8 @@ def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, 
         config=config, X_train=X, y_train=y, X_test=Xt, y_test=yt,
         epochs=fit.epochs, loss=fit.loss, train_accuracy=fit.accuracy,
         snapshot_epochs=np.array(fit.snapshot_epochs), embeddings=np.array(fit.embeddings),
-        class_vectors=np.array(fit.class_vectors), class_biases=np.array(fit.class_biases), params=final,
+        class_vectors=np.array(fit.class_vectors), class_biases=np.array(fit.class_biases),
+        embedding_radius=np.array([embedding_radius(e) for e in fit.embeddings]), params=final,
         final_train_accuracy=float(fit.accuracy[last]),
         final_test_accuracy=_accuracy(model, Xt, yt) if finite else float("nan"),
         final_loss=float(fit.loss[last]), diverged_at=fit.diverged_at, input_lims=lims, input_regions=regions,
@@ -363,6 +373,17 @@ def linear_baseline(X: Any, y: Any, X_test: Any, y_test: Any) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 @dataclass
+class WidthCurves:
+    """One hidden width of :func:`spiral_width_sweep`: loss and training accuracy per epoch, (E + 1,) each
+    (shorter if the run diverged), and the accuracy on the held-out draw."""
+
+    width: int
+    loss: np.ndarray
+    train_accuracy: np.ndarray
+    test_accuracy: float
+
+
+@dataclass
 class WidthSweep:
     """What :func:`spiral_width_sweep` returns: per hidden width, loss and training-accuracy curves and test accuracy.
 
@@ -382,54 +403,40 @@ class WidthSweep:
     def final_loss(self) -> list[float]:
         return [float(v[-1]) for v in self.loss]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"widths": self.widths, "epochs": self.epochs, "config": self.config,
-                "final_train_accuracy": self.final_train_accuracy(), "final_loss": self.final_loss(),
-                "test_accuracy": self.test_accuracy,
-                "loss": [v.tolist() for v in self.loss], "train_accuracy": [a.tolist() for a in self.train_accuracy]}
-
-    @staticmethod
-    def from_json(d: dict[str, Any]) -> WidthSweep:
-        return WidthSweep(widths=list(d["widths"]), epochs=int(d["epochs"]),
-                          loss=[np.array(v, dtype=float) for v in d["loss"]],
-                          train_accuracy=[np.array(a, dtype=float) for a in d["train_accuracy"]],
-                          test_accuracy=[float(t) if t is not None else float("nan") for t in d["test_accuracy"]],
-                          config=dict(d.get("config", {})))
+    def summary(self) -> dict[str, Any]:
+        """The sweep's numbers without the curves: widths, final training accuracy and loss, test accuracy."""
+        return {"widths": self.widths, "final_train_accuracy": self.final_train_accuracy(),
+                "test_accuracy": self.test_accuracy, "final_loss": self.final_loss(), "epochs": self.epochs}
 
 
 def spiral_width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_class: int = 1000,
                        noise: float = 0.2, *, epochs: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5,
                        optimizer: str = "adam", momentum: float = 0.9, init_std: float = 0.1, seed: int = 0,
-                       run_one: Callable[[int, Callable[[], dict[str, Any]]], dict[str, Any]] | None = None,
+                       run_one: Callable[[int, Callable[[], WidthCurves]], WidthCurves] | None = None,
                        track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> WidthSweep:
     """Train the lecture's network for each hidden width (same data, same seed) and keep the curves.
 
     ``run_one(width, compute)`` may wrap each width's computation (the tour passes a checkpoint so an interrupted
-    sweep resumes); ``compute()`` returns ``{"loss": [...], "train_accuracy": [...], "test_accuracy": float}``.
+    sweep resumes); ``compute()`` returns that width's :class:`WidthCurves`.
     """
     widths = [check_int(w, "widths", minimum=1) for w in widths]
     if not widths:
         raise ValidationError("widths", "at least one hidden width", "an empty list")
     _check_common(classes, n_per_class, noise, epochs, lr, weight_decay, optimizer, momentum, seed)
 
-    def compute(width: int) -> dict[str, Any]:
+    def compute(width: int) -> WidthCurves:
         run = train_spiral(classes, n_per_class, noise, width=width, epochs=epochs, lr=lr,
                            weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, init_std=init_std,
                            snapshots=0, seed=seed, regions_resolution=2)
-        return {"loss": run.loss.tolist(), "train_accuracy": run.train_accuracy.tolist(),
-                "test_accuracy": run.final_test_accuracy}
+        return WidthCurves(width, np.asarray(run.loss, dtype=float), np.asarray(run.train_accuracy, dtype=float),
+                           float(run.final_test_accuracy))
 
-    losses, accs, tests = [], [], []
     it: Iterable[int] = widths if track is None else track(widths, "width sweep")
-    for w in it:
-        r = run_one(w, lambda w=w: compute(w)) if run_one is not None else compute(w)
-        losses.append(np.array(r["loss"], dtype=float))
-        accs.append(np.array(r["train_accuracy"], dtype=float))
-        t = r["test_accuracy"]
-        tests.append(float("nan") if t is None else float(t))
+    curves = [run_one(w, lambda w=w: compute(w)) if run_one is not None else compute(w) for w in it]
     config = dict(classes=classes, n_per_class=n_per_class, noise=noise, lr=lr, weight_decay=weight_decay,
                   optimizer=optimizer, init_std=init_std, seed=seed)
-    return WidthSweep(widths, epochs, losses, accs, tests, config)
+    return WidthSweep(widths, epochs, [c.loss for c in curves], [c.train_accuracy for c in curves],
+                      [c.test_accuracy for c in curves], config)
 
 
 
@@ -564,7 +571,7 @@ class SpiralKernelMachine:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    result: Any
+    result: PathKernelResult
     test_accuracy: float
     config: dict = field(default_factory=dict)
 

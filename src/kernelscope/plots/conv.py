@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
+
+from . import new_figure
 
 __all__ = ["plot_conv_digits"]
 
@@ -12,7 +13,7 @@ def plot_conv_digits(result, axes=None):
     """Left: test accuracy of the NNGP/NTK regressors per architecture. Right: the finite CNNs' empirical-NTK
     error against the CNTK versus width (log-log) with the fitted slope and a −½ guide."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10.5, 3.8))
+        axes = new_figure((10.5, 3.8)).subplots(1, 2)
     ax, bx = axes
     archs = list(dict.fromkeys(r["architecture"] for r in result.rows))
     x = np.arange(len(archs))

@@ -1,7 +1,7 @@
 """Figures of the training-dynamics chapters (THEORY.md §5–6): lazy training and the path kernel.
 
-Each function draws results computed by :mod:`kernelscope.dynamics` and returns the Axes (or an array of Axes
-for the image grid); none trains or computes kernels.
+Each function draws results computed by :mod:`kernelscope.dynamics` and :mod:`kernelscope.experiments` (their
+dataclasses) and returns the Axes (or an array of Axes for the image grid); none trains or computes kernels.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._io import fmt
+from . import new_axes, new_figure
 
 __all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "plot_path_agreement",
            "plot_step_error", "plot_explanations", "plot_kernel_comparison", "plot_lazy_history",
@@ -23,14 +24,6 @@ _METRICS = {
     "dist_net_lin": ("RMS(f_net − f_lin)", "#2ca02c", "^"),
     "dist_net_inf": ("RMS(f_net − f_∞ flow)", "#9467bd", "D"),
 }
-
-
-def _new_axes(ax, figsize=(5.6, 4.4)):
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax
-    return plt.figure(figsize=figsize).add_subplot(111)
 
 
 def _width_ticks(ax, m) -> None:
@@ -45,40 +38,43 @@ def _np(a: Any) -> np.ndarray:
     return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a, dtype=np.float64)
 
 
-def plot_width_sweep(sweep: dict, ax=None, title: str | None = None):
+def plot_width_sweep(sweep, ax=None, title: str | None = None):
     """Log-log of the lazy-training metrics at the end of training against the width m, with fitted slopes and
-    a ``m^{-1/2}`` guide. ``sweep`` is what :func:`kernelscope.dynamics.lazy_width_sweep` returns."""
-    ax = _new_axes(ax)
-    runs = sweep["runs"]
-    m = np.array([r["width"] for r in runs], float)
+    a ``m^{-1/2}`` guide. ``sweep``: the :class:`~kernelscope.dynamics.lazy.LazySweep` of
+    :func:`kernelscope.dynamics.lazy_width_sweep`."""
+    ax = new_axes(ax, (5.6, 4.4))
+    runs = sweep.runs
+    m = np.array([r.width for r in runs], float)
     for key, (label, color, marker) in _METRICS.items():
-        vals = [r[key][-1] if isinstance(r[key], list) else r[key] for r in runs if r.get(key) is not None]
-        if len(vals) != len(runs):
+        values = [getattr(r, key) for r in runs]
+        if any(v is None for v in values):
             continue
-        slope = sweep["slopes"].get(key, float("nan"))
+        vals = [v[-1] if isinstance(v, list) else v for v in values]
+        slope = sweep.slopes.get(key, float("nan"))
         ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  (slope {fmt(slope, '+.2f')})")
-    ref = np.array([r["weight_change"][-1] for r in runs])
+    ref = np.array([r.weight_change[-1] for r in runs])
     ax.loglog(m, ref[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
     ax.set_ylabel("at the end of training")
-    ax.set_title(title or f"Lazy training, depth {sweep['depth']} ({sweep['steps']} steps)")
+    ax.set_title(title or f"Lazy training, depth {sweep.depth} ({sweep.steps} steps)")
     ax.legend(fontsize=7.5, loc="lower left")
     ax.grid(True, which="both", alpha=0.3)
     return ax
 
 
-def plot_lazy_history(sweep: dict, key: str = "dist_net_lin", ax=None):
-    """One metric of :func:`train_lazy` against the training step, one curve per width."""
+def plot_lazy_history(sweep, key: str = "dist_net_lin", ax=None):
+    """One metric of :func:`~kernelscope.dynamics.train_lazy` against the training step, one curve per width of a
+    :class:`~kernelscope.dynamics.lazy.LazySweep`."""
     import matplotlib as mpl
 
-    ax = _new_axes(ax)
-    runs = sweep["runs"]
+    ax = new_axes(ax, (5.6, 4.4))
+    runs = sweep.runs
     cmap = mpl.colormaps["viridis"]
     for j, r in enumerate(runs):
-        steps, vals = np.array(r["record_steps"]), np.array(r[key], float)
+        steps, vals = np.array(r.record_steps), np.array(getattr(r, key), float)
         keep = vals > 0  # step 0 is exactly 0 for the gaps: no place on a log axis
-        ax.plot(steps[keep], vals[keep], marker=".", color=cmap(j / max(1, len(runs) - 1)), label=f"m = {r['width']}")
+        ax.plot(steps[keep], vals[keep], marker=".", color=cmap(j / max(1, len(runs) - 1)), label=f"m = {r.width}")
     ax.set_yscale("log")
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel(_METRICS.get(key, (key,))[0])
@@ -88,37 +84,38 @@ def plot_lazy_history(sweep: dict, key: str = "dist_net_lin", ax=None):
     return ax
 
 
-def plot_lazy_functions(run: dict, X: Any, y: Any, X_test: Any, ax=None):
+def plot_lazy_functions(run, X: Any, y: Any, X_test: Any, ax=None):
     """1-D inputs: the trained network, its trained linearisation, the gradient-flow prediction with the empirical
-    Θ₀ (and with the infinite-width NTK when recorded), the initial function and the training points."""
-    ax = _new_axes(ax)
+    Θ₀ (and with the infinite-width NTK when recorded), the initial function and the training points. ``run``: a
+    :class:`~kernelscope.dynamics.LazyRun` trained on ``X`` (N, 1), ``y`` (N,), predicting at ``X_test`` (M, 1)."""
+    ax = new_axes(ax, (5.6, 4.4))
     xs = _np(X_test).ravel()
     order = np.argsort(xs)
-    ax.plot(xs[order], np.array(run["f0_test"])[order], color="0.6", lw=1, ls=":", label="f₀ (initial net)")
-    ax.plot(xs[order], np.array(run["f_net_test"])[order], color="#1f77b4", lw=2.2, label="trained net")
-    ax.plot(xs[order], np.array(run["f_lin_test"])[order], color="#ff7f0e", lw=1.4, ls="--",
+    ax.plot(xs[order], np.array(run.f0_test)[order], color="0.6", lw=1, ls=":", label="f₀ (initial net)")
+    ax.plot(xs[order], np.array(run.f_net_test)[order], color="#1f77b4", lw=2.2, label="trained net")
+    ax.plot(xs[order], np.array(run.f_lin_test)[order], color="#ff7f0e", lw=1.4, ls="--",
             label="trained linearisation")
-    if run.get("f_flow_test") is not None:
-        ax.plot(xs[order], np.array(run["f_flow_test"])[order], color="k", lw=1, ls="-.", label="gradient flow, Θ₀")
-    if run.get("f_inf_test") is not None:
-        ax.plot(xs[order], np.array(run["f_inf_test"])[order], color="#9467bd", lw=1, label="gradient flow, Θ∞")
+    if run.f_flow_test is not None:
+        ax.plot(xs[order], np.array(run.f_flow_test)[order], color="k", lw=1, ls="-.", label="gradient flow, Θ₀")
+    if run.f_inf_test is not None:
+        ax.plot(xs[order], np.array(run.f_inf_test)[order], color="#9467bd", lw=1, label="gradient flow, Θ∞")
     ax.scatter(_np(X).ravel(), _np(y).ravel(), s=18, color="#c0392b", zorder=5, label="training points")
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
-    ax.set_title(f"width m = {run['width']} after {run['steps_done']} steps")
+    ax.set_title(f"width m = {run.width} after {run.steps_done} steps")
     ax.legend(fontsize=7)
     return ax
 
 
-def plot_ntk_convergence(conv: dict, ax=None):
+def plot_ntk_convergence(conv, ax=None):
     """Relative error of the empirical NTK of ``net.finite(width=m)`` against ``net.kernel().ntk`` (each seed a
-    dot, the mean a line), log-log with the fitted slope."""
-    ax = _new_axes(ax)
-    m = np.array(conv["widths"], float)
-    err = np.array(conv["errors"], float)  # (widths, seeds)
+    dot, the mean a line), log-log with the fitted slope. ``conv``: a :class:`~kernelscope.dynamics.NTKConvergence`."""
+    ax = new_axes(ax, (5.6, 4.4))
+    m = np.array(conv.widths, float)
+    err = np.array(conv.errors, float)  # (widths, seeds)
     for s in range(err.shape[1]):
         ax.scatter(m, err[:, s], s=12, color="#1f77b4", alpha=0.5)
-    ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {fmt(conv['slope'], '+.2f')})")
+    ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {fmt(conv.slope, '+.2f')})")
     ax.loglog(m, err.mean(1)[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
@@ -132,7 +129,7 @@ def plot_ntk_convergence(conv: dict, ax=None):
 def plot_path_agreement(result: Any, X_test: Any | None = None, ax=None):
     """The kernel machine ``b + Σ a_i K(x, x_i)`` against the trained model: over a 1-D test grid when
     ``X_test`` is given (and 1-D), else as a scatter of the two."""
-    ax = _new_axes(ax)
+    ax = new_axes(ax, (5.6, 4.4))
     fm, fk, b = _np(result.f_model), _np(result.f_kernel), _np(result.b)
     how = "exact (Gauss–Legendre)" if result.exact else "left-endpoint sum"
     if X_test is not None and _np(X_test).reshape(len(fm), -1).shape[1] == 1 and fm.ndim == 1:
@@ -158,7 +155,7 @@ def plot_step_error(study: Any, ax=None):
     """Relative error of the kernel machine against the step size at fixed training time T: Domingos'
     left-endpoint sum (first order, fitted slope) and the exact per-step quadrature. ``study``: a
     :class:`kernelscope.experiments.pathkernel.StepSizeStudy`."""
-    ax = _new_axes(ax)
+    ax = new_axes(ax, (5.6, 4.4))
     lr = np.array(study.lr, float)
     ax.loglog(lr, study.left_endpoint, "o-", color="#d62728",
               label=f"left-endpoint sum (slope {fmt(study.slope, '+.2f')})")
@@ -183,15 +180,13 @@ def plot_explanations(result: Any, X_train: Any, X_test: Any, indices: Sequence[
                       fig=None):
     """For each test image (rows), the ``k`` training images with the largest ``|a_i K(x, x_i)|`` to the predicted
     class score, titled with their contribution (green adds, red subtracts). Returns the array of Axes."""
-    import matplotlib.pyplot as plt
-
     from ..dynamics import top_contributions
 
     Xtr, Xte = _np(X_train), _np(X_test)
     pred = _np(result.f_model)
     rows = len(indices)
     if fig is None:
-        fig = plt.figure(figsize=(1.35 * (k + 1) + 0.3, 1.55 * rows + 0.5))
+        fig = new_figure((1.35 * (k + 1) + 0.3, 1.55 * rows + 0.5))
     axes = fig.subplots(rows, k + 1, squeeze=False)
     for r, j in enumerate(indices):
         top, contrib = top_contributions(result, j, k)
@@ -213,16 +208,16 @@ def plot_explanations(result: Any, X_train: Any, X_test: Any, indices: Sequence[
     return axes
 
 
-def plot_kernel_comparison(result: Any, ax=None, label: str = ""):
-    """Path kernel ``K(x, x_i)`` of one scalar-output :class:`PathKernelResult` against ``T·Θ₀`` (dots) and
-    ``T·Θ_T`` (crosses), with their relative distances in the legend."""
-    ax = _new_axes(ax, figsize=(5.0, 4.6))
+def plot_kernel_comparison(result: Any, distance: Any, ax=None, label: str = ""):
+    """Path kernel ``K(x, x_i)`` of one scalar-output :class:`~kernelscope.dynamics.PathKernelResult` against
+    ``T·Θ₀`` (dots) and ``T·Θ_T`` (crosses), with their relative distances in the legend (``distance``: its
+    :class:`~kernelscope.experiments.pathkernel.KernelDistance`)."""
+    ax = new_axes(ax, (5.0, 4.6))
     K, K0, KT = _np(result.K).ravel(), result.T * _np(result.ntk0).ravel(), result.T * _np(result.ntkT).ravel()
-    nK = np.linalg.norm(K)
     ax.scatter(K0, K, s=9, color="#1f77b4", alpha=0.6, marker="o",
-               label=f"vs T·Θ₀  (‖K − TΘ₀‖/‖K‖ = {np.linalg.norm(K - K0) / nK:.2g})")
+               label=f"vs T·Θ₀  (‖K − TΘ₀‖/‖K‖ = {distance.vs_T_theta0:.2g})")
     ax.scatter(KT, K, s=12, color="#d62728", alpha=0.6, marker="x",
-               label=f"vs T·Θ_T  (‖K − TΘ_T‖/‖K‖ = {np.linalg.norm(K - KT) / nK:.2g})")
+               label=f"vs T·Θ_T  (‖K − TΘ_T‖/‖K‖ = {distance.vs_T_thetaT:.2g})")
     lo, hi = min(K.min(), K0.min(), KT.min()), max(K.max(), K0.max(), KT.max())
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xlabel("T · tangent kernel at the start (Θ₀) or end (Θ_T)")
@@ -232,16 +227,15 @@ def plot_kernel_comparison(result: Any, ax=None, label: str = ""):
     return ax
 
 
-def plot_ensemble_bands(bands: dict, axes=None):
+def plot_ensemble_bands(bands, axes=None):
     """Left: trained finite nets (thin lines), their mean ± 2 std (dashed) and the infinite ensemble's mean ± 2 std
-    (band); right: the two standard deviations over x, with the prior's. ``bands`` from
-    :func:`kernelscope.experiments.lazy.ensemble_bands`. Returns the two Axes."""
-    import matplotlib.pyplot as plt
-
+    (band); right: the two standard deviations over x, with the prior's. ``bands``: the
+    :class:`~kernelscope.experiments.lazy.EnsembleBands` of :func:`kernelscope.experiments.lazy.ensemble_bands`.
+    Returns the two Axes."""
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(11, 4.2))[1]
-    x, F = _np(bands["x"]), _np(bands["nets"])
-    mean, std = _np(bands["mean"]), _np(bands["std"])
+        axes = new_figure((11, 4.2)).subplots(1, 2)
+    x, F = _np(bands.x), _np(bands.nets)
+    mean, std = _np(bands.mean), _np(bands.std)
     m_net, s_net = F.mean(0), F.std(0, ddof=1)
     ax = axes[0]
     ax.fill_between(x, mean - 2 * std, mean + 2 * std, color="#9467bd", alpha=0.25, label="ensemble mean ± 2σ")
@@ -250,15 +244,15 @@ def plot_ensemble_bands(bands: dict, axes=None):
         ax.plot(x, f, color="0.5", lw=0.6, alpha=0.6)
     ax.plot(x, m_net + 2 * s_net, "k--", lw=1, label=f"{len(F)} trained nets: mean ± 2 std")
     ax.plot(x, m_net - 2 * s_net, "k--", lw=1)
-    ax.plot(_np(bands["X"]), _np(bands["y"]), "o", color="#d62728", ms=4, label="training points")
+    ax.plot(_np(bands.X), _np(bands.y), "o", color="#d62728", ms=4, label="training points")
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
-    ax.set_title(f"width {bands['width']}, {bands['steps']} GD steps")
+    ax.set_title(f"width {bands.width}, {bands.steps} GD steps")
     ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     ax.plot(x, std, color="#9467bd", lw=2, label="infinite ensemble σ(t)")
     ax.plot(x, s_net, "k--", lw=1.2, label="std over the trained nets")
-    ax.plot(x, _np(bands["prior_std"]), color="0.6", lw=1, label="prior σ (t = 0)")
+    ax.plot(x, _np(bands.prior_std), color="0.6", lw=1, label="prior σ (t = 0)")
     ax.set_xlabel("x")
     ax.set_ylabel("standard deviation of f(x)")
     ax.set_yscale("log")
@@ -266,45 +260,45 @@ def plot_ensemble_bands(bands: dict, axes=None):
     return axes
 
 
-def plot_classifier_sweep(sweep: dict, axes=None):
+def plot_classifier_sweep(sweep, axes=None):
     """Left: distance of trained ten-class nets to the infinite-width cross-entropy flow (same f₀) against the width
     (log-log, fitted slope, an m^(−1/2) guide). Right: accuracy against training time of the infinite-width
     classifier (f₀ = 0) on cross-entropy and on the squared loss, with the trained nets' test accuracy at the end
-    of their training. ``sweep`` from
+    of their training. ``sweep``: the :class:`~kernelscope.experiments.lazy.ClassifierSweep` of
     :func:`kernelscope.experiments.lazy.classifier_sweep`. Returns the two Axes."""
-    import matplotlib.pyplot as plt
+    import matplotlib
 
     if axes is None:
-        axes = plt.subplots(1, 2, figsize=(11, 4.2))[1]
-    runs = sweep["runs"]
-    m = np.array([r["width"] for r in runs], float)
-    gap = np.array([r["gap"] for r in runs])
+        axes = new_figure((11, 4.2)).subplots(1, 2)
+    runs = sweep.runs
+    m = np.array([r.width for r in runs], float)
+    gap = np.array([r.gap for r in runs])
     ax = axes[0]
     ax.loglog(m, gap, "o-", color="#1f77b4",
-              label=f"‖f_net − f_∞‖ / ‖f_∞ − f₀‖ (slope {fmt(sweep['gap_slope'], '+.2f')})")
+              label=f"‖f_net − f_∞‖ / ‖f_∞ − f₀‖ (slope {fmt(sweep.gap_slope, '+.2f')})")
     ax.loglog(m, gap[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
     ax.set_ylabel("relative distance on the test images")
-    ax.set_title(f"trained net vs infinite-width flow, {sweep['steps']} steps")
+    ax.set_title(f"trained net vs infinite-width flow, {sweep.steps} steps")
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1]
-    t = np.asarray(sweep["times"])
-    ax.semilogx(t, sweep["infinite_test_accuracy"], color="#ff7f0e", lw=2,
+    t = np.asarray(sweep.times)
+    ax.semilogx(t, sweep.infinite_test_accuracy, color="#ff7f0e", lw=2,
                 label="infinite width, cross-entropy (test)")
-    ax.semilogx(t, sweep["infinite_train_accuracy"], color="#ff7f0e", lw=1, ls="--",
+    ax.semilogx(t, sweep.infinite_train_accuracy, color="#ff7f0e", lw=1, ls="--",
                 label="infinite width, cross-entropy (train)")
-    ax.semilogx(t, sweep["mse_test_accuracy"], color="0.35", lw=1.5, ls=":",
+    ax.semilogx(t, sweep.mse_test_accuracy, color="0.35", lw=1.5, ls=":",
                 label="infinite width, squared loss (test)")
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(runs)))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.1, 0.85, len(runs)))
     for r, c in zip(runs, colors):
-        ax.plot([r["steps_done"]], [r["test_accuracy"]], "o", color=c, ms=7, mec="k", mew=0.5,
-                label=f"trained net m={r['width']} (test)")
-    ax.axvline(sweep["steps"], color="0.6", lw=0.8)
+        ax.plot([r.steps_done], [r.test_accuracy], "o", color=c, ms=7, mec="k", mew=0.5,
+                label=f"trained net m={r.width} (test)")
+    ax.axvline(sweep.steps, color="0.6", lw=0.8)
     ax.set_xlabel("training time t (gradient-descent steps of η = 1/λ_max(Θ∞))")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{sweep['n_train']} training, {sweep['n_test']} test images, 10 classes")
+    ax.set_title(f"{sweep.n_train} training, {sweep.n_test} test images, 10 classes")
     ax.legend(fontsize=7.5, loc="lower right")
     ax.grid(True, which="both", alpha=0.3)
     return axes
@@ -316,7 +310,7 @@ def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, 
 
     X_train (N, 2), y_train (N,), x (2,), contributions (N,) to the predicted class score.
     """
-    ax = _new_axes(ax, figsize=(5.0, 5.0))
+    ax = new_axes(ax, (5.0, 5.0))
     X, c = _np(X_train), _np(contributions)
     ax.scatter(X[:, 0], X[:, 1], c=_np(y_train), cmap="tab10", vmin=0, vmax=9, s=10, alpha=0.35)
     top = np.argsort(-np.abs(c))[:k]
@@ -334,7 +328,7 @@ def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, 
 def plot_coefficients_vs_x(result: Any, X_test, X_train, indices, ax=None):
     """Domingos' "coefficients" ``a_i(x)`` of a few training points ``indices`` against the 1-D test input x
     (scalar-output result): a true kernel machine would draw horizontal lines. The training inputs are marked."""
-    ax = _new_axes(ax, figsize=(5.4, 4.2))
+    ax = new_axes(ax, (5.4, 4.2))
     xs, a, Xtr = _np(X_test).ravel(), _np(result.a), _np(X_train).ravel()
     for i in indices:
         line, = ax.plot(xs, a[:, i], lw=1.6, label=f"a_i(x) for x_i = {Xtr[i]:+.2f}")

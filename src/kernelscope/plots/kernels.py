@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
+
+from . import new_axes
 
 __all__ = ["plot_feature_map_vs_kernel", "plot_ridge_path", "plot_ridge_norms", "plot_gp_band",
            "plot_random_features_fits", "plot_random_features_error"]
 
 
 def _axes(ax, figsize=(6.0, 4.2)):
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax
-    _, ax = plt.subplots(figsize=figsize)
-    return ax
+    return new_axes(ax, figsize)
 
 
 def _data(ax, res, label="training data"):
@@ -41,10 +39,8 @@ def plot_feature_map_vs_kernel(res, ax=None):
 
 def plot_ridge_path(res, ax=None):
     """RBF kernel regression for decreasing ridge λ; λ = 0 is the least-norm interpolant through every point."""
-    import matplotlib.pyplot as plt
-
     ax = _axes(ax)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(res.ridges)))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.0, 0.85, len(res.ridges)))
     for lam, f, c in zip(res.ridges, res.f_grid, colors):
         label = "λ = 0 (least-norm interpolant, K⁺y)" if lam == 0 else f"λ = {lam:g}"
         ax.plot(res.x_grid, f, color=c, lw=2.2 if lam == 0 else 1.5, label=label)
@@ -95,10 +91,8 @@ def plot_gp_band(res, ax=None):
 
 def plot_random_features_fits(res, ax=None):
     """Random-ReLU-features regressions for a few k, and the exact arc-cosine kernel regression (k = ∞)."""
-    import matplotlib.pyplot as plt
-
     ax = _axes(ax)
-    colors = plt.cm.autumn(np.linspace(0.0, 0.7, len(res.example_k)))
+    colors = matplotlib.colormaps["autumn"](np.linspace(0.0, 0.7, len(res.example_k)))
     for k, f, c in zip(res.example_k, res.example_fits, colors):
         ax.plot(res.x_grid, f, color=c, lw=1.2, label=f"k = {k} random ReLU features")
     ax.plot(res.x_grid, res.f_exact, color="black", lw=2.0, ls="--", label="arc-cosine kernel (k = ∞)")

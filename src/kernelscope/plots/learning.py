@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
 
+from . import new_axes, new_figure
 from .spirals import class_colors
 
 __all__ = ["plot_unit_balls", "plot_paths", "plot_stationary_points", "plot_descent", "plot_step_sizes",
@@ -27,21 +28,19 @@ def _factor_colors(factors) -> list:
     out = []
     for v in f:
         if v < 1:
-            out.append(plt.get_cmap("Blues")(0.95 - 0.5 * v))
+            out.append(matplotlib.colormaps["Blues"](0.95 - 0.5 * v))
         else:
-            out.append(plt.get_cmap("Reds")(min(0.95, 0.55 + 0.4 * (v - 1))))
+            out.append(matplotlib.colormaps["Reds"](min(0.95, 0.55 + 0.4 * (v - 1))))
     return out
 
 
 def _ax(ax, size=(5.6, 4.6)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=size)
-    return ax
+    return new_axes(ax, size)
 
 
 def _axes(axes, n, size):
     if axes is None:
-        _, axes = plt.subplots(1, n, figsize=size)
+        axes = new_figure(size).subplots(1, n)
     return list(np.ravel(axes))
 
 
@@ -83,7 +82,7 @@ def plot_paths(paths, axes=None, *, labels: Sequence[str] | None = None):
     axes = _axes(axes, 2, (11.0, 4.2))
     support = set(paths.support_true)
     d = paths.w_true.shape[0]
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     for ax, path, name in ((axes[0], paths.lasso, "lasso  (1/2N)‖Xw − y‖² + α‖w‖₁"),
                            (axes[1], paths.ridge, "ridge  ‖Xw − y‖² + λ‖w‖²")):
         for j in range(d):
@@ -272,7 +271,7 @@ def plot_lift(res, axes=None):
     """Left: the two rings in the plane with the circle the lifted plane cuts out. Right: the lifted points
     (x₁, x₂, x₁² + x₂²) and the separating plane, in 3-D."""
     if axes is None:
-        fig = plt.figure(figsize=(11.0, 4.8))
+        fig = new_figure((11.0, 4.8))
         axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2, projection="3d")]
     c = class_colors(2)
     ax = axes[0]
@@ -322,7 +321,8 @@ def plot_spiral_regions(res, axes=None):
     if axes is None:
         n = 1 + len(labels)
         cols = 2 if n == 4 else n
-        _, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4.4 * cols, 4.4 * ((n + cols - 1) // cols)))
+        rows = (n + cols - 1) // cols
+        axes = new_figure((4.4 * cols, 4.4 * rows)).subplots(rows, cols)
     axes = list(np.ravel(axes))
     k = int(res.y.max()) + 1
     _regions(axes[0], res.linear_regions, res.lims, k)
@@ -344,7 +344,7 @@ def plot_influence(res, axes=None):
     training (bottom). Red: f(x) moves with f(x_i) when x_i is pulled; blue: against it."""
     A = len(res.anchors)
     if axes is None:
-        _, axes = plt.subplots(2, A, figsize=(4.3 * A, 8.2))
+        axes = new_figure((4.3 * A, 8.2)).subplots(2, A)
     axes = np.asarray(axes).reshape(2, A)
     k = int(res.y.max()) + 1
     cs = class_colors(k)

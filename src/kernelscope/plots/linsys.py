@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._arrays import ValidationError, as_numpy
-from ..experiments.linsys import LinearSystem
+from . import new_axes
 
 __all__ = ["plot_line", "plot_lines", "plot_plane", "plot_two_planes", "plot_subspaces", "plot_system",
            "plot_power_iteration"]
@@ -15,20 +15,11 @@ __all__ = ["plot_line", "plot_lines", "plot_plane", "plot_two_planes", "plot_sub
 _SOL = dict(color="#c0392b", s=60, zorder=5)
 
 
-def _new_axes(ax, projection=None, figsize=(5.2, 5.0)):
-    import matplotlib.pyplot as plt
-
-    if ax is not None:
-        return ax
-    fig = plt.figure(figsize=figsize)
-    return fig.add_subplot(111, projection=projection)
-
-
 def _np(a):
     return np.asarray(a.detach().cpu().numpy() if hasattr(a, "detach") else a, dtype=np.float64)
 
 
-def plot_line(system: LinearSystem, ax=None):
+def plot_line(system, ax=None):
     """One equation in two unknowns ``a·x = b``: the solution line, the least-norm point ``x*`` on the normal
     direction, and the perpendicular from the origin (its length ``|b|/‖a‖`` is the distance to the line)."""
     result, A, b = system.result, system.A, system.b
@@ -38,7 +29,7 @@ def plot_line(system: LinearSystem, ax=None):
     a = A[0]
     beta = float(np.ravel(_np(b))[0])
     x = _np(result.x).ravel()
-    ax = _new_axes(ax)
+    ax = new_axes(ax, (5.2, 5.0))
     r = max(1.5 * np.linalg.norm(x), 1.0)
     lim = (-0.4 * r, 1.6 * r)
     direction = np.array([-a[1], a[0]]) / np.linalg.norm(a)
@@ -67,7 +58,7 @@ def plot_line(system: LinearSystem, ax=None):
     return ax
 
 
-def plot_lines(system: LinearSystem, ax=None):
+def plot_lines(system, ax=None):
     """Several equations in two unknowns: each line ``a_i·x = b_i`` and the point ``x = A⁺b`` — their crossing
     when they meet in one point, else the least-squares point (of least norm when the lines are parallel)."""
     result, A, b = system.result, as_numpy(system.A, "A", ndim=2), np.ravel(_np(system.b))
@@ -75,12 +66,12 @@ def plot_lines(system: LinearSystem, ax=None):
         raise ValidationError("A", "shape (m, 2) with one right-hand side (equations in two unknowns)",
                               f"shape {A.shape}")
     x = _np(result.x).ravel()
-    ax = _new_axes(ax)
+    ax = new_axes(ax, (5.2, 5.0))
     r = max(1.5 * np.linalg.norm(x), 1.0)
     lim = (x[0] - 1.6 * r, x[0] + 1.6 * r), (x[1] - 1.6 * r, x[1] + 1.6 * r)
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    colors = plt.get_cmap("tab10").colors
+    colors = matplotlib.colormaps["tab10"].colors
     for i, (a, beta) in enumerate(zip(A, b)):
         norm = np.linalg.norm(a)
         if norm == 0:
@@ -131,14 +122,14 @@ def _oblique_view(ax, normal, angle_deg: float = 55.0) -> None:
                  azim=float(np.degrees(np.arctan2(d[1], d[0]))))
 
 
-def plot_plane(system: LinearSystem, ax=None):
-    result, A, b = system.result, system.A, system.b
+def plot_plane(system, ax=None):
     """One equation in three unknowns: the plane of solutions, its normal, and the least-norm point on it."""
+    result, A, b = system.result, system.A, system.b
     A = as_numpy(A, "A", ndim=2)
     if A.shape != (1, 3):
         raise ValidationError("A", "shape (1, 3) (one plane in 3-D)", f"shape {A.shape}")
     x = _np(result.x).ravel()
-    ax = _new_axes(ax, projection="3d")
+    ax = new_axes(ax, (5.2, 5.0), projection="3d")
     r = max(np.linalg.norm(x), 1.0)
     _plane_patch(ax, A[0], float(np.ravel(_np(b))[0]), x, 1.2 * r, "#2c5aa0")
     ax.plot([0, x[0]], [0, x[1]], [0, x[2]], color="#c0392b", lw=2, label="perpendicular from 0")
@@ -156,16 +147,16 @@ def plot_plane(system: LinearSystem, ax=None):
     return ax
 
 
-def plot_two_planes(system: LinearSystem, ax=None):
-    result, A, b = system.result, system.A, system.b
+def plot_two_planes(system, ax=None):
     """Two equations in three unknowns: two planes, their line of intersection and the least-norm point, which
     lies in the span of both normals (perpendicular to the line)."""
+    result, A, b = system.result, system.A, system.b
     A = as_numpy(A, "A", ndim=2)
     if A.shape != (2, 3):
         raise ValidationError("A", "shape (2, 3) (two planes in 3-D)", f"shape {A.shape}")
     bb = _np(b).ravel()
     x = _np(result.x).ravel()
-    ax = _new_axes(ax, projection="3d")
+    ax = new_axes(ax, (5.2, 5.0), projection="3d")
     r = max(np.linalg.norm(x), 1.0)
     _plane_patch(ax, A[0], bb[0], x, 1.3 * r, "#2c5aa0", 0.2)
     _plane_patch(ax, A[1], bb[1], x, 1.3 * r, "#27ae60", 0.2)
@@ -199,16 +190,16 @@ def _equal_3d(ax, pts):
         pass
 
 
-def plot_subspaces(system: LinearSystem, ax=None, *, title: str | None = None):
-    result, A, b = system.result, system.A, system.b
+def plot_subspaces(system, ax=None, *, title: str | None = None):
     """A general system: bars of the solution x, its row-space and null-space parts, b and the residual, with
     the four subspaces' dimensions and the kind of solution in the title."""
+    result, A, b = system.result, system.A, system.b
     A = as_numpy(A, "A", ndim=2)
     S = system.subspaces
     x = _np(result.x).ravel()
     bb = _np(b).ravel()
     res = _np(result.residual).ravel()
-    ax = _new_axes(ax, figsize=(7.5, 4.2))
+    ax = new_axes(ax, (7.5, 4.2))
     n, m = len(x), len(bb)
     ax.bar(np.arange(n) - 0.2, x, width=0.4, color="#c0392b", label="x = A⁺b (row-space part)")
     ax.bar(np.arange(n) + 0.2, _np(result.null_part).ravel(), width=0.4, color="#7f8c8d",
@@ -228,18 +219,15 @@ def plot_subspaces(system: LinearSystem, ax=None, *, title: str | None = None):
     return ax
 
 
-def plot_system(system: LinearSystem, ax=None):
-    """The picture that fits the system's shape: a line (1×2), a plane (1×3), two planes (2×3), otherwise bars."""
+def plot_system(system, ax=None, figsize: tuple[float, float] = (6, 5.6)):
+    """The picture that fits the system's shape: a line (1×2), lines (m×2), a plane (1×3), two planes (2×3),
+    otherwise bars. Without ``ax``, a new figure of ``figsize`` (3-D axes for the planes)."""
     shape = as_numpy(system.A, "A", ndim=2).shape
-    if shape == (1, 2):
-        return plot_line(system, ax)
-    if shape[1] == 2 and np.ndim(system.b) == 1:
-        return plot_lines(system, ax)
-    if shape == (1, 3):
-        return plot_plane(system, ax)
-    if shape == (2, 3):
-        return plot_two_planes(system, ax)
-    return plot_subspaces(system, ax)
+    draw = {(1, 2): plot_line, (1, 3): plot_plane, (2, 3): plot_two_planes}.get(shape)
+    if draw is None:
+        draw = plot_lines if shape[1] == 2 and np.ndim(system.b) == 1 else plot_subspaces
+    projection = "3d" if draw in (plot_plane, plot_two_planes) else None
+    return draw(system, new_axes(ax, figsize, projection=projection))
 
 
 def plot_power_iteration(result, true_eigenvalues, ax=None):
@@ -250,7 +238,7 @@ def plot_power_iteration(result, true_eigenvalues, ax=None):
     hist = np.asarray(result.history, dtype=float)
     k = np.arange(1, len(hist) + 1)
     err = np.abs(hist - lam1) / lam1
-    ax = _new_axes(ax, figsize=(6, 4))
+    ax = new_axes(ax, (6, 4))
     ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0", label="|λ_k − λ₁| / λ₁ (Rayleigh quotient)")
     rate = (ev[1] / lam1) ** 2
     ref = err[0] * rate ** (k - 1)

@@ -3,27 +3,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 
-if TYPE_CHECKING:
-    from ..experiments.nets import AngleResult, DigitsResult, RandomFeaturesResult, WidthResult
+from . import new_axes
 
 __all__ = ["plot_rf_fits", "plot_rf_error", "plot_mc_error", "plot_angle_kernels", "plot_digits_accuracy"]
 
 
 def _ax(ax):
-    return plt.subplots(figsize=(5.6, 4.0))[1] if ax is None else ax
+    return new_axes(ax, (5.6, 4.0))
 
 
-def plot_rf_fits(result: RandomFeaturesResult, ax=None):
+def plot_rf_fits(result, ax=None):
     """Random-features (frozen first layer, trained readout) fits for several k against NNGP regression."""
     ax = _ax(ax)
     x = np.asarray(result.x_grid)
     ks = result.ks
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(ks)))
+    colors = matplotlib.colormaps["viridis"](np.linspace(0.1, 0.85, len(ks)))
     for k, f, c in zip(ks, result.f_rf_example, colors):
         ax.plot(x, f, color=c, lw=1.2, label=f"k = {k} random features")
     ax.plot(x, result.f_nngp, "k--", lw=2, label="NNGP regression (k = ∞)")
@@ -41,7 +38,7 @@ def _loglog_with_slope(ax, x, y, slope, intercept, label, color, marker="o"):
     ax.loglog(x, np.exp(intercept) * x**slope, "-", color=color, alpha=0.6, label=f"fit: slope {slope:.2f}")
 
 
-def plot_rf_error(result: RandomFeaturesResult, ax=None):
+def plot_rf_error(result, ax=None):
     """Distance between random-features and NNGP predictions against k (log-log, fitted slope)."""
     ax = _ax(ax)
     _loglog_with_slope(ax, result.ks, result.rf_error, result.rf_slope, result.rf_intercept,
@@ -55,7 +52,7 @@ def plot_rf_error(result: RandomFeaturesResult, ax=None):
     return ax
 
 
-def plot_mc_error(result: WidthResult, ax=None):
+def plot_mc_error(result, ax=None):
     """Relative error of one finite network's empirical NNGP and NTK against width (log-log, fitted slopes)."""
     ax = _ax(ax)
     w = result.widths
@@ -71,12 +68,12 @@ def plot_mc_error(result: WidthResult, ax=None):
     return ax
 
 
-def plot_angle_kernels(result: AngleResult, activation: str, which: str, ax=None):
+def plot_angle_kernels(result, activation: str, which: str, ax=None):
     """k(γ)/k(0) between unit inputs at angle γ, for depths 1–5 (one activation, NNGP or NTK)."""
     ax = _ax(ax)
     g = np.degrees(np.asarray(result.angles))
     curves = result.curves[activation][which]
-    colors = plt.cm.plasma(np.linspace(0.05, 0.8, len(curves)))
+    colors = matplotlib.colormaps["plasma"](np.linspace(0.05, 0.8, len(curves)))
     for depth, c in zip(sorted(curves, key=int), colors):
         ax.plot(g, curves[depth], color=c, label=f"depth {depth}")
     ax.set_xlabel("angle γ between unit inputs (degrees)")
@@ -88,7 +85,7 @@ def plot_angle_kernels(result: AngleResult, activation: str, which: str, ax=None
     return ax
 
 
-def plot_digits_accuracy(result: DigitsResult, ax=None):
+def plot_digits_accuracy(result, ax=None):
     """Test accuracy on digits: NNGP and NTK regression against depth, RBF kernel ridge as a reference line."""
     ax = _ax(ax)
     for act, marker in zip(result.activations, ("o", "s", "^")):

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 from matplotlib.colors import ListedColormap
+
+from .._io import atomic_save_animation
+from . import new_axes, new_figure
 
 __all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_panels", "plot_input_regions",
            "plot_interpolation", "plot_interpolation_panels", "embedding_scale", "plot_training_curves",
@@ -24,7 +26,7 @@ __all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_p
 
 def class_colors(k: int) -> list:
     """``k`` distinguishable colours (tab10, then tab20)."""
-    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if k <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(k)]
 
 
@@ -55,18 +57,12 @@ def _arrow_style(color) -> dict:
                 path_effects=[patheffects.withStroke(linewidth=3.6, foreground="k")])
 
 
-def _new_ax(ax, size=(5.2, 5.0)):
-    if ax is None:
-        _, ax = plt.subplots(figsize=size)
-    return ax
-
-
 def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int = 2000, show_regions: bool = True):
     """The 2-D embedding at snapshot ``index``: points by class, class vectors as arrows, decision regions behind.
 
     Arrows are the rows ``w_k`` of the classifier (directions exact; lengths scaled together to fit the frame).
     """
-    ax = _new_ax(ax)
+    ax = new_axes(ax, (5.2, 5.0))
     K = run.classes
     lims = embedding_lims(run) if lims is None else lims
     e = run.embeddings[index]
@@ -88,8 +84,7 @@ def plot_embedding(run, index: int = -1, ax=None, *, lims=None, max_points: int 
     ax.set_aspect("equal")
     ax.set_xlabel("embedding $e_1$")
     ax.set_ylabel("embedding $e_2$")
-    radius = float(np.sqrt((e**2).sum(1)).mean()) if np.isfinite(e).all() else float("nan")
-    ax.text(0.02, 0.02, f"mean |e| = {radius:.3g}", transform=ax.transAxes, fontsize=9,
+    ax.text(0.02, 0.02, f"mean |e| = {run.embedding_radius[index]:.3g}", transform=ax.transAxes, fontsize=9,
             bbox=dict(facecolor="white", alpha=0.7, edgecolor="none"))
     epoch = int(run.snapshot_epochs[index])
     acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
@@ -106,8 +101,7 @@ def plot_embedding_panels(run, n_panels: int = 6, axes=None):
     if axes is None:
         cols = min(3, len(idx))
         rows = math.ceil(len(idx) / cols)
-        _, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 4.4 * rows), squeeze=False,
-                                 layout="constrained")
+        axes = new_figure((4.3 * cols, 4.4 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
         axes = list(axes.ravel())
     lims = embedding_lims(run)
     for ax, i in zip(axes, idx):
@@ -119,7 +113,7 @@ def plot_embedding_panels(run, n_panels: int = 6, axes=None):
 
 def plot_input_regions(run, ax=None):
     """Decision regions ``argmax_k s_k(x)`` of the trained net over the input plane, with the training points."""
-    ax = _new_ax(ax)
+    ax = new_axes(ax, (5.2, 5.0))
     K = run.classes
     colors = class_colors(K)
     ax.imshow(run.input_regions, origin="lower", extent=run.input_lims, cmap=_regions_cmap(K), alpha=0.3,
@@ -159,7 +153,7 @@ def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
     ``c`` (:func:`embedding_scale`) rescales the embedding to the size of the input box (the map's shape, not its
     overall scale, is the point); it is given in the title.
     """
-    ax = _new_ax(ax)
+    ax = new_axes(ax, (5.2, 5.0))
     lims = _morph_lims(run) if lims is None else lims
     c = embedding_scale(run)
     lines = _morph(alpha, run.grid_input, c * run.grid_embedding)
@@ -183,8 +177,8 @@ def plot_interpolation(run, alpha: float, ax=None, *, lims=None):
 def plot_interpolation_panels(run, alphas: Sequence[float] = (0.0, 0.5, 1.0), axes=None):
     """Three stages of the morph, large enough to read at page width, with ``c`` explained in the title."""
     if axes is None:
-        fig, axes = plt.subplots(1, len(alphas), figsize=(4.4 * len(alphas), 4.9), squeeze=False,
-                                 layout="constrained")
+        fig = new_figure((4.4 * len(alphas), 4.9), layout="constrained")
+        axes = fig.subplots(1, len(alphas), squeeze=False)
         axes = list(axes.ravel())
         fig.suptitle(f"Input x (a = 0) morphing into the learned embedding e(x) (a = 1); c = "
                      f"{embedding_scale(run):.3g} rescales e to the size of the input box (the shape matters, "
@@ -198,7 +192,7 @@ def plot_interpolation_panels(run, alphas: Sequence[float] = (0.0, 0.5, 1.0), ax
 def plot_training_curves(run, axes=None):
     """Loss (log scale) and training accuracy per epoch of one run; two axes."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        axes = new_figure((10, 3.8)).subplots(1, 2)
     a0, a1 = axes
     a0.semilogy(run.epochs, run.loss, color="C0")
     a0.set_xlabel("epoch")
@@ -219,9 +213,9 @@ def plot_training_curves(run, axes=None):
 def plot_width_sweep(sweep, axes=None):
     """Loss and training-accuracy curves for every hidden width (narrow widths struggle)."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
+        axes = new_figure((13, 4.4), layout="constrained").subplots(1, 2)
     a0, a1 = axes
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     n = len(sweep.widths)
     for i, (w, loss, acc) in enumerate(zip(sweep.widths, sweep.loss, sweep.train_accuracy)):
         color = cmap(i / max(n - 1, 1))
@@ -251,8 +245,7 @@ def plot_folding(fold, axes=None):
     if axes is None:
         cols = min(5, S)
         rows = math.ceil(S / cols)
-        _, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.6 * rows), squeeze=False,
-                                 layout="constrained")
+        axes = new_figure((3.3 * cols, 3.6 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
         axes = list(axes.ravel())
     K = int(fold.config["classes"])
     colors = class_colors(K)
@@ -282,7 +275,7 @@ def plot_regimes(table, axes=None):
     """Left: relative NTK change vs width (log-log, with a 1/sqrt(n) guide). Right: test accuracy vs width,
     the kernel classifiers as horizontal lines."""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        axes = new_figure((11, 4.2)).subplots(1, 2)
     a0, a1 = axes
     fin = table.finite_rows()
     w = np.array([r.width for r in fin])
@@ -317,24 +310,12 @@ def plot_regimes(table, axes=None):
 # ---------------------------------------------------------------------------------------------------------------
 
 def _save_gif(fig, draw, n_frames: int, path: str | os.PathLike, fps: int, dpi: int) -> Path:
-    """Render ``draw(i)`` for each frame with matplotlib's Pillow writer into ``path`` atomically."""
+    """Render ``draw(i)`` for each frame with matplotlib's Pillow writer into ``path`` (atomically, with the
+    umask's mode: :func:`kernelscope._io.atomic_save_animation`)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".gif", dir=path.parent)
-    os.close(fd)
-    try:
-        anim = FuncAnimation(fig, draw, frames=n_frames, blit=False)
-        anim.save(tmp, writer=PillowWriter(fps=fps), dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
-    return path
+    anim = FuncAnimation(fig, draw, frames=n_frames, blit=False)
+    return atomic_save_animation(anim, path, writer=PillowWriter(fps=fps), dpi=dpi)
 
 
 def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 70, max_points: int = 1500) -> Path:
@@ -343,7 +324,8 @@ def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 
     The first frame is drawn by :func:`plot_embedding`; later frames only move its artists (points, arrows,
     regions, title), which keeps a 40-frame GIF to a few seconds.
     """
-    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    fig = new_figure((5.0, 5.0))
+    ax = fig.subplots()
     lims = embedding_lims(run)
     plot_embedding(run, 0, ax, lims=lims, max_points=max_points)
     step = max(1, len(run.y_train) // max_points)
@@ -365,8 +347,7 @@ def animate_embedding(run, path: str | os.PathLike, *, fps: int = 6, dpi: int = 
             for k, color in enumerate(class_colors(run.classes)):
                 ax.annotate("", xy=(W[k, 0] * scale, W[k, 1] * scale), xytext=(0, 0),
                             arrowprops=_arrow_style(color))
-        radius = float(np.sqrt((e**2).sum(1)).mean()) if np.isfinite(e).all() else float("nan")
-        radius_text.set_text(f"mean |e| = {radius:.3g}")
+        radius_text.set_text(f"mean |e| = {run.embedding_radius[i]:.3g}")
         epoch = int(run.snapshot_epochs[i])
         acc = run.train_accuracy[epoch] if epoch < len(run.train_accuracy) else float("nan")
         ax.set_title(f"epoch {epoch}   train accuracy {acc:.1%}")
@@ -379,7 +360,8 @@ def animate_interpolation(run, path: str | os.PathLike, *, frames: int = 21, fps
 
     The first frame is :func:`plot_interpolation` at ``a = 0``; later frames only move its lines and points.
     """
-    fig, ax = plt.subplots(figsize=(5.0, 5.0))
+    fig = new_figure((5.0, 5.0))
+    ax = fig.subplots()
     lims = _morph_lims(run)
     alphas = np.concatenate([np.linspace(0, 1, frames), np.linspace(1, 0, frames)[1:-1]])
     plot_interpolation(run, 0.0, ax, lims=lims)
