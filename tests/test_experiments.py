@@ -12,7 +12,7 @@ import torch
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope.experiments import regimes as rg
 from kernelscope.nets.finite import mlp
-from kernelscope.regression import gradient_flow
+from kernelscope.predict import gradient_flow
 
 W_STD, B_STD = 1.3, 0.2
 
