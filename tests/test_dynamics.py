@@ -28,7 +28,7 @@ def test_mlp_is_ntk_parameterised():
                       nets.Erf(), nets.Dense(1, w_std=1.4, b_std=0.3))
     K_inf = net.kernel(X).ntk
     model = mlp(3, 2048, depth=3, activation="erf", w_std=1.4, b_std=0.3, seed=1)
-    assert empirical._resolve(model, "auto") == "structured"
+    assert empirical.resolve_method(model, "auto") == "structured"
     K = empirical.ntk(model, X)
     assert np.linalg.norm(K - K_inf) / np.linalg.norm(K_inf) < 0.05
     with pytest.raises(ValidationError, match="activation"):

@@ -294,7 +294,7 @@ def test_structured_cnn_matches_jacobian(name):
     model, shape = CNNS[name]
     g = torch.Generator().manual_seed(12)
     x1, x2 = torch.randn(5, *shape, generator=g, **F64), torch.randn(4, *shape, generator=g, **F64)
-    assert empirical._resolve(model, "auto") == "structured"
+    assert empirical.resolve_method(model, "auto") == "structured"
     for trace in (False, True):
         want = empirical.ntk(model, x1, x2, method="jacobian", trace=trace)
         K = empirical.ntk(model, x1, x2, method="structured", trace=trace, chunk_size=2)
@@ -353,7 +353,7 @@ def test_unsupported_layer_refused_by_structured_and_auto_falls_back(layer):
     with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Linear or nn.Conv2d.*'layer\.weight'.*"
                                                              rf"{type(layer).__name__}.*method='jacobian'"):
         empirical.ntk(model, x, method="structured")
-    assert empirical._resolve(model, "auto") == "jacobian"
+    assert empirical.resolve_method(model, "auto") == "jacobian"
     R = reference_ntk(model, x, x)[:, :, 0, 0]
     K = empirical.ntk(model, x)
     assert float((K - R).norm() / R.norm()) < 1e-10

@@ -13,7 +13,7 @@ from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope._io import from_json, to_json
 from kernelscope.experiments import regimes as rg
 from kernelscope.nets.finite import mlp
-from kernelscope.regression import gradient_flow
+from kernelscope.predict import gradient_flow
 from kernelscope.story import json_checkpoint
 
 W_STD, B_STD = 1.3, 0.2

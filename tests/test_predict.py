@@ -8,7 +8,7 @@ import torch
 from kernelscope import empirical, nets, predict
 from kernelscope._arrays import ValidationError
 from kernelscope.dynamics import train
-from kernelscope.regression import gradient_flow
+from kernelscope.predict import gradient_flow
 
 
 def _problem(n=12, m=5, d=3, seed=0):

@@ -116,7 +116,7 @@ class TestFiniteNetwork:
     def test_net_finite_uses_the_same_modules(self):
         net = nets.serial(nets.Dense(16, w_std=1.4, b_std=0.1), nets.Erf(), nets.Dense(2, w_std=1.4, b_std=0.1))
         model = net.finite(seed=0, in_dim=3)
-        assert empirical._resolve(model, "auto") == "structured"
+        assert empirical.resolve_method(model, "auto") == "structured"
         X, _ = _problem(5)
         torch.testing.assert_close(empirical.ntk(model, X, method="structured"),
                                    empirical.ntk(model, X, method="jacobian"), rtol=1e-12, atol=1e-12)

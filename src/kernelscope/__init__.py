@@ -20,7 +20,7 @@ _SUBMODULES = ("linsys", "data", "tour", "plots", "kernels", "nets", "regression
 # Public names re-exported at the top level: name -> module that defines it.
 _NAMES = {
     "KernelRegressor": "regression",
-    "gradient_flow": "regression",
+    "gradient_flow": "predict",
     "ValidationError": "_arrays",
     "MemoryBudgetError": "_arrays",
     "KernelscopeWarning": "_arrays",

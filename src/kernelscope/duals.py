@@ -29,6 +29,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ._model import value_and_grad
+
 __all__ = [
     "abrelu_dual",
     "cosine_",
@@ -166,10 +168,7 @@ def hermite_nodes(degree: int, dtype=torch.float64, device=None) -> tuple[torch.
 
 def derivative(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """``φ'(x)`` of an elementwise ``φ`` by torch autodiff (the gradient of ``Σ φ(x)``)."""
-    with torch.enable_grad():
-        t = x.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(fn(t).sum(), t)
-    return g
+    return value_and_grad(lambda t: fn(t).sum(), x)[1]
 
 
 def _gh_rule(fn, d_fn, s11, s12, s22, shape, degree: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:

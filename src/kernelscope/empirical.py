@@ -58,10 +58,18 @@ from ._arrays import (
     check_nonnegative,
     memory_budget_bytes,
 )
-from .nets.finite import materialize_for
+from ._model import (
+    check_fixed_function,
+    check_module,
+    materialize,
+    model_device,
+    model_dtype,
+    output_dim,
+    trainable_parameters,
+)
 
 __all__ = ["ntk", "nngp", "linearize", "LinearizedModel", "METHODS", "StructuredUnsupported",
-           "trainable_parameters"]
+           "trainable_parameters", "jacobian", "layer_features", "structured_gram", "resolve_method"]
 
 METHODS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -72,61 +80,20 @@ class StructuredUnsupported(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Validation of the model and the inputs
+# The inputs
 # ---------------------------------------------------------------------------------------------------------------
-
-def trainable_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's trainable parameters by name (``requires_grad=True``), detached; an error if there are none."""
-    if not isinstance(model, nn.Module):
-        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    if not params:
-        raise ValidationError("model", "a module with trainable parameters (requires_grad=True)",
-                              f"{type(model).__name__} with none",
-                              "The NTK is the Gram matrix of parameter gradients: unfreeze some parameters.")
-    return params
-
-
-def _check_fixed_function(model: nn.Module) -> None:
-    """Refuse modules whose forward changes state (BatchNorm in training mode updates its running statistics)."""
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.modules.dropout._DropoutNd) and mod.training and mod.p > 0:
-            raise ValidationError(
-                "model", "a fixed function of its input",
-                f"{type(mod).__name__} '{name or type(model).__name__}' (p={mod.p:g}) in training mode, which "
-                "draws a new random mask on every call",
-                "The NTK is defined for a fixed function: call model.eval() first (dropout is then the identity).")
-        if isinstance(mod, nn.modules.batchnorm._BatchNorm) and mod.training:
-            raise ValidationError(
-                "model", "a fixed function of its input",
-                f"{type(mod).__name__} '{name or type(model).__name__}' in training mode, which updates its running "
-                "statistics on every call and mixes the examples of a batch",
-                "The NTK is defined for a fixed function: call model.eval() first.")
-
-
-def _model_dtype(model: nn.Module) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float64
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
 
 def _inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor | None, ArrayKind]:
     kind = ArrayKind.of(x1, x2)
-    materialize_for(model, x1)  # a nets finite network not called yet: draw its parameters for these inputs
-    device = _model_device(model)
     # Integer inputs (token ids of an nn.Embedding) stay integers: the NTK differentiates with respect to the
     # parameters, never the inputs. Everything else goes to the model's floating dtype.
-    dtype = torch.int64 if _is_integer(x1) else _model_dtype(model)
-    t1 = as_tensor(x1, "x1", dtype=dtype, device=device)
+    integer = _is_integer(x1)
+    t1 = as_tensor(x1, "x1", dtype=torch.int64 if integer else None)
     if t1.ndim == 0:
         raise ValidationError("x1", "an array of examples (N, ...)", "a scalar")
+    materialize(model, t1)  # a lazily built model draws its parameters for these inputs
+    dtype, device = (torch.int64 if integer else model_dtype(model)), model_device(model)
+    t1 = t1.to(dtype=dtype, device=device)
     t2 = None
     if x2 is not None:
         t2 = as_tensor(x2, "x2", dtype=dtype, device=device)
@@ -140,39 +107,6 @@ def _is_integer(x: Any) -> bool:
     if isinstance(x, torch.Tensor):
         return not (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool)
     return isinstance(x, np.ndarray) and x.dtype.kind in "iu"
-
-
-def _forward(model: nn.Module, x: torch.Tensor, name: str = "x1") -> Any:
-    """``model(x)`` without gradients; an input of the wrong width gets a message naming the width expected."""
-    try:
-        with torch.no_grad():
-            return model(x)
-    except RuntimeError as exc:
-        if "shapes cannot be multiplied" not in str(exc) and "size of tensor" not in str(exc):
-            raise
-        first = next(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)), None)
-        if first is None:
-            raise
-        lname, lin = first
-        raise ValidationError(name, f"examples with {lin.in_features} features (the in_features of the first "
-                              f"nn.Linear, '{lname or type(model).__name__}')",
-                              f"examples of shape {tuple(x.shape[1:])}",
-                              "Pass inputs of that width, or build the model for the width of your data.") from None
-
-
-def _output_dim(model: nn.Module, x: torch.Tensor) -> int:
-    """O, the number of outputs per example: model(x) of shape (N,) or (N, 1) -> 1, (N, O) -> O."""
-    out = _forward(model, x[:2])
-    if not isinstance(out, torch.Tensor):
-        raise ValidationError("model", "a model returning one tensor", f"{type(out).__name__}")
-    n = min(2, len(x))
-    if out.ndim == 1 and out.shape[0] == n:
-        return 1
-    if out.ndim == 2 and out.shape[0] == n:
-        return int(out.shape[1])
-    raise ValidationError("model output", f"shape ({n},) or ({n}, O) for {n} examples",
-                          f"shape {tuple(out.shape)}",
-                          "Wrap the model so that it returns one row of outputs per example.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -525,7 +459,7 @@ def _contract(J1: torch.Tensor, J2: torch.Tensor, trace: bool) -> torch.Tensor:
 def _ntk_jacobian(model, x1, x2, n_out, trace, chunk):
     params = trainable_parameters(model)
     P = sum(p.numel() for p in params.values())
-    itemsize = torch.finfo(_model_dtype(model)).bits // 8
+    itemsize = torch.finfo(model_dtype(model)).bits // 8
     check_memory(2 * chunk * n_out * P * itemsize, "method='jacobian' (two Jacobian chunks)",
                  "Use method='structured' (nn.Linear/nn.Conv2d models), method='ntvp', or a smaller chunk_size.")
     xs2 = x1 if x2 is None else x2
@@ -577,7 +511,13 @@ def _ntk_ntvp(model, x1, x2, n_out, trace, chunk):
 # Public functions
 # ---------------------------------------------------------------------------------------------------------------
 
-def _resolve(model: nn.Module, method: str) -> str:
+def resolve_method(model: nn.Module, method: str) -> str:
+    """The method :func:`ntk` uses for ``method`` on this model: ``'auto'`` becomes ``'structured'`` when every
+    trainable parameter belongs to an ``nn.Linear`` or ``nn.Conv2d``, else ``'jacobian'``; ``'structured'`` on a
+    model it cannot handle raises :class:`StructuredUnsupported` (saying why and what to use instead)."""
+    method = check_choice(method, "method", METHODS)
+    if method == "structured":
+        _structured_layers(model)
     if method != "auto":
         return method
     try:
@@ -607,17 +547,15 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
     """
     method = check_choice(method, "method", METHODS)
     chunk = check_int(chunk_size, "chunk_size", minimum=1)
-    if not isinstance(model, nn.Module):
-        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
-    _check_fixed_function(model)
+    check_fixed_function(check_module(model))
     t1, t2, kind = _inputs(model, x1, x2)
-    n_out = _output_dim(model, t1)  # one forward first: lazily built modules create their parameters here
+    n_out = output_dim(model, t1, "x1")
     trainable_parameters(model)
     n2 = t1.shape[0] if t2 is None else t2.shape[0]
-    itemsize = torch.finfo(_model_dtype(model)).bits // 8
+    itemsize = torch.finfo(model_dtype(model)).bits // 8
     check_memory(t1.shape[0] * n2 * (1 if trace else n_out * n_out) * itemsize, "the NTK matrix",
                  "Compute it in blocks of rows of x1, or use trace=True.")
-    method = _resolve(model, method)
+    method = resolve_method(model, method)
     fn = {"jacobian": _ntk_jacobian, "ntvp": _ntk_ntvp, "structured": _ntk_structured}[method]
     K = fn(model, t1, t2, n_out, trace, chunk)
     if not trace:
@@ -628,7 +566,6 @@ def ntk(model: nn.Module, x1: Any, x2: Any = None, method: str = "auto", *, trac
 def _readout(model: nn.Module, x: torch.Tensor) -> str:
     """Name of the readout: the last module called that owns parameters, widened to the enclosing module while
     that holds no other parameters (``nets.finite.DenseModule`` wrapping an ``nn.Linear``)."""
-    _forward(model, x[:1])  # lazily built modules create their parameters on the first call
     owners = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
     if not owners:
         raise ValidationError("model", "a model with a readout layer that owns parameters", "none")
@@ -664,9 +601,7 @@ def nngp(model: nn.Module, x1: Any, x2: Any = None, *, w_std: float = 1.0, b_std
 
     Returns (N1, N2); NumPy in -> NumPy out.
     """
-    if not isinstance(model, nn.Module):
-        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
-    _check_fixed_function(model)
+    check_fixed_function(check_module(model))
     w_std = check_nonnegative(w_std, "w_std")
     b_std = check_nonnegative(b_std, "b_std")
     t1, t2, kind = _inputs(model, x1, x2)
@@ -703,7 +638,7 @@ class LinearizedModel(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         trainable_parameters(model)
-        _check_fixed_function(model)
+        check_fixed_function(model)
         base = copy.deepcopy(model)
         self._names = [n for n, p in base.named_parameters() if p.requires_grad]
         for p in base.parameters():
@@ -732,6 +667,4 @@ def linearize(model: nn.Module) -> LinearizedModel:
     ``linearize(model)(x) = f(x; w₀) + ∇_w f(x; w₀)ᵀ (w − w₀)``; equal to ``model(x)`` at ``w = w₀``; train its
     ``parameters()`` with any torch optimiser. The caller's model is not modified.
     """
-    if not isinstance(model, nn.Module):
-        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
-    return LinearizedModel(model)
+    return LinearizedModel(check_module(model))

@@ -3,15 +3,16 @@
 In the spirit of neural-tangents' ``predict`` module (Lee et al. 2019, "Wide neural networks of any depth evolve as
 linear models under gradient descent", arXiv 1902.06720):
 
+- :func:`gradient_flow` - squared error in closed form, from one eigendecomposition of Θ (or t steps of gradient
+  descent), on the training set and at test points; t = ∞ is kernel regression.
 - :func:`gradient_descent` - the outputs after training time t of gradient flow ``f' = −η Θ ∇_f L(f)`` (or its
-  heavy-ball version with ``momentum``) for any differentiable loss: squared error (closed form,
-  :func:`kernelscope.regression.gradient_flow`), cross-entropy, or a callable differentiated by torch autograd
-  (an ODE integrated with error control).
+  heavy-ball version with ``momentum``) for any differentiable loss: squared error (:func:`gradient_flow`),
+  cross-entropy, or a callable differentiated by torch autograd (an ODE integrated with error control).
 - :func:`ensemble` - mean and covariance over test points of the infinite ensemble of infinitely wide networks
   trained by gradient flow on the squared loss (Lee et al. 2019, eqs. 15-16), from a ``kernelscope.nets``
   description.
 
-Losses are summed over examples and outputs (:mod:`kernelscope.dynamics.train`'s ``reduction='sum'``): squared
+Losses are summed over examples and outputs (:mod:`kernelscope._model`, ``reduction='sum'``): squared
 error ``½ Σ ‖f_i − y_i‖²``, cross-entropy ``−Σ_i Σ_k y_ik log softmax(f_i)_k`` (y one-hot, or integer labels).
 """
 
@@ -25,13 +26,12 @@ import numpy as np
 import torch
 
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from ._model import LOSSES, flat_kernel, lambda_max, loss_gradient, loss_hessian
 from ._rkc import power_radius, radius_estimate, rkc
-from .dynamics.train import loss_derivative
-from .regression import gradient_flow
 
-__all__ = ["gradient_descent", "ensemble", "Dynamics", "Gaussian", "LOSSES", "METHODS"]
+__all__ = ["gradient_flow", "GradientFlow", "gradient_descent", "ensemble", "Dynamics", "Gaussian", "LOSSES",
+           "METHODS"]
 
-LOSSES = ("mse", "cross_entropy")
 #: 'auto' (RKC for stiff flows without momentum, else DOP853), 'RKC' (Runge–Kutta–Chebyshev, kernelscope._rkc),
 #: and scipy.integrate's solvers; the implicit ones ('Radau', 'BDF') get the exact Jacobian for the built-in losses.
 METHODS = ("auto", "RKC", "RK45", "DOP853", "Radau", "BDF")
@@ -74,44 +74,127 @@ def _jacobian_block(K: torch.Tensor, H: torch.Tensor, n_out: int) -> torch.Tenso
     return J.reshape(K.shape[0] * n_out, -1)
 
 
-def _flat_kernel(K: torch.Tensor) -> torch.Tensor:
-    """A (R, N, O, O) kernel as the (R·O, N·O) matrix of the flattened outputs (row-major (example, output))."""
-    return K.permute(0, 2, 1, 3).reshape(K.shape[0] * K.shape[2], K.shape[1] * K.shape[3])
-
-
 # ------------------------------------------------------------------------------------------------------------
-# Losses: gradient and (for the built-in ones) per-example Hessians with respect to f (N, O)
+# gradient_flow: the squared loss in closed form
 # ------------------------------------------------------------------------------------------------------------
-def _loss_gradient(loss: Any, Y: torch.Tensor, y_raw: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    if loss in ("mse", "cross_entropy"):  # ∇_f L = the per-example derivatives of the training loop's losses
-        return lambda F: loss_derivative(F, Y, loss)
+class GradientFlow(NamedTuple):
+    """Predictions after gradient flow: ``train`` (.., N[, O]) and ``test`` (.., M[, O]) or None."""
 
-    def grad(F: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            Fv = F.detach().requires_grad_(True)
-            value = loss(Fv, y_raw)
-            if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                raise ValidationError("loss", "a callable loss(f, y) returning a scalar torch tensor",
-                                      f"{type(value).__name__} {getattr(value, 'shape', '')}")
-            (g,) = torch.autograd.grad(value.reshape(()), Fv)
-        return g
-
-    return grad
+    train: Any
+    test: Any
 
 
-def _loss_hessian(loss: Any, Y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """Per-example Hessians (N, O, O) of the built-in losses (the loss is a sum over examples)."""
-    if loss == "mse":
-        return lambda F: torch.eye(F.shape[1], dtype=F.dtype, device=F.device).expand(F.shape[0], -1, -1)
-    if loss == "cross_entropy":
-        mass = Y.sum(1)[:, None, None]
+def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: float = 1.0,
+                  f0_train: Any = None, f0_test: Any = None, rcond: float | None = None, *,
+                  discrete: bool = False, ridge: float = 0.0) -> GradientFlow:
+    """Function values after training time t of gradient flow ``df/dt = −η Θ (f − y)`` on ``½‖f − y‖²``
+    (or, with ``discrete=True``, after t steps of gradient descent ``f ← f − η Θ (f − y)``).
 
-        def hess(F: torch.Tensor) -> torch.Tensor:
-            p = torch.softmax(F, 1)  # (N, O)
-            return mass * (torch.diag_embed(p) - p[:, :, None] * p[:, None, :])
+    With ``Θ = V diag(w) Vᵀ`` (one eigendecomposition) and ``E(t) = I − e^{−ηΘt} = −V expm1(−ηwt) Vᵀ``
+    (discrete: ``E(t) = I − (I − ηΘ)^t``, computed as ``−expm1(t·log1p(−ηw))`` while ``ηw < 1``):
 
-        return hess
-    return None
+    - train:  ``f_t(X) = f₀(X) + E(t) (y − f₀(X))``
+    - test:   ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ E(t) (y − f₀(X))``, where ``Θ⁻¹E(t) = V diag(−expm1(−ηwt)/w) Vᵀ``
+
+    ``expm1`` keeps small t accurate; eigenvalues below ``rcond · w_max`` (default ``eps · N``) count as zero,
+    i.e. Θ⁻¹ is the pseudoinverse on the range of Θ (for a PSD kernel ``Θ(x, X)`` has no component in the null
+    space of ``Θ(X, X)``, so nothing is lost). At t = 0 this is f₀; as t → ∞ it is kernel regression
+    with ridge 0 (the least-norm interpolant) added to f₀ — the lazy-training limit of a wide network (and of
+    gradient descent with ``η < 2/w_max``). A loss averaged over the N points, ``(1/2N)‖f − y‖²``, is
+    ``lr = η/N`` here.
+
+    With ``ridge`` λ > 0, Θ(X, X) + λI stands for Θ(X, X) throughout (neural-tangents' ``diag_reg``, in absolute
+    units): as t → ∞ the test predictions become kernel ridge regression ``Θ(x, X)(Θ + λI)⁻¹(y − f₀)``; the
+    training-set output is that of the regularised system (pass ``k_test_train=k_train`` for the ridge fit on the
+    training points). The MSE special case of :func:`gradient_descent`, and the engine of :func:`ensemble`.
+
+    Parameters
+    ----------
+    k_train : array-like of shape (N, N) - Θ(X, X), symmetric PSD.
+    k_test_train : array-like of shape (M, N) - Θ(x, X) for M test points, or None (train only).
+    y_train : array-like of shape (N,) or (N, O).
+    t : float or array-like of shape (T,) - training times (≥ 0; ``inf`` allowed); with ``discrete``, numbers
+        of gradient-descent steps.
+    lr : float > 0 - the learning rate η.
+    f0_train : array-like like y_train, optional - the initial function on X (default 0).
+    f0_test : array-like of shape (M,) or (M, O), optional - the initial function at the test points.
+    rcond : float, optional - relative cut-off for the eigenvalues of Θ.
+    discrete : gradient descent in steps of size η instead of gradient flow.
+    ridge : float >= 0 - λ added to the diagonal of Θ(X, X).
+
+    Returns
+    -------
+    GradientFlow(train, test): ``train`` of shape (N,)/(N, O) for scalar t and (T, N)/(T, N, O) for an array
+    of times; ``test`` likewise with M (None when ``k_test_train`` is None). NumPy in -> NumPy out.
+    """
+    kind = ArrayKind.of(k_train, k_test_train, y_train, f0_train, f0_test)
+    Theta = as_tensor(k_train, "k_train", ndim=2, shape_hint="(n_train, n_train)")
+    n = Theta.shape[0]
+    if Theta.shape[1] != n:
+        raise ValidationError("k_train", "a square matrix (n_train, n_train)", f"shape {tuple(Theta.shape)}")
+    dev = Theta.device
+    y = as_tensor(y_train, "y_train", ndim=(1, 2), device=dev)
+    if y.shape[0] != n:
+        raise ValidationError("y_train", f"{n} rows (as many as k_train)", f"shape {tuple(y.shape)}")
+    Y = y.reshape(n, -1)  # (N, O)
+    Kx = None
+    if k_test_train is not None:
+        Kx = as_tensor(k_test_train, "k_test_train", ndim=2, shape_hint="(n_test, n_train)", device=dev)
+        if Kx.shape[1] != n:
+            raise ValidationError("k_test_train", f"{n} columns (as many as k_train)", f"shape {tuple(Kx.shape)}")
+    times = as_tensor(t, "t", ndim=(0, 1), finite=False, device=dev)
+    if bool(torch.isnan(times).any()) or bool((times < 0).any()):
+        raise ValidationError("t", "times >= 0 (inf allowed)", f"{t!r}")
+    eta = check_positive(lr, "lr")
+    lam = check_nonnegative(ridge, "ridge")
+    if lam > 0:
+        Theta = Theta + lam * torch.eye(n, dtype=Theta.dtype, device=dev)
+
+    def initial(f0: Any, name: str, rows: int) -> torch.Tensor:
+        if f0 is None:
+            return torch.zeros(rows, Y.shape[1], dtype=torch.float64, device=dev)
+        f = as_tensor(f0, name, ndim=(1, 2), device=dev)
+        if f.shape[0] != rows or f.reshape(rows, -1).shape[1] != Y.shape[1]:
+            want = f"shape ({rows},)" if y.ndim == 1 else f"shape ({rows}, {Y.shape[1]})"
+            raise ValidationError(name, want, f"shape {tuple(f.shape)}")
+        return f.reshape(rows, -1)
+
+    F0 = initial(f0_train, "f0_train", n)  # (N, O)
+    F0x = None if Kx is None else initial(f0_test, "f0_test", Kx.shape[0])  # (M, O)
+
+    w, V = torch.linalg.eigh((Theta + Theta.T) / 2)  # (N,), (N, N)
+    cutoff = (rcond if rcond is not None else torch.finfo(torch.float64).eps * n) * float(w.abs().max())
+    keep = w > cutoff
+    w = torch.where(keep, w, torch.zeros_like(w))
+    R = V.T @ (Y - F0)  # (N, O): residual in the eigenbasis
+    T = times.reshape(-1, 1)  # (T, 1)
+    if discrete:  # 1 − (1 − ηw)^t, through log1p while 1 − ηw > 0 (accurate for small ηw)
+        g = eta * w
+        log_contraction = torch.log1p(-torch.clamp(g, max=0.5))
+        steps_power = torch.where(g < 0.5, -torch.expm1(torch.where(keep, T * log_contraction, 0.0 * T)),
+                                  1.0 - torch.pow(1.0 - g, T))
+        decayed = torch.where(keep, steps_power, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
+    else:
+        # ηwt, with 0 (not 0·inf = nan) on the null space of Θ, which gradient flow never moves
+        ewt = torch.where(keep, eta * w * T, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
+        decayed = -torch.expm1(-ewt)  # (T, N): 1 − e^{−ηwt}, accurate for small ηwt
+    train = F0 + V @ (decayed[:, :, None] * R)  # (T, N, O)
+    test = None
+    if Kx is not None:
+        safe_w = torch.where(keep, w, torch.ones_like(w))
+        gain = torch.where(keep, decayed / safe_w, torch.zeros_like(decayed))  # (T, N): Θ⁻¹(I − e^{−ηΘt})
+        test = F0x + (Kx @ V) @ (gain[:, :, None] * R)  # (T, M, O)
+
+    def shape(f: torch.Tensor | None) -> Any:
+        if f is None:
+            return None
+        if y.ndim == 1:
+            f = f[..., 0]
+        if times.ndim == 0:
+            f = f[0]
+        return kind.wrap(f)
+
+    return GradientFlow(shape(train), shape(test))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -248,7 +331,7 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
             flow = gradient_flow(Theta, Kx, Y, times.reshape(-1).to(dev), lr=eta, f0_train=F0, f0_test=F0x)
             tr, te = flow.train, flow.test
         else:  # a kernel over outputs: the same flow on the flattened (N·O) outputs
-            flow = gradient_flow(_flat_kernel(Theta), None if Kx is None else _flat_kernel(Kx), Y.reshape(-1),
+            flow = gradient_flow(flat_kernel(Theta), None if Kx is None else flat_kernel(Kx), Y.reshape(-1),
                                  times.reshape(-1).to(dev), lr=eta, f0_train=F0.reshape(-1),
                                  f0_test=None if F0x is None else F0x.reshape(-1))
             tr = flow.train.reshape(-1, n, n_out)
@@ -258,32 +341,16 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
     if not bool(torch.isfinite(times).all()):
         raise ValidationError("t", "finite times for this loss (only mse without momentum has a closed form)",
                               f"{t!r}")
-    grad = _loss_gradient(loss, Y, y_raw if callable(loss) else Y)
-    hess = _loss_hessian(loss, Y) if method in ("Radau", "BDF") and mu is None else None
+    grad = loss_gradient(loss, y_raw if callable(loss) else Y)
+    hess = (lambda F: loss_hessian(F, Y, loss)) if not callable(loss) and method in ("Radau", "BDF") and mu is None \
+        else None
     radius = None  # (s, z) -> the Jacobian's spectral radius at a state, in the time s = ηt (None: callables)
     if mu is None and method in ("auto", "RKC") and loss == "cross_entropy":
-        bound = _largest_eigenvalue(Theta) * 0.5 * float(Y.sum(1).abs().max()) * 1.01  # 1 % over Lanczos' λ_max
-        radius = _ce_radius(Theta, _loss_hessian(loss, Y), n, n_out, bound)
+        bound = lambda_max(Theta) * 0.5 * float(Y.sum(1).abs().max()) * 1.01  # 1 % margin over λ_max
+        radius = _ce_radius(Theta, lambda F: loss_hessian(F, Y, loss), n, n_out, bound)
     F, Fx, info = _integrate(Theta, Kx, F0, F0x, grad, hess, times.reshape(-1).cpu().numpy(), eta, mu, method,
                              rtol, atol, radius)
     return Dynamics(shape(F), shape(Fx), info)
-
-
-def _largest_eigenvalue(Theta: torch.Tensor) -> float:
-    """λ_max of a PSD kernel (N, N), or of a kernel over outputs (N, N, O, O) flattened, by Lanczos (ARPACK)."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
-
-    K = Theta if Theta.ndim == 2 else _flat_kernel(Theta)
-    n = K.shape[0]
-    if n <= 64:
-        return float(torch.linalg.eigvalsh(K.cpu())[-1])
-
-    def mv(v: np.ndarray) -> np.ndarray:
-        return (K @ torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)).to(K.device)).cpu().numpy()
-
-    op = LinearOperator((n, n), matvec=mv, dtype=np.float64)
-    v0 = np.ones(n)  # deterministic start; kernels of positive functions have a large constant-like mode
-    return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=v0, return_eigenvectors=False)[0])
 
 
 def _ce_radius(Theta: torch.Tensor, hess: Callable, n: int, n_out: int, bound: float

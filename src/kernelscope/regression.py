@@ -1,11 +1,11 @@
-"""Kernel regression (THEORY.md §2) and the NTK gradient-flow predictions (THEORY.md §5).
+"""Kernel regression (THEORY.md §2).
 
 - :class:`KernelRegressor`: a scikit-learn estimator for kernel ridge regression
   ``f(x) = k(x, X) α``, ``α = (K + λI)⁻¹ Y`` (``α = K⁺Y``, the least-norm interpolant, for λ = 0), with the
   Gaussian-process posterior standard deviation of the latent function. The linear system is solved by a
   solver from :data:`kernelscope.solvers.SOLVERS` (``'cholesky'``, ``'cg'``, ``'nystrom'``).
-- :func:`gradient_flow`: the function a kernel machine (a linearised network) has after training time t of
-  gradient flow on the squared loss, on the training set and at test points, for one or many t.
+- :func:`gradient_flow` (defined in :mod:`kernelscope.predict`, re-exported here): the function a kernel machine
+  has after training time t of gradient flow on the squared loss; at t = ∞ kernel regression with ridge 0.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from . import _arrays
 from . import kernels as _kernels
 from . import solvers as _solvers
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from .predict import GradientFlow, gradient_flow
 
 __all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel", "MLPKernel",
            "log_marginal_likelihood", "fit_hyperparameters", "HyperparameterFit"]
@@ -496,122 +497,3 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
 # ------------------------------------------------------------------------------------------------------------
 # Gradient flow of a kernel machine (THEORY.md §5)
 # ------------------------------------------------------------------------------------------------------------
-class GradientFlow(NamedTuple):
-    """Predictions after gradient flow: ``train`` (.., N[, O]) and ``test`` (.., M[, O]) or None."""
-
-    train: Any
-    test: Any
-
-
-def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: float = 1.0,
-                  f0_train: Any = None, f0_test: Any = None, rcond: float | None = None, *,
-                  discrete: bool = False, ridge: float = 0.0) -> GradientFlow:
-    """Function values after training time t of gradient flow ``df/dt = −η Θ (f − y)`` on ``½‖f − y‖²``
-    (or, with ``discrete=True``, after t steps of gradient descent ``f ← f − η Θ (f − y)``).
-
-    With ``Θ = V diag(w) Vᵀ`` (one eigendecomposition) and ``E(t) = I − e^{−ηΘt} = −V expm1(−ηwt) Vᵀ``
-    (discrete: ``E(t) = I − (I − ηΘ)^t``, computed as ``−expm1(t·log1p(−ηw))`` while ``ηw < 1``):
-
-    - train:  ``f_t(X) = f₀(X) + E(t) (y − f₀(X))``
-    - test:   ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ E(t) (y − f₀(X))``, where ``Θ⁻¹E(t) = V diag(−expm1(−ηwt)/w) Vᵀ``
-
-    ``expm1`` keeps small t accurate; eigenvalues below ``rcond · w_max`` (default ``eps · N``) count as zero,
-    i.e. Θ⁻¹ is the pseudoinverse on the range of Θ (for a PSD kernel ``Θ(x, X)`` has no component in the null
-    space of ``Θ(X, X)``, so nothing is lost). At t = 0 this is f₀; as t → ∞ it is kernel regression
-    with ridge 0 (the least-norm interpolant) added to f₀ — the lazy-training limit of a wide network (and of
-    gradient descent with ``η < 2/w_max``). A loss averaged over the N points, ``(1/2N)‖f − y‖²``, is
-    ``lr = η/N`` here.
-
-    With ``ridge`` λ > 0, Θ(X, X) + λI stands for Θ(X, X) throughout (neural-tangents' ``diag_reg``, in absolute
-    units): as t → ∞ the test predictions become kernel ridge regression ``Θ(x, X)(Θ + λI)⁻¹(y − f₀)``; the
-    training-set output is that of the regularised system (pass ``k_test_train=k_train`` for the ridge fit on the
-    training points). The MSE special case of :func:`kernelscope.predict.gradient_descent`, and the engine of
-    :func:`kernelscope.predict.ensemble`.
-
-    Parameters
-    ----------
-    k_train : array-like of shape (N, N) - Θ(X, X), symmetric PSD.
-    k_test_train : array-like of shape (M, N) - Θ(x, X) for M test points, or None (train only).
-    y_train : array-like of shape (N,) or (N, O).
-    t : float or array-like of shape (T,) - training times (≥ 0; ``inf`` allowed); with ``discrete``, numbers
-        of gradient-descent steps.
-    lr : float > 0 - the learning rate η.
-    f0_train : array-like like y_train, optional - the initial function on X (default 0).
-    f0_test : array-like of shape (M,) or (M, O), optional - the initial function at the test points.
-    rcond : float, optional - relative cut-off for the eigenvalues of Θ.
-    discrete : gradient descent in steps of size η instead of gradient flow.
-    ridge : float >= 0 - λ added to the diagonal of Θ(X, X).
-
-    Returns
-    -------
-    GradientFlow(train, test): ``train`` of shape (N,)/(N, O) for scalar t and (T, N)/(T, N, O) for an array
-    of times; ``test`` likewise with M (None when ``k_test_train`` is None). NumPy in -> NumPy out.
-    """
-    kind = ArrayKind.of(k_train, k_test_train, y_train, f0_train, f0_test)
-    Theta = as_tensor(k_train, "k_train", ndim=2, shape_hint="(n_train, n_train)")
-    n = Theta.shape[0]
-    if Theta.shape[1] != n:
-        raise ValidationError("k_train", "a square matrix (n_train, n_train)", f"shape {tuple(Theta.shape)}")
-    dev = Theta.device
-    y = as_tensor(y_train, "y_train", ndim=(1, 2), device=dev)
-    if y.shape[0] != n:
-        raise ValidationError("y_train", f"{n} rows (as many as k_train)", f"shape {tuple(y.shape)}")
-    Y = y.reshape(n, -1)  # (N, O)
-    Kx = None
-    if k_test_train is not None:
-        Kx = as_tensor(k_test_train, "k_test_train", ndim=2, shape_hint="(n_test, n_train)", device=dev)
-        if Kx.shape[1] != n:
-            raise ValidationError("k_test_train", f"{n} columns (as many as k_train)", f"shape {tuple(Kx.shape)}")
-    times = as_tensor(t, "t", ndim=(0, 1), finite=False, device=dev)
-    if bool(torch.isnan(times).any()) or bool((times < 0).any()):
-        raise ValidationError("t", "times >= 0 (inf allowed)", f"{t!r}")
-    eta = check_positive(lr, "lr")
-    lam = check_nonnegative(ridge, "ridge")
-    if lam > 0:
-        Theta = Theta + lam * torch.eye(n, dtype=Theta.dtype, device=dev)
-
-    def initial(f0: Any, name: str, rows: int) -> torch.Tensor:
-        if f0 is None:
-            return torch.zeros(rows, Y.shape[1], dtype=torch.float64, device=dev)
-        f = as_tensor(f0, name, ndim=(1, 2), device=dev)
-        if f.shape[0] != rows or f.reshape(rows, -1).shape[1] != Y.shape[1]:
-            want = f"shape ({rows},)" if y.ndim == 1 else f"shape ({rows}, {Y.shape[1]})"
-            raise ValidationError(name, want, f"shape {tuple(f.shape)}")
-        return f.reshape(rows, -1)
-
-    F0 = initial(f0_train, "f0_train", n)  # (N, O)
-    F0x = None if Kx is None else initial(f0_test, "f0_test", Kx.shape[0])  # (M, O)
-
-    w, V = torch.linalg.eigh((Theta + Theta.T) / 2)  # (N,), (N, N)
-    cutoff = (rcond if rcond is not None else torch.finfo(torch.float64).eps * n) * float(w.abs().max())
-    keep = w > cutoff
-    w = torch.where(keep, w, torch.zeros_like(w))
-    R = V.T @ (Y - F0)  # (N, O): residual in the eigenbasis
-    T = times.reshape(-1, 1)  # (T, 1)
-    if discrete:  # 1 − (1 − ηw)^t, through log1p while 1 − ηw > 0 (accurate for small ηw)
-        g = eta * w
-        log_contraction = torch.log1p(-torch.clamp(g, max=0.5))
-        steps_power = torch.where(g < 0.5, -torch.expm1(torch.where(keep, T * log_contraction, 0.0 * T)),
-                                  1.0 - torch.pow(1.0 - g, T))
-        decayed = torch.where(keep, steps_power, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
-    else:
-        # ηwt, with 0 (not 0·inf = nan) on the null space of Θ, which gradient flow never moves
-        ewt = torch.where(keep, eta * w * T, torch.zeros((), dtype=torch.float64, device=dev))  # (T, N)
-        decayed = -torch.expm1(-ewt)  # (T, N): 1 − e^{−ηwt}, accurate for small ηwt
-    train = F0 + V @ (decayed[:, :, None] * R)  # (T, N, O)
-    test = None
-    if Kx is not None:
-        safe_w = torch.where(keep, w, torch.ones_like(w))
-        gain = torch.where(keep, decayed / safe_w, torch.zeros_like(decayed))  # (T, N): Θ⁻¹(I − e^{−ηΘt})
-        test = F0x + (Kx @ V) @ (gain[:, :, None] * R)  # (T, M, O)
-
-    def shape(f: torch.Tensor | None) -> Any:
-        if f is None:
-            return None
-        if y.ndim == 1:
-            f = f[..., 0]
-        if times.ndim == 0:
-            f = f[0]
-        return kind.wrap(f)
-
-    return GradientFlow(shape(train), shape(test))

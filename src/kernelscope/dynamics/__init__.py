@@ -1,6 +1,7 @@
 """Training dynamics: one training loop, lazy training of wide networks, Domingos' path kernel (THEORY.md §5–6).
 
-- :func:`train` - the training loop of the library (losses, optimisers, divergence detection).
+- :func:`train` - the training loop of the library (losses, optimisers, divergence detection); its settings
+  checked once in a :class:`TrainOptions`.
 - :func:`mlp` - small perceptrons in the NTK parameterisation (:func:`kernelscope.nets.finite.mlp`).
 - :func:`train_lazy`, :func:`lazy_width_sweep`, :func:`ntk_convergence` - a network and its linearisation
   trained side by side; how the weights, the NTK and the predictions move as the width grows.
@@ -10,6 +11,7 @@
 from ..nets.finite import ACTIVATIONS, mlp
 from .lazy import (
                    LazyRun,
+                   LazySweep,
                    NTKConvergence,
                    lazy_width_sweep,
                    ntk_convergence,
@@ -17,8 +19,8 @@ from .lazy import (
                    train_lazy,
 )
 from .pathkernel import PathKernelResult, layer_shares, path_kernel, top_contributions
-from .train import LOSSES, OPTIMIZERS, TrainResult, loss_value, train
+from .train import LOSSES, OPTIMIZERS, TrainOptions, TrainResult, loss_value, train
 
-__all__ = ["train", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS", "train_lazy",
-           "lazy_width_sweep", "LazyRun", "stable_lr", "ntk_convergence", "NTKConvergence", "path_kernel",
-           "PathKernelResult", "top_contributions", "layer_shares"]
+__all__ = ["train", "TrainOptions", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS",
+           "train_lazy", "lazy_width_sweep", "LazySweep", "LazyRun", "stable_lr", "ntk_convergence",
+           "NTKConvergence", "path_kernel", "PathKernelResult", "top_contributions", "layer_shares"]

@@ -6,7 +6,7 @@ summed loss) for the network and for ``linearize(network)``. Recorded along the 
 - the relative weight change ``‖w_t − w₀‖ / ‖w₀‖``,
 - the relative NTK change ``‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F`` on the training inputs,
 - the RMS distance on test inputs between the trained net, the trained linearised net and the kernel
-  prediction ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ (I − e^{−ηΘt})(y − f₀)`` of :func:`kernelscope.regression.gradient_flow`
+  prediction ``f_t(x) = f₀(x) + Θ(x, X) Θ⁻¹ (I − e^{−ηΘt})(y − f₀)`` of :func:`kernelscope.predict.gradient_flow`
   (with the empirical Θ₀, and optionally with the infinite-width NTK).
 
 For width m the first three shrink like ``m^{-1/2}``: :func:`lazy_width_sweep` fits the log-log slopes.
@@ -14,17 +14,20 @@ For width m the first three shrink like ``m^{-1/2}``: :func:`lazy_width_sweep` f
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import empirical
+from .. import _model, empirical
 from .._arrays import ValidationError, as_tensor, check_int, check_positive, check_same_rows
+from .._model import flat_weights
 from ..nets.finite import mlp
+from ..predict import gradient_flow
 from ..stats import fit_slope
 from .train import train
 
@@ -67,16 +70,6 @@ class LazyRun:
     dist_net_inf: float | None = None
     stopped_at: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @staticmethod
-    def from_json(d: dict[str, Any]) -> LazyRun:
-        return LazyRun(**d)
-
-
-def _flat(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
 
 
 def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -92,11 +85,7 @@ def stable_lr(model: nn.Module, X: Any, fraction: float = 0.5) -> float:
     the same η is stable too.)
     """
     fraction = check_positive(fraction, "fraction")
-    K = torch.as_tensor(empirical.ntk(model, X))
-    if K.ndim == 4:  # (N, N, O, O) -> (N·O, N·O)
-        n, o = K.shape[0], K.shape[2]
-        K = K.permute(0, 2, 1, 3).reshape(n * o, n * o)
-    return fraction / float(torch.linalg.eigvalsh(K)[-1])
+    return _model.stable_lr(empirical.ntk(model, X), fraction)
 
 
 def _scalar(out: torch.Tensor, n: int) -> torch.Tensor:
@@ -135,10 +124,6 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
     -------
     LazyRun. A NaN/inf loss stops training with a warning naming the step; what was recorded is kept.
     """
-    import copy
-
-    from ..regression import gradient_flow
-
     Xt = as_tensor(X, "X", ndim=2)
     yt = as_tensor(y, "y", ndim=1)
     Xs = as_tensor(X_test, "X_test", ndim=2)
@@ -151,7 +136,7 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
         _scalar(net(Xt), n)  # a scalar-output model, checked before any work
     lr = stable_lr(net, Xt) if lr is None else check_positive(lr, "lr")
     lin = empirical.linearize(net)
-    w0 = _flat(net)
+    w0 = flat_weights(net)
     theta0 = torch.as_tensor(empirical.ntk(net, Xt))  # (N, N)
     with torch.no_grad():
         f0_train = _scalar(net(Xt), n)
@@ -169,7 +154,7 @@ def train_lazy(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float | Non
         run.record_steps.append(step)
         run.loss_net.append(float(0.5 * ((out[:, 0] - yt) ** 2).sum()))
         run.loss_lin.append(float(0.5 * ((out[:, 1] - yt) ** 2).sum()))
-        run.weight_change.append(float(torch.linalg.norm(_flat(net) - w0) / torch.linalg.norm(w0)))
+        run.weight_change.append(float(torch.linalg.norm(flat_weights(net) - w0) / torch.linalg.norm(w0)))
         run.ntk_change.append(float(torch.linalg.norm(theta - theta0) / torch.linalg.norm(theta0)))
         run.dist_net_lin.append(_rms(f_net, f_lin))
 
@@ -260,8 +245,6 @@ class NTKConvergence:
     errors: list[list[float]]  # (n_widths, n_seeds)
     slope: float
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def ntk_convergence(net: Any, X: Any, widths: Iterable[int], *, seeds: int = 3, seed: int = 0,

@@ -56,18 +56,19 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import (
-    ArrayKind,
-    ValidationError,
-    as_tensor,
-    check_choice,
-    check_int,
-    check_memory,
-    check_nonnegative,
-    check_positive,
-    warn,
+from .._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, check_positive, warn
+from .._model import (
+    LOSSES,
+    Weights,
+    check_fixed_function,
+    check_module,
+    loss_derivative,
+    model_device,
+    model_dtype,
+    output_dim,
+    targets,
 )
-from .train import LOSSES, OPTIMIZERS, batch_indices, check_betas, effective_momentum, loss_derivative, train
+from .train import OPTIMIZERS, TrainOptions, train
 
 __all__ = ["path_kernel", "PathKernelResult", "top_contributions", "layer_shares", "LOSSES", "OPTIMIZERS"]
 
@@ -136,60 +137,40 @@ class PathKernelResult:
         return float(torch.linalg.norm(fk - fm) / torch.linalg.norm(fm))
 
 
-def _layer_slices(names: list[str], sizes: list[int]) -> tuple[list[str], list[slice]]:
-    """Group the flattened parameters (``named_parameters`` order) by owning module: names and column slices."""
-    layers: list[str] = []
-    bounds: list[list[int]] = []
-    start = 0
-    for name, size in zip(names, sizes):
-        owner = name.rsplit(".", 1)[0] if "." in name else "(model)"
-        if layers and layers[-1] == owner:
-            bounds[-1][1] = start + size
-        else:
-            layers.append(owner)
-            bounds.append([start, start + size])
-        start += size
-    return layers, [slice(a, b) for a, b in bounds]
-
-
 class _Machine:
     """The bookkeeping of :func:`path_kernel`, driven by :func:`kernelscope.dynamics.train`'s callback: at the
     evaluation before step s it stores ``ℓ'_s`` and the training gradients at ``w_s``; at the next evaluation (the
     weights are now ``w_{s+1}``) it integrates the segment and adds step s to the kernel machine."""
 
-    def __init__(self, net, params, names, Xt, yt, Xs, n_out, *, loss, mean, lr, rule, momentum, betas, eps,
-                 weight_decay, exact, nodes, structured, per_layer, record_every, batches):
-        self.net, self.params, self.names, self.Xt, self.yt, self.Xs = net, params, names, Xt, yt, Xs
-        self.O, self.loss, self.mean, self.lr, self.rule = n_out, loss, mean, lr, rule
-        self.mu, self.betas, self.eps = momentum, betas, eps
-        self.wd, self.exact, self.structured, self.batches = weight_decay, exact, structured, batches
+    def __init__(self, net, Xt, yt, Xs, n_out, options: TrainOptions, *, exact, nodes, structured, per_layer,
+                 record_every, batches):
+        self.net, self.weights, self.Xt, self.yt, self.Xs = net, Weights.of(net), Xt, yt, Xs
+        o = options
+        self.O, self.loss, self.mean, self.lr, self.rule = n_out, o.loss, o.reduction == "mean", o.lr, o.rule
+        self.mu, self.betas, self.eps = o.effective_momentum, o.betas, o.eps
+        self.wd, self.exact, self.structured, self.batches = o.weight_decay, exact, structured, batches
         self.record_every = record_every
         tau, omega = np.polynomial.legendre.leggauss(nodes)
         self.tau, self.omega = (tau + 1) / 2, omega / 2  # nodes and weights on [0, 1]
         n, m, O = Xt.shape[0], Xs.shape[0], n_out
         z = Xt.new_zeros
         self.K, self.C, self.D = z(m, n, O, O), z(m, n, O), z(m, O)
-        sizes = [p.numel() for p in params]
-        self.layers, self.slices = _layer_slices(names, sizes)
+        self.layers, self.slices = self.weights.layers()
         L = len(self.layers)
         self.KL = z(L, m, n, O, O) if per_layer else None
         self.CL = z(L, m, n, O) if per_layer else None
         if not structured:
-            P = sum(sizes)
+            P = self.weights.size
             self.G, self.H, self.Dbuf = z(n, O, P), z(n, P), z(P)  # history buffers: kernel, contributions, decay
             self.v = z(P)  # Adam's second moment
         self.pending = None
         self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
 
     def flat(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self.params])
+        return self.weights.read(self.net)
 
     def at(self, w_flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        out, k = {}, 0
-        for nm, p in zip(self.names, self.params):
-            out[nm] = w_flat[k:k + p.numel()].view_as(p)
-            k += p.numel()
-        return out
+        return self.weights.unflatten(w_flat)
 
     def jac(self, x, w_flat=None) -> torch.Tensor:
         return empirical.jacobian(self.net, x, self.O, None if w_flat is None else self.at(w_flat))
@@ -330,51 +311,36 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     path adds O(N·O·P) per step for the buffers and O(M·N·O²·P) for the kernel update.
     """
     kind = ArrayKind.of(X_test)
-    loss = check_choice(loss, "loss", LOSSES)
-    reduction = check_choice(reduction, "reduction", ("sum", "mean"))
-    optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
-    lr = check_positive(lr, "lr")
-    steps = check_int(steps, "steps", minimum=1)
+    options = TrainOptions(steps=steps, lr=lr, loss=loss, reduction=reduction, optimizer=optimizer,
+                           momentum=momentum, weight_decay=weight_decay, betas=betas, eps=eps, batch_size=batch_size,
+                           seed=seed, explode=explode)
+    if options.steps < 1:
+        raise ValidationError("steps", "an integer >= 1", repr(steps))
     nodes = check_int(nodes, "nodes", minimum=1, maximum=64)
-    explode = check_positive(explode, "explode")
     tol = check_positive(tol, "tol")
-    momentum = check_nonnegative(momentum, "momentum")
-    weight_decay = check_nonnegative(weight_decay, "weight_decay")
-    betas, eps = check_betas(betas), check_positive(eps, "eps")
     if record_every is not None:
         record_every = check_int(record_every, "record_every", minimum=1)
     method = check_choice(method, "method", ("auto", "structured", "jacobian"))
-    if not isinstance(model, nn.Module):
-        raise ValidationError("model", "a torch.nn.Module", type(model).__name__)
-    empirical._check_fixed_function(model)
+    check_fixed_function(check_module(model))
     net = copy.deepcopy(model)
-    dtype, device = empirical._model_dtype(net), empirical._model_device(net)
+    dtype, device = model_dtype(net), model_device(net)
     Xt = as_tensor(X, "X", dtype=dtype, device=device)
     Xs = as_tensor(X_test, "X_test", dtype=dtype, device=device)
     if Xt.ndim == 0 or tuple(Xs.shape[1:]) != tuple(Xt.shape[1:]):
         raise ValidationError("X_test", f"examples of shape {tuple(Xt.shape[1:])} (like X)",
                               f"shape {tuple(Xs.shape)}")
     n, m = Xt.shape[0], Xs.shape[0]
-    n_out = empirical._output_dim(net, Xt)
-    named = [(k, p) for k, p in net.named_parameters() if p.requires_grad]
-    if not named:
-        empirical.trainable_parameters(net)
-    names, params = [k for k, _ in named], [p for _, p in named]
-    yt = _targets(y, loss, n, n_out, Xt)
-    if batch_size is not None:
-        batch_size = check_int(batch_size, "batch_size", minimum=1, maximum=n)
-    rule = "sgd" if optimizer in ("sgd", "momentum") else optimizer
-    mu = effective_momentum(optimizer, momentum)
-    plain = rule == "sgd" and mu == 0 and weight_decay == 0 and not per_layer
+    n_out = output_dim(net, Xt, "X")
+    P = Weights.of(net).size
+    yt = targets(y, options.loss, n, n_out, dtype=dtype, device=device)
+    batches = options.batches(n)
+    plain = options.rule == "sgd" and options.effective_momentum == 0 and options.weight_decay == 0 and not per_layer
     if method == "structured" and not plain:
         raise ValidationError("method", "'auto' or 'jacobian' with momentum, Adam, weight decay or per_layer",
                               "'structured'", "The history buffers live in parameter space: use method='auto'.")
-    if method == "auto":
-        method = empirical._resolve(net, "auto") if plain else "jacobian"
-    if method == "structured":
-        empirical._structured_layers(net)  # a clear error if it does not apply
-    else:
-        P = sum(p.numel() for p in params)
+    # the structured factors need plain SGD; 'structured' asked for on a model it cannot handle is an error here
+    method = empirical.resolve_method(net, method if plain else "jacobian")
+    if method != "structured":
         check_memory((n + 2 * m) * n_out * P * Xt.element_size(), "path_kernel's per-example gradients "
                      "(N + 2M)·O·P", "Use fewer training or test points, or a smaller model.")
 
@@ -382,14 +348,10 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
         b = net(Xs).reshape(m, n_out)  # (M, O) = f₀(X_test)
     ntk_method = "structured" if method == "structured" else "jacobian"
     ntk0 = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=ntk_method))
-    batches = batch_indices(n, batch_size, steps, seed)
-    mach = _Machine(net, params, names, Xt, yt, Xs, n_out, loss=loss, mean=reduction == "mean", lr=lr, rule=rule,
-                    momentum=mu, betas=betas, eps=eps, weight_decay=weight_decay, exact=exact, nodes=nodes,
-                    structured=method == "structured", per_layer=per_layer, record_every=record_every,
-                    batches=batches)
-    tr = train(net, Xt, yt, loss=loss, reduction=reduction, optimizer=optimizer, lr=lr, momentum=momentum,
-               weight_decay=weight_decay, betas=betas, eps=eps, steps=steps, batches=batches, explode=explode,
-               callback=mach, track=track, desc="gradient-descent steps", what="path_kernel training")
+    mach = _Machine(net, Xt, yt, Xs, n_out, options, exact=exact, nodes=nodes, structured=method == "structured",
+                    per_layer=per_layer, record_every=record_every, batches=batches)
+    tr = train(net, Xt, yt, options, batches=batches, callback=mach, track=track, desc="gradient-descent steps",
+               what="path_kernel training")
     done = tr.steps_done
     if record_every and (not mach.history or mach.history[-1][0] != done):
         mach.history.append((done, mach.K.clone(), mach.C.clone()))
@@ -416,7 +378,7 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     if hist_K is not None:
         out.update(K_history=sq[0](hist_K), contributions_history=sq[1](hist_C))
     out = {k: kind.wrap(v.detach()) for k, v in out.items()}
-    res = PathKernelResult(model=net, ntk0=kind.wrap(ntk0), ntkT=kind.wrap(ntkT), T=lr * done, steps_done=done,
+    res = PathKernelResult(model=net, ntk0=kind.wrap(ntk0), ntkT=kind.wrap(ntkT), T=options.lr * done, steps_done=done,
                            exact=bool(exact), nodes=nodes, losses=[float(v) for v in tr.losses],
                            stopped_at=tr.diverged_at, optimizer=optimizer, layers=mach.layers,
                            history_steps=[h[0] for h in mach.history], **out)
@@ -429,28 +391,6 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
              "crossed inside a step limit it. Use a smaller lr, more nodes, a smooth activation (tanh, GELU), or "
              "a larger tol if this is the kink error you expect.")
     return res
-
-
-def _targets(y: Any, loss: str, n: int, n_out: int, Xt: torch.Tensor) -> torch.Tensor:
-    """Targets as (N, O) floats for 'mse' or (N,) class labels for 'cross_entropy', validated."""
-    if loss == "mse":
-        yt = as_tensor(y, "y", ndim=(1, 2), dtype=Xt.dtype, device=Xt.device)
-        want = (n,) if n_out == 1 else (n, n_out)
-        if yt.numel() != n * n_out or yt.shape[0] != n:
-            raise ValidationError("y", f"targets of shape {want} for a model with {n_out} output(s)",
-                                  f"shape {tuple(yt.shape)}")
-        return yt.reshape(n, n_out)
-    if n_out < 2:
-        raise ValidationError("model", "per-class outputs (N, O) with O >= 2 for loss='cross_entropy'",
-                              f"{n_out} output")
-    yt = as_tensor(y, "y", ndim=1, dtype=None, device=Xt.device)
-    if yt.is_floating_point() and not bool((yt == yt.round()).all()):
-        raise ValidationError("y", "integer class labels for loss='cross_entropy'", "non-integer values")
-    yt = yt.long()
-    if yt.shape[0] != n or int(yt.min()) < 0 or int(yt.max()) >= n_out:
-        raise ValidationError("y", f"{n} labels in [0, {n_out})",
-                              f"shape {tuple(yt.shape)}, range [{int(yt.min())}, {int(yt.max())}]")
-    return yt
 
 
 def top_contributions(result: PathKernelResult, index: int, k: int = 5, output: int | None = None

@@ -23,12 +23,12 @@ import torch
 
 from .. import data, nets
 from .._arrays import check_choice
+from .._model import stable_lr
 from ..data import one_hot_centred
 from ..dynamics import NTKConvergence, lazy_width_sweep, ntk_convergence, train
 from ..dynamics.lazy import LazySweep
 from ..nets.finite import mlp
-from ..predict import ensemble, gradient_descent
-from ..regression import gradient_flow
+from ..predict import ensemble, gradient_descent, gradient_flow
 from ..stats import fit_slope
 
 __all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "LazyStudy", "lazy_sweep",
@@ -135,7 +135,7 @@ def ensemble_bands(n_nets: int, width: int, steps: int, *, seed: int = 0, track=
     """
     X, y, Xs = lazy_1d_problem(seed)
     net, (K, _) = infinite_ntk(X, Xs, ONE_D)
-    lr = float(1.0 / np.linalg.eigvalsh(K)[-1])
+    lr = stable_lr(K, 1.0)
     Xt, yt, Xst = torch.as_tensor(X), torch.as_tensor(y), torch.as_tensor(Xs)
     outs = []
     seeds = range(seed * 100003, seed * 100003 + n_nets)  # disjoint from other seeds' nets
@@ -205,7 +205,7 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
     X, labels = data.digits(n_train + n_test, seed=seed)
     Xtr, ytr, Xte, yte = X[:n_train], labels[:n_train], X[n_train:], labels[n_train:]
     _, (K, Kx) = infinite_ntk(Xtr, Xte, CLASSIFIER)
-    lr = float(1.0 / np.linalg.eigvalsh(K)[-1])
+    lr = stable_lr(K, 1.0)
     Xt, Xst, yt = torch.as_tensor(Xtr), torch.as_tensor(Xte), torch.as_tensor(ytr)
 
     def accuracy(f, y) -> float:

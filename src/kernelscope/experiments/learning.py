@@ -41,6 +41,7 @@ from torch import nn
 
 from .. import empirical, linsys, optim
 from .._arrays import as_numpy, check_int, check_positive
+from .._model import stable_lr, with_weights
 
 __all__ = ["SURFACES", "LeastNorms", "least_norms", "RegularizationPaths", "regularization_paths",
            "lasso_kkt_violation", "StationaryPoints", "stationary_points", "surface_grid", "Descent",
@@ -461,19 +462,6 @@ def regression_batch_sizes(n: int = 256, width: int = 32, *, seed: int = 0, **op
 # Chapter 1 meets chapter 5: least norm in weight space, Gauss–Newton = NTK
 # ---------------------------------------------------------------------------------------------------------------
 
-def with_weights(model: nn.Module, theta: Any) -> nn.Module:
-    """A copy of ``model`` whose trainable weights are the flat vector θ (the order of :func:`optim.model_loss`)."""
-    m = copy.deepcopy(model)
-    params = [p for p in m.parameters() if p.requires_grad]
-    t = torch.as_tensor(np.asarray(theta) if not isinstance(theta, torch.Tensor) else theta)
-    with torch.no_grad():
-        i = 0
-        for p in params:
-            p.copy_(t[i:i + p.numel()].reshape(p.shape).to(p.dtype))
-            i += p.numel()
-    return m
-
-
 def _jacobian(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
     return empirical.jacobian(model, X, 1).reshape(X.shape[0], -1)  # (N, P), columns in θ's order
 
@@ -518,9 +506,8 @@ def _gd_to_fit(model: nn.Module, X: torch.Tensor, y: torch.Tensor, tol: float, m
     ``(1 − λ_min/λ_max)^t`` needs to bring the residual down by ``tol`` (at most ``max_steps``)."""
     L, theta0 = optim.model_loss(model, X, y, "mse")
     K = torch.as_tensor(empirical.ntk(model, X))
-    ev = torch.linalg.eigvalsh(K)
-    lr = 1.0 / float(ev[-1])
-    rate = max(1e-12, float(ev[0] / ev[-1]))
+    lr = stable_lr(K, 1.0)
+    rate = max(1e-12, float(torch.linalg.eigvalsh(K)[0]) * lr)  # η λ_min: the slowest mode's contraction
     steps = int(min(max_steps, math.ceil(math.log(tol) / math.log1p(-rate)) if rate < 1 else 1))
     return optim.trajectory(L, theta0, lr=lr, steps=steps, keep_points=False), lr
 

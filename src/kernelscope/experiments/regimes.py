@@ -33,11 +33,12 @@ from torch import nn
 
 from .. import empirical
 from .._arrays import as_generator, as_numpy, check_int, check_nonnegative, check_positive
+from .._model import flat_weights, lambda_max
 from ..data import one_hot_centred, spirals
 from ..dynamics.train import train
 from ..nets.finite import mlp
-from ..predict import gradient_descent
-from ..regression import KernelRegressor, gradient_flow
+from ..predict import gradient_descent, gradient_flow
+from ..regression import KernelRegressor
 from ..stats import fit_slope, kernel_target_alignment
 
 __all__ = ["analytic_kernels", "kernel_target_alignment", "NTKNetRun", "train_ntk_net", "finite_ntk", "RegimeRow",
@@ -77,10 +78,6 @@ def finite_ntk(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
     K = empirical.ntk(model, X, trace=True)
     with torch.no_grad():
         return K / model(X[:1]).shape[1]
-
-
-def _flat(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 @dataclass
@@ -186,7 +183,7 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     nngp, ntk = analytic_kernels(Xtr, None, w_std=w_std, b_std=b_std)
     ntk_t = analytic_kernels(Xte, Xtr, w_std=w_std, b_std=b_std)[1]
     if lr is None:
-        lr = float(N / torch.linalg.eigvalsh(ntk)[-1])
+        lr = N / lambda_max(ntk)  # the mean loss (1/2N)|f − Y|²: N times the summed loss's 1/λ_max
     lr = check_positive(lr, "lr")
     Y = _one_hot_centred(y, classes).numpy()
     rows: list[RegimeRow] = []
@@ -217,7 +214,7 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
         r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, lr=lr, steps=steps,
                           seed=seed)
         th0, thT = finite_ntk(r.model0, Xtr), finite_ntk(r.modelT, Xtr)
-        w0, wT = _flat(r.model0), _flat(r.modelT)
+        w0, wT = flat_weights(r.model0), flat_weights(r.modelT)
         return RegimeRow(
             f"finite net, width {width}", float(width), float((r.train_pred == y).mean()),
             float((r.test_pred == yt).mean()),

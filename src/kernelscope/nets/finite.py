@@ -211,14 +211,6 @@ class FanInSumModule(nn.Module):
         return out
 
 
-def materialize_for(model: nn.Module, x: Any) -> nn.Module:
-    """Draw a :class:`LazyNetwork`'s parameters for inputs shaped like ``x`` (N, d) or (N, C, *S), if not drawn
-    yet; any other module is returned as it is. For library code that reads ``parameters()`` before a call."""
-    if isinstance(model, LazyNetwork) and model.body is None:
-        model.materialize(_example_shape(x))
-    return model
-
-
 def _example_shape(x: Any) -> int | tuple:
     """What a network is built for: the width d of rows (N, d), or the shape (C, *S) of images (N, C, *S)."""
     shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
@@ -229,7 +221,8 @@ class LazyNetwork(nn.Module):
     """The finite network of a ``nets`` description; its parameters are drawn when the input dimension is known.
 
     ``net.finite(seed, in_dim=d)`` draws them at once; otherwise call :meth:`materialize` (or the module once)
-    with the input dimension before reading ``parameters()``.
+    with the input dimension before reading ``parameters()``. It follows torch's lazy-module protocol
+    (:meth:`has_uninitialized_params`), so the library's functions that take a model draw them from their inputs.
     """
 
     def __init__(self, description: Any, gen: torch.Generator, width: int | None, readout: Any,
@@ -248,6 +241,15 @@ class LazyNetwork(nn.Module):
             raise ValueError(f"x: expected {self.in_width} columns (the network was built for them), got {d}.")
         self.in_width = d
         return self
+
+    def has_uninitialized_params(self) -> bool:
+        """True until the input shape is known and the parameters are drawn (``torch.nn.modules.lazy`` protocol)."""
+        return self.body is None
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:
+        """Draw the parameters for inputs shaped like ``x`` (N, d) or (N, C, *S) (``torch.nn.modules.lazy``
+        protocol; what the first call does)."""
+        self.materialize(_example_shape(x))
 
     def named_parameters(self, *args: Any, **kwargs: Any):
         """As ``nn.Module.named_parameters``; before the input width is known there are none yet, which an
