@@ -562,7 +562,7 @@ def test_lml_gradient_matches_finite_differences():
     z0 = torch.tensor([1.3, 0.7, 0.4, 0.05], dtype=torch.float64)
 
     def lml(z):
-        return ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, dict(zip(names, z[:3]))), yt, z[3])
+        return ks.regression.log_marginal_likelihood(kern.formula(Xt, Xt, dict(zip(names, z[:3]))), yt, z[3])
 
     z = z0.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(lml(z), z)
@@ -591,7 +591,7 @@ def test_network_hyperparameters_and_depth_by_evidence():
     Xt = torch.as_tensor(X)
     # the finite-difference backward agrees with differences of the marginal likelihood itself
     theta = {"w_std": torch.tensor(1.2, dtype=torch.float64, requires_grad=True)}
-    v = ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, theta), torch.as_tensor(y), 0.05)
+    v = ks.regression.log_marginal_likelihood(kern.formula(Xt, Xt, theta), torch.as_tensor(y), 0.05)
     (g,) = torch.autograd.grad(v, theta["w_std"])
     f = lambda w: float(ks.regression.log_marginal_likelihood(  # noqa: E731
         kern.set_params(w_std=w).matrix(Xt, Xt), torch.as_tensor(y), 0.05))

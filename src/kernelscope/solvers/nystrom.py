@@ -98,7 +98,7 @@ def cholesky_jitter(K: torch.Tensor) -> tuple[torch.Tensor, float]:
 def _diag(kernel: Kernel, X: torch.Tensor) -> torch.Tensor:
     """``k(x_i, x_i)`` (N,) for the validated rows X (N, d)."""
     if isinstance(kernel, _Kernel):
-        return kernel._diag(X)
+        return kernel.formula(X, X, paired=True)  # unvalidated, as the rest of the fit
     d = getattr(kernel, "diag", None)
     if callable(d):
         try:
