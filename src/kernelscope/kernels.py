@@ -556,8 +556,9 @@ class CallableKernel(Kernel):
         shape = (A.shape[0],) if paired else (A.shape[0], B.shape[0])
         K = K.reshape(-1) if paired else K
         if tuple(K.shape) != shape:
-            raise ValidationError("kernel", f"a callable returning shape {shape} (len(A), len(B))",
-                                  f"shape {tuple(K.shape)}")
+            want = f"a diag_fn returning shape {shape} (len(A),)" if paired else \
+                f"a callable returning shape {shape} (len(A), len(B))"
+            raise ValidationError("kernel", want, f"shape {tuple(K.shape)}")
         # a copy: the caller owns the result, and the function's array may be the user's
         return (out if out is not None else torch.empty(shape, dtype=torch.float64, device=A.device)).copy_(K)
 
