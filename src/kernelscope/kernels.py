@@ -338,13 +338,21 @@ def _sqnorms(A: torch.Tensor, B: torch.Tensor, paired: bool) -> tuple[torch.Tens
     return (a2, b2) if paired else (a2[:, None], b2[None, :])
 
 
-def _sqdist(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None, paired: bool) -> torch.Tensor:
-    """``‖a − b‖²``, clamped at 0 (rounding of ``‖a‖² + ‖b‖² − 2 a·b`` can make it negative): one GEMM adding
-    ``‖b‖²``, then ``‖a‖²`` in place."""
+def _scaled_sqdist(A: torch.Tensor, B: torch.Tensor, c: Any, out: torch.Tensor | None, paired: bool
+                   ) -> torch.Tensor:
+    """``c ‖a − b‖²`` for a scale c ≤ 0 (a float or a 0-d tensor), clamped at 0 from above (rounding of
+    ``c‖a‖² + c‖b‖² − 2c a·b`` can make it positive): one GEMM with c folded in, then ``c‖a‖²`` in place.
+
+    A tensor c enters as the factor ``c / float(c)``, exactly 1: the value is the same to the last bit, and as
+    the result is linear in c, autograd gets its derivative through that factor.
+    """
+    cf = float(c.detach() if isinstance(c, torch.Tensor) else c)
     if paired:
-        return torch.sum((A - B) ** 2, 1, out=out)
-    a2, b2 = _sqnorms(A, B, paired)
-    return torch.addmm(b2, A, B.T, alpha=-2.0, out=out).add_(a2).clamp_(min=0.0)
+        K = torch.sum((A - B) ** 2, 1, out=out).mul_(cf)
+    else:
+        a2, b2 = _sqnorms(A, B, paired)
+        K = torch.addmm(b2 * cf, A, B.T, alpha=-2.0 * cf, out=out).add_(a2 * cf).clamp_(max=0.0)
+    return K.mul_(c / cf) if isinstance(c, torch.Tensor) and c.requires_grad else K
 
 
 def _l1dist(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None, paired: bool) -> torch.Tensor:
@@ -371,27 +379,27 @@ class _FiniteDifferences(torch.autograd.Function):
     """:func:`finite_difference_formula`'s forward (the formula at θ) and backward (central differences)."""
 
     @staticmethod
-    def _at(kernel: Kernel, A, B, paired, names, values) -> torch.Tensor:
+    def _at(ctx, values: list[float]) -> torch.Tensor:
+        """The formula of a clone of ``ctx.kernel`` with the hyperparameters ``ctx.names`` set to ``values``."""
         from sklearn.base import clone
 
-        k = clone(kernel)
-        k.set_params(**{n: float(v) for n, v in zip(names, values)})
-        return k.formula(A, B, paired=paired)
+        k = clone(ctx.kernel).set_params(**dict(zip(ctx.names, values)))
+        return k.formula(ctx.A, ctx.B, paired=ctx.paired)
 
     @staticmethod
     def forward(ctx, kernel, A, B, paired, names, *values):
-        ctx.kernel, ctx.names, ctx.A, ctx.B, ctx.paired = kernel, names, A, B, paired
+        ctx.kernel, ctx.A, ctx.B, ctx.paired, ctx.names = kernel, A, B, paired, names
         ctx.values = [float(v) for v in values]
-        return _FiniteDifferences._at(kernel, A, B, paired, names, ctx.values)
+        return _FiniteDifferences._at(ctx, ctx.values)
 
     @staticmethod
     def backward(ctx, grad):
         h, grads = 1e-5, []
-        at = lambda vals: _FiniteDifferences._at(ctx.kernel, ctx.A, ctx.B, ctx.paired, ctx.names, vals)  # noqa: E731
         for i, v in enumerate(ctx.values):
             up, down = list(ctx.values), list(ctx.values)
             up[i], down[i] = v * (1 + h), v * (1 - h)
-            grads.append((grad * (at(up) - at(down)) / (2 * h * v)).sum())
+            dK = (_FiniteDifferences._at(ctx, up) - _FiniteDifferences._at(ctx, down)) / (2 * h * v)
+            grads.append((grad * dK).sum())
         return (None, None, None, None, None, *grads)
 
 
@@ -444,7 +452,7 @@ class Polynomial(_GammaKernel):
 class RBF(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
 
-    ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output, then in-place passes and ``exp``.
+    ``−γ‖x − x'‖² = −γ‖x‖² − γ‖x'‖² + 2γ x·x'``: one GEMM into the output, then in-place passes and ``exp``.
     """
 
     def __init__(self, gamma: float | None = None, lengthscale: float | None = None):
@@ -479,7 +487,7 @@ class RBF(_GammaKernel):
         return super()._gamma_of(theta, d)
 
     def formula(self, A, B, theta=None, *, out=None, paired=False):
-        return _sqdist(A, B, out, paired).mul_(-self._gamma_of(theta, A.shape[1])).exp_()
+        return _scaled_sqdist(A, B, -self._gamma_of(theta, A.shape[1]), out, paired).exp_()
 
 
 class Laplace(_GammaKernel):
