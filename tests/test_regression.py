@@ -533,6 +533,24 @@ def test_sample_weight_matches_kernel_ridge():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_a_weighted_fit_takes_the_kernels_own_diagonal():
+    # leverage sampling needs k(x, x) of the weighted kernel: from the kernel's diag_fn, not from matrix blocks
+    X, y = _toy(60)
+    calls = []
+
+    def diag_fn(A):
+        calls.append(len(A))
+        return torch.ones(len(A), dtype=torch.float64)
+
+    kern = K.CallableKernel(lambda A, B: K.RBF(0.7).matrix(A, B), diag_fn=diag_fn)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KernelscopeWarning)
+        KernelRegressor(kern, ridge=0.1, solver="nystrom",
+                        solver_options={"n_centers": 20, "sampling": "leverage", "block": 16}).fit(X, y, w)
+    assert calls and sum(calls) >= 60, calls
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Gaussian-process evidence, hyperparameter fitting and samples (issue 17)
 # ------------------------------------------------------------------------------------------------------------

@@ -191,7 +191,8 @@ class Kernel:
 
         A subclass implements this. The base class gives only the generic paired values, from the diagonals of
         small blocks of the matrix (O(N·256) work): a subclass without a cheaper paired form calls
-        ``super().formula(A, B, theta, out=out, paired=True)``.
+        ``super().formula(A, B, theta, out=out, paired=True)``. ``paired`` with ``B is A`` is the diagonal, which
+        some kernels compute by a route of their own (a ``diag_fn``, a network's diag mode).
         """
         if not paired:  # pragma: no cover - abstract
             raise TypeError(f"{type(self).__name__} does not define formula(A, B, theta, out=, paired=)")

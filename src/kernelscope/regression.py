@@ -76,7 +76,8 @@ class _WeightedKernel(_kernels.Kernel):
 
     def formula(self, A, B, theta=None, *, out=None, paired=False):
         # theta is not passed on: a weighted fit never optimises hyperparameters (fit refuses optimize=True)
-        K = self.kernel.formula(A[:, :-1], B[:, :-1], out=out, paired=paired)
+        Ax = A[:, :-1]
+        K = self.kernel.formula(Ax, Ax if B is A else B[:, :-1], out=out, paired=paired)  # B is A: the diagonal
         return K.mul_(A[:, -1] if paired else A[:, -1:]).mul_(B[:, -1])
 
 
