@@ -153,16 +153,21 @@ class TestKernelsAndNetworks:
                 Kx + 1e-3 * np.eye(60)), Kt)
             np.testing.assert_allclose(std**2, np.maximum(var, 0), rtol=1e-6, atol=1e-9)
 
-    def test_network_kernel_passes_the_contract(self, reg_data):
+    def test_network_kernel_passes_the_contract(self, reg_data, monkeypatch):
         nets = pytest.importorskip("kernelscope.nets")
         from contract import check_kernel_contract
-        from kernelscope.regression import resolve_kernel
+        from kernelscope.regression import MLPKernel, resolve_kernel
 
         X, _, Xt = reg_data
         net = nets.serial(nets.Dense(8, w_std=1.2, b_std=0.2), nets.Erf(), nets.Dense(1, w_std=1.2, b_std=0.2))
         for use_nngp in (False, True):
-            k = resolve_kernel(net, nngp=use_nngp)
-            check_kernel_contract(k, X[:20], Xt, diag=k.diag)
+            for k in (resolve_kernel(net, nngp=use_nngp), MLPKernel(2, 1.3, 0.2, nngp=use_nngp)):
+                def blocks(A, B, k=k):  # the same kernel filled 3 rows at a time
+                    with monkeypatch.context() as m:
+                        m.setattr(K, "BLOCK_ELEMENTS", 3 * len(B) * k.block_factor)
+                        return k(A, B)
+
+                check_kernel_contract(k, X[:20], Xt, diag=k.diag, blocks=blocks)
 
     def test_duck_typed_network(self, reg_data):
         X, y, Xt = reg_data
