@@ -346,3 +346,96 @@ def test_nested_kernel_params_through_sum_product_scale():
     np.testing.assert_allclose(c(X), k(X), rtol=1e-14)
     with pytest.raises(ValidationError, match="k3"):
         k.set_params(k3__gamma=1.0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Kernel.formula: the one formula of each kernel (paired values, in place into out, differentiable in theta)
+# ------------------------------------------------------------------------------------------------------------
+class TestFormula:
+    @pytest.mark.parametrize("name", sorted(KERNEL_OBJECTS))
+    def test_paired_values_are_the_diagonal_of_the_cross_matrix(self, name, data):
+        X, Y = (torch.tensor(a) for a in data)
+        k = KERNEL_OBJECTS[name]
+        A, B = X[:len(Y)], Y  # different points, same rows
+        full = k.formula(A, B)  # (11, 11)
+        np.testing.assert_allclose(k.formula(A, B, paired=True), torch.diagonal(full), rtol=0,
+                                   atol=1e3 * EPS * float(full.abs().max()))
+
+    @pytest.mark.parametrize("name", sorted(KERNEL_OBJECTS))
+    def test_out_is_filled_and_returned_and_a_fresh_result_is_owned(self, name, data):
+        X, Y = (torch.tensor(a) for a in data)
+        k = KERNEL_OBJECTS[name]
+        out = torch.full((len(X), len(Y)), np.nan, dtype=torch.float64)
+        assert k.formula(X, Y, out=out) is out
+        np.testing.assert_array_equal(out, k(X, Y))
+        fresh = k.formula(X, Y)
+        fresh.mul_(0.0)  # the caller owns it: nothing the kernel keeps changes
+        np.testing.assert_array_equal(k.formula(X, Y), out)
+
+    def test_a_callable_returning_its_own_tensor_is_copied(self, data):
+        X, _ = (torch.tensor(a) for a in data)
+        kept = torch.ones(len(X), len(X), dtype=torch.float64)
+        k = K.CallableKernel(lambda A, B: kept) + K.Linear()  # the sum adds in place on the first result
+        k.formula(X, X)
+        np.testing.assert_array_equal(kept, torch.ones_like(kept))
+
+    @pytest.mark.parametrize("kernel,theta", [
+        (K.Polynomial(2, gamma=0.5, coef0=1.0), {"gamma": 0.3, "coef0": 2.0}),
+        (K.RBF(lengthscale=1.0), {"lengthscale": 0.6}),
+        (K.RBF(gamma=1.0), {"gamma": 0.4}),
+        (K.Laplace(0.3), {"gamma": 0.8}),
+        (2.0 * K.RBF(lengthscale=1.0) + K.Linear(), {"k1__scale": 1.5, "k1__kernel__lengthscale": 0.7}),
+        (K.Laplace(0.5) * (3.0 * K.Erf()), {"k1__gamma": 0.2, "k2__scale": 0.5}),
+    ])
+    def test_theta_sets_the_hyperparameters_and_autograd_matches_differences(self, kernel, theta, data):
+        from sklearn.base import clone
+
+        X, Y = (torch.tensor(a) for a in data)
+        names = sorted(theta)
+        ref = clone(kernel).set_params(**theta)
+        # floats in theta: the same matrix as the kernel with those values set
+        np.testing.assert_allclose(kernel.formula(X, Y, theta), ref(X, Y), rtol=1e-14, atol=1e-15)
+        z = torch.tensor([theta[n] for n in names], dtype=torch.float64, requires_grad=True)
+        W = torch.as_tensor(np.random.default_rng(1).standard_normal((len(X), len(Y))))
+        value = (W * kernel.formula(X, Y, dict(zip(names, z)))).sum()  # a scalar through every entry
+        (grad,) = torch.autograd.grad(value, z)
+        h = 1e-6
+        for i, n in enumerate(names):
+            up = (W * clone(kernel).set_params(**{**theta, n: theta[n] + h})(X, Y)).sum()
+            down = (W * clone(kernel).set_params(**{**theta, n: theta[n] - h})(X, Y)).sum()
+            assert float(grad[i]) == pytest.approx(float(up - down) / (2 * h), rel=1e-6, abs=1e-8), n
+        assert kernel == clone(kernel)  # theta left the kernel itself alone
+
+    def test_finite_difference_formula_agrees_with_autograd(self, data):
+        X, Y = (torch.tensor(a) for a in data)
+        kernel = K.RBF(lengthscale=1.0) * K.Polynomial(2, gamma=0.5)
+        theta = {"k1__lengthscale": 0.8, "k2__gamma": 0.4}
+        W = torch.as_tensor(np.random.default_rng(2).standard_normal((len(X), len(Y))))
+
+        def grad(formula):
+            z = torch.tensor(list(theta.values()), dtype=torch.float64, requires_grad=True)
+            return torch.autograd.grad((W * formula(dict(zip(theta, z)))).sum(), z)[0]
+
+        exact = grad(lambda t: kernel.formula(X, Y, t))
+        differences = grad(lambda t: K.finite_difference_formula(kernel, X, Y, t))
+        np.testing.assert_allclose(differences, exact, rtol=1e-8)
+        np.testing.assert_allclose(K.finite_difference_formula(kernel, X, X, theta, paired=True),
+                                   kernel.formula(X, X, theta, paired=True), rtol=1e-14)
+
+    def test_a_callables_diag_fn_gives_the_diagonal_and_only_the_diagonal(self, data):
+        X, Y = (torch.tensor(a) for a in data)
+        calls = []
+
+        def diag_fn(A):
+            calls.append(len(A))
+            return ((A * A).sum(1) + 1.0) ** 2
+
+        k = K.CallableKernel(lambda A, B: (A @ B.T + 1.0) ** 2, diag_fn=diag_fn)
+        np.testing.assert_allclose(k.diag(X), torch.diagonal(k(X)), rtol=1e-14)
+        assert calls == [len(X)]
+        A = X[:len(Y)]  # other points paired: from the matrix, not from diag_fn
+        np.testing.assert_allclose(k.formula(A, Y, paired=True), torch.diagonal(k(A, Y)), rtol=1e-14)
+        assert calls == [len(X)]
+        bad = K.CallableKernel(lambda A, B: A @ B.T, diag_fn=lambda A: torch.ones(len(A) + 1))
+        with pytest.raises(ValidationError, match=r"kernel: expected a diag_fn returning shape \(23,\)"):
+            bad.diag(X)

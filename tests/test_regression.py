@@ -153,16 +153,21 @@ class TestKernelsAndNetworks:
                 Kx + 1e-3 * np.eye(60)), Kt)
             np.testing.assert_allclose(std**2, np.maximum(var, 0), rtol=1e-6, atol=1e-9)
 
-    def test_network_kernel_passes_the_contract(self, reg_data):
+    def test_network_kernel_passes_the_contract(self, reg_data, monkeypatch):
         nets = pytest.importorskip("kernelscope.nets")
         from contract import check_kernel_contract
-        from kernelscope.regression import resolve_kernel
+        from kernelscope.regression import MLPKernel, resolve_kernel
 
         X, _, Xt = reg_data
         net = nets.serial(nets.Dense(8, w_std=1.2, b_std=0.2), nets.Erf(), nets.Dense(1, w_std=1.2, b_std=0.2))
         for use_nngp in (False, True):
-            k = resolve_kernel(net, nngp=use_nngp)
-            check_kernel_contract(k, X[:20], Xt, diag=k.diag)
+            for k in (resolve_kernel(net, nngp=use_nngp), MLPKernel(2, 1.3, 0.2, nngp=use_nngp)):
+                def blocks(A, B, k=k):  # the same kernel filled 3 rows at a time
+                    with monkeypatch.context() as m:
+                        m.setattr(K, "BLOCK_ELEMENTS", 3 * len(B) * k.block_factor)
+                        return k(A, B)
+
+                check_kernel_contract(k, X[:20], Xt, diag=k.diag, blocks=blocks)
 
     def test_duck_typed_network(self, reg_data):
         X, y, Xt = reg_data
@@ -261,7 +266,7 @@ class TestValidateOnce:
         for mod in (regression, scale, cg, nystrom):
             monkeypatch.setattr(mod, "check_nonnegative", counted("ridge", mod.check_nonnegative,
                                                                   lambda v, name: name == "ridge"))
-        for mod, name in ((K, "as_tensor"), (scale, "as_numpy"), (solvers, "as_numpy")):
+        for mod, name in ((K, "as_tensor"), (scale, "as_numpy"), (solvers.base, "as_numpy")):
             monkeypatch.setattr(mod, name, counted("arrays", getattr(mod, name)))
         for key, method in (("call", "__call__"), ("diag", "diag"), ("matrix", "matrix")):
             monkeypatch.setattr(K.Kernel, method, counted(key, getattr(K.Kernel, method)))
@@ -533,6 +538,24 @@ def test_sample_weight_matches_kernel_ridge():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_a_weighted_fit_takes_the_kernels_own_diagonal():
+    # leverage sampling needs k(x, x) of the weighted kernel: from the kernel's diag_fn, not from matrix blocks
+    X, y = _toy(60)
+    calls = []
+
+    def diag_fn(A):
+        calls.append(len(A))
+        return torch.ones(len(A), dtype=torch.float64)
+
+    kern = K.CallableKernel(lambda A, B: K.RBF(0.7).matrix(A, B), diag_fn=diag_fn)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, size=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", KernelscopeWarning)
+        KernelRegressor(kern, ridge=0.1, solver="nystrom",
+                        solver_options={"n_centers": 20, "sampling": "leverage", "block": 16}).fit(X, y, w)
+    assert calls and sum(calls) >= 60, calls
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Gaussian-process evidence, hyperparameter fitting and samples (issue 17)
 # ------------------------------------------------------------------------------------------------------------
@@ -562,7 +585,7 @@ def test_lml_gradient_matches_finite_differences():
     z0 = torch.tensor([1.3, 0.7, 0.4, 0.05], dtype=torch.float64)
 
     def lml(z):
-        return ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, dict(zip(names, z[:3]))), yt, z[3])
+        return ks.regression.log_marginal_likelihood(kern.formula(Xt, Xt, dict(zip(names, z[:3]))), yt, z[3])
 
     z = z0.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(lml(z), z)
@@ -591,7 +614,7 @@ def test_network_hyperparameters_and_depth_by_evidence():
     Xt = torch.as_tensor(X)
     # the finite-difference backward agrees with differences of the marginal likelihood itself
     theta = {"w_std": torch.tensor(1.2, dtype=torch.float64, requires_grad=True)}
-    v = ks.regression.log_marginal_likelihood(kern.torch_matrix(Xt, Xt, theta), torch.as_tensor(y), 0.05)
+    v = ks.regression.log_marginal_likelihood(kern.formula(Xt, Xt, theta), torch.as_tensor(y), 0.05)
     (g,) = torch.autograd.grad(v, theta["w_std"])
     f = lambda w: float(ks.regression.log_marginal_likelihood(  # noqa: E731
         kern.set_params(w_std=w).matrix(Xt, Xt), torch.as_tensor(y), 0.05))

@@ -257,6 +257,27 @@ class TestRegistry:
             assert res.info["solver"] == name and res.variance is None and "seconds_fit" in res.info
         assert solvers.SOLVERS["cg"](k, Xt_, Yt_, 1e-2).centers is Xt_
 
+    def test_solver_modules_import_the_registry_not_the_package(self):
+        # solvers/__init__.py imports the solver modules; they take the registry from solvers.base: no import cycle
+        import ast
+        from pathlib import Path
+
+        root = Path(solvers.__file__).parent
+        assert {"cholesky", "cg", "nystrom"} <= set(solvers.SOLVERS)
+        for path in root.glob("*.py"):
+            if path.name == "__init__.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    names = {a.name for a in node.names}
+                    package = (node.level == 1 and node.module is None  # from . import ...
+                               or node.level == 2 and node.module is None and "solvers" in names
+                               or node.module == "kernelscope.solvers"
+                               or node.module == "kernelscope" and "solvers" in names)
+                    assert not package, f"{path.name} imports the solvers package"
+                    if path.name == "base.py":  # the registry imports no solver
+                        assert node.level != 1, f"base.py imports .{node.module}"
+
     def test_choose_past_the_dense_budget(self, monkeypatch):
         monkeypatch.setattr(ks.scale, "n_workers", lambda: 2)  # the memory of tiles in flight: 2 threads, as here
         assert solvers.choose(1000, d=5, budget=10**9) == "cholesky"

@@ -25,8 +25,10 @@ A kernel is an inner product of features, ``k(x, x') = ⟨φ(x), φ(x')⟩``. Th
   :func:`random_erf_features` (erf); the random ones converge at the Monte Carlo rate ``1/√k``.
 
 Everything is computed with torch in float64 (any device); NumPy in -> NumPy out, tensor in -> tensor out.
-Matrices are filled block by block (a block of rows at a time) so the temporaries stay bounded whatever N1×N2;
-an output that does not itself fit the memory budget is refused up front (:class:`~kernelscope.MemoryBudgetError`).
+Each kernel's formula is written once (:meth:`Kernel.formula`): in place into the caller's buffer, differentiable
+in the hyperparameters, for the matrix and for its diagonal alike. Matrices are filled block by block (a block of
+rows at a time) so the temporaries stay bounded whatever N1×N2; an output that does not itself fit the memory
+budget is refused up front (:class:`~kernelscope.MemoryBudgetError`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ __all__ = [
     "linear", "polynomial", "rbf", "laplace", "arccos_kernel", "erf_kernel",
     "relu_dual", "relu_dual_derivative", "erf_dual",
     "polynomial_features", "n_polynomial_features", "random_fourier_features", "random_relu_features",
-    "random_erf_features", "get", "KERNELS", "BLOCK_ELEMENTS",
+    "random_erf_features", "get", "KERNELS", "BLOCK_ELEMENTS", "finite_difference_formula",
 ]
 
 #: Temporaries of a kernel block stay below this many float64 entries (2**25 = 256 MB).
@@ -103,20 +105,33 @@ def _fmt(v: Any) -> str:
 class Kernel:
     """A positive-definite kernel ``k(x, x')`` over rows of float64 arrays.
 
-    ``k(X1, X2=None)`` -> (N1, N2) matrix (``X2=None`` means ``X1``); ``k.diag(X)`` -> (N,) = ``k(x_i, x_i)``.
-    Kernels compose: ``k1 + k2``, ``k1 * k2`` (entrywise), ``c * k`` (c ≥ 0). Subclasses implement
-    ``_fill(A, B, out)`` (write k(A, B) into the float64 tensor ``out`` of shape (len(A), len(B)), which the
-    caller gives block by block) and ``_diag(A)``; both take validated float64 tensors.
+    Kernels compose: ``k1 + k2``, ``k1 * k2`` (entrywise), ``c * k`` (c ≥ 0); they follow scikit-learn's parameter
+    protocol (``get_params``/``set_params``/``clone``, nested names ``k1__gamma``) and list their continuous
+    hyperparameters (:meth:`hyperparameters`). Four entry points:
 
-    ``k(X1, X2)`` and ``k.diag(X)`` validate their input; :meth:`matrix` and ``_diag`` are the unvalidated paths
-    the solvers, the Dask tiles (:func:`kernelscope.scale.evaluate`) and :class:`~kernelscope.KernelRegressor` use
-    once the input has been validated at the public boundary.
+    ``k(X1, X2=None) -> (N1, N2)``
+        Users. Validates the array-likes; NumPy in -> NumPy out, a tensor in -> a tensor on its device out. An
+        output larger than the memory budget is refused up front (:class:`~kernelscope.MemoryBudgetError`).
+    ``k.diag(X) -> (N,)``
+        Users: ``k(x_i, x_i)`` without forming the N×N matrix; validates and returns like ``k(X)``.
+    ``k.matrix(A, B=None, out=None, *, budget=None) -> (N1, N2)``
+        The solvers (:mod:`kernelscope.solvers`), the Dask tiles (:func:`kernelscope.scale.evaluate`) and
+        :class:`~kernelscope.KernelRegressor`, on inputs they validated once at their public boundary: float64
+        tensors A (N1, d), B (N2, d) (None: A) on one device, not checked again. Filled a block of rows at a time
+        through :meth:`formula`, so the temporaries stay below ``BLOCK_ELEMENTS × block_factor`` entries.
+    ``k.formula(A, B, theta=None, *, out=None, paired=False)``
+        The kernel's formula, written once: what a subclass implements, and the differentiable path of the
+        marginal likelihood (:func:`kernelscope.regression.fit_hyperparameters`). Unvalidated float64 tensors as
+        for :meth:`matrix`, in one piece (no blocks, no memory check). ``paired=True`` gives ``k(a_i, b_i)`` of
+        shape (N,) for A, B with the same rows: the solvers take the diagonal as ``k.formula(X, X, paired=True)``.
+
+    Results are float64 tensors on A's device.
     """
 
     #: rows per block are chosen so that ``rows × N2 × block_factor`` stays below :data:`BLOCK_ELEMENTS`.
     block_factor = 1
 
-    # -- public, validating entry points --------------------------------------------------------------------
+    # -- users: validating entry points -------------------------------------------------------------------------
     def __call__(self, X1: Any, X2: Any = None) -> Any:
         """Kernel matrix ``K[i, j] = k(X1[i], X2[j])`` of shape (N1, N2).
 
@@ -138,13 +153,13 @@ class Kernel:
         """``k(x_i, x_i)`` for every row of X (N, d): shape (N,), without forming the N×N matrix."""
         kind = ArrayKind.of(X)
         A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
-        return kind.wrap(self._diag(A))
+        return kind.wrap(self.formula(A, A, paired=True))
 
-    # -- unvalidated tensor path: the solvers, the Dask tiles and the estimator, after validating once ---------
+    # -- solvers, Dask tiles and the estimator: validated tensors, not checked again ----------------------------
     def matrix(self, A: torch.Tensor, B: torch.Tensor | None = None, out: torch.Tensor | None = None, *,
                budget: int | None = None) -> torch.Tensor:
-        """k(A, B) for validated float64 tensors A (N1, d), B (N2, d) (None: A), filled a block of rows at a time
-        (bounded temporaries), into ``out`` (N1, N2) when given.
+        """k(A, B) (N1, N2) for validated float64 tensors A (N1, d), B (N2, d) (None: A), a block of rows at a
+        time (bounded temporaries), into ``out`` (N1, N2) when given.
 
         Without ``out``, an output larger than ``budget`` bytes (default: :func:`~kernelscope._arrays.
         memory_budget_bytes`, read now) is refused up front (``MemoryBudgetError``); with ``out`` nothing is
@@ -159,17 +174,31 @@ class Kernel:
             out = torch.empty((n1, n2), dtype=torch.float64, device=A.device)
         rows = max(1, min(n1, BLOCK_ELEMENTS // max(1, n2 * self.block_factor)))
         for i in range(0, n1, rows):
-            self._fill(A[i:i + rows], B, out[i:i + rows])
+            self.formula(A[i:i + rows], B, out=out[i:i + rows])
         return out
 
-    def _fill(self, A: torch.Tensor, B: torch.Tensor, out: torch.Tensor) -> None:  # pragma: no cover
-        raise TypeError(f"{type(self).__name__} does not define _fill")
+    # -- the formula: subclasses implement it -------------------------------------------------------------------
+    def formula(self, A: torch.Tensor, B: torch.Tensor, theta: dict[str, Any] | None = None, *,
+                out: torch.Tensor | None = None, paired: bool = False) -> torch.Tensor:
+        """``K[i, j] = k(a_i, b_j)`` (N1, N2), or ``k(a_i, b_i)`` (N,) with ``paired``, for unvalidated float64
+        tensors A (N1, d), B (N2, d) on one device (same rows when paired).
 
-    def _diag(self, A: torch.Tensor) -> torch.Tensor:
-        # Generic diagonal: small diagonal blocks (cost O(N · block)), correct for any kernel.
+        ``theta`` maps hyperparameter names (as in :meth:`hyperparameters`; ``k1__``/``k2__``/``kernel__``
+        prefixes for nested kernels) to floats or 0-d tensors that replace the kernel's own values; the result is
+        differentiable in those tensors (torch autograd). With ``out`` (the result's shape) the result is written
+        into it and ``out`` is returned; without, a fresh tensor is. Either way the caller owns the result (the
+        composite kernels combine theirs in place).
+
+        A subclass implements this. The base class gives only the generic paired values, from the diagonals of
+        small blocks of the matrix (O(N·256) work): a subclass without a cheaper paired form calls
+        ``super().formula(A, B, theta, out=out, paired=True)``. ``paired`` with ``B is A`` is the diagonal, which
+        some kernels compute by a route of their own (a ``diag_fn``, a network's diag mode).
+        """
+        if not paired:  # pragma: no cover - abstract
+            raise TypeError(f"{type(self).__name__} does not define formula(A, B, theta, out=, paired=)")
         step = 256
-        return torch.cat([torch.diagonal(self.matrix(A[i:i + step], A[i:i + step]))
-                          for i in range(0, A.shape[0], step)])
+        return _into(out, torch.cat([torch.diagonal(self.formula(A[i:i + step], B[i:i + step], theta))
+                                     for i in range(0, A.shape[0], step)]))
 
     # -- algebra --------------------------------------------------------------------------------------------
     def __add__(self, other: Any) -> Kernel:
@@ -241,26 +270,15 @@ class Kernel:
             out["gamma"] = self.gamma_for(d)
         return out
 
-    # -- differentiable path: Gaussian-process hyperparameters (kernelscope.regression.fit_hyperparameters) -----
     def hyperparameters(self, d: int) -> dict[str, float]:
         """The continuous positive hyperparameters (names as in :meth:`get_params`) and their values on
-        d-dimensional inputs; the ones :func:`kernelscope.regression.fit_hyperparameters` can optimise."""
+        d-dimensional inputs: the names ``theta`` of :meth:`formula` takes, the ones
+        :func:`kernelscope.regression.fit_hyperparameters` can optimise."""
         out: dict[str, float] = {}
         for name, value in self._init_params().items():
             if isinstance(value, Kernel):
                 out.update({f"{name}__{k}": v for k, v in value.hyperparameters(d).items()})
         return out
-
-    def torch_matrix(self, A: torch.Tensor, B: torch.Tensor, theta: dict[str, torch.Tensor]) -> torch.Tensor:
-        """k(A, B) (N1, N2) with the hyperparameters ``theta`` (name -> 0-d tensor), differentiable in them.
-
-        Kernels with a closed form compute it with out-of-place torch operations (exact autograd); any other
-        kernel gets central finite differences in the backward pass (:class:`_FiniteDifferenceMatrix`).
-        """
-        if not theta:
-            return self.matrix(A, B)
-        names = sorted(theta)
-        return _FiniteDifferenceMatrix.apply(self, A, B, names, *(theta[n] for n in names))
 
     def _init_params(self) -> dict[str, Any]:
         """The constructor's keyword arguments (default: :meth:`params`)."""
@@ -284,29 +302,96 @@ def _as_kernel(k: Any, name: str) -> Kernel:
     raise ValidationError(name, "a Kernel", type(k).__name__)
 
 
-def _subset(theta: dict[str, Any], prefix: str) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------------------------------
+# The pieces formulas are written with: in place into the caller's buffer, differentiable in the hyperparameters
+# (autograd records the in-place operations), and paired (N,) or pairwise (N1, N2) alike
+# ------------------------------------------------------------------------------------------------------------
+def _into(out: torch.Tensor | None, K: torch.Tensor) -> torch.Tensor:
+    """A freshly computed K, written into ``out`` when one is given."""
+    return K if out is None else out.copy_(K)
+
+
+def _writable(K: torch.Tensor) -> torch.Tensor:
+    """K, or a copy of it while autograd records it: an in-place update could overwrite a value the backward pass
+    needs (``exp``'s output, say), which autograd would refuse."""
+    return K.clone() if K.requires_grad else K
+
+
+def _param(theta: dict[str, Any] | None, name: str, default: Any) -> Any:
+    """``theta[name]`` (a float or a 0-d tensor) if given, else the kernel's own value."""
+    return theta[name] if theta and name in theta else default
+
+
+def _subset(theta: dict[str, Any] | None, prefix: str) -> dict[str, Any]:
     """The entries ``prefix__name`` of theta, as ``name``."""
     p = prefix + "__"
-    return {k[len(p):]: v for k, v in theta.items() if k.startswith(p)}
+    return {k[len(p):]: v for k, v in (theta or {}).items() if k.startswith(p)}
 
 
-class _FiniteDifferenceMatrix(torch.autograd.Function):
-    """k(A, B; θ) for a kernel without a closed-form gradient: the backward pass takes central differences
-    ``∂K/∂θ_i ≈ (K(θ_i(1 + h)) − K(θ_i(1 − h))) / (2hθ_i)``, h = 1e-5 (error O(h²) relative)."""
+def _dot(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None, paired: bool) -> torch.Tensor:
+    """``a·b``: (N1, N2) by one GEMM, or (N,) paired."""
+    return torch.sum(A * B, 1, out=out) if paired else torch.mm(A, B.T, out=out)
+
+
+def _sqnorms(A: torch.Tensor, B: torch.Tensor, paired: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``‖a‖²``, ``‖b‖²`` shaped to broadcast against the result: (N1, 1) and (1, N2), or (N,) paired."""
+    a2, b2 = (A * A).sum(1), (B * B).sum(1)
+    return (a2, b2) if paired else (a2[:, None], b2[None, :])
+
+
+def _scaled_sqdist(A: torch.Tensor, B: torch.Tensor, c: Any, out: torch.Tensor | None, paired: bool
+                   ) -> torch.Tensor:
+    """``c ‖a − b‖²`` for a scale c ≤ 0 (a float or a 0-d tensor), clamped at 0 from above (rounding of
+    ``c‖a‖² + c‖b‖² − 2c a·b`` can make it positive): one GEMM with c folded in, then ``c‖a‖²`` in place.
+
+    A tensor c enters as the factor ``c / float(c)``, exactly 1: the value is the same to the last bit, and as
+    the result is linear in c, autograd gets its derivative through that factor.
+    """
+    cf = float(c.detach() if isinstance(c, torch.Tensor) else c)
+    if paired:
+        K = torch.sum((A - B) ** 2, 1, out=out).mul_(cf)
+    else:
+        a2, b2 = _sqnorms(A, B, paired)
+        K = torch.addmm(b2 * cf, A, B.T, alpha=-2.0 * cf, out=out).add_(a2 * cf).clamp_(max=0.0)
+    return K.mul_(c / cf) if isinstance(c, torch.Tensor) and c.requires_grad else K
+
+
+def _l1dist(A: torch.Tensor, B: torch.Tensor, out: torch.Tensor | None, paired: bool) -> torch.Tensor:
+    """``‖a − b‖₁``."""
+    if paired:
+        return torch.sum((A - B).abs(), 1, out=out)
+    return _into(out, torch.cdist(A, B, p=1.0))
+
+
+def finite_difference_formula(kernel: Kernel, A: torch.Tensor, B: torch.Tensor, theta: dict[str, Any], *,
+                              out: torch.Tensor | None = None, paired: bool = False) -> torch.Tensor:
+    """``kernel.formula(A, B)`` with the hyperparameters ``theta`` set (on a clone), differentiable in them by
+    central differences ``∂K/∂θ_i ≈ (K(θ_i(1 + h)) − K(θ_i(1 − h))) / (2hθ_i)``, h = 1e-5 (error O(h²) relative).
+
+    For a kernel whose formula has no closed form in its hyperparameters (e.g. the ``w_std``, ``b_std`` of
+    :class:`kernelscope.regression.MLPKernel`): its :meth:`Kernel.formula` returns this when given ``theta``.
+    The backward pass costs two evaluations per hyperparameter.
+    """
+    names = sorted(theta)
+    return _into(out, _FiniteDifferences.apply(kernel, A, B, paired, names, *(theta[n] for n in names)))
+
+
+class _FiniteDifferences(torch.autograd.Function):
+    """:func:`finite_difference_formula`'s forward (the formula at θ) and backward (central differences)."""
 
     @staticmethod
-    def _at(kernel: Kernel, A, B, names, values) -> torch.Tensor:
+    def _at(ctx, values: list[float]) -> torch.Tensor:
+        """The formula of a clone of ``ctx.kernel`` with the hyperparameters ``ctx.names`` set to ``values``."""
         from sklearn.base import clone
 
-        k = clone(kernel)
-        k.set_params(**{n: float(v) for n, v in zip(names, values)})
-        return k.matrix(A, B)
+        k = clone(ctx.kernel).set_params(**dict(zip(ctx.names, values)))
+        return k.formula(ctx.A, ctx.B, paired=ctx.paired)
 
     @staticmethod
-    def forward(ctx, kernel, A, B, names, *values):
-        ctx.kernel, ctx.names, ctx.A, ctx.B = kernel, names, A, B
+    def forward(ctx, kernel, A, B, paired, names, *values):
+        ctx.kernel, ctx.A, ctx.B, ctx.paired, ctx.names = kernel, A, B, paired, names
         ctx.values = [float(v) for v in values]
-        return _FiniteDifferenceMatrix._at(kernel, A, B, names, ctx.values)
+        return _FiniteDifferences._at(ctx, ctx.values)
 
     @staticmethod
     def backward(ctx, grad):
@@ -314,17 +399,14 @@ class _FiniteDifferenceMatrix(torch.autograd.Function):
         for i, v in enumerate(ctx.values):
             up, down = list(ctx.values), list(ctx.values)
             up[i], down[i] = v * (1 + h), v * (1 - h)
-            dK = (_FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, up)
-                  - _FiniteDifferenceMatrix._at(ctx.kernel, ctx.A, ctx.B, ctx.names, down)) / (2 * h * v)
+            dK = (_FiniteDifferences._at(ctx, up) - _FiniteDifferences._at(ctx, down)) / (2 * h * v)
             grads.append((grad * dK).sum())
-        return (None, None, None, None, *grads)
+        return (None, None, None, None, None, *grads)
 
 
-def _sqdist(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """‖a − b‖² (N1, N2), out of place (differentiable), clamped at 0."""
-    return ((A * A).sum(1, keepdim=True) + (B * B).sum(1) - 2 * A @ B.T).clamp(min=0.0)
-
-
+# ------------------------------------------------------------------------------------------------------------
+# The classic kernels: one formula each
+# ------------------------------------------------------------------------------------------------------------
 def _gamma(gamma: float | None, d: int) -> float:
     return 1.0 / d if gamma is None else gamma
 
@@ -338,18 +420,15 @@ class _GammaKernel(Kernel):
         """The γ used on d-dimensional inputs: the given one, or ``1/d``."""
         return _gamma(self.gamma, d)
 
+    def _gamma_of(self, theta: dict[str, Any] | None, d: int) -> Any:
+        return _param(theta, "gamma", self.gamma_for(d))
+
 
 class Linear(Kernel):
     """``k(x, x') = x·x'`` (the feature map is the identity)."""
 
-    def _fill(self, A, B, out):
-        torch.mm(A, B.T, out=out)
-
-    def _diag(self, A):
-        return (A * A).sum(1)
-
-    def torch_matrix(self, A, B, theta):
-        return A @ B.T
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        return _dot(A, B, out, paired)
 
 
 class Polynomial(_GammaKernel):
@@ -363,26 +442,18 @@ class Polynomial(_GammaKernel):
     def params(self):
         return {"degree": self.degree, "gamma": self.gamma, "coef0": self.coef0}
 
-    def _fill(self, A, B, out):
-        torch.mm(A, B.T, out=out)
-        out.mul_(self.gamma_for(A.shape[1])).add_(self.coef0).pow_(self.degree)
-
-    def _diag(self, A):
-        return ((A * A).sum(1) * self.gamma_for(A.shape[1]) + self.coef0) ** self.degree
-
     def hyperparameters(self, d):
         return {"gamma": self.gamma_for(d), **({"coef0": self.coef0} if self.coef0 > 0 else {})}
 
-    def torch_matrix(self, A, B, theta):
-        g = theta.get("gamma", self.gamma_for(A.shape[1]))
-        return (g * (A @ B.T) + theta.get("coef0", self.coef0)) ** self.degree
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        g, c0 = self._gamma_of(theta, A.shape[1]), _param(theta, "coef0", self.coef0)
+        return _dot(A, B, out, paired).mul_(g).add_(c0).pow_(self.degree)
 
 
 class RBF(_GammaKernel):
     """``k(x, x') = exp(−γ ‖x − x'‖²)``; give ``gamma`` or ``lengthscale`` ℓ (``γ = 1/(2ℓ²)``); default ``γ = 1/d``.
 
-    ``‖x − x'‖² = ‖x‖² + ‖x'‖² − 2 x·x'``: one GEMM into the output (``addmm`` adding −γ‖x'‖²), then two
-    in-place passes and ``exp``.
+    ``−γ‖x − x'‖² = −γ‖x‖² − γ‖x'‖² + 2γ x·x'``: one GEMM into the output, then in-place passes and ``exp``.
     """
 
     def __init__(self, gamma: float | None = None, lengthscale: float | None = None):
@@ -408,23 +479,16 @@ class RBF(_GammaKernel):
         cleared = {other[k]: None for k in new if k in other and other[k] not in new}
         return {**current, **cleared, **new}
 
-    def _fill(self, A, B, out):
-        g = self.gamma_for(A.shape[1])
-        a2 = (A * A).sum(1, keepdim=True)  # (n1, 1)
-        b2 = (B * B).sum(1)  # (n2,)
-        torch.addmm(b2.mul_(-g), A, B.T, beta=1.0, alpha=2.0 * g, out=out)  # 2γ x·x' − γ‖x'‖², one GEMM
-        out.sub_(a2.mul_(g)).clamp_(max=0.0).exp_()  # −γ‖x − x'‖² (clamped: rounding can make it > 0)
-
     def hyperparameters(self, d):
         return {"lengthscale": 1.0 / math.sqrt(2.0 * self.gamma_for(d))}
 
-    def torch_matrix(self, A, B, theta):
-        if "lengthscale" in theta:
-            return torch.exp(-_sqdist(A, B) / (2 * theta["lengthscale"] ** 2))
-        return torch.exp(-self.gamma_for(A.shape[1]) * _sqdist(A, B))
+    def _gamma_of(self, theta, d):
+        if theta and "lengthscale" in theta:
+            return 1.0 / (2.0 * theta["lengthscale"] ** 2)
+        return super()._gamma_of(theta, d)
 
-    def _diag(self, A):
-        return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        return _scaled_sqdist(A, B, -self._gamma_of(theta, A.shape[1]), out, paired).exp_()
 
 
 class Laplace(_GammaKernel):
@@ -438,17 +502,11 @@ class Laplace(_GammaKernel):
     def params(self):
         return {"gamma": self.gamma}
 
-    def _fill(self, A, B, out):
-        out.copy_(torch.cdist(A, B, p=1.0)).mul_(-self.gamma_for(A.shape[1])).exp_()
-
     def hyperparameters(self, d):
         return {"gamma": self.gamma_for(d)}
 
-    def torch_matrix(self, A, B, theta):
-        return torch.exp(-theta.get("gamma", self.gamma_for(A.shape[1])) * (A[:, None, :] - B[None]).abs().sum(-1))
-
-    def _diag(self, A):
-        return torch.ones(A.shape[0], dtype=A.dtype, device=A.device)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        return _l1dist(A, B, out, paired).mul_(-self._gamma_of(theta, A.shape[1])).exp_()
 
 
 class ArcCosine(Kernel):
@@ -463,31 +521,16 @@ class ArcCosine(Kernel):
     def params(self):
         return {"order": self.order}
 
-    def _fill(self, A, B, out):
-        torch.mm(A, B.T, out=out)
-        a2 = (A * A).sum(1, keepdim=True)
-        b2 = (B * B).sum(1)[None, :]
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
         dual = relu_dual if self.order == 1 else relu_dual_derivative
-        out.copy_(dual(out, a2, b2))
-
-    def _diag(self, A):
-        s = (A * A).sum(1)
-        if self.order == 1:
-            return s / 2
-        # θ = 0 on the diagonal, except for a zero input, whose cosine is taken as 0 (θ = π/2) everywhere
-        return torch.where(s > 0, torch.full_like(s, 0.5), torch.full_like(s, 0.25))
+        return _into(out, dual(_dot(A, B, out, paired), *_sqnorms(A, B, paired)))
 
 
 class Erf(Kernel):
     """``E_{b~N(0,I)}[erf(b·x) erf(b·x')] = (2/π) arcsin(2x·x' / √((1 + 2‖x‖²)(1 + 2‖x'‖²)))`` (THEORY.md §3)."""
 
-    def _fill(self, A, B, out):
-        torch.mm(A, B.T, out=out)
-        out.copy_(erf_dual(out, (A * A).sum(1, keepdim=True), (B * B).sum(1)[None, :]))
-
-    def _diag(self, A):
-        s = (A * A).sum(1)
-        return erf_dual(s, s, s)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        return _into(out, erf_dual(_dot(A, B, out, paired), *_sqnorms(A, B, paired)))
 
 
 class CallableKernel(Kernel):
@@ -514,22 +557,23 @@ class CallableKernel(Kernel):
     def _init_params(self):
         return {"fn": self.fn, "diag_fn": self.diag_fn, "name": self.name}
 
-    def _fill(self, A, B, out):
-        K = self.fn(A, B)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        if paired and (self.diag_fn is None or B is not A):
+            return super().formula(A, B, out=out, paired=True)
+        K = self.diag_fn(A) if paired else self.fn(A, B)
         K = torch.as_tensor(K.detach() if isinstance(K, torch.Tensor) else K, dtype=torch.float64)
-        if tuple(K.shape) != tuple(out.shape):
-            raise ValidationError("kernel", f"a callable returning shape {tuple(out.shape)} (len(A), len(B))",
-                                  f"shape {tuple(K.shape)}")
-        out.copy_(K)
-
-    def _diag(self, A):
-        if self.diag_fn is not None:
-            return torch.as_tensor(self.diag_fn(A), dtype=torch.float64, device=A.device).reshape(-1)
-        return super()._diag(A)
+        shape = (A.shape[0],) if paired else (A.shape[0], B.shape[0])
+        K = K.reshape(-1) if paired else K
+        if tuple(K.shape) != shape:
+            want = f"a diag_fn returning shape {shape} (len(A),)" if paired else \
+                f"a callable returning shape {shape} (len(A), len(B))"
+            raise ValidationError("kernel", want, f"shape {tuple(K.shape)}")
+        # a copy: the caller owns the result, and the function's array may be the user's
+        return (out if out is not None else torch.empty(shape, dtype=torch.float64, device=A.device)).copy_(K)
 
 
 class _PairKernel(Kernel):
-    """Two kernels combined entrywise by ``_combine_`` (in place on the first one's block)."""
+    """Two kernels combined entrywise by ``_combine_`` (in place on the first one's result)."""
 
     def __init__(self, k1: Kernel, k2: Kernel):
         self.k1, self.k2 = k1, k2
@@ -542,18 +586,9 @@ class _PairKernel(Kernel):
     def _combine_(out: torch.Tensor, other: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise TypeError("_PairKernel is abstract: use SumKernel or ProductKernel")
 
-    def _fill(self, A, B, out):
-        self.k1._fill(A, B, out)
-        tmp = torch.empty_like(out)
-        self.k2._fill(A, B, tmp)
-        self._combine_(out, tmp)
-
-    def _diag(self, A):
-        return self._combine_(self.k1._diag(A).clone(), self.k2._diag(A))  # clone: a diag may be a user's array
-
-    def torch_matrix(self, A, B, theta):
-        K1 = self.k1.torch_matrix(A, B, _subset(theta, "k1"))
-        return self._combine_(K1.clone(), self.k2.torch_matrix(A, B, _subset(theta, "k2")))
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        K1 = self.k1.formula(A, B, _subset(theta, "k1"), out=out, paired=paired)
+        return self._combine_(_writable(K1), self.k2.formula(A, B, _subset(theta, "k2"), paired=paired))
 
 
 class SumKernel(_PairKernel):
@@ -590,18 +625,12 @@ class ScaledKernel(Kernel):
     def params(self):
         return {"kernel": self.kernel, "scale": self.scale}
 
-    def _fill(self, A, B, out):
-        self.kernel._fill(A, B, out)
-        out.mul_(self.scale)
-
-    def _diag(self, A):
-        return self.kernel._diag(A) * self.scale
-
     def hyperparameters(self, d):
         return {"scale": self.scale, **super().hyperparameters(d)} if self.scale > 0 else super().hyperparameters(d)
 
-    def torch_matrix(self, A, B, theta):
-        return theta.get("scale", self.scale) * self.kernel.torch_matrix(A, B, _subset(theta, "kernel"))
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        K = self.kernel.formula(A, B, _subset(theta, "kernel"), out=out, paired=paired)
+        return _writable(K).mul_(_param(theta, "scale", self.scale))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -50,17 +50,19 @@ class NetworkKernel(_kernels.Kernel):
     def __repr__(self):
         return f"NetworkKernel({'nngp' if self.nngp else 'ntk'} of {type(self.net).__name__})"
 
-    def _fill(self, A, B, out):
-        k = self.net.kernel(A, B)
-        K = getattr(k, "nngp" if self.nngp else "ntk")
-        out.copy_(torch.as_tensor(K, dtype=torch.float64))
-
-    def _diag(self, A):
-        try:  # kernelscope.nets computes k(x, x) alone in diag mode
-            k = self.net.kernel(A, diag=True)
-        except TypeError:
-            return super()._diag(A)
-        return torch.as_tensor(getattr(k, "nngp" if self.nngp else "ntk"), dtype=torch.float64).reshape(-1)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        which = "nngp" if self.nngp else "ntk"
+        if paired:
+            if B is not A:
+                return super().formula(A, B, out=out, paired=True)
+            try:  # kernelscope.nets computes k(x, x) alone in diag mode
+                K = torch.as_tensor(getattr(self.net.kernel(A, diag=True), which), dtype=torch.float64).reshape(-1)
+            except TypeError:
+                return super().formula(A, B, out=out, paired=True)
+        else:
+            K = torch.as_tensor(getattr(self.net.kernel(A, B), which), dtype=torch.float64)
+        # a copy: the caller owns the result (the network may keep its own)
+        return (out if out is not None else torch.empty(K.shape, dtype=torch.float64, device=A.device)).copy_(K)
 
 
 class _WeightedKernel(_kernels.Kernel):
@@ -73,12 +75,11 @@ class _WeightedKernel(_kernels.Kernel):
     def params(self):
         return {"kernel": self.kernel}
 
-    def _fill(self, A, B, out):
-        self.kernel._fill(A[:, :-1], B[:, :-1], out)
-        out.mul_(A[:, -1:]).mul_(B[:, -1])
-
-    def _diag(self, A):
-        return self.kernel._diag(A[:, :-1]) * A[:, -1] ** 2
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        # theta is not passed on: a weighted fit never optimises hyperparameters (fit refuses optimize=True)
+        Ax = A[:, :-1]
+        K = self.kernel.formula(Ax, Ax if B is A else B[:, :-1], out=out, paired=paired)  # B is A: the diagonal
+        return K.mul_(A[:, -1] if paired else A[:, -1:]).mul_(B[:, -1])
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = False) -> _kernels.Kernel:
@@ -134,11 +135,10 @@ class MLPKernel(_kernels.Kernel):
             layers += [nets.Dense(1, self.w_std, self.b_std), act()]
         return nets.serial(*layers, nets.Dense(1, self.w_std, self.b_std))
 
-    def _fill(self, A, B, out):
-        NetworkKernel(self.network(), self.nngp)._fill(A, B, out)
-
-    def _diag(self, A):
-        return NetworkKernel(self.network(), self.nngp)._diag(A)
+    def formula(self, A, B, theta=None, *, out=None, paired=False):
+        if theta:  # no closed form in w_std, b_std: central differences in the backward pass
+            return _kernels.finite_difference_formula(self, A, B, theta, out=out, paired=paired)
+        return NetworkKernel(self.network(), self.nngp).formula(A, B, out=out, paired=paired)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -194,7 +194,7 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
 
     Each positive hyperparameter θ is optimised as log θ (within ``bounds``, scikit-learn's defaults) by
     L-BFGS-B (``scipy.optimize.minimize``) with the gradient from torch autograd through
-    :func:`log_marginal_likelihood` and :meth:`Kernel.torch_matrix` (exact for the closed-form kernels, central
+    :func:`log_marginal_likelihood` and :meth:`Kernel.formula` (exact for the closed-form kernels, central
     differences for e.g. :class:`MLPKernel`'s ``w_std``/``b_std``). Discrete choices (an MLPKernel's ``depth``)
     go in ``grid``: every combination is optimised and the largest marginal likelihood wins.
 
@@ -240,7 +240,7 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
             vals = torch.exp(zt)
             theta = {n: vals[i] for i, n in enumerate(names)}
             lam = vals[-1] if optimize_ridge else lam0
-            value = -log_marginal_likelihood(k0.torch_matrix(Xt, Xt, theta), Yt, lam)
+            value = -log_marginal_likelihood(k0.formula(Xt, Xt, theta), Yt, lam)
             (g,) = torch.autograd.grad(value, zt)
             return float(value.detach()), g.numpy()
 
@@ -436,7 +436,8 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
             Kb = kernel.matrix(Xb, centers, budget=budget)  # (B, M); X validated above
             means.append(Kb @ coef)
             if return_std:
-                variances.append(res.variance(Kb if root_w is None else Kb * root_w, kernel._diag(Xb)))
+                k_diag = kernel.formula(Xb, Xb, paired=True)  # (B,) k(x, x)
+                variances.append(res.variance(Kb if root_w is None else Kb * root_w, k_diag))
         mean = torch.cat(means)  # (T, O)
         if self._y_ndim == 1:
             mean = mean[:, 0]

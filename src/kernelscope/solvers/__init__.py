@@ -4,14 +4,16 @@ The registry is a plain dict, :data:`SOLVERS`, from a name to a *fit function*::
 
     fit(kernel, X, Y, ridge, **solver_options) -> SolverResult
 
-- ``kernel``: a kernel object (``kernel(A, B) -> (len(A), len(B))`` and ``kernel.diag(A) -> (len(A),)``) over
-  float64 torch tensors (see :mod:`kernelscope.kernels`);
+- ``kernel``: a :class:`kernelscope.kernels.Kernel` (or any callable ``kernel(A, B) -> (len(A), len(B))``) over
+  float64 torch tensors;
 - ``X``: float64 tensor (N, d); ``Y``: float64 tensor (N, O) (always 2-D here); ``ridge``: λ ≥ 0.
 
 The caller (:class:`kernelscope.KernelRegressor`) has validated ``X``, ``Y`` and ``ridge``: a fit function does not
-check them again, and computes kernel matrices through the unvalidated :meth:`kernelscope.kernels.Kernel.matrix`
-(directly or in Dask tiles, :func:`kernelscope.scale.evaluate`). A fit function that takes a ``memory_budget``
-keyword gets the budget (bytes) the estimator read once for the whole fit.
+check them again, and evaluates a Kernel through its unvalidated entry points: ``kernel.matrix(A, B, out=,
+budget=)`` for kernel matrices (directly or in Dask tiles, :func:`kernelscope.scale.evaluate`) and
+``kernel.formula(A, A, paired=True)`` for the diagonal ``k(a_i, a_i)`` (see :class:`~kernelscope.kernels.Kernel`).
+A fit function that takes a ``memory_budget`` keyword gets the budget (bytes) the estimator read once for the
+whole fit.
 
 A :class:`SolverResult` holds the ``centers`` (M, d) the predictions are made from, the ``coef`` (M, O) so that
 ``f(x) = k(x, centers) @ coef``, an ``info`` dict (solver name, timings, iterations...) and, if the solver can
@@ -25,77 +27,26 @@ Adding a solver::
     @register("cg")
     def fit_cg(kernel, X, Y, ridge, *, tol=1e-8, max_iter=None) -> SolverResult: ...
 
-and extend :func:`choose`, which picks a solver for ``solver='auto'``.
+and extend :func:`choose`, which picks a solver for ``solver='auto'``. The registry and the shared types live in
+:mod:`kernelscope.solvers.base` (what the solver modules import); this package imports the solvers, so that
+``SOLVERS`` is full once ``kernelscope.solvers`` is imported.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import torch
-
 from .. import _arrays
-from .._arrays import ValidationError, as_numpy, check_int, check_memory, format_bytes
+from .._arrays import check_int, check_memory, format_bytes
+from .base import SOLVERS, FitFunction, SolverResult, check_xy, numpy_view, register, takes_memory_budget
 
-__all__ = ["SolverResult", "SOLVERS", "register", "choose", "cholesky_bytes", "check_xy", "takes_memory_budget"]
+# The registry fills as the solver modules are imported, in this order: 'cholesky' (dense) first, then the
+# matrix-free solvers on Dask, 'nystrom' and 'cg'.
+# isort: off
+from . import dense  # noqa: F401
+from . import cg, nystrom  # noqa: F401
+# isort: on
 
-
-@dataclass
-class SolverResult:
-    """What a fit function returns.
-
-    Attributes
-    ----------
-    centers : tensor of shape (M, d) - the points predictions are made from (M = N for exact solvers).
-    coef : tensor of shape (M, O) - ``f(x) = k(x, centers) @ coef``.
-    info : dict - at least ``solver``; timings in seconds, iterations, the method actually used...
-    variance : callable ``(K_test_centers (T, M), k_test_diag (T,)) -> (T,)`` giving the posterior variance of
-        the latent function ``k(x, x) − k(x, X)(K + λI)⁻¹k(X, x)``, or None if the solver gives no std.
-    """
-
-    centers: torch.Tensor
-    coef: torch.Tensor
-    info: dict[str, Any] = field(default_factory=dict)
-    variance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-
-
-FitFunction = Callable[..., SolverResult]
-
-#: name -> fit function ``fit(kernel, X, Y, ridge, **solver_options) -> SolverResult``.
-SOLVERS: dict[str, FitFunction] = {}
-
-
-def register(name: str) -> Callable[[FitFunction], FitFunction]:
-    """Decorator adding a fit function to :data:`SOLVERS` under ``name``."""
-
-    def deco(fn: FitFunction) -> FitFunction:
-        SOLVERS[name] = fn
-        return fn
-
-    return deco
-
-
-def takes_memory_budget(fit: FitFunction) -> bool:
-    """Whether a fit function declares the ``memory_budget`` keyword (then the estimator passes its budget)."""
-    return "memory_budget" in inspect.signature(fit).parameters
-
-
-def check_xy(X: Any, Y: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The public solve functions' input check: X (N, d) and Y (N,) or (N, O) -> float64 ndarrays X, Y (N, O)."""
-    Xn = as_numpy(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
-    Yn = as_numpy(Y, "Y", ndim=(1, 2))
-    if Yn.shape[0] != Xn.shape[0]:
-        raise ValidationError("Y", f"{Xn.shape[0]} rows (as many as X)", f"{Yn.shape[0]} rows")
-    return Xn, (Yn[:, None] if Yn.ndim == 1 else Yn)
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    """A validated float64 tensor as an ndarray (shares memory on the CPU), for the NumPy/Dask solvers."""
-    return t.detach().cpu().numpy()
+__all__ = ["SolverResult", "FitFunction", "SOLVERS", "register", "choose", "cholesky_bytes", "check_xy",
+           "takes_memory_budget", "numpy_view"]
 
 
 def cholesky_bytes(n: int) -> float:
@@ -115,18 +66,10 @@ def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | No
     if need <= budget:
         return "cholesky"
     if "nystrom" in SOLVERS:  # the scale-out solvers (cg.py, nystrom.py) never form the N×N matrix
-        from .cg import choose_scaleout
-
-        return choose_scaleout(n, d=d, n_outputs=n_outputs, budget=budget, dense_bytes=need)
+        return cg.choose_scaleout(n, d=d, n_outputs=n_outputs, budget=budget, dense_bytes=need)
     others = sorted(set(SOLVERS) - {"cholesky"})
     way_out = (f"Use solver={others[0]!r}" + (f" (or one of {others[1:]})" if len(others) > 1 else "")
                if others else "Use fewer training points or a matrix-free solver")
     check_memory(need, f"the dense Cholesky solver for N={n} ({format_bytes(need)} for K and its factor)",
                  way_out + ".", budget=budget)
     return "cholesky"  # pragma: no cover - check_memory raised
-
-
-# The registry fills as the solver modules are imported, in this order: 'cholesky' (dense) first, then the
-# matrix-free solvers on Dask, 'nystrom' and 'cg'.
-from . import dense  # noqa: E402,F401,I001
-from . import cg, nystrom  # noqa: E402,F401

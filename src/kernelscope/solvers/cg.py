@@ -28,8 +28,9 @@ import torch
 
 from .. import _arrays, scale
 from .._arrays import check_int, check_memory, check_nonnegative, check_positive, format_bytes, warn
-from . import SolverResult, _numpy, check_xy, register
-from .nystrom import _check_n_centers, cholesky_jitter, sample_centers
+from .base import SolverResult, check_xy, numpy_view, register
+from .nystrom import check_n_centers, cholesky_jitter, default_n_centers, sample_centers
+from .nystrom import memory_needed as nystrom_bytes
 
 __all__ = ["CGResult", "conjugate_gradient", "NystromPreconditioner", "nystrom_preconditioner", "CGSolution",
            "cg_solve", "fit", "default_precond_centers", "choose_scaleout"]
@@ -150,8 +151,6 @@ def nystrom_preconditioner(kernel: Kernel, X: np.ndarray, ridge: float, centers:
 
 def default_precond_centers(n: int) -> int:
     """Preconditioner rank: ⌈√N·log N⌉ as for the Nyström estimator, capped at 2 000 (N·M memory)."""
-    from .nystrom import default_n_centers
-
     return min(default_n_centers(n), 2000)
 
 
@@ -222,7 +221,7 @@ def _cg_solve(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float, *, t
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
     n, d = Xn.shape
-    m = (_check_n_centers(n_centers, n) if n_centers is not None else default_precond_centers(n)) \
+    m = (check_n_centers(n_centers, n) if n_centers is not None else default_precond_centers(n)) \
         if precondition else 0
     block = scale.default_block(n) if block is None else scale.check_block(block)
     threads = scale.n_workers() if scale.active_client() is None else 1  # tiles in flight here
@@ -260,7 +259,7 @@ def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memor
     inverse; use solver='cholesky'), so ``variance`` is None.
     """
     t0 = time.perf_counter()
-    sol = _cg_solve(kernel, _numpy(X), _numpy(Y), ridge, memory_budget=memory_budget, **solver_options)
+    sol = _cg_solve(kernel, numpy_view(X), numpy_view(Y), ridge, memory_budget=memory_budget, **solver_options)
     sol.info["seconds_fit"] = time.perf_counter() - t0
     return SolverResult(centers=X, coef=torch.as_tensor(sol.coef, device=X.device), info=sol.info)
 
@@ -272,9 +271,6 @@ def choose_scaleout(n: int, *, d: int | None = None, n_outputs: int = 1, budget:
     with ⌈√N log N⌉ centres is the practical choice). Warns which solver was picked and why; refuses up front
     (:class:`~kernelscope.MemoryBudgetError` naming the bytes) when not even the Nyström solver fits.
     """
-    from .nystrom import default_n_centers
-    from .nystrom import memory_needed as nystrom_bytes
-
     budget = _arrays.memory_budget_bytes() if budget is None else int(budget)
     d = 1 if d is None else int(d)
     why = (f"the dense N×N system for N = {n} needs {format_bytes(dense_bytes)}" if dense_bytes is not None

@@ -18,7 +18,7 @@ import torch
 
 from .._arrays import warn
 from ..kernels import Kernel
-from . import SolverResult, register
+from .base import SolverResult, register
 
 __all__ = ["fit_cholesky", "cholesky_variance", "pinv_variance"]
 

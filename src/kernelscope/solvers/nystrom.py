@@ -50,10 +50,10 @@ from .._arrays import (
     warn,
 )
 from ..kernels import Kernel as _Kernel
-from . import SolverResult, _numpy, check_xy, register
+from .base import SolverResult, check_xy, numpy_view, register
 
-__all__ = ["default_n_centers", "sample_centers", "leverage_scores", "nystrom_solve", "NystromSolution", "fit",
-           "effective_dimension_from_factor"]
+__all__ = ["default_n_centers", "check_n_centers", "sample_centers", "leverage_scores", "nystrom_solve",
+           "NystromSolution", "fit", "effective_dimension_from_factor"]
 
 Kernel = Callable[[Any, Any], Any]
 
@@ -69,7 +69,8 @@ def default_n_centers(n: int) -> int:
     return int(min(n, max(100, math.ceil(math.sqrt(n) * math.log(n)))))
 
 
-def _check_n_centers(n_centers: Any, n: int) -> int:
+def check_n_centers(n_centers: Any, n: int) -> int:
+    """M from ``n_centers``: the default :func:`default_n_centers` for None, else an integer 1 ≤ M ≤ N."""
     if n_centers is None:
         return default_n_centers(n)
     m = check_int(n_centers, "n_centers", minimum=1)
@@ -98,7 +99,7 @@ def cholesky_jitter(K: torch.Tensor) -> tuple[torch.Tensor, float]:
 def _diag(kernel: Kernel, X: torch.Tensor) -> torch.Tensor:
     """``k(x_i, x_i)`` (N,) for the validated rows X (N, d)."""
     if isinstance(kernel, _Kernel):
-        return kernel._diag(X)
+        return kernel.formula(X, X, paired=True)  # unvalidated, as the rest of the fit
     d = getattr(kernel, "diag", None)
     if callable(d):
         try:
@@ -253,7 +254,7 @@ def _nystrom_solve(kernel: Kernel, Xn: np.ndarray, Y2: np.ndarray, ridge: float,
         check_choice(n_centers, "n_centers", ("auto",))
         return _nystrom_auto(kernel, Xn, Y2, ridge, sampling=sampling, seed=seed, block=block,
                              memory_budget=budget)
-    return _nystrom_fixed(kernel, Xn, Y2, ridge, _check_n_centers(n_centers, Xn.shape[0]), sampling=sampling,
+    return _nystrom_fixed(kernel, Xn, Y2, ridge, check_n_centers(n_centers, Xn.shape[0]), sampling=sampling,
                           seed=seed, block=block, memory_budget=budget)
 
 
@@ -353,7 +354,7 @@ def fit(kernel: Kernel, X: torch.Tensor, Y: torch.Tensor, ridge: float, *, memor
     ``return_std``).
     """
     t0 = time.perf_counter()
-    sol = _nystrom_solve(kernel, _numpy(X), _numpy(Y), ridge, memory_budget=memory_budget, **solver_options)
+    sol = _nystrom_solve(kernel, numpy_view(X), numpy_view(Y), ridge, memory_budget=memory_budget, **solver_options)
     sol.info["seconds_fit"] = time.perf_counter() - t0
     return SolverResult(centers=torch.as_tensor(sol.centers, device=X.device),
                         coef=torch.as_tensor(sol.coef, device=X.device), info=sol.info)
