@@ -21,6 +21,7 @@ from . import _arrays
 from . import kernels as _kernels
 from . import solvers as _solvers
 from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from ._model import value_and_grad
 from .predict import GradientFlow, gradient_flow
 
 __all__ = ["KernelRegressor", "gradient_flow", "GradientFlow", "resolve_kernel", "MLPKernel",
@@ -236,13 +237,14 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
         x0 = np.log([start[n] for n in names] + ([lam0] if optimize_ridge else []))
 
         def objective(z: np.ndarray, k0=k0, names=names) -> tuple[float, np.ndarray]:
-            zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
-            vals = torch.exp(zt)
-            theta = {n: vals[i] for i, n in enumerate(names)}
-            lam = vals[-1] if optimize_ridge else lam0
-            value = -log_marginal_likelihood(k0.formula(Xt, Xt, theta), Yt, lam)
-            (g,) = torch.autograd.grad(value, zt)
-            return float(value.detach()), g.numpy()
+            def negative_lml(zt: torch.Tensor) -> torch.Tensor:  # of the log hyperparameters z
+                vals = torch.exp(zt)
+                theta = {n: vals[i] for i, n in enumerate(names)}
+                lam = vals[-1] if optimize_ridge else lam0
+                return -log_marginal_likelihood(k0.formula(Xt, Xt, theta), Yt, lam)
+
+            value, g = value_and_grad(negative_lml, torch.tensor(z, dtype=torch.float64))
+            return float(value), g.numpy()
 
         value0 = -objective(x0)[0]
         if initial is None:

@@ -40,7 +40,6 @@ import dask.array as da
 import numpy as np
 import torch
 
-from . import kernels as _kernels
 from ._arrays import (
     ValidationError,
     as_numpy,
@@ -59,6 +58,7 @@ __all__ = [
     "default_block",
     "evaluate",
     "block_kernel",
+    "kernel_tiles",
     "persist",
     "save_blocks",
     "load_blocks",
@@ -187,7 +187,7 @@ def evaluate(kernel: Kernel, A: np.ndarray | torch.Tensor, B: np.ndarray | torch
     """
     A = torch.as_tensor(A, dtype=torch.float64)
     B = torch.as_tensor(B, dtype=torch.float64)
-    if isinstance(kernel, _kernels.Kernel):
+    if callable(getattr(kernel, "matrix", None)):  # the Kernel protocol (kernelscope.kernels.Kernel and adapters)
         out = torch.empty((A.shape[0], B.shape[0]), dtype=torch.float64, device=A.device)  # (len(A), len(B))
         return kernel.matrix(A, B.to(A.device), out=out).cpu()
     K = kernel(A, B)
@@ -242,8 +242,9 @@ def block_kernel(kernel: Kernel, X1: Any, X2: Any = None, *, block: int | None =
     return _tiles(kernel, X1d, X2d)
 
 
-def _blockwise(kernel: Kernel, X1: np.ndarray, X2: np.ndarray | None, block: int) -> da.Array:
-    """:func:`block_kernel` of validated float64 arrays X1 (n1, d), X2 (n2, d) (None: X1): no second check."""
+def kernel_tiles(kernel: Kernel, X1: np.ndarray, X2: np.ndarray | None, block: int) -> da.Array:
+    """:func:`block_kernel` of float64 arrays X1 (n1, d), X2 (n2, d) (None: X1) that the caller has validated (a
+    solver inside its own public call): no second check."""
     X1d = da.from_array(X1, chunks=(block, -1))
     return _tiles(kernel, X1d, X1d if X2 is None else da.from_array(X2, chunks=(block, -1)))
 
@@ -392,7 +393,7 @@ class BlockOperator:
                budget: int | None) -> None:
         self.kernel, self.X, self.block, self.ridge, self.persist = kernel, X, block, ridge, keep
         self.n_products = 0
-        self._K = persist(_blockwise(kernel, X, None, block), budget=budget) if keep else None
+        self._K = persist(kernel_tiles(kernel, X, None, block), budget=budget) if keep else None
         self._X = None if keep else _place(X, "X")
 
     def __repr__(self) -> str:

@@ -138,7 +138,7 @@ def nystrom_preconditioner(kernel: Kernel, X: np.ndarray, ridge: float, centers:
     The eigenpairs of ``K̂`` come from the M×M matrix ``BᵀB = W S² Wᵀ``: ``U = B W S⁻¹``, ``Λ = S²``. Directions
     with ``S² ≤ 1e-12·S²_max`` are dropped. Memory O(N·M).
     """
-    Knm = scale._blockwise(kernel, X, centers, block).compute()  # (N, M)
+    Knm = scale.kernel_tiles(kernel, X, centers, block).compute()  # (N, M)
     L, _ = cholesky_jitter(scale.evaluate(kernel, centers, centers))
     Bt = torch.linalg.solve_triangular(L, torch.as_tensor(Knm).T, upper=False)  # Bᵀ = L⁻¹ K_mn, (M, N)
     del Knm

@@ -49,7 +49,6 @@ from .._arrays import (
     check_nonnegative,
     warn,
 )
-from ..kernels import Kernel as _Kernel
 from .base import SolverResult, check_xy, numpy_view, register
 
 __all__ = ["default_n_centers", "check_n_centers", "sample_centers", "leverage_scores", "nystrom_solve",
@@ -98,7 +97,7 @@ def cholesky_jitter(K: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def _diag(kernel: Kernel, X: torch.Tensor) -> torch.Tensor:
     """``k(x_i, x_i)`` (N,) for the validated rows X (N, d)."""
-    if isinstance(kernel, _Kernel):
+    if callable(getattr(kernel, "formula", None)):  # the Kernel protocol: its diagonal, unvalidated
         return kernel.formula(X, X, paired=True)  # unvalidated, as the rest of the fit
     d = getattr(kernel, "diag", None)
     if callable(d):
