@@ -46,16 +46,18 @@ class _Activation(Layer):
         return nngp, dot, None, None, 1.0
 
     def kernel_fn(self, k: KState) -> KState:
-        k = k.materialized()
-        if k.diag:
+        if k.diag:  # (nothing is pending in diag mode)
             nngp, dot = self.dual(k.nngp, k.a_view(), k.b_view(), inplace=False, same=k.same())
-            ntk = None if k.ntk is None else k.ntk.mul_(dot)
-            return k.replace(nngp=nngp, ntk=ntk)
+            if k.ntk is None:  # e.g. the variances of a full-mode state (below): nothing to write
+                return k.replace(nngp=nngp)
+            k = k.writable()
+            return k.replace(nngp=nngp, ntk=k.ntk.mul_(dot))
+        k = k.materialized()
         v1 = self.kernel_fn(k.self_state(k.var1)).nngp  # Σ'(x, x): (B,) (+ positions)
         v2 = v1 if k.var2 is k.var1 else self.kernel_fn(k.self_state(k.var2)).nngp
         nngp, dot, s1, s2, t = self.dual_lazy(k.nngp, k.a_view(), k.b_view(), same=k.same())  # (B, T) + P
         # Θ' = Σ̇ Θ, left pending so that a following Dense fuses it into Θ'' = Σ'' + w² Σ̇ Θ
-        pending = Pending(s1, s2, None if k.ntk is None else dot, t)
+        pending = None if s1 is None and k.ntk is None else Pending(s1, s2, None if k.ntk is None else dot, t)
         return k.replace(nngp=nngp, var1=v1, var2=v2, pending=pending)
 
     def build(self, in_width, gen, hidden, readout, dtype):

@@ -32,6 +32,23 @@ def _check_layers(layers: Sequence[Any], name: str) -> list[Layer]:
     return list(layers)
 
 
+def _same_layout(ks: list[KState], name: str) -> list[KState]:
+    """Check that branches meet with the same positions (and make their position-pair modes agree)."""
+    spatial = {k.spatial for k in ks}
+    if len(spatial) > 1:
+        raise ValidationError(name, "branches with the same positions", f"positions {sorted(spatial)}",
+                              "Give the branches the same strides and paddings.")
+    if len({k.pairs for k in ks}) > 1:
+        ks = [k.unpaired() if k.pairs else k for k in ks]
+    return ks
+
+
+def _branches(ks, name: str) -> list[KState]:
+    """The branches meeting at a fan-in layer, multipliers applied, checked to have the same positions."""
+    if not isinstance(ks, list):
+        raise ValidationError(name, "a list of branches (after FanOut/parallel)", "a single input")
+    return _same_layout([k.materialized() for k in ks], name)
+
 class Serial(Layer):
     """Layers applied one after the other (kernels and modules composed in order)."""
 
@@ -98,6 +115,16 @@ class Parallel(Layer):
         return _finite.ParallelModule([m for m, _ in built]), [w for _, w in built]
 
 
+def serial(*layers: Layer) -> Serial:
+    """Compose layers in order: ``serial(Dense(512), ReLU(), Dense(1))``."""
+    return Serial(*layers)
+
+
+def parallel(*layers: Layer) -> Parallel:
+    """Apply ``layers[i]`` to branch i: ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``."""
+    return Parallel(*layers)
+
+
 class FanOut(Layer):
     """Copy the input into ``n`` branches."""
 
@@ -122,12 +149,10 @@ class FanInSum(Layer):
         return "FanInSum()"
 
     def kernel_fn(self, ks):
-        if not isinstance(ks, list):
-            raise ValidationError("FanInSum", "a list of branches (after FanOut/parallel)", "a single input")
+        ks = _branches(ks, "FanInSum")
         widths = {k.width for k in ks}
         if len(widths) > 1:
             raise ValidationError("FanInSum", "branches of equal width", f"widths {sorted(widths)}")
-        ks = _same_layout([k.materialized() for k in ks], "FanInSum")
         nngp = ks[0].nngp
         for k in ks[1:]:
             nngp = nngp.add_(k.nngp)
@@ -152,33 +177,6 @@ class FanInSum(Layer):
         return _finite.FanInSumModule(), in_width[0]
 
 
-def serial(*layers: Layer) -> Serial:
-    """Compose layers in order: ``serial(Dense(512), ReLU(), Dense(1))``."""
-    return Serial(*layers)
-
-
-def parallel(*layers: Layer) -> Parallel:
-    """Apply ``layers[i]`` to branch i: ``serial(FanOut(2), parallel(block, Identity()), FanInSum())``."""
-    return Parallel(*layers)
-
-
-def _same_layout(ks: list[KState], name: str) -> list[KState]:
-    """Check that branches meet with the same positions (and make their position-pair modes agree)."""
-    spatial = {k.spatial for k in ks}
-    if len(spatial) > 1:
-        raise ValidationError(name, "branches with the same positions", f"positions {sorted(spatial)}",
-                              "Give the branches the same strides and paddings.")
-    if len({k.pairs for k in ks}) > 1:
-        ks = [k.unpaired() if k.pairs else k for k in ks]
-    return ks
-
-
-def _branch_widths(ks, name: str) -> list[KState]:
-    if not isinstance(ks, list):
-        raise ValidationError(name, "a list of branches (after FanOut/parallel)", "a single input")
-    return _same_layout([k.materialized() for k in ks], name)
-
-
 class FanInConcat(Layer):
     """Concatenate the branches along the channel axis (neural-tangents' ``FanInConcat``; torch layout: axis 1).
 
@@ -197,7 +195,7 @@ class FanInConcat(Layer):
         return "FanInConcat()"
 
     def kernel_fn(self, ks):
-        ks = _branch_widths(ks, "FanInConcat")
+        ks = _branches(ks, "FanInConcat")
         n = float(sum(k.width for k in ks))
         ws = [k.width / n for k in ks]
         nngp = ks[0].nngp.mul_(ws[0])
@@ -239,7 +237,7 @@ class FanInProd(Layer):
         return "FanInProd()"
 
     def kernel_fn(self, ks):
-        ks = _branch_widths(ks, "FanInProd")
+        ks = _branches(ks, "FanInProd")
         if len({k.width for k in ks}) > 1:
             raise ValidationError("FanInProd", "branches of equal width", f"widths {sorted(k.width for k in ks)}")
         ntk = None

@@ -21,6 +21,8 @@ from .state import KState, Pending
 
 __all__ = ["Dense", "affine_kernel"]
 
+_NOTHING_PENDING = Pending()
+
 
 def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, out: int, fan_in: int) -> KState:
     """The kernel map of ``z = (w_std/√fan_in) W x + b_std b`` (THEORY.md §4; module docstring for 'standard'):
@@ -36,7 +38,7 @@ def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, 
             ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(fan_in)).add_(1.0)
     else:
         k = k.writable()
-    p = Pending() if k.pending is None else k.pending
+    p = _NOTHING_PENDING if k.pending is None else k.pending
     b2_t = k.nngp.new_tensor(b2)
     if p.scale1 is not None:  # Σ' = b² + w² (Σ·s1)·s2: the activation's scale fused in (2 passes, not 4)
         nngp = torch.addcmul(b2_t, k.nngp.mul_(p.scale1 * w2), p.scale2, out=k.nngp)
