@@ -11,6 +11,10 @@ Convolutional networks take (N, C, L) or (N, C, H, W) inputs (torch layout):
     cnn = nets.serial(nets.Conv(256, 3, padding="same"), nets.ReLU(), nets.Conv(256, 3, padding="same"),
                       nets.ReLU(), nets.GlobalAvgPool(), nets.Dense(1))
     k = cnn.kernel(images)             # CNN-GP and CNTK, (N, N)
+
+Modules, each importing only those before it (as neural-tangents' ``stax``): ``state`` (the immutable kernel
+state), ``engine`` (the :class:`Layer` base, its tiles and threads), ``dense``, ``conv``, ``activations``,
+``normalization``, ``combinators``; ``finite`` and ``finite_conv`` (the finite modules), ``montecarlo``.
 """
 
 from ..duals import (
@@ -24,42 +28,34 @@ from ..duals import (
                    sign_dual,
                    sin_dual,
 )
-from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
-from .layers import (
+from .activations import (
                    GELU,
                    ABReLU,
                    Abs,
                    Cos,
-                   Dense,
                    Elementwise,
                    Erf,
                    Exp,
-                   FanInConcat,
-                   FanInProd,
-                   FanInSum,
-                   FanOut,
                    Gaussian,
                    Hermite,
                    Identity,
-                   KState,
-                   Layer,
-                   LayerNorm,
                    LeakyReLU,
                    Monomial,
-                   NetKernel,
-                   Parallel,
                    Polynomial,
                    Rbf,
                    ReLU,
-                   Serial,
                    Sigmoid,
                    Sign,
                    Sin,
                    Tanh,
-                   parallel,
-                   serial,
 )
+from .combinators import FanInConcat, FanInProd, FanInSum, FanOut, Parallel, Serial, parallel, serial
+from .conv import AvgPool, Conv, Flatten, GlobalAvgPool
+from .dense import Dense
+from .engine import Layer, NetKernel
 from .montecarlo import MonteCarloKernel, empirical_ntk, monte_carlo
+from .normalization import LayerNorm
+from .state import KState
 
 __all__ = [
                    "GELU",

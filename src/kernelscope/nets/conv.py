@@ -19,8 +19,8 @@ time (|F| = k_h·k_w shifts become k_h + k_w). Activations act on each (p, q) en
 ``Σ(x_p, x_p)``, ``Σ(x'_q, x'_q)``.
 
 Memory: networks without pooling carry the diagonal of positions only (N1·N2·|S| numbers per kernel); pooling
-needs all pairs of positions (N1·N2·|S|²) up to the last pooling layer. Tiles of B×T inputs are sized to the
-memory budget; a network that cannot fit one tile is refused before any work, with the bytes named.
+needs all pairs of positions (N1·N2·|S|²) up to the last pooling layer (the engine's tiles,
+:mod:`kernelscope.nets.engine`, are sized to the memory budget).
 """
 
 from __future__ import annotations
@@ -30,26 +30,14 @@ from typing import Any
 
 import torch
 
-from .._arrays import (
-    ArrayKind,
-    ValidationError,
-    as_tensor,
-    check_choice,
-    check_int,
-    check_memory,
-    check_nonnegative,
-    check_positive,
-    memory_budget_bytes,
-)
-from .layers import (
-    KState,
-    Layer,
-    NetKernel,
-    _position_diagonal,
-    affine_kernel,
-)
+from .._arrays import ValidationError, check_choice, check_int, check_nonnegative, check_positive
+from . import finite as _finite
+from .dense import affine_kernel
+from .engine import Layer
+from .finite_conv import ConvModule, GlobalAvgPoolModule, PoolModule
+from .state import KState, position_diagonal
 
-__all__ = ["AvgPool", "Conv", "Flatten", "GlobalAvgPool", "conv_geometry", "spatial_kernel"]
+__all__ = ["AvgPool", "Conv", "Flatten", "GlobalAvgPool", "conv_geometry"]
 
 _PADDINGS = ("valid", "same", "circular")
 
@@ -142,7 +130,7 @@ class Conv(_Spatial):
         self.padding = check_choice(str(padding).lower(), "padding", _PADDINGS)
         self.w_std = check_positive(w_std, "w_std")
         self.b_std = check_nonnegative(b_std, "b_std")
-        self.parameterization = check_choice(parameterization, "parameterization", ("ntk", "standard"))
+        self.parameterization = check_choice(parameterization, "parameterization", _finite.PARAMETERIZATIONS)
 
     def __repr__(self) -> str:
         return (f"Conv({self.out}, {self.kernel_size}, stride={self.stride}, padding={self.padding!r}, "
@@ -165,19 +153,16 @@ class Conv(_Spatial):
         nb = 1 if k.diag else 2
         nngp = avg(k.nngp, nb)
         ntk = None if k.ntk is None else avg(k.ntk, nb)
-        spatial = tuple(d[3] for d in dims)
         fan_in = k.width * math.prod(d[1] for d in dims)
         if k.diag:
-            state = KState(nngp, ntk, nngp, nngp, k.width, True, spatial=spatial, pairs=k.pairs)
+            k = k.replace(nngp=nngp, ntk=ntk)
         else:
             v1 = avg(k.var1, 1)
             v2 = v1 if k.var2 is k.var1 else avg(k.var2, 1)
-            state = KState(nngp, ntk, v1, v2, k.width, False, k.self_block, spatial=spatial, pairs=k.pairs)
-        return affine_kernel(state, self.w_std, self.b_std, self.parameterization, self.out, fan_in)
+            k = k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
+        return affine_kernel(k, self.w_std, self.b_std, self.parameterization, self.out, fan_in)
 
     def build(self, in_width, gen, hidden, readout, dtype):
-        from .finite_conv import ConvModule
-
         if not isinstance(in_width, tuple):
             raise ValidationError("Conv", "inputs with positions, (N, C, L) or (N, C, H, W)",
                                   f"inputs of {in_width} features", "Pass images in torch layout.")
@@ -220,16 +205,13 @@ class AvgPool(_Spatial):
         nb = 1 if k.diag else 2
         nngp = pool(k.nngp, nb)
         ntk = None if k.ntk is None else pool(k.ntk, nb)
-        spatial = tuple(d[3] for d in dims)
         if k.diag:
-            return KState(nngp, ntk, nngp, nngp, k.width, True, spatial=spatial, pairs=True)
+            return k.replace(nngp=nngp, ntk=ntk)
         v1 = pool(k.var1, 1)
         v2 = v1 if k.var2 is k.var1 else pool(k.var2, 1)
-        return KState(nngp, ntk, v1, v2, k.width, False, k.self_block, spatial=spatial, pairs=True)
+        return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
 
     def build(self, in_width, gen, hidden, readout, dtype):
-        from .finite_conv import PoolModule
-
         dims = self._dims(in_width[1:] if isinstance(in_width, tuple) else ())
         mod = PoolModule(tuple(d[1] for d in dims), tuple(d[2] for d in dims),
                          [(d[4], (d[3] - 1) * d[2] + d[1] - d[0] - d[4]) for d in dims], self.padding)
@@ -255,14 +237,12 @@ class GlobalAvgPool(Layer):
         nngp = mean(k.nngp, nb)
         ntk = None if k.ntk is None else mean(k.ntk, nb)
         if k.diag:
-            return KState(nngp, ntk, nngp, nngp, k.width, True)
+            return k.replace(nngp=nngp, ntk=ntk, pairs=False)
         v1 = mean(k.var1, 1)
         v2 = v1 if k.var2 is k.var1 else mean(k.var2, 1)
-        return KState(nngp, ntk, v1, v2, k.width, False, k.self_block)
+        return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2, pairs=False)
 
     def build(self, in_width, gen, hidden, readout, dtype):
-        from .finite_conv import GlobalAvgPoolModule
-
         if not isinstance(in_width, tuple):
             raise ValidationError("GlobalAvgPool", "inputs with positions", f"inputs of {in_width} features")
         return GlobalAvgPoolModule(len(in_width) - 1), in_width[0]
@@ -284,99 +264,20 @@ class Flatten(Layer):
 
         def mean(t, nb_):
             if k.pairs:
-                t = _position_diagonal(t, nb_, ns)
+                t = position_diagonal(t, nb_, ns)
             return t.mean(dim=tuple(range(nb_, nb_ + ns)))
 
         nngp = mean(k.nngp, nb)
         ntk = None if k.ntk is None else mean(k.ntk, nb)
         width = k.width * math.prod(k.spatial)
         if k.diag:
-            return KState(nngp, ntk, nngp, nngp, width, True)
+            return k.replace(nngp=nngp, ntk=ntk, width=width, pairs=False)
         v1 = mean(k.var1, 1)
         v2 = v1 if k.var2 is k.var1 else mean(k.var2, 1)
-        return KState(nngp, ntk, v1, v2, width, False, k.self_block)
+        return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2, width=width, pairs=False)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         if not isinstance(in_width, tuple):
             return torch.nn.Identity(), in_width
         return torch.nn.Flatten(), math.prod(in_width)
 
-
-# --------------------------------------------------------------------------------------------------------------
-# The tiled driver for inputs with positions
-# --------------------------------------------------------------------------------------------------------------
-_TILE_ENTRIES_CPU, _TILE_ENTRIES_GPU = 2**20, 2**25  # numbers per tile buffer (8 MB on CPU: stays in cache)
-_TILE_BUFFERS = 12  # nngp, ntk, pending factors, conv outputs and the activations' temporaries, per tile
-
-
-def _grams(A: torch.Tensor, B: torch.Tensor, pairs: bool) -> torch.Tensor:
-    """Input kernel Σ⁰(x_p, x'_q) = Σ_c x_cp x'_cq / C for A (b, C, P), B (t, C, P): (b, t, P) on the diagonal of
-    positions, (b, t, P, P) with pairs."""
-    b, C, P = A.shape
-    t = B.shape[0]
-    if pairs:
-        G = torch.matmul(A.transpose(1, 2).reshape(b * P, C), B.transpose(0, 1).reshape(C, t * P))
-        return G.reshape(b, P, t, P).permute(0, 2, 1, 3).contiguous().mul_(1.0 / C)
-    G = torch.matmul(A.permute(2, 0, 1), B.permute(2, 1, 0))  # (P, b, t)
-    return G.permute(1, 2, 0).contiguous().mul_(1.0 / C)
-
-
-def _self_grams(A: torch.Tensor, pairs: bool) -> torch.Tensor:
-    """Σ⁰(x_p, x_q) of each point with itself: (N, P) or (N, P, P)."""
-    if pairs:
-        return torch.matmul(A.transpose(1, 2), A).mul_(1.0 / A.shape[1])
-    return (A * A).sum(1).mul_(1.0 / A.shape[1])
-
-
-def spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | None, kind: ArrayKind,
-                   threads: int | None = None) -> NetKernel:
-    """:meth:`Layer.kernel` for inputs with positions (see the module docstring)."""
-    device = kind.device if kind.is_torch else None
-    hint = "(n_samples, channels, length) or (n_samples, channels, height, width)"
-    X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint)
-    S = tuple(X1.shape[2:])
-    P, C = math.prod(S), X1.shape[1]
-    pairs = net.pairs_before(False)
-    m = P * P if pairs else P  # numbers per pair of inputs
-    shaped = lambda G, nb: G.reshape(G.shape[:nb] + (S + S if pairs else S))
-    A1 = X1.reshape(X1.shape[0], C, P)
-    way_out = ("Use fewer points, or Flatten instead of pooling (the diagonal of positions only: "
-               f"{P} instead of {P * P} numbers per pair), or smaller images.")
-    if diag:
-        if x2 is not None:
-            raise ValidationError("x2", "None in diag mode", "an array", "Call kernel(x1, diag=True).")
-        check_memory(8.0 * _TILE_BUFFERS * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
-                     way_out)
-        G = shaped(_self_grams(A1, pairs), 1)
-        out = net._output(net.kernel_fn(KState(G, None, G, G, C, True, spatial=S, pairs=pairs)))
-        ntk = torch.zeros_like(out.nngp) if out.ntk is None else out.ntk
-        return NetKernel(kind.wrap(out.nngp), kind.wrap(ntk))
-    X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint)
-    if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
-        raise ValidationError("x2", f"inputs of shape {tuple(X1.shape[1:])} (as x1)", f"shape {tuple(X2.shape)}")
-    n1, n2 = X1.shape[0], X2.shape[0]
-    symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
-    A2 = A1 if symmetric else X2.reshape(n2, C, P)
-    target = _TILE_ENTRIES_CPU if X1.device.type == "cpu" else _TILE_ENTRIES_GPU
-    side = check_int(block_rows, "block_rows", minimum=1) if block_rows is not None else \
-        max(1, math.isqrt(max(1, target // m)))
-    workers = torch.get_num_threads() if X1.device.type == "cpu" else 1
-    fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
-    budget = memory_budget_bytes()
-    if block_rows is None:  # shrink the tiles to the budget before refusing
-        while side > 1 and fixed + 8.0 * _TILE_BUFFERS * workers * side * side * m > budget:
-            side //= 2
-    br, tc = min(side, n1), min(side, n2)
-    check_memory(fixed + 8.0 * _TILE_BUFFERS * workers * br * tc * m,
-                 f"the {n1}×{n2} kernels of a network on {S} positions "
-                 f"({'all pairs of positions' if pairs else 'the diagonal of positions'}, tiles of {br}×{tc})",
-                 way_out, budget)
-    V1 = shaped(_self_grams(A1, pairs), 1)
-    V2 = V1 if symmetric else shaped(_self_grams(A2, pairs), 1)
-
-    def state(r0: int, r1: int, j0: int, j1: int, diagonal: bool) -> KState:
-        G = shaped(_grams(A1[r0:r1], A2[j0:j1], pairs), 2)
-        return KState(G, None, V1[r0:r1], V2[j0:j1], C, False, diagonal, spatial=S, pairs=pairs)
-
-    nngp, ntk = net._fill_tiles(state, n1, n2, br, tc, symmetric, X1.device, threads)
-    return NetKernel(kind.wrap(nngp), kind.wrap(ntk))

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .._arrays import ArrayKind, ValidationError, as_generator, as_tensor, check_int
+from .engine import Layer
 
 __all__ = ["MonteCarloKernel", "monte_carlo", "empirical_ntk"]
 
@@ -66,8 +67,6 @@ def monte_carlo(net: Any, x1: Any, x2: Any = None, width: int | None = None, n_s
     MonteCarloKernel with ``nngp``, ``ntk``, ``nngp_se``, ``ntk_se`` of shape (N1, N2) (NumPy in -> NumPy out);
     ``ntk``/``ntk_se`` are None when ``ntk=False``.
     """
-    from .layers import Layer
-
     if not isinstance(net, Layer):
         raise ValidationError("net", "a kernelscope.nets network (e.g. nets.serial(...))", type(net).__name__)
     kind = ArrayKind.of(x1, x2)
