@@ -10,7 +10,7 @@ least-ℓp), ``optim`` (gradients, Hessians, descent), ``kernels`` and ``regress
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import exports
 
 __version__ = "0.1.0"
 
@@ -27,14 +27,7 @@ _NAMES = {
 }
 
 __all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    raise AttributeError(f"module 'kernelscope' has no attribute {name!r}")
+__getattr__, _ = exports(__name__, _NAMES, _SUBMODULES)
 
 
 def __dir__():

@@ -33,6 +33,7 @@ from ._model import value_and_grad
 
 __all__ = [
     "abrelu_dual",
+    "clamp_covariance",
     "cosine_",
     "derivative",
     "erf_dual",
@@ -43,6 +44,7 @@ __all__ = [
     "gelu_dual",
     "hermite_nodes",
     "polynomial_dual",
+    "safe_rsqrt",
     "self_entries",
     "sign_dual",
     "sin_dual",
@@ -51,7 +53,7 @@ __all__ = [
 _TWO_PI = 2.0 * math.pi
 
 
-def _safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
+def safe_rsqrt(a: torch.Tensor) -> torch.Tensor:
     """1/√a, with 0 where a <= 0 (a zero-norm input has cosine 0 with everything, and its kernel is 0)."""
     return torch.where(a > 0, a, math.inf).rsqrt()
 
@@ -68,7 +70,7 @@ def cosine_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, same: str | None 
     the variance is positive: ``arccos(1 − ε) ≈ √(2ε)`` would otherwise
     turn a rounding error of 1e-16 into an error of 1e-8 in θ.
     """
-    c.mul_(_safe_rsqrt(a)).mul_(_safe_rsqrt(b)).clamp_(-1.0, 1.0)
+    c.mul_(safe_rsqrt(a)).mul_(safe_rsqrt(b)).clamp_(-1.0, 1.0)
     if same == "all":
         c.copy_((c != 0).to(c.dtype))  # 1, or 0 for a zero-norm input
     elif same is not None:
@@ -113,7 +115,7 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
         nngp = torch.mul(a.clamp_min(0) if same == "all" else c, mean_sq, out=c if inplace else None)
         dot = torch.full_like(nngp, mean_sq)
         return (nngp, dot) if scaled else (nngp, dot, None, None, 1.0)
-    ra, rb = _safe_rsqrt(a), _safe_rsqrt(b)  # 1/√a, 0 for a = 0 (a zero-norm input: c = 0 too)
+    ra, rb = safe_rsqrt(a), safe_rsqrt(b)  # 1/√a, 0 for a = 0 (a zero-norm input: c = 0 too)
     s1, s2 = a * ra * jump, b * rb  # jump·√a, √b
     # Work with n = −cos θ and φ = arccos(n) = π − θ: then sin θ = sin φ and E[φ'φ'] = jump·φ + αβ, so the
     # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
@@ -194,7 +196,7 @@ def _gh_factors(c, a, b, same):
     root_ab = a_.sqrt() * b_.sqrt()  # no overflow of ab for huge scales
     cov = cos * root_ab  # consistent with the clamped cosine
     s = ((1.0 - cos * cos).clamp_min_(0.0)).sqrt_().mul_(root_ab)  # √(ab − c²) = √(ab)·sin θ
-    t_inv = _safe_rsqrt(a_ + b_ + 2.0 * s)
+    t_inv = safe_rsqrt(a_ + b_ + 2.0 * s)
     return shape, ((a_ + s) * t_inv)[..., None], (cov * t_inv)[..., None], ((b_ + s) * t_inv)[..., None]
 
 
@@ -301,7 +303,7 @@ def gauss_hermite_dual(fn: Callable[[torch.Tensor], torch.Tensor], c: torch.Tens
 # --------------------------------------------------------------------------------------------------------------
 # More closed forms
 # --------------------------------------------------------------------------------------------------------------
-def _cov(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, inplace: bool, same) -> torch.Tensor:
+def clamp_covariance(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, inplace: bool, same) -> torch.Tensor:
     """``c`` clamped to ``[−√(ab), √(ab)]`` (rounding can push a covariance past Cauchy–Schwarz), with the entries
     that pair a point with itself (``same``, see :func:`cosine_`) set to ``a`` exactly."""
     r = (a.clamp_min(0) * b.clamp_min(0)).sqrt()
@@ -332,14 +334,14 @@ def gelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, inplace: boo
 
     Every term is well conditioned (δ is bounded away from 0), so the result is accurate to a few ulps.
     """
-    c = _cov(c, a, b, inplace, same)
+    c = clamp_covariance(c, a, b, inplace, same)
     # Scale-free form (no overflow of ab or c² for huge variances): r = √(AB), ρ = c/r, σ = δ/r, so
     # (c² + ab δ²)/(AB δ) = ρ² q + (a/A)(b/B)/q and c/δ = ρ/σ with q = 1/(rσ) = 1/δ; and without cancellation
     # σ² = (1 + a + b + ab sin²θ)/(AB), θ the angle of the pair (ab − c² = ab sin²θ).
     ia, ib = (1.0 + a).reciprocal(), (1.0 + b).reciprocal()
     pa, pb = a * ia, b * ib  # a/A, b/B
     ab_AB = pa * pb
-    cos = c * _safe_rsqrt(a) * _safe_rsqrt(b)
+    cos = c * safe_rsqrt(a) * safe_rsqrt(b)
     sin2 = ((1.0 - cos) * (1.0 + cos)).clamp_min_(0.0)
     sigma = (ia * ib + pa * ib + pb * ia + ab_AB * sin2).sqrt_()  # >= √((1 + a + b)/(AB)) > 0
     inv_r = ia.sqrt() * ib.sqrt()
@@ -361,7 +363,7 @@ def sin_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, amp: float = 1.0
     ``E[φφ] = amp²/2 (e^{−f²(a + b − 2c)/2} − cos(2·phase) e^{−f²(a + b + 2c)/2})``,
     ``E[φ'φ'] = amp² f²/2 (e^{−f²(a + b − 2c)/2} + cos(2·phase) e^{−f²(a + b + 2c)/2})``. Cos is phase + π/2.
     """
-    c = _cov(c, a, b, inplace, same)
+    c = clamp_covariance(c, a, b, inplace, same)
     f2 = freq * freq
     s = a + b
     minus = torch.exp((c * 2.0 - s) * (0.5 * f2))
@@ -374,7 +376,7 @@ def exp_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, amp: float = 1.0
              inplace: bool = False, same=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed-form dual of ``φ(x) = amp·e^{rate·x}`` (the log-normal moment generating function):
     ``E[φφ] = amp² e^{rate²(a + b + 2c)/2}``, ``E[φ'φ'] = rate² E[φφ]``."""
-    c = _cov(c, a, b, inplace, same)
+    c = clamp_covariance(c, a, b, inplace, same)
     nngp = torch.exp((c * 2.0 + a + b) * (0.5 * rate * rate)).mul_(amp * amp)
     return nngp, nngp * (rate * rate)
 
@@ -384,7 +386,7 @@ def gaussian_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, amp: float 
     """Closed-form dual of ``φ(x) = amp·e^{rate·x²}``: with ``D = √((1 − 2·rate·a)(1 − 2·rate·b) − 4 rate² c²)``,
     ``E[φφ] = amp²/D`` and ``E[φ'φ'] = 4 amp² rate² c / D³`` (Gaussian integrals of a quadratic form).
     Finite only where ``D² > 0`` (always for ``rate <= 0``); infinite (inf) otherwise."""
-    c = _cov(c, a, b, inplace, same)
+    c = clamp_covariance(c, a, b, inplace, same)
     r = rate
     det2 = (1.0 - 2.0 * r * a) * (1.0 - 2.0 * r * b) - (4.0 * r * r) * c * c
     ok = det2 > 0
@@ -419,7 +421,7 @@ def polynomial_dual(coeffs: tuple[float, ...], c: torch.Tensor, a: torch.Tensor,
     sum stops at k = deg p, and ``m_k(a) = E[p⁽ᵏ⁾(u)] = Σ_n coeffs[n] n!/(n−k)! E[z^{n−k}] a^{(n−k)/2}``. So
     ``E[pp] = Σ_k c^k/k! m_k(a) m_k(b)`` and ``E[p'p'] = Σ_k c^k/k! m_{k+1}(a) m_{k+1}(b)``.
     """
-    c = _cov(c, a, b, inplace, same)
+    c = clamp_covariance(c, a, b, inplace, same)
     deg = len(coeffs) - 1
 
     def m(k: int, v: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ one module per chapter:
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import exports
 
 # Submodules and names are imported on first use: a chapter that needs one experiment loads only its module (and
 # what that module is built on), not every experiment of the story.
@@ -39,13 +39,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = exports(__name__, _NAMES, _SUBMODULES)

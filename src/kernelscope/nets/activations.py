@@ -18,6 +18,7 @@ import torch
 
 from .. import duals as _dual
 from .._arrays import ValidationError, check_int, check_positive
+from .._model import value_and_grad
 from . import finite as _finite
 from .engine import Layer
 from .state import KState, Pending
@@ -387,16 +388,13 @@ class Elementwise(_Activation):
 def _user_dual(nngp_fn, d_nngp_fn, c, a, b, same):
     """A user's closed-form dual on the (clamped) covariances, with its c-derivative by autodiff if not given."""
     shape = torch.broadcast_shapes(c.shape, a.shape, b.shape)
-    c = _dual._cov(c, a, b, False, same).expand(shape)
+    c = _dual.clamp_covariance(c, a, b, False, same).expand(shape)
     a, b = a.expand(shape), b.expand(shape)
     if d_nngp_fn is not None:
         nngp, dot = nngp_fn(c, a, b), d_nngp_fn(c, a, b)
-    else:
-        with torch.enable_grad():
-            t = c.detach().clone().requires_grad_(True)
-            out = nngp_fn(t, a, b)
-            (dot,) = torch.autograd.grad(out.sum(), t)
-        nngp = out.detach()
+    else:  # ∂/∂c of a function elementwise in c: the gradient of its sum (one more elementwise evaluation)
+        nngp = nngp_fn(c, a, b)
+        dot = value_and_grad(lambda t: nngp_fn(t, a, b).sum(), c)[1]
     return torch.as_tensor(nngp, dtype=c.dtype).expand(shape).clone(), \
         torch.as_tensor(dot, dtype=c.dtype).expand(shape).clone()
 

@@ -52,7 +52,7 @@ class LayerNorm(Layer):
         sp = self._spatial_axes(len(k.spatial))
         if sp:
             n = n.mean(dim=tuple(1 + a for a in sp), keepdim=True).expand_as(n)
-        return _dual._safe_rsqrt(n)  # 1/√n, 0 for a zero input
+        return _dual.safe_rsqrt(n)  # 1/√n, 0 for a zero input
 
     def kernel_fn(self, k: KState) -> KState:
         k = k.materialized()
