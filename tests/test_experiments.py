@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -260,6 +261,21 @@ class TestRegimeTable:
     def test_bad_input(self, kwargs, name):
         with pytest.raises(ValidationError, match=f"^{name}:"):
             rg.regime_table(**{"widths": (4,), "n_per_class": 3, "steps": 1, **kwargs})
+
+    @pytest.mark.parametrize("lr", [None, 0.5])
+    def test_training_settings_are_checked_once(self, lr, monkeypatch):
+        """regime_table -> train_ntk_net -> dynamics.train: lr and steps are checked once, in the TrainOptions the
+        table makes, however many nets it trains (issue 21); a bad lr is refused before any kernel is computed."""
+        train_module = importlib.import_module("kernelscope.dynamics.train")  # the module, not the function
+        checked = []
+        real = train_module.check_positive
+        monkeypatch.setattr(train_module, "check_positive", lambda v, name, **kw: (checked.append(name),
+                                                                                     real(v, name, **kw))[1])
+        rg.regime_table(widths=(4, 8), n_per_class=3, n_test_per_class=3, steps=2, lr=lr, ce_time=0)
+        assert checked.count("lr") == 1
+        monkeypatch.setattr(rg, "analytic_kernels", lambda *a, **k: pytest.fail("kernels computed before the check"))
+        with pytest.raises(ValidationError, match="^lr:"):
+            rg.regime_table(widths=(4,), n_per_class=3, steps=2, lr=-1.0)
 
 
 def test_classifier_sweep_wide_nets_follow_the_cross_entropy_flow(tmp_path):

@@ -32,10 +32,10 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import as_generator, as_numpy, check_int, check_nonnegative, check_positive
+from .._arrays import ValidationError, as_generator, as_numpy, check_int, check_nonnegative
 from .._model import flat_weights, lambda_max
 from ..data import one_hot_centred, spirals
-from ..dynamics.train import train
+from ..dynamics.train import TrainOptions, train
 from ..nets.finite import mlp
 from ..predict import gradient_descent, gradient_flow
 from ..regression import KernelRegressor
@@ -94,23 +94,33 @@ class NTKNetRun:
     diverged_at: int | None
 
 
+def _gradient_descent(lr: Any, steps: Any) -> TrainOptions:
+    """Full-batch gradient descent on the mean squared loss ``(1/2N) |f - Y|^2``, checked once."""
+    options = TrainOptions(lr=lr, steps=steps, loss="mse", reduction="mean")
+    if options.steps < 1:
+        raise ValidationError("steps", "an integer >= 1", repr(steps))
+    return options
+
+
 def train_ntk_net(X: Any, y: Any, X_test: Any, width: int, *, classes: int | None = None, w_std: float = 1.0,
-                  b_std: float = 0.1, lr: float = 1.0, steps: int = 2000, seed: int = 0) -> NTKNetRun:
+                  b_std: float = 0.1, lr: float = 1.0, steps: int = 2000, seed: int = 0,
+                  options: TrainOptions | None = None) -> NTKNetRun:
     """Train ``2 -> width (ReLU) -> K`` (NTK parameterisation, :func:`kernelscope.nets.finite.mlp`) by full-batch
-    gradient descent on ``(1/2N) |f - Y|^2`` (centred one-hot ``Y``) with :func:`kernelscope.dynamics.train`."""
+    gradient descent on ``(1/2N) |f - Y|^2`` (centred one-hot ``Y``) with :func:`kernelscope.dynamics.train`:
+    ``lr`` and ``steps``, or ``options`` (a :class:`~kernelscope.dynamics.TrainOptions` made once by a caller that
+    trains several nets, such as :func:`regime_table`)."""
     X = torch.as_tensor(as_numpy(X, "X", ndim=2))
     Xt = torch.as_tensor(as_numpy(X_test, "X_test", ndim=2))
     y = as_numpy(y, "y", ndim=1, dtype=np.int64)
     width = check_int(width, "width", minimum=1)
-    steps = check_int(steps, "steps", minimum=1)
-    lr = check_positive(lr, "lr")
+    options = _gradient_descent(lr, steps) if options is None else options
+    steps = options.steps
     classes = int(y.max()) + 1 if classes is None else classes
     Y = _one_hot_centred(y, classes)
     model = mlp(X.shape[1], width, depth=2, d_out=classes, activation="relu", w_std=w_std, b_std=b_std,
                 seed=as_generator(seed))
     model0 = copy.deepcopy(model)
-    res = train(model, X, Y, loss="mse", reduction="mean", optimizer="sgd", lr=lr, steps=steps,
-                what=f"the width-{width} network")
+    res = train(model, X, Y, options, what=f"the width-{width} network")
     losses = np.full(steps + 1, np.nan)
     losses[:len(res.losses)] = res.losses
     with torch.no_grad():
@@ -173,7 +183,7 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
     noise = check_nonnegative(noise, "noise")
     n_test_per_class = check_int(n_test_per_class, "n_test_per_class", minimum=1)
-    steps = check_int(steps, "steps", minimum=1)
+    options = None if lr is None else _gradient_descent(lr, steps)  # refused before the kernels are computed
     ridge = check_nonnegative(ridge, "ridge")
     seed = check_int(seed, "seed", minimum=0)
     X, y = spirals(n_per_class, classes, noise, seed)
@@ -182,9 +192,9 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
     N = len(y)
     nngp, ntk = analytic_kernels(Xtr, None, w_std=w_std, b_std=b_std)
     ntk_t = analytic_kernels(Xte, Xtr, w_std=w_std, b_std=b_std)[1]
-    if lr is None:
-        lr = N / lambda_max(ntk)  # the mean loss (1/2N)|f − Y|²: N times the summed loss's 1/λ_max
-    lr = check_positive(lr, "lr")
+    if options is None:  # the mean loss (1/2N)|f − Y|²: N times the summed loss's 1/λ_max
+        options = _gradient_descent(N / lambda_max(ntk), steps)
+    lr, steps = options.lr, options.steps
     Y = _one_hot_centred(y, classes).numpy()
     rows: list[RegimeRow] = []
     for name, Ktr in (("NNGP kernel regression", nngp), ("NTK kernel regression", ntk)):
@@ -211,8 +221,7 @@ def regime_table(widths: Sequence[int] = REGIME_WIDTHS, classes: int = 3, n_per_
                               alignment_T=a))
 
     def compute(width: int) -> RegimeRow:
-        r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, lr=lr, steps=steps,
-                          seed=seed)
+        r = train_ntk_net(X, y, Xt, width, classes=classes, w_std=w_std, b_std=b_std, seed=seed, options=options)
         th0, thT = finite_ntk(r.model0, Xtr), finite_ntk(r.modelT, Xtr)
         w0, wT = flat_weights(r.model0), flat_weights(r.modelT)
         return RegimeRow(
