@@ -644,6 +644,10 @@ def fit_temperature(F: Any, y: Any, sample_weight: Any = None) -> float:
     scale = float(F.std()) if F.numel() > 1 else 0.0
     if F.shape[0] == 0 or F.shape[1] < 2 or not scale > 0:
         return 1.0  # one class, or no scores to learn from: any T gives the same probabilities
+    others = F.clone()
+    others[torch.arange(F.shape[0]), labels] = -torch.inf
+    if bool((F[torch.arange(F.shape[0]), labels] > others.max(1).values).all()):
+        return 1e-6 * scale  # every point's own class scores highest: the loss falls all the way to T → 0
 
     def cross_entropy(log_beta: float) -> float:
         per_point = loss_value(F * float(np.exp(log_beta)), labels, "cross_entropy", reduction="none")
