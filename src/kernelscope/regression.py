@@ -318,7 +318,27 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
 # ------------------------------------------------------------------------------------------------------------
 # The estimator
 # ------------------------------------------------------------------------------------------------------------
-class KernelRegressor(RegressorMixin, BaseEstimator):
+class _KernelModel(BaseEstimator):
+    """The parameters KernelRegressor and KernelClassifier share (scikit-learn reads them off ``__init__``)."""
+
+    def __init__(self, kernel: Any = "rbf", ridge: float = 1e-6, kernel_params: dict | None = None,
+                 nngp: bool = False, solver: str = "auto", solver_options: dict | None = None,
+                 optimize: bool = False):
+        self.kernel = kernel
+        self.ridge = ridge
+        self.kernel_params = kernel_params
+        self.nngp = nngp
+        self.solver = solver
+        self.solver_options = solver_options
+        self.optimize = optimize
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.pairwise = _is_precomputed(self.kernel)  # cross-validation splits rows and columns
+        return tags
+
+
+class KernelRegressor(RegressorMixin, _KernelModel):
     """Kernel ridge regression with Gaussian-process error bars (THEORY.md §2).
 
     ``f(x) = Σ_i α_i k(x, x_i)``, ``α = (K + λI)⁻¹ Y``, ``K_ij = k(x_i, x_j)``; λ = 0 gives the minimum-RKHS-norm
@@ -371,21 +391,9 @@ class KernelRegressor(RegressorMixin, BaseEstimator):
     draws from the prior (unfitted) or the posterior of the latent function, as ``GaussianProcessRegressor``.
     """
 
-    def __init__(self, kernel: Any = "rbf", ridge: float = 1e-6, kernel_params: dict | None = None,
-                 nngp: bool = False, solver: str = "auto", solver_options: dict | None = None,
-                 optimize: bool = False):
-        self.kernel = kernel
-        self.ridge = ridge
-        self.kernel_params = kernel_params
-        self.nngp = nngp
-        self.solver = solver
-        self.solver_options = solver_options
-        self.optimize = optimize
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
-        tags.input_tags.pairwise = _is_precomputed(self.kernel)  # cross-validation splits rows and columns
         return tags
 
     def _kernel_object(self) -> _kernels.Kernel:
@@ -665,7 +673,7 @@ def _has_probabilities(clf: KernelClassifier) -> bool:
     return True
 
 
-class KernelClassifier(ClassifierMixin, BaseEstimator):
+class KernelClassifier(ClassifierMixin, _KernelModel):
     """Kernel classification as regression: :class:`KernelRegressor` on centred one-hot targets, the class of the
     largest output (the kernel classifier of THEORY.md §2 and of the infinite-width networks of §4).
 
@@ -708,19 +716,8 @@ class KernelClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, kernel: Any = "rbf", ridge: float = 1e-6, kernel_params: dict | None = None,
                  nngp: bool = False, solver: str = "auto", solver_options: dict | None = None,
                  optimize: bool = False, probability: bool = False):
-        self.kernel = kernel
-        self.ridge = ridge
-        self.kernel_params = kernel_params
-        self.nngp = nngp
-        self.solver = solver
-        self.solver_options = solver_options
-        self.optimize = optimize
+        super().__init__(kernel, ridge, kernel_params, nngp, solver, solver_options, optimize)
         self.probability = probability
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.pairwise = _is_precomputed(self.kernel)
-        return tags
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> KernelClassifier:
         """Fit the regressor on the centred one-hot rows of ``y`` (and the temperature, with ``probability``).
@@ -740,7 +737,7 @@ class KernelClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
-        params = {name: getattr(self, name) for name in KernelRegressor().get_params(deep=False)}
+        params = {name: getattr(self, name) for name in _KernelModel().get_params(deep=False)}
         if self.probability and (check_nonnegative(self.ridge, "ridge") == 0 or self.solver not in
                                  ("auto", "cholesky")):
             raise ValidationError("probability", "ridge > 0 and solver 'cholesky' (or 'auto'), for the "
