@@ -17,38 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data, empirical, nets
+from .. import data, empirical
 from .._arrays import check_int, check_nonnegative
 from ..regression import KernelRegressor
 from ..stats import fit_slope
+from .architectures import compared_networks
 
-__all__ = ["ConvDigitsResult", "conv_digits", "digit_networks", "compared_networks"]
-
-W_STD, B_STD = 1.4, 0.1
-
-
-def compared_networks(width: int = 256, *, input_shape: tuple[int, ...] = (1, 8, 8), depth: int = 2,
-                      kernel_size: int = 3, padding: str = "same") -> dict[str, Any]:
-    """The compared architectures, all taking flat rows (the CNNs declare ``input_shape`` and also take inputs of
-    that shape): a two-hidden-layer ReLU MLP, and ``depth`` ReLU convolutions read out by Flatten or by
-    GlobalAvgPool, then a Dense readout (σ_w = 1.4, σ_b = 0.1 everywhere). ``width`` is the finite width of
-    ``net.finite()``; the infinite-width kernels do not depend on it."""
-    def cnn(head):
-        body = []
-        for _ in range(depth):
-            body += [nets.Conv(width, kernel_size, padding=padding, w_std=W_STD, b_std=B_STD), nets.ReLU()]
-        return nets.serial(*body, head, nets.Dense(1, W_STD, B_STD), input_shape=input_shape)
-
-    return {
-        "MLP": nets.serial(nets.Dense(width, W_STD, B_STD), nets.ReLU(), nets.Dense(width, W_STD, B_STD),
-                           nets.ReLU(), nets.Dense(1, W_STD, B_STD)),
-        "CNN + Flatten": cnn(nets.Flatten()),
-        "CNN + GlobalAvgPool": cnn(nets.GlobalAvgPool()),
-    }
-
+__all__ = ["ConvDigitsResult", "conv_digits", "digit_networks"]
 
 def digit_networks(width: int = 256) -> dict[str, Any]:
-    """The architectures compared on the 8×8 digits: two 3×3 'same' convolutions (:func:`compared_networks`)."""
+    """The architectures compared on the 8×8 digits: an MLP, and two 3×3 'same' convolutions read out by Flatten
+    or GlobalAvgPool (:func:`kernelscope.experiments.architectures.compared_networks`)."""
     return compared_networks(width)
 
 

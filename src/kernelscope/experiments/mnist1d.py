@@ -25,7 +25,7 @@ import numpy as np
 from .. import data, nets
 from .._arrays import ValidationError, check_int, check_positive
 from ..regression import KernelClassifier
-from .conv import compared_networks
+from .architectures import compared_networks
 
 __all__ = ["PAPER_ACCURACY", "RELATIVE_RIDGE", "mnist1d_networks", "KernelPanel", "kernel_panels",
            "ArchitectureResult", "classify_architecture", "ShiftResult", "shift_experiment", "signal_examples"]
@@ -39,7 +39,7 @@ PAPER_ACCURACY = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 
 
 
 def mnist1d_networks(width: int = 64) -> dict[str, nets.Layer]:
-    """The compared architectures (:func:`kernelscope.experiments.conv.compared_networks`): a two-hidden-layer
+    """The compared architectures (:func:`kernelscope.experiments.architectures.compared_networks`): a two-hidden-layer
     ReLU MLP, and three circular 5-tap ReLU convolutions read out by Flatten or by GlobalAvgPool; each takes rows
     (N, 40) (the CNNs declare ``input_shape=(1, 40)``). σ_w = 1.4, σ_b = 0.1."""
     return compared_networks(width, input_shape=(1, 40), depth=3, kernel_size=5, padding="circular")
