@@ -642,3 +642,40 @@ def test_sample_y_prior_and_posterior_moments():
     np.testing.assert_allclose(post.std(1), std, rtol=0.1, atol=1e-6)
     np.testing.assert_array_equal(model.sample_y(Xq, 3, random_state=5), model.sample_y(Xq, 3, random_state=5))
     assert isinstance(model.sample_y(torch.as_tensor(Xq), 2), torch.Tensor)
+
+
+def test_precomputed_kernel_equals_the_kernel_itself(reg_data):
+    X, y, Xt = reg_data
+    k = K.Laplace(gamma=0.3)
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(y))
+    for sw in (None, w):
+        pre = KernelRegressor("precomputed", ridge=1e-2).fit(k(X), y, sample_weight=sw)
+        ref = KernelRegressor(k, ridge=1e-2).fit(X, y, sample_weight=sw)
+        np.testing.assert_allclose(pre.predict(k(Xt, X)), ref.predict(Xt), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(pre.leave_one_out(), ref.leave_one_out(), rtol=1e-12, atol=1e-14)
+    assert pre.log_marginal_likelihood() == pytest.approx(
+        KernelRegressor(k, ridge=1e-2).fit(X, y).log_marginal_likelihood(), rel=1e-12)
+    options = {"n_centers": 20}
+    ny = KernelRegressor("precomputed", ridge=1e-2, solver="nystrom", solver_options=options).fit(k(X), y)
+    assert ny.X_fit_.shape == (20, 1)  # the centers' indices
+    ref = KernelRegressor(k, ridge=1e-2, solver="nystrom", solver_options=options).fit(X, y)
+    np.testing.assert_allclose(ny.predict(k(Xt, X)), ref.predict(Xt), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValidationError, match=r"X: expected the square \(n_samples, n_samples\) training kernel"):
+        KernelRegressor("precomputed").fit(X, y)
+    with pytest.raises(ValidationError, match="return_std"):
+        pre.predict(k(Xt, X), return_std=True)
+    with pytest.raises(ValidationError, match="kernel: expected a kernel function"):
+        pre.sample_y(k(Xt, X))
+    with pytest.raises(ValidationError, match="leave_one_out: expected a fit with ridge > 0"):
+        KernelRegressor(k, ridge=0.0).fit(X, y).leave_one_out()
+    with pytest.raises(ValidationError, match="leave_one_out: expected a fit with ridge > 0"):
+        KernelRegressor(k, ridge=1e-2, solver="cg").fit(X, y).leave_one_out()
+
+
+def test_leave_one_out_is_refitting_without_each_point(reg_data):
+    X, y, _ = reg_data
+    Y = np.column_stack([y, np.cos(X[:, 0])])  # two targets
+    model = KernelRegressor("rbf", ridge=1e-3).fit(X, Y)
+    brute = np.stack([KernelRegressor("rbf", ridge=1e-3).fit(np.delete(X, i, 0), np.delete(Y, i, 0))
+                      .predict(X[i:i + 1])[0] for i in range(len(y))])
+    np.testing.assert_allclose(model.leave_one_out(), brute, rtol=1e-8, atol=1e-10)

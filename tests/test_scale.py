@@ -231,6 +231,32 @@ class TestCluster:
         assert all(v > 0 for v in worked.values())  # both worker processes computed tiles
         assert np.linalg.norm(pred - exact) / np.linalg.norm(exact) < 1e-6
 
+    def test_convolutional_network_kernel_in_tiles_on_the_cluster(self, cluster):
+        """A CNN with pooling that declares its input shape is a kernel like any other: its tiles of rows are
+        computed by the worker processes and equal the dense kernel of the same signals in (N, C, L)."""
+        from kernelscope import nets
+        from kernelscope.regression import NetworkKernel
+
+        def cnn(**kw):
+            return nets.serial(nets.Conv(16, 3, padding="circular", w_std=1.4, b_std=0.1), nets.ReLU(),
+                               nets.Conv(16, 3, padding="circular", w_std=1.4, b_std=0.1), nets.ReLU(),
+                               nets.GlobalAvgPool(), nets.Dense(1, 1.4, 0.1), **kw)
+
+        rng = np.random.default_rng(6)
+        X, Y = rng.normal(size=(30, 12)), rng.normal(size=(17, 12))
+        ref = cnn().kernel(X.reshape(30, 1, 12), Y.reshape(17, 1, 12))
+        with scale.scheduler(cluster.scheduler_address) as client:
+            tiles = {which: scale.block_kernel(NetworkKernel(cnn(input_shape=(1, 12)), nngp=which == "nngp"), X, Y,
+                                               block=8) for which in ("ntk", "nngp")}
+            assert tiles["ntk"].chunks == ((8, 8, 8, 6), (8, 8, 1))
+            count = lambda dask_worker: dask_worker.state.executed_count  # noqa: E731
+            before = client.run(count)
+            got = {which: K.compute() for which, K in tiles.items()}
+            after = client.run(count)
+        assert all(after[w] > before[w] for w in after)  # both worker processes computed tiles
+        np.testing.assert_allclose(got["ntk"], ref.ntk, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got["nngp"], ref.nngp, rtol=1e-12, atol=1e-14)
+
     def test_no_client_becomes_the_process_default(self, cluster):
         """connect() leaves Dask's default alone; scheduler() makes its client current only inside the block and
         leaves Dask's configuration as it found it."""

@@ -20,6 +20,7 @@ _SUBMODULES = ("linsys", "data", "tour", "plots", "kernels", "nets", "regression
 # Public names re-exported at the top level: name -> module that defines it.
 _NAMES = {
     "KernelRegressor": "regression",
+    "KernelClassifier": "regression",
     "gradient_flow": "predict",
     "ValidationError": "_arrays",
     "MemoryBudgetError": "_arrays",

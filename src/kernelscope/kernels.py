@@ -232,7 +232,7 @@ class Kernel:
         out: dict[str, Any] = {}
         for name, value in own.items():
             out[name] = value
-            if isinstance(value, Kernel):
+            if hasattr(value, "get_params") and not isinstance(value, type):  # a kernel, or a network inside
                 out.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
         return out
 
@@ -243,7 +243,7 @@ class Kernel:
         direct: dict[str, Any] = {}
         for key, value in params.items():
             name, sep, sub = key.partition("__")
-            if name not in own or (sep and not isinstance(own[name], Kernel)):
+            if name not in own or (sep and not hasattr(own[name], "set_params")):
                 valid = ", ".join(self.get_params(deep=True)) or "none"
                 raise ValidationError(key, f"one of the valid parameters of {type(self).__name__}: {valid}",
                                       repr(key))

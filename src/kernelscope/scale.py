@@ -18,9 +18,14 @@ client for a running ``dask scheduler`` (an unreachable address is reported with
 :func:`scheduler` makes it the current one only inside its ``with`` block (``kernelscope regress --scheduler
 tcp://host:port``).
 
-Kernels are any callable ``k(A, B) -> (len(A), len(B))`` over float64 torch tensors (kernelscope kernels, the
-``nets`` kernels through ``KernelRegressor``'s adapter, or your own function); on a cluster they must be
-picklable (module-level functions and kernelscope objects are; cloudpickle handles lambdas).
+Kernels are any callable ``k(A, B) -> (len(A), len(B))`` over float64 torch tensors (kernelscope kernels, a
+``nets`` network's NTK or NNGP as :class:`kernelscope.regression.NetworkKernel`, or your own function); on a
+cluster they must be picklable (module-level functions and kernelscope objects are; cloudpickle handles lambdas).
+Tiles hold rows of inputs, so a convolutional network declares its per-example shape and takes rows::
+
+    cnn = nets.serial(nets.Conv(64, 5, padding="circular"), nets.ReLU(), nets.GlobalAvgPool(), nets.Dense(1),
+                      input_shape=(1, 40))
+    K = scale.block_kernel(NetworkKernel(cnn), X, block=500)   # X (N, 40): tiles computed by the workers
 """
 
 from __future__ import annotations
@@ -220,7 +225,8 @@ def block_kernel(kernel: Kernel, X1: Any, X2: Any = None, *, block: int | None =
     Parameters
     ----------
     kernel : callable
-        ``k(A, B) -> (len(A), len(B))`` over float64 tensors.
+        ``k(A, B) -> (len(A), len(B))`` over float64 tensors, or a kernel object (``kernelscope.kernels``, a
+        network's ``regression.NetworkKernel(net, nngp=False)``).
     X1 : array-like or dask.array of shape (n1, n_features)
     X2 : array-like or dask.array of shape (n2, n_features), optional
         ``None`` means ``X1`` (the symmetric training matrix).

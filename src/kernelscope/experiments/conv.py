@@ -17,41 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import data, empirical, nets
+from .. import data, empirical
 from .._arrays import check_int, check_nonnegative
 from ..regression import KernelRegressor
 from ..stats import fit_slope
+from .architectures import compared_networks
 
 __all__ = ["ConvDigitsResult", "conv_digits", "digit_networks"]
 
-W_STD, B_STD = 1.4, 0.1
-
-
 def digit_networks(width: int = 256) -> dict[str, Any]:
-    """The compared architectures (inputs: flat 64 pixels for the MLP, (1, 8, 8) images for the CNNs)."""
-    def cnn(head):
-        return nets.serial(nets.Conv(width, 3, padding="same", w_std=W_STD, b_std=B_STD), nets.ReLU(),
-                           nets.Conv(width, 3, padding="same", w_std=W_STD, b_std=B_STD), nets.ReLU(), head,
-                           nets.Dense(1, W_STD, B_STD))
-
-    return {
-        "MLP": nets.serial(nets.Dense(width, W_STD, B_STD), nets.ReLU(), nets.Dense(width, W_STD, B_STD),
-                           nets.ReLU(), nets.Dense(1, W_STD, B_STD)),
-        "CNN + Flatten": cnn(nets.Flatten()),
-        "CNN + GlobalAvgPool": cnn(nets.GlobalAvgPool()),
-    }
-
-
-class _Images:
-    """A network on (N, 1, 8, 8) images seen as a network on flat 64-pixel rows (what KernelRegressor takes)."""
-
-    def __init__(self, net: Any):
-        self.net = net
-
-    def kernel(self, x1, x2=None, diag: bool = False, **kw):
-        img = lambda x: None if x is None else torch.as_tensor(np.asarray(x)).reshape(-1, 1, 8, 8)
-        k = self.net.kernel(img(x1), img(x2), diag=diag, **kw)
-        return nets.NetKernel(k.nngp.numpy(), k.ntk.numpy())
+    """The architectures compared on the 8×8 digits: an MLP, and two 3×3 'same' convolutions read out by Flatten
+    or GlobalAvgPool (:func:`kernelscope.experiments.architectures.compared_networks`)."""
+    return compared_networks(width)
 
 
 @dataclass
@@ -87,10 +64,9 @@ def conv_digits(n_train: int = 200, n_test: int = 200, *, ridge: float = 1e-3, w
     Y = data.one_hot_centred(ytr, 10)
     out = ConvDigitsResult(n_train, n_test, ridge)
     for name, net in digit_networks().items():
-        kern = net if name == "MLP" else _Images(net)
         for which in ("NNGP", "NTK"):
             t = time.perf_counter()
-            model = KernelRegressor(kern, ridge=ridge, nngp=which == "NNGP").fit(Xtr, Y)
+            model = KernelRegressor(net, ridge=ridge, nngp=which == "NNGP").fit(Xtr, Y)
             acc = float(np.mean(np.argmax(model.predict(Xte), 1) == yte))
             out.rows.append({"architecture": name, "kernel": which, "test_accuracy": acc,
                              "seconds": time.perf_counter() - t})

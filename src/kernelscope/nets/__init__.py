@@ -12,9 +12,14 @@ Convolutional networks take (N, C, L) or (N, C, H, W) inputs (torch layout):
                       nets.ReLU(), nets.GlobalAvgPool(), nets.Dense(1))
     k = cnn.kernel(images)             # CNN-GP and CNTK, (N, N)
 
+A network that declares its per-example input shape (``serial(..., input_shape=(1, 40))`` or a first
+``Reshape((1, 40))``) also takes flat rows (N, 40), as scikit-learn estimators pass them; every network is
+scikit-learn-parameter-aware (``net.set_params(w_std=1.4)``, ``layers__0__w_std``; :mod:`.params`).
+
 Modules, each importing only those before it (as neural-tangents' ``stax``): ``state`` (the immutable kernel
-state), ``engine`` (the :class:`Layer` base, its tiles and threads), ``dense``, ``conv``, ``activations``,
-``normalization``, ``combinators``; ``finite`` and ``finite_conv`` (the finite modules), ``montecarlo``.
+state), ``params`` (the parameter protocol), ``engine`` (the :class:`Layer` base, its tiles and threads), ``dense``,
+``conv``, ``activations``, ``normalization``, ``shape``, ``combinators``; ``finite`` and ``finite_conv`` (the finite
+modules), ``montecarlo``.
 """
 
 from .._lazy import exports
@@ -34,6 +39,7 @@ _NAMES = {
     **dict.fromkeys(("Layer", "NetKernel"), "engine"),
     **dict.fromkeys(("MonteCarloKernel", "empirical_ntk", "monte_carlo"), "montecarlo"),
     "LayerNorm": "normalization",
+    "Reshape": "shape",
     "KState": "state",
 }
 
@@ -68,6 +74,7 @@ __all__ = [
     "Polynomial",
     "Rbf",
     "ReLU",
+    "Reshape",
     "Serial",
     "Sigmoid",
     "Sign",

@@ -17,6 +17,7 @@ import torch
 from .._arrays import ValidationError, check_int
 from . import finite as _finite
 from .engine import Layer
+from .shape import Reshape
 from .state import KState
 
 __all__ = ["FanInConcat", "FanInProd", "FanInSum", "FanOut", "Parallel", "Serial", "parallel", "serial"]
@@ -50,13 +51,19 @@ def _branches(ks, name: str) -> list[KState]:
     return _same_layout([k.materialized() for k in ks], name)
 
 class Serial(Layer):
-    """Layers applied one after the other (kernels and modules composed in order)."""
+    """Layers applied one after the other (kernels and modules composed in order); ``input_shape`` declares the
+    per-example shape of the inputs, as a first :class:`~kernelscope.nets.Reshape` would."""
 
-    def __init__(self, *layers: Layer):
+    def __init__(self, *layers: Layer, input_shape: Any = None):
         self.layers = _check_layers(layers, "layers")
+        self.input_shape = None if input_shape is None else Reshape(input_shape).shape
 
     def __repr__(self) -> str:
-        return "serial(" + ", ".join(map(repr, self.layers)) + ")"
+        shape = "" if self.input_shape is None else f", input_shape={self.input_shape}"
+        return "serial(" + ", ".join(map(repr, self.layers)) + shape + ")"
+
+    def declared_input_shape(self):
+        return self.input_shape if self.input_shape is not None else self.layers[0].declared_input_shape()
 
     def dense_layers(self):
         return [d for l in self.layers for d in l.dense_layers()]
@@ -67,6 +74,8 @@ class Serial(Layer):
         return after
 
     def kernel_fn(self, k):
+        if self.input_shape is not None:
+            k = Reshape(self.input_shape).kernel_fn(k)  # checks that this is where the inputs come in
         for i, l in enumerate(self.layers):
             # drop the position pairs as soon as nothing downstream pools (unknown layers after this serial
             # are assumed to need them)
@@ -78,7 +87,7 @@ class Serial(Layer):
 
     def build(self, in_width, gen, hidden, readout, dtype):
         mods = []
-        for l in self.layers:
+        for l in ([Reshape(self.input_shape)] if self.input_shape is not None else []) + self.layers:
             m, in_width = l.build(in_width, gen, hidden, readout, dtype)
             mods.append(m)
         return torch.nn.Sequential(*mods), in_width
@@ -115,9 +124,10 @@ class Parallel(Layer):
         return _finite.ParallelModule([m for m, _ in built]), [w for _, w in built]
 
 
-def serial(*layers: Layer) -> Serial:
-    """Compose layers in order: ``serial(Dense(512), ReLU(), Dense(1))``."""
-    return Serial(*layers)
+def serial(*layers: Layer, input_shape: Any = None) -> Serial:
+    """Compose layers in order: ``serial(Dense(512), ReLU(), Dense(1))``; ``input_shape=(C, L)`` (or (C, H, W))
+    lets a convolutional network take rows (N, C·L) as scikit-learn passes them (:mod:`kernelscope.nets.shape`)."""
+    return Serial(*layers, input_shape=input_shape)
 
 
 def parallel(*layers: Layer) -> Parallel:

@@ -102,7 +102,8 @@ class _Spatial(Layer):
         ns = len(spatial)
         if ns == 0:
             raise ValidationError(type(self).__name__, "inputs with positions, (N, C, L) or (N, C, H, W)",
-                                  "inputs of shape (N, d)", "Pass images in torch layout, or use Dense.")
+                                  "inputs of shape (N, d)", "Declare the per-example shape (serial(..., "
+                                  "input_shape=(C, L)) or a first Reshape), pass (N, C, L) arrays, or use Dense.")
         ks = self.kernel_size if len(self.kernel_size) == ns else self.kernel_size * ns
         ss = self.stride if len(self.stride) == ns else self.stride * ns
         if len(ks) != ns or len(ss) != ns:

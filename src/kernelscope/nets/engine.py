@@ -35,6 +35,7 @@ from .._arrays import (
     memory_budget_bytes,
 )
 from . import finite as _finite
+from .params import Parameters
 from .state import KState
 
 __all__ = ["Layer", "NetKernel"]
@@ -51,10 +52,11 @@ class NetKernel:
 # --------------------------------------------------------------------------------------------------------------
 # Base class: every layer (and combination of layers) is a network
 # --------------------------------------------------------------------------------------------------------------
-class Layer:
+class Layer(Parameters):
     """A layer, or a whole network: ``kernel_fn`` (the infinite-width recursion) and ``build`` (a finite module).
 
-    Public methods: :meth:`kernel` (analytic NNGP/NTK) and :meth:`finite` (a random torch network).
+    Public methods: :meth:`kernel` (analytic NNGP/NTK) and :meth:`finite` (a random torch network); scikit-learn's
+    ``get_params``/``set_params``/``clone`` (:mod:`kernelscope.nets.params`).
     """
 
     # -- to be defined by each layer ---------------------------------------------------------------------------
@@ -76,6 +78,11 @@ class Layer:
         them at its output (convolutional kernels; pooling needs them, Flatten does not)."""
         return after
 
+    def declared_input_shape(self) -> tuple[int, ...] | None:
+        """The per-example shape the network declares for its inputs (a first :class:`~kernelscope.nets.Reshape`
+        or ``serial(..., input_shape=...)``), or None: then inputs come in the shape the layers take."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -87,7 +94,8 @@ class Layer:
         Parameters
         ----------
         x1 : array of shape (N1, d); or (N1, C, L) / (N1, C, H, W) (torch layout) for convolutional networks
-            (:mod:`kernelscope.nets.conv`: they end in Flatten or GlobalAvgPool).
+            (:mod:`kernelscope.nets.conv`: they end in Flatten or GlobalAvgPool), or rows (N1, C·L) when the
+            network declares its input shape (:mod:`kernelscope.nets.shape`).
         x2 : array of the same shape but N2 rows, or None for ``x1`` itself.
         diag : if True, only ``k(x, x)`` for the rows of ``x1`` (``x2`` must be None): shape (N1,).
         block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
@@ -117,6 +125,9 @@ class Layer:
         """
         threads = torch.get_num_threads() if threads is None else check_int(threads, "threads", minimum=1)
         kind = ArrayKind.of(x1, x2)
+        shape = self.declared_input_shape()
+        if shape is not None:  # rows (N, C·L) seen as (N, C, L): before the Gram matrix (nets.shape)
+            x1, x2 = _as_declared(x1, shape, "x1"), None if x2 is None else _as_declared(x2, shape, "x2")
         if np.ndim(x1) in (3, 4):
             return _spatial_kernel(self, x1, x2, diag, block_rows, kind, threads)
         return _vector_kernel(self, x1, x2, diag, block_rows, kind, threads)
@@ -149,6 +160,17 @@ class Layer:
         if isinstance(in_dim, (tuple, list)):
             return model.materialize(tuple(check_int(v, "in_dim", minimum=1) for v in in_dim))
         return model.materialize(check_int(in_dim, "in_dim", minimum=1))
+
+
+def _as_declared(x: Any, shape: tuple[int, ...], name: str) -> Any:
+    """``x`` of shape (N, prod(shape)) or (N, *shape) as (N, *shape) (a view; NumPy stays NumPy)."""
+    if not hasattr(x, "reshape"):  # a list
+        x = np.asarray(x, dtype=np.float64)
+    got = tuple(np.shape(x))
+    if len(got) >= 1 and (got[1:] == shape or got[1:] == (math.prod(shape),)):
+        return x.reshape((got[0],) + shape)
+    raise ValidationError(name, f"inputs of shape (n_samples, {math.prod(shape)}) or (n_samples, "
+                          f"{', '.join(map(str, shape))}) (the network's input_shape)", f"shape {got}")
 
 
 # --------------------------------------------------------------------------------------------------------------
