@@ -552,14 +552,19 @@ def test_precomputed_kernel_ridge_and_svm_match_scikit_learn():
     Ktr, Kte = (X @ X.T + 1.0) ** 3, (Xt @ X.T + 1.0) ** 3
     scale = np.mean(np.diag(Ktr))
     y = np.sin(3 * X[:, 0])
-    p_tr, p_te, lam = kernel_ridge_precomputed(Ktr, Kte, y)
+    p_tr, p_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, y)
     ref = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr / scale, y)
     np.testing.assert_allclose(p_tr, ref.predict(Ktr / scale), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(p_te, ref.predict(Kte / scale), rtol=1e-8, atol=1e-10)
-    s_tr, s_te, C = svm_precomputed(Ktr, Kte, labels)
+    for i in (0, 17, 39):  # leave-one-out: refit without x_i
+        keep = np.arange(40) != i
+        sub = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr[np.ix_(keep, keep)] / scale, y[keep])
+        assert loo[i] == pytest.approx(sub.predict(Ktr[i:i + 1, keep] / scale)[0], rel=1e-7, abs=1e-9)
+    s_tr, s_te, C, cv = svm_precomputed(Ktr, Kte, labels)
     svc = SVC(kernel="precomputed", C=C).fit(Ktr / scale, labels)
     np.testing.assert_array_equal(s_te, svc.predict(Kte / scale))
     np.testing.assert_array_equal(s_tr, svc.predict(Ktr / scale))
+    assert 0.0 <= cv <= 1.0
 
 
 def test_leave_one_out_is_retraining(problem):

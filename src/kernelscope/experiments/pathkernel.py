@@ -378,6 +378,10 @@ def _sym(K: np.ndarray) -> np.ndarray:
     return (K + K.T) / 2
 
 
+#: the relative ridges :func:`kernel_ridge_precomputed` chooses from
+RIDGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
 def _index_kernel(K_train: np.ndarray, K_test: np.ndarray):
     """A precomputed kernel as the callable ``k(A, B)`` that :class:`kernelscope.KernelRegressor` takes: inputs are
     point indices (a column), 0..N−1 the training points and N..N+M−1 the test points; ``k(A, B)`` reads rows of
@@ -386,30 +390,44 @@ def _index_kernel(K_train: np.ndarray, K_test: np.ndarray):
     return lambda A, B: table[A[:, 0].long()][:, B[:, 0].long()]
 
 
-def kernel_ridge_precomputed(K_train, K_test, targets) -> tuple[np.ndarray, np.ndarray, float]:
-    """Kernel ridge regression with a precomputed kernel, the ridge chosen by maximum marginal likelihood
-    (:class:`kernelscope.KernelRegressor` with ``optimize=True``).
+def kernel_ridge_precomputed(K_train, K_test, targets, ridges=RIDGES
+                             ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Kernel ridge regression (:class:`kernelscope.KernelRegressor`) with a precomputed kernel, the ridge chosen
+    by leave-one-out over ``ridges``.
 
     K_train (N, N) (its symmetric part is used), K_test (M, N), targets (N,) or (N, O). The kernel is divided by
-    its mean diagonal first, so that kernels of different scales (a path kernel ≈ T·Θ) start from the same ridge.
-    Returns (predictions on the training points, on the test points, the ridge λ relative to the mean diagonal).
+    its mean diagonal first, so that kernels of different scales (a path kernel ≈ T·Θ) meet the same ridges.
+    Leave-one-out in closed form: with ``H = (K + λI)⁻¹`` and ``α = H t``, the prediction at x_i of the machine
+    fitted without it is ``t_i − α_i / H_ii`` (Rifkin & Lippert 2007, "Notes on regularized least squares"); λ
+    minimises the mean squared leave-one-out error. Returns (predictions on the training points, on the test
+    points, λ relative to the mean diagonal, the leave-one-out predictions at that λ).
     """
     from ..regression import KernelRegressor
 
     S, Kt = _sym(_np(K_train)), _np(K_test)
     scale = float(np.mean(np.diag(S)))
     n, m = len(S), len(Kt)
-    reg = KernelRegressor(_index_kernel(S / scale, Kt / scale), ridge=1e-2, optimize=True)
-    reg.fit(np.arange(n, dtype=float)[:, None], np.asarray(targets, float))
+    t = np.asarray(targets, float)
+    best = None
+    for lam in ridges:
+        H = np.linalg.inv(S / scale + lam * np.eye(n))
+        alpha = H @ t
+        loo = t - alpha / (np.diag(H)[:, None] if t.ndim == 2 else np.diag(H))
+        err = float(np.mean((loo - t) ** 2))
+        if best is None or err < best[0]:
+            best = (err, float(lam), loo)
+    _, lam, loo = best
+    reg = KernelRegressor(_index_kernel(S / scale, Kt / scale), ridge=lam).fit(np.arange(n, dtype=float)[:, None], t)
     return (np.asarray(reg.predict(np.arange(n, dtype=float)[:, None])),
-            np.asarray(reg.predict(np.arange(n, n + m, dtype=float)[:, None])), float(reg.ridge_))
+            np.asarray(reg.predict(np.arange(n, n + m, dtype=float)[:, None])), lam, loo)
 
 
 def svm_precomputed(K_train, K_test, labels, Cs=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), folds: int = 5
-                    ) -> tuple[np.ndarray, np.ndarray, float]:
+                    ) -> tuple[np.ndarray, np.ndarray, float, float]:
     """scikit-learn's ``SVC(kernel='precomputed')`` with C chosen by ``folds``-fold cross-validation on the
     training points (``GridSearchCV``). K_train (N, N) (its symmetric part, divided by its mean diagonal), K_test
-    (M, N), labels (N,). Returns (training predictions, test predictions, the C chosen)."""
+    (M, N), labels (N,). Returns (training predictions, test predictions, the C chosen, its cross-validated
+    accuracy - slightly optimistic, since C was chosen on the same folds)."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.svm import SVC
 
@@ -418,7 +436,8 @@ def svm_precomputed(K_train, K_test, labels, Cs=(0.1, 1.0, 10.0, 100.0, 1000.0, 
     search = GridSearchCV(SVC(kernel="precomputed"), {"C": list(Cs)},
                           cv=StratifiedKFold(folds, shuffle=True, random_state=0))
     search.fit(S / scale, labels)
-    return search.predict(S / scale), search.predict(Kt / scale), float(search.best_params_["C"])
+    return (search.predict(S / scale), search.predict(Kt / scale), float(search.best_params_["C"]),
+            float(search.best_score_))
 
 
 @dataclass
@@ -428,7 +447,8 @@ class KernelReuse:
     kernel : which kernel ("path kernel", "Θ₀", "Θ_T") or "network" ; method : the machine ("kernel ridge", "SVM",
     or "trained net") ; param : the ridge λ or C chosen (NaN for the net) ; train, test : RMS error (regression) or
     accuracy (classification) ; agreement : with the network on the test points (RMS distance, or the share of
-    equal predictions).
+    equal predictions) ; held_out : on the training points, each predicted by a machine fitted without it
+    (kernel ridge: leave-one-out in closed form) or without its fold (SVM: 5-fold cross-validation); NaN for the net.
     """
 
     kernel: str
@@ -437,6 +457,7 @@ class KernelReuse:
     train: float
     test: float
     agreement: float
+    held_out: float = float("nan")
 
 
 @dataclass
@@ -558,9 +579,9 @@ def examine_1d(agree: Agreement1D, track=None) -> Kernel1D:
     rms = lambda v: float(np.sqrt(np.mean(np.square(v))))  # noqa: E731
     reuse = [KernelReuse("network", "trained net", float("nan"), rms(_np(tr.f_model) - y), rms(f_T - clean), 0.0)]
     for name, Ktr, Kte in (("path kernel", tr.K, ex.K), ("Θ₀", tr.ntk0, ex.ntk0), ("Θ_T", tr.ntkT, ex.ntkT)):
-        p_tr, p_te, lam = kernel_ridge_precomputed(Ktr, Kte, y - b_train)
+        p_tr, p_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, y - b_train)
         reuse.append(KernelReuse(name, "kernel ridge", lam, rms(b_train + p_tr - y), rms(b + p_te - clean),
-                                 rms(b + p_te - f_T)))
+                                 rms(b + p_te - f_T), rms(b_train + loo - y)))
     noise = np.random.default_rng(agree.seed).standard_normal(len(Xs))
     from ..kernels import rbf
 
@@ -625,11 +646,12 @@ def examine_spiral(sk: SpiralKernelMachine) -> KernelSpiral:
     Y = one_hot_centred(y, classes)
     for name, Ktr, Kte in (("path kernel", tr.K, te.K), ("Θ₀", tr.ntk0, te.ntk0), ("Θ_T", tr.ntkT, te.ntkT)):
         Ktr, Kte = _trace(Ktr), _trace(Kte)
-        p_tr, p_te, C = svm_precomputed(Ktr, Kte, y)
-        reuse.append(KernelReuse(name, "SVM", C, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test)))
-        s_tr, s_te, lam = kernel_ridge_precomputed(Ktr, Kte, Y)
+        p_tr, p_te, C, cv = svm_precomputed(Ktr, Kte, y)
+        reuse.append(KernelReuse(name, "SVM", C, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test), cv))
+        s_tr, s_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, Y)
         p_tr, p_te = np.argmax(s_tr, 1), np.argmax(s_te, 1)
-        reuse.append(KernelReuse(name, "kernel ridge", lam, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test)))
+        reuse.append(KernelReuse(name, "kernel ridge", lam, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test),
+                                 acc(np.argmax(loo, 1), y)))
     H = [_trace(h) for h in _np(tr.ntk_history)]
     th0 = H[0]
     path = KernelPath(list(tr.ntk_steps), [kernel_target_alignment(h, y, classes) for h in H],
