@@ -502,8 +502,9 @@ def test_chapter_tiny(tmp_path, monkeypatch):
     lect = nums["lecture_numbers"]
     assert lect["svd_max_error"] < 1e-12 and lect["influence"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
     assert lect["pieces"]["trained"][0] <= 4 and len(lect["class_vectors"]["gaps"]) == 3
-    tables = [t["title"] for t in out["tables"]]
-    assert "Linear pieces and drag against the hidden width" in tables
+    saved = json.loads((tmp_path / "steps" / "spirals-quick-seed0.json").read_text())["result"]
+    assert [t["title"] for t in saved["tables"]] == ["Hidden-width sweep", "Where the kernel picture stops",
+                                                     "Linear pieces and drag against the hidden width"]
     assert nums["width_sweep"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
     assert len(nums["regime_table"]["rows"]) == 4 + 2
     assert len(out["findings"]) >= 12 and len(out["figures"]) == 12

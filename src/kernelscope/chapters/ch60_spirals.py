@@ -98,7 +98,9 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "Titles count the linear pieces of the map so far."))
 
     # --- the lecture's pictures as numbers (the nets trained above; nothing is trained here) -------------------
-    lecture = _lecture_numbers(ctx, run_, sweep, fold, res)
+    lecture = ChapterResult()
+    lecture.findings = _lecture_numbers(ctx, run_, sweep, fold, lecture)
+    res.figures += lecture.figures
 
     # --- where the kernel picture stops -------------------------------------------------------------------------
     with ctx.threads():  # nets up to width 4096: these gain from every thread (measured 9.8 s -> 6.5 s per 300 steps)
@@ -119,6 +121,7 @@ def run(ctx: StepContext) -> ChapterResult:
         "folding": {"stages": fold.stage_names, "pieces": fold.pieces, "train_accuracy": fold.final_train_accuracy,
                     "config": fold.config},
         "regime_table": table,
+        **lecture.numbers,
     }
     res.tables.append(Table(
         "Hidden-width sweep", ["hidden width H", "final train accuracy", "test accuracy", "final loss"],
@@ -137,7 +140,8 @@ def run(ctx: StepContext) -> ChapterResult:
              "Finite nets: 2 → n (ReLU) → K in the NTK parameterisation (w_std = 1, b_std = 0.1), full-batch GD "
              f"on the squared loss, lr {table.config['lr']:.3g}, {table.config['steps']} steps. Changes are relative "
              "(Frobenius norms); alignment is the centred kernel-target alignment on the training points."))
-    res.findings = _findings(run_, linear_acc, sweep, fold, summary["linear_pieces"], table) + lecture
+    res.tables += lecture.tables
+    res.findings = _findings(run_, linear_acc, sweep, fold, summary["linear_pieces"], table) + lecture.findings
     return res
 
 
