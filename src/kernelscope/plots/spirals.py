@@ -388,9 +388,13 @@ def plot_svd_stages(stages, axes=None):
     """The narrow net layer by layer (rows) and each layer stage by stage (columns): input, Vᵀ (a rotation),
     Σ (a scaling along the axes), U (a rotation, or a rotation and a reflection), + b (a shift), leaky ReLU
     (a fold). Grid lines of the input plane and the training points; row titles give the angles and scales."""
+    from matplotlib.collections import LineCollection
+
     L, T = len(stages.layers), len(stages.stage_names)
     if axes is None:
-        axes = new_figure((2.35 * T, 2.45 * L), layout="constrained").subplots(L, T, squeeze=False)
+        fig = new_figure((2.35 * T, 2.45 * L))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.01, top=0.96, wspace=0.06, hspace=0.1)
+        axes = fig.subplots(L, T, squeeze=False)
     axes = np.asarray(axes).reshape(L, T)
     K = int(np.max(stages.y)) + 1
     colors = class_colors(K)
@@ -400,8 +404,9 @@ def plot_svd_stages(stages, axes=None):
             ax = axes[l, t]
             grid, pts = stages.grids[l][t], stages.points[l][t]
             n_lines = grid.shape[0]
-            for j, line in enumerate(grid):
-                ax.plot(line[:, 0], line[:, 1], color="C0" if j < n_lines // 2 else "C3", lw=0.4, alpha=0.55)
+            # one collection per panel: the horizontal grid lines blue, the vertical ones red
+            line_colors = ["C0"] * (n_lines // 2) + ["C3"] * (n_lines - n_lines // 2)
+            ax.add_collection(LineCollection(list(grid), colors=line_colors, linewidths=0.4, alpha=0.55))
             ax.scatter(pts[:, 0], pts[:, 1], c=pc, s=2, linewidths=0, zorder=3)
             both = np.concatenate([grid.reshape(-1, 2), pts])
             lo, hi = np.quantile(both, 0.005, axis=0), np.quantile(both, 0.995, axis=0)
