@@ -13,6 +13,7 @@ import pytest
 from kernelscope import data
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope._io import from_json, to_json
+from kernelscope.experiments import anatomy as an
 from kernelscope.experiments import spirals as sp
 
 # --------------------------------------------------------------------------------------------------------------
@@ -263,7 +264,7 @@ class TestClassVectors:
     def test_even_spread_has_no_deviation(self):
         K = 5
         a = np.radians(17 + 72 * np.array([3, 0, 4, 1, 2]))
-        s = sp.class_vector_spread(np.stack([np.cos(a), np.sin(a)], 1) * np.arange(1, 6)[:, None])
+        s = an.class_vector_spread(np.stack([np.cos(a), np.sin(a)], 1) * np.arange(1, 6)[:, None])
         np.testing.assert_allclose(s.gaps, 72.0, atol=1e-12)
         assert s.ideal == 72.0 and s.max_deviation < 1e-12 and s.rms_deviation < 1e-12
         assert s.angles[0] == pytest.approx(17.0) and s.gaps.sum() == pytest.approx(360.0)
@@ -274,7 +275,7 @@ class TestClassVectors:
         """E[mean (gap − 360/K)²] for K uniform directions is 360² (K − 1)/(K²(K + 1))."""
         rng = np.random.default_rng(0)
         for K in (3, 5):
-            draws = [sp.class_vector_spread(rng.normal(size=(K, 2))) for _ in range(4000)]
+            draws = [an.class_vector_spread(rng.normal(size=(K, 2))) for _ in range(4000)]
             sq = [s.rms_deviation ** 2 for s in draws]
             se = np.std(sq) / np.sqrt(len(sq))
             assert abs(np.mean(sq) - 360.0 ** 2 * (K - 1) / (K * K * (K + 1))) < 4 * se
@@ -282,15 +283,15 @@ class TestClassVectors:
 
     def test_bad_input(self):
         with pytest.raises(ValidationError, match="^W:"):
-            sp.class_vector_spread(np.ones((3, 3)))
+            an.class_vector_spread(np.ones((3, 3)))
 
 
 class TestPhases:
     def test_linear_r2(self):
         rng = np.random.default_rng(1)
         X = rng.normal(size=(50, 2))
-        assert sp.linear_r2(X, X @ rng.normal(size=(2, 2)) + [3.0, -1.0]) == pytest.approx(1.0)
-        assert sp.linear_r2(X, np.column_stack([X[:, 0] ** 2, np.abs(X[:, 1])])) < 0.5
+        assert an.linear_r2(X, X @ rng.normal(size=(2, 2)) + [3.0, -1.0]) == pytest.approx(1.0)
+        assert an.linear_r2(X, np.column_stack([X[:, 0] ** 2, np.abs(X[:, 1])])) < 0.5
 
     def test_inner_and_outer_turning_opposite_ways(self):
         """A synthetic run: a linear map for 3 snapshots, then the inner third turns +4° per epoch about the
@@ -311,7 +312,7 @@ class TestPhases:
                 e[outer] = e[outer] @ _rot(-2 * dt).T
             E.append(e.copy())
         run = SimpleNamespace(X_train=X, embeddings=np.array(E), snapshot_epochs=epochs)
-        ph = sp.training_phases(run, threshold=0.999)
+        ph = an.training_phases(run, threshold=0.999)
         assert ph.linear_until == 2 and ph.early_inner == pytest.approx(0, abs=1e-9)
         np.testing.assert_allclose(ph.linear_r2[:3], 1.0)
         # centroid moves a little as the groups turn: velocities equal to the rotation rates to about 1e-2 degrees
@@ -320,17 +321,17 @@ class TestPhases:
         assert ph.late_inner == pytest.approx(4 * 8, rel=0.05) and ph.late_outer == pytest.approx(-2 * 8, rel=0.05)
 
     def test_on_a_trained_run(self, small_run):
-        ph = sp.training_phases(small_run)
+        ph = an.training_phases(small_run)
         S = len(small_run.snapshot_epochs)
         assert ph.linear_r2.shape == (S,) and ph.inner_velocity.shape == (S - 1,)
         assert ph.linear_until in set(small_run.snapshot_epochs.tolist())
         with pytest.raises(ValidationError, match="^fraction:"):
-            sp.training_phases(small_run, fraction=0.7)
+            an.training_phases(small_run, fraction=0.7)
 
 
 class TestLayers:
     def test_layer_norms(self, small_fold):
-        n = sp.layer_norms(small_fold.params)
+        n = an.layer_norms(small_fold.params)
         for (W, b), f, s, bb in zip(small_fold.params, n.frobenius, n.spectral, n.bias):
             assert f == pytest.approx(np.sqrt((W ** 2).sum())) and bb == pytest.approx(np.sqrt((b ** 2).sum()))
             assert s == pytest.approx(np.sqrt(np.linalg.eigvalsh(W.T @ W).max()))
@@ -342,18 +343,18 @@ class TestLayers:
         a_in, a_out = 25.0, -70.0
         F = np.diag([1.0, -1.0]) if reflect else np.eye(2)
         W = _rot(a_out) @ F @ np.diag([3.0, 0.5]) @ _rot(a_in)
-        L = sp.layer_svd(W, [0.1, 0.2])
+        L = an.layer_svd(W, [0.1, 0.2])
         np.testing.assert_allclose(L.s, [3.0, 0.5])
         assert L.error < 1e-15 and L.reflection == reflect and np.linalg.det(L.Vt) > 0
         d_in, d_out = (L.angle_in - a_in) % 360, (L.angle_out - a_out) % 360
         assert min(abs(d_in), abs(d_in - 180), abs(d_in - 360)) < 1e-9 and abs(d_in - d_out) < 1e-9
         with pytest.raises(ValidationError, match="^b:"):
-            sp.layer_svd(W, [1.0])
+            an.layer_svd(W, [1.0])
 
     def test_svd_stages_rebuild_the_folding_net(self, small_fold):
         """The stages end where the network's own forward pass is (FoldingRun.stage_points, by torch)."""
         f = small_fold
-        st = sp.svd_stages(f)
+        st = an.svd_stages(f)
         depth = f.config["depth"]
         assert len(st.layers) == depth + 1 and len(st.stage_names) == 6 and st.error < 1e-12
         for layer in range(depth + 1):
@@ -372,7 +373,7 @@ class TestRegionsAndDrag:
         rng = np.random.default_rng(3)
         for H in (1, 3, 6, 12):
             W, b = rng.normal(size=(H, 2)), 0.5 * rng.normal(size=H)
-            exact = sp.count_regions(W, b, (-1, 1, -1, 1))
+            exact = an.count_regions(W, b, (-1, 1, -1, 1))
             grid = sp.count_linear_pieces([(W, b)], (-1, 1, -1, 1), 300)
             assert grid <= exact <= 1 + H + H * (H - 1) // 2
             if H <= 6:  # no piece thinner than the grid here: the grid count is the exact one
@@ -381,8 +382,8 @@ class TestRegionsAndDrag:
         n = 7
         theta = np.arange(n) * np.pi / n
         Wt = np.stack([np.cos(theta), np.sin(theta)], 1)
-        assert sp.count_regions(Wt, -0.1 * np.ones(n), (-1, 1, -1, 1)) == 1 + n + n * (n - 1) // 2
-        assert sp.count_regions(Wt, 5.0 * np.ones(n), (-1, 1, -1, 1)) == 1
+        assert an.count_regions(Wt, -0.1 * np.ones(n), (-1, 1, -1, 1)) == 1 + n + n * (n - 1) // 2
+        assert an.count_regions(Wt, 5.0 * np.ones(n), (-1, 1, -1, 1)) == 1
 
     def test_drag_is_one_small_gradient_step(self, small_run):
         """drag = ‖Δe_j‖/‖Δe_i‖ after one SGD step (lr 1e-7) on the loss of x_i alone through the extractor."""
@@ -390,7 +391,7 @@ class TestRegionsAndDrag:
 
         X, y = small_run.X_train, small_run.y_train
         anchors = [5, 150]
-        d = sp.drag(small_run.params, X, y, anchors)
+        d = an.drag(small_run.params, X, y, anchors)
         assert d.shape == (2, len(X))
         (W1, b1), (W2, b2), (W3, b3) = small_run.params
         for a, i in enumerate(anchors):
@@ -416,19 +417,19 @@ class TestRegionsAndDrag:
     def test_influence_and_pieces_of_a_sweep(self):
         sweep = sp.spiral_width_sweep((2, 8), classes=3, n_per_class=30, epochs=20, lr=1e-2)
         assert len(sweep.params) == 2 and sweep.X_train.shape == (90, 2)
-        infl = sp.influence(sweep, anchors=5, k=3, keep_maps=(8,))
+        infl = an.influence(sweep, anchors=5, k=3, keep_maps=(8,))
         assert infl.widths == [2, 8] and len(infl.near) == 2 and set(infl.maps) == {8}
-        d = sp.drag(sweep.params[1], sweep.X_train, sweep.y_train, infl.anchors)
+        d = an.drag(sweep.params[1], sweep.X_train, sweep.y_train, infl.anchors)
         np.testing.assert_allclose(infl.maps[8], d)
         np.testing.assert_allclose(d[np.arange(len(infl.anchors)), infl.anchors], 1.0)
-        pc = sp.pieces_vs_width(sweep, resolution=100)
+        pc = an.pieces_vs_width(sweep, resolution=100)
         assert pc.bound == [4, 37] and all(g <= t for g, t in zip(pc.grid, pc.trained))
-        assert pc.trained[0] == sp.count_regions(*sweep.params[0][0], pc.lims)
+        assert pc.trained[0] == an.count_regions(*sweep.params[0][0], pc.lims)
         old = sp.WidthSweep(sweep.widths, sweep.epochs, sweep.loss, sweep.train_accuracy, sweep.test_accuracy)
         with pytest.raises(ValidationError, match="^sweep:"):
-            sp.influence(old)
+            an.influence(old)
         with pytest.raises(ValidationError, match="^sweep:"):
-            sp.pieces_vs_width(old)
+            an.pieces_vs_width(old)
 
 
 # --------------------------------------------------------------------------------------------------------------

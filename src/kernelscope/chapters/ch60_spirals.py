@@ -147,16 +147,16 @@ def run(ctx: StepContext) -> ChapterResult:
 
 def _lecture_numbers(ctx: StepContext, run_, sweep, fold, res: ChapterResult) -> list[str]:
     """Canziani's pictures as numbers: figures, tables and numbers into ``res``; returns the findings."""
-    from ..experiments import spirals as sp
+    from ..experiments import anatomy as an
     from ..plots import new_figure
     from ..plots import spirals as ps
 
     K = run_.classes
-    phases = sp.training_phases(run_)
-    spread = sp.class_vector_spread(run_.class_vectors[-1])
+    phases = an.training_phases(run_)
+    spread = an.class_vector_spread(run_.class_vectors[-1])
     depth = int(fold.config["depth"])
-    norms = {f"2→{run_.config['width']}→2→{K}": sp.layer_norms(run_.params),
-             f"narrow 2→2×{depth}→2→{fold.config['classes']}": sp.layer_norms(fold.params)}
+    norms = {f"2→{run_.config['width']}→2→{K}": an.layer_norms(run_.params),
+             f"narrow 2→2×{depth}→2→{fold.config['classes']}": an.layer_norms(fold.params)}
     fig = new_figure((18, 4.4), layout="constrained")
     axes = fig.subplots(1, 4)
     ps.plot_phases(phases, axes=axes[:2])
@@ -169,7 +169,7 @@ def _lecture_numbers(ctx: StepContext, run_, sweep, fold, res: ChapterResult) ->
                                    "trained class vectors' directions and the gaps between neighbours. Right: "
                                    "spectral (and Frobenius) norms of each layer, input to head, for the lecture's "
                                    "net and the narrow deep net."))
-    stages = sp.svd_stages(fold)
+    stages = an.svd_stages(fold)
     axes = ps.plot_svd_stages(stages)
     res.figures.append(ctx.savefig(axes[0].figure, "svd_stages.png",
                                    "Each layer of the narrow deep net as rotation · scaling · rotation + bias + leaky "
@@ -178,8 +178,8 @@ def _lecture_numbers(ctx: StepContext, run_, sweep, fold, res: ChapterResult) ->
                                    "the singular values."))
     near10 = min(sweep.widths, key=lambda w: abs(w - 10))
     wide = max(sweep.widths)
-    infl = sp.influence(sweep, keep_maps=(near10, wide))
-    pieces = sp.pieces_vs_width(sweep)
+    infl = an.influence(sweep, keep_maps=(near10, wide))
+    pieces = an.pieces_vs_width(sweep)
     fig = new_figure((18, 4.4), layout="constrained")
     axes = fig.subplots(1, 4)
     ps.plot_pieces_vs_width(pieces, ax=axes[0])
@@ -194,7 +194,7 @@ def _lecture_numbers(ctx: StepContext, run_, sweep, fold, res: ChapterResult) ->
                                    "step on its own loss, how far the others' embeddings move relative to its own "
                                    "(mean over 20 pulled points). Right: that drag for one pulled point (★) at "
                                    f"H = {near10} and H = {wide}."))
-    svd_err = max([stages.error] + [sp.layer_svd(W, b).error for W, b in run_.params])
+    svd_err = max([stages.error] + [an.layer_svd(W, b).error for W, b in run_.params])
     res.numbers["lecture_numbers"] = {
         "class_vectors": spread, "phases": {k: getattr(phases, k) for k in (
             "epochs", "linear_r2", "linear_until", "early_inner", "early_outer", "late_inner", "late_outer")},
