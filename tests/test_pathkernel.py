@@ -424,3 +424,226 @@ def test_digits_explained():
     share = np.mean([np.mean(d.labels_train[np.argsort(-np.abs(C[j, :, pred[j]]))[:4]] == pred[j])
                      for j in range(12)])
     assert d.share_same == pytest.approx(share) and 0.0 <= d.share_same <= 1.0
+
+
+# -- the path kernel examined as a kernel (issue 23, item 3) ------------------------------------------------------
+
+
+def test_train_by_train_left_endpoint_is_a_sum_of_gram_matrices(problem):
+    """Without X_test the kernel is N × N. Plain GD's left-endpoint sum is η Σ_s J_s J_sᵀ (the Jacobians of the
+    training points at every step, by autograd on plain torch SGD): symmetric and PSD to rounding."""
+    from kernelscope.dynamics import gram_properties
+
+    X, y, _ = problem
+    model = mlp(1, 16, activation="tanh", b_std=0.5, seed=3)
+    lr, steps = 0.02, 5
+    res = path_kernel(model, X, y, lr=lr, steps=steps, exact=False)
+    assert res.K.shape == (15, 15)
+    ref = np.zeros((15, 15))
+    for s in range(steps):
+        net = plain_sgd(model, X, y, lr, s)
+        params = [p for p in net.parameters()]
+        rows = []
+        for x in torch.as_tensor(X):
+            g = torch.autograd.grad(net(x[None]).sum(), params)
+            rows.append(torch.cat([t.reshape(-1) for t in g]))
+        J = torch.stack(rows).numpy()
+        ref += lr * J @ J.T
+    np.testing.assert_allclose(res.K, ref, rtol=1e-10, atol=1e-14)
+    g = gram_properties(res.K)
+    assert g.n == 15 and g.asymmetry < 1e-14 and g.negative == 0 and g.eig_max > 0
+    ev = np.linalg.eigvalsh((ref + ref.T) / 2)
+    assert g.eig_min == pytest.approx(ev[0], abs=1e-12) and g.eig_max == pytest.approx(ev[-1], rel=1e-12)
+    # exact quadrature pairs the segment average at x with the left endpoint at x_i: symmetric only to O(η)
+    ex = path_kernel(model, X, y, lr=lr, steps=steps, exact=True)
+    assert 1e-12 < gram_properties(ex.K).asymmetry < 1e-2
+
+
+def test_rows_split_one_training_into_test_and_train(problem):
+    """Evaluating on [X_test; X] and splitting with rows() gives the separate runs' kernel machines."""
+    X, y, Xs = problem
+    model = mlp(1, 16, activation="tanh", b_std=0.5, seed=4)
+    both = path_kernel(model, X, y, np.vstack([Xs, X]), lr=0.02, steps=6, optimizer="adam", per_layer=True,
+                       record_every=3, ntk_every=2)
+    test, train = both.rows(slice(0, 11)), both.rows(np.arange(11, 26))
+    for part, where in ((test, Xs), (train, X)):
+        alone = path_kernel(model, X, y, where, lr=0.02, steps=6, optimizer="adam", per_layer=True,
+                            record_every=3, ntk_every=2)
+        for name in ("f_model", "f_kernel", "K", "a", "b", "contributions", "decay", "ntk0", "ntkT", "K_layers",
+                     "contributions_layers", "K_history", "contributions_history", "ntk_history"):
+            np.testing.assert_allclose(getattr(part, name), getattr(alone, name), rtol=1e-10, atol=1e-13,
+                                       err_msg=name)
+        assert part.history_steps == alone.history_steps and part.ntk_steps == alone.ntk_steps
+    mask = np.zeros(26, bool)
+    mask[[0, 12]] = True
+    assert both.rows(mask).K.shape == (2, 15)
+    tt = path_kernel(model, torch.as_tensor(X), y, lr=0.02, steps=2)
+    assert isinstance(tt.rows(torch.as_tensor([0, 1])).K, torch.Tensor) and tt.rows([0, 1]).K.shape == (2, 15)
+
+
+def test_tangent_kernel_path_is_the_ntk_of_the_trained_net(problem):
+    """ntk_every records Θ_s(X_test, X) after s steps: empirical.ntk of the net plain torch SGD trains s steps."""
+    X, y, Xs = problem
+    model = mlp(1, 16, activation="tanh", b_std=0.5, seed=5)
+    res = path_kernel(model, X, y, Xs, lr=0.02, steps=7, ntk_every=3)
+    assert res.ntk_steps == [0, 3, 6, 7] and res.ntk_history.shape == (4, 11, 15)
+    np.testing.assert_allclose(res.ntk_history[0], res.ntk0, rtol=1e-12)
+    np.testing.assert_allclose(res.ntk_history[-1], res.ntkT, rtol=1e-12)
+    ref = empirical.ntk(plain_sgd(model, X, y, 0.02, 3), Xs, X)
+    np.testing.assert_allclose(res.ntk_history[1], ref, rtol=1e-10)
+    # plain GD's left-endpoint path kernel is the step size times the sum of the tangent kernels along the path
+    left = path_kernel(model, X, y, Xs, lr=0.02, steps=7, exact=False, ntk_every=1)
+    np.testing.assert_allclose(left.K, 0.02 * left.ntk_history[:-1].sum(0), rtol=1e-10)
+    with pytest.raises(ValidationError, match="^ntk_every:"):
+        path_kernel(model, X, y, Xs, lr=0.02, steps=2, ntk_every=0)
+
+
+def test_gram_properties_against_eigh():
+    from kernelscope.dynamics import block_matrix, gram_properties
+
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(6, 6))
+    g = gram_properties(A)
+    ev = np.linalg.eigvalsh((A + A.T) / 2)
+    assert g.eig_min == pytest.approx(ev[0]) and g.eig_max == pytest.approx(ev[-1])
+    assert g.negative == int((ev < -g.tol).sum()) > 0
+    assert g.asymmetry == pytest.approx(np.linalg.norm(A - A.T) / np.linalg.norm(A))
+    assert g.rel_eig_min == pytest.approx(ev[0] / ev[-1])
+    F = rng.normal(size=(5, 3))
+    assert gram_properties(F @ F.T).negative == 0 and gram_properties(F @ F.T).asymmetry == 0.0
+    # blocks: M[(m, o), (i, c)] = K[m, i, o, c]
+    K = rng.normal(size=(3, 4, 2, 2))
+    M = block_matrix(K)
+    assert M.shape == (6, 8)
+    for m, i, o, c in np.ndindex(3, 4, 2, 2):
+        assert M[2 * m + o, 2 * i + c] == K[m, i, o, c]
+    with pytest.raises(ValidationError, match="^K:"):
+        gram_properties(rng.normal(size=(3, 4)))
+    with pytest.raises(ValidationError, match="^K:"):
+        block_matrix(rng.normal(size=(3, 4, 2)))
+
+
+def test_vacuity_construction_and_constant_coefficients():
+    """x-dependent coefficients reproduce anything; constant ones are a least-squares fit (numpy.lstsq)."""
+    from kernelscope.experiments.pathkernel import vacuity
+
+    rng = np.random.default_rng(1)
+    k = np.abs(rng.normal(size=(30, 8))) + 0.1  # any kernel values k(x, x_i)
+    b = rng.normal(size=30)
+    in_span = b + k @ rng.normal(size=8)
+    noise = rng.normal(size=30)
+    v = vacuity({"in span": in_span, "noise": noise}, {"k": k}, b)
+    assert v.functions == ["in span", "noise"] and v.kernels == ["k"]
+    assert v.x_dependent.max() < 1e-14
+    assert v.constant[0, 0] < 1e-12
+    r = noise - b
+    res = r - k @ np.linalg.lstsq(k, r, rcond=None)[0]
+    assert v.constant[1, 0] == pytest.approx(np.linalg.norm(res) / np.linalg.norm(r))
+
+
+def test_precomputed_kernel_ridge_and_svm_match_scikit_learn():
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.svm import SVC
+
+    from kernelscope.experiments.pathkernel import kernel_ridge_precomputed, svm_precomputed
+
+    X, labels = data.spirals(20, 2, seed=0)
+    Xt, _ = data.spirals(10, 2, seed=1)
+    Ktr, Kte = (X @ X.T + 1.0) ** 3, (Xt @ X.T + 1.0) ** 3
+    scale = np.mean(np.diag(Ktr))
+    y = np.sin(3 * X[:, 0])
+    p_tr, p_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, y)
+    ref = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr / scale, y)
+    np.testing.assert_allclose(p_tr, ref.predict(Ktr / scale), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(p_te, ref.predict(Kte / scale), rtol=1e-8, atol=1e-10)
+    for i in (0, 17, 39):  # leave-one-out: refit without x_i
+        keep = np.arange(40) != i
+        sub = KernelRidge(alpha=lam, kernel="precomputed").fit(Ktr[np.ix_(keep, keep)] / scale, y[keep])
+        assert loo[i] == pytest.approx(sub.predict(Ktr[i:i + 1, keep] / scale)[0], rel=1e-7, abs=1e-9)
+    s_tr, s_te, C, cv = svm_precomputed(Ktr, Kte, labels)
+    svc = SVC(kernel="precomputed", C=C).fit(Ktr / scale, labels)
+    np.testing.assert_array_equal(s_te, svc.predict(Kte / scale))
+    np.testing.assert_array_equal(s_tr, svc.predict(Ktr / scale))
+    assert 0.0 <= cv <= 1.0
+
+
+def test_leave_one_out_is_retraining(problem):
+    """Each column of ``retrained`` is f_T − f_T without that point, by plain torch SGD on the other points."""
+    from kernelscope.experiments.pathkernel import leave_one_out
+
+    X, y, Xs = problem
+    model = mlp(1, 16, activation="tanh", b_std=0.5, seed=6)
+    res = path_kernel(model, X, y, Xs, lr=0.02, steps=10)
+    loo = leave_one_out(model, X, y, Xs, res.contributions, lr=0.02, steps=10)
+    assert loo.retrained.shape == loo.contributions.shape == (11, 15) and loo.spearman.shape == (11,)
+    keep = np.arange(15) != 4
+    nets = plain_sgd(model, X, y, 0.02, 10), plain_sgd(model, X[keep], y[keep], 0.02, 10)
+    with torch.no_grad():
+        full, without = (net(torch.as_tensor(Xs)).numpy().ravel() for net in nets)
+    np.testing.assert_allclose(loo.retrained[:, 4], full - without, rtol=1e-9, atol=1e-12)
+    from scipy.stats import spearmanr
+
+    assert loo.spearman[3] == pytest.approx(spearmanr(res.contributions[3], loo.retrained[3])[0])
+    assert -1 <= loo.median_spearman <= 1 and 0 <= loo.top_match <= 1
+    c, d = loo.contributions.ravel(), loo.retrained.ravel()
+    assert loo.slope == pytest.approx(c @ d / (c @ c))
+
+
+@pytest.fixture(scope="module")
+def small_kernel_runs():
+    """The 1-D net and the Adam spiral net with their kernel machines on the training points too (small)."""
+    from kernelscope.experiments.pathkernel import agreement_1d
+    from kernelscope.experiments.spirals import spiral_kernel_machine
+
+    ag = agreement_1d(seed=0, steps=6, width=16, with_train=True)
+    sk = spiral_kernel_machine(n_per_class=8, width=8, epochs=12, seed=0, with_train=True, ntk_every=4, tol=1.0)
+    return ag, sk
+
+
+def test_examine_1d_and_spiral_small(small_kernel_runs):
+    """The two experiments on small trainings: the tables' numbers are those of their parts."""
+    from kernelscope.experiments.pathkernel import agreement_1d, examine_1d, examine_spiral
+    from kernelscope.experiments.spirals import spiral_kernel_machine
+    from kernelscope.stats import kernel_target_alignment
+
+    ag, sk = small_kernel_runs
+    plain = agreement_1d(seed=0, steps=6, width=16)
+    np.testing.assert_array_equal(ag.exact.K, plain.exact.K)  # the test part is unchanged
+    assert ag.exact_train.K.shape == (20, 20) and ag.left_train.K.shape == (20, 20)
+    k1 = examine_1d(ag)
+    assert k1.grams["path kernel (left-endpoint)"].asymmetry < 1e-14
+    assert [r.kernel for r in k1.reuse] == ["network", "path kernel", "Θ₀", "Θ_T"]
+    assert k1.vacuity.x_dependent.max() < 1e-12 and k1.vacuity.constant.shape == (3, 3)
+    assert k1.loo.retrained.shape == (60, 20)
+    with pytest.raises(ValidationError, match="^agree:"):
+        examine_1d(plain)
+
+    ks = examine_spiral(sk)
+    tr = sk.train_result
+    assert tr.K.shape == (24, 24, 3, 3) and tr.ntk_steps == [0, 4, 8, 12]
+    assert ks.n_test == 24 and len(ks.reuse) == 7
+    net = ks.reuse[0]
+    assert net.test == pytest.approx(sk.test_accuracy) and net.train == pytest.approx(
+        np.mean(np.argmax(tr.f_model, 1) == sk.y_train))
+    th0 = np.einsum("mioo->mi", tr.ntk_history[0])
+    assert ks.path.alignment[0] == pytest.approx(kernel_target_alignment(th0, sk.y_train))
+    assert ks.path.distance[0] == 0.0 and len(ks.path.steps) == 4
+    with pytest.raises(ValidationError, match="^sk:"):
+        examine_spiral(spiral_kernel_machine(n_per_class=8, width=8, epochs=2, seed=0, tol=1.0))
+
+
+def test_chapter_section_on_small_trainings(tmp_path, small_kernel_runs):
+    """Chapter 6's last section (figure, three tables, findings, numbers) assembled from small trainings; its
+    findings quote its results."""
+    from kernelscope.chapters import ch50_pathkernel as ch
+    from kernelscope.story import ChapterResult, StepContext
+
+    ag, sk = small_kernel_runs
+    res = ChapterResult()
+    ctx = StepContext(tmp_path, ch.CHAPTER, quick=True, seed=0)
+    found = ch._examine(ctx, ag, sk, res)
+    assert len(found) == 5 and len(res.figures) == 1 and len(res.tables) == 3
+    assert (tmp_path / res.figures[0].file).stat().st_size > 10_000
+    k = res.numbers["kernel_examined"]
+    assert k["spiral"]["n_test"] == 24 and f"{k['one_d']['loo']['median_spearman']:.2f}" in found[3]
+    assert f"{k['spiral']['path'].alignment_path:.3f}" in found[4]

@@ -13,6 +13,7 @@ import pytest
 from kernelscope import data
 from kernelscope._arrays import KernelscopeWarning, ValidationError
 from kernelscope._io import from_json, to_json
+from kernelscope.experiments import anatomy as an
 from kernelscope.experiments import spirals as sp
 
 # --------------------------------------------------------------------------------------------------------------
@@ -251,6 +252,187 @@ class TestFoldingNet:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# the lecture's pictures as numbers (issue 23, item 2)
+# --------------------------------------------------------------------------------------------------------------
+
+def _rot(deg):
+    a = np.radians(deg)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+class TestClassVectors:
+    def test_even_spread_has_no_deviation(self):
+        K = 5
+        a = np.radians(17 + 72 * np.array([3, 0, 4, 1, 2]))
+        s = an.class_vector_spread(np.stack([np.cos(a), np.sin(a)], 1) * np.arange(1, 6)[:, None])
+        np.testing.assert_allclose(s.gaps, 72.0, atol=1e-12)
+        assert s.ideal == 72.0 and s.max_deviation < 1e-12 and s.rms_deviation < 1e-12
+        assert s.angles[0] == pytest.approx(17.0) and s.gaps.sum() == pytest.approx(360.0)
+        np.testing.assert_allclose(s.norms, [2, 4, 5, 1, 3])  # sorted by angle: 17°, 89°, 161°, 233°, 305°
+        assert len(s.angles) == K
+
+    def test_random_directions_closed_form_by_monte_carlo(self):
+        """E[mean (gap − 360/K)²] for K uniform directions is 360² (K − 1)/(K²(K + 1))."""
+        rng = np.random.default_rng(0)
+        for K in (3, 5):
+            draws = [an.class_vector_spread(rng.normal(size=(K, 2))) for _ in range(4000)]
+            sq = [s.rms_deviation ** 2 for s in draws]
+            se = np.std(sq) / np.sqrt(len(sq))
+            assert abs(np.mean(sq) - 360.0 ** 2 * (K - 1) / (K * K * (K + 1))) < 4 * se
+            assert draws[0].random_rms_deviation == pytest.approx(360.0 * np.sqrt((K - 1) / (K * K * (K + 1))))
+
+    def test_bad_input(self):
+        with pytest.raises(ValidationError, match="^W:"):
+            an.class_vector_spread(np.ones((3, 3)))
+
+
+class TestPhases:
+    def test_linear_r2(self):
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(50, 2))
+        assert an.linear_r2(X, X @ rng.normal(size=(2, 2)) + [3.0, -1.0]) == pytest.approx(1.0)
+        assert an.linear_r2(X, np.column_stack([X[:, 0] ** 2, np.abs(X[:, 1])])) < 0.5
+
+    def test_inner_and_outer_turning_opposite_ways(self):
+        """A synthetic run: a linear map for 3 snapshots, then the inner third turns +4° per epoch about the
+        centroid and the outer third −2°, so the velocities and totals are known exactly."""
+        from types import SimpleNamespace
+
+        X, _ = data.spirals(60, 3, noise=0.0, seed=0)
+        X = X - X.mean(0)
+        r = np.linalg.norm(X, axis=1)
+        inner, outer = r <= np.quantile(r, 1 / 3), r >= np.quantile(r, 2 / 3)
+        epochs = np.array([0, 1, 2, 4, 6, 10])
+        E, e = [], X.copy()
+        for s, ep in enumerate(epochs):
+            if s > 2:
+                dt = ep - epochs[s - 1]
+                e = e.copy()
+                e[inner] = e[inner] @ _rot(4 * dt).T
+                e[outer] = e[outer] @ _rot(-2 * dt).T
+            E.append(e.copy())
+        run = SimpleNamespace(X_train=X, embeddings=np.array(E), snapshot_epochs=epochs)
+        ph = an.training_phases(run, threshold=0.999)
+        assert ph.linear_until == 2 and ph.early_inner == pytest.approx(0, abs=1e-9)
+        np.testing.assert_allclose(ph.linear_r2[:3], 1.0)
+        # centroid moves a little as the groups turn: velocities equal to the rotation rates to about 1e-2 degrees
+        np.testing.assert_allclose(ph.inner_velocity[2:], 4.0, atol=0.3)
+        np.testing.assert_allclose(ph.outer_velocity[2:], -2.0, atol=0.3)
+        assert ph.late_inner == pytest.approx(4 * 8, rel=0.05) and ph.late_outer == pytest.approx(-2 * 8, rel=0.05)
+
+    def test_on_a_trained_run(self, small_run):
+        ph = an.training_phases(small_run)
+        S = len(small_run.snapshot_epochs)
+        assert ph.linear_r2.shape == (S,) and ph.inner_velocity.shape == (S - 1,)
+        assert ph.linear_until in set(small_run.snapshot_epochs.tolist())
+        with pytest.raises(ValidationError, match="^fraction:"):
+            an.training_phases(small_run, fraction=0.7)
+
+
+class TestLayers:
+    def test_layer_norms(self, small_fold):
+        n = an.layer_norms(small_fold.params)
+        for (W, b), f, s, bb in zip(small_fold.params, n.frobenius, n.spectral, n.bias):
+            assert f == pytest.approx(np.sqrt((W ** 2).sum())) and bb == pytest.approx(np.sqrt((b ** 2).sum()))
+            assert s == pytest.approx(np.sqrt(np.linalg.eigvalsh(W.T @ W).max()))
+
+    @pytest.mark.parametrize("reflect", [False, True])
+    def test_svd_angles_of_a_known_layer(self, reflect):
+        """W = R(out) [diag(1, −1)] diag(3, 0.5) R(in): the angles come back (up to a joint half turn, the SVD's
+        one freedom), V is a rotation, and a reflection sits in U."""
+        a_in, a_out = 25.0, -70.0
+        F = np.diag([1.0, -1.0]) if reflect else np.eye(2)
+        W = _rot(a_out) @ F @ np.diag([3.0, 0.5]) @ _rot(a_in)
+        L = an.layer_svd(W, [0.1, 0.2])
+        np.testing.assert_allclose(L.s, [3.0, 0.5])
+        assert L.error < 1e-15 and L.reflection == reflect and np.linalg.det(L.Vt) > 0
+        d_in, d_out = (L.angle_in - a_in) % 360, (L.angle_out - a_out) % 360
+        assert min(abs(d_in), abs(d_in - 180), abs(d_in - 360)) < 1e-9 and abs(d_in - d_out) < 1e-9
+        with pytest.raises(ValidationError, match="^b:"):
+            an.layer_svd(W, [1.0])
+
+    def test_svd_stages_rebuild_the_folding_net(self, small_fold):
+        """The stages end where the network's own forward pass is (FoldingRun.stage_points, by torch)."""
+        f = small_fold
+        st = an.svd_stages(f)
+        depth = f.config["depth"]
+        assert len(st.layers) == depth + 1 and len(st.stage_names) == 6 and st.error < 1e-12
+        for layer in range(depth + 1):
+            np.testing.assert_allclose(st.points[layer][4], f.stage_points[2 * layer + 1], rtol=1e-12, atol=1e-12)
+            if layer < depth:
+                np.testing.assert_allclose(st.points[layer][5], f.stage_points[2 * layer + 2], rtol=1e-12,
+                                           atol=1e-12)
+            np.testing.assert_allclose(st.grids[layer][5], f.stage_grid[min(2 * layer + 2, 2 * depth + 1)],
+                                       rtol=1e-12, atol=1e-12)
+        S = st.layers[0]
+        np.testing.assert_allclose(st.points[0][1], f.X_train @ S.Vt.T, rtol=1e-14)
+
+
+class TestRegionsAndDrag:
+    def test_exact_regions_against_the_grid(self):
+        rng = np.random.default_rng(3)
+        for H in (1, 3, 6, 12):
+            W, b = rng.normal(size=(H, 2)), 0.5 * rng.normal(size=H)
+            exact = an.count_regions(W, b, (-1, 1, -1, 1))
+            grid = sp.count_linear_pieces([(W, b)], (-1, 1, -1, 1), 300)
+            assert grid <= exact <= 1 + H + H * (H - 1) // 2
+            if H <= 6:  # no piece thinner than the grid here: the grid count is the exact one
+                assert grid == exact
+        # tangents to a small circle: every crossing inside, the bound is reached; lines outside the box cut nothing
+        n = 7
+        theta = np.arange(n) * np.pi / n
+        Wt = np.stack([np.cos(theta), np.sin(theta)], 1)
+        assert an.count_regions(Wt, -0.1 * np.ones(n), (-1, 1, -1, 1)) == 1 + n + n * (n - 1) // 2
+        assert an.count_regions(Wt, 5.0 * np.ones(n), (-1, 1, -1, 1)) == 1
+
+    def test_drag_is_one_small_gradient_step(self, small_run):
+        """drag = ‖Δe_j‖/‖Δe_i‖ after one SGD step (lr 1e-7) on the loss of x_i alone through the extractor."""
+        import torch
+
+        X, y = small_run.X_train, small_run.y_train
+        anchors = [5, 150]
+        d = an.drag(small_run.params, X, y, anchors)
+        assert d.shape == (2, len(X))
+        (W1, b1), (W2, b2), (W3, b3) = small_run.params
+        for a, i in enumerate(anchors):
+            # the lecture's net rebuilt in plain torch: 2 -> H (ReLU) -> 2 (embedding), classifier 2 -> K
+            ext = torch.nn.Sequential(torch.nn.Linear(2, len(b1)), torch.nn.ReLU(), torch.nn.Linear(len(b1), 2))
+            head = torch.nn.Linear(2, len(b3)).double()
+            ext = ext.double()
+            with torch.no_grad():
+                for lin, (W, b) in zip((ext[0], ext[2], head), ((W1, b1), (W2, b2), (W3, b3))):
+                    lin.weight.copy_(torch.as_tensor(W))
+                    lin.bias.copy_(torch.as_tensor(b))
+                e0 = ext(torch.as_tensor(X)).numpy()
+            opt = torch.optim.SGD(ext.parameters(), lr=1e-7)
+            xi, yi = torch.as_tensor(X[i:i + 1]), torch.as_tensor(y[i:i + 1])
+            loss = torch.nn.functional.cross_entropy(head(ext(xi)), yi)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                de = ext(torch.as_tensor(X)).numpy() - e0
+            ref = np.linalg.norm(de, axis=1) / np.linalg.norm(de[i])
+            np.testing.assert_allclose(d[a], ref, rtol=1e-4, atol=1e-6)
+
+    def test_influence_and_pieces_of_a_sweep(self):
+        sweep = sp.spiral_width_sweep((2, 8), classes=3, n_per_class=30, epochs=20, lr=1e-2)
+        assert len(sweep.params) == 2 and sweep.X_train.shape == (90, 2)
+        infl = an.influence(sweep, anchors=5, k=3, keep_maps=(8,))
+        assert infl.widths == [2, 8] and len(infl.near) == 2 and set(infl.maps) == {8}
+        d = an.drag(sweep.params[1], sweep.X_train, sweep.y_train, infl.anchors)
+        np.testing.assert_allclose(infl.maps[8], d)
+        np.testing.assert_allclose(d[np.arange(len(infl.anchors)), infl.anchors], 1.0)
+        pc = an.pieces_vs_width(sweep, resolution=100)
+        assert pc.bound == [4, 37] and all(g <= t for g, t in zip(pc.grid, pc.trained))
+        assert pc.trained[0] == an.count_regions(*sweep.params[0][0], pc.lims)
+        old = sp.WidthSweep(sweep.widths, sweep.epochs, sweep.loss, sweep.train_accuracy, sweep.test_accuracy)
+        with pytest.raises(ValidationError, match="^sweep:"):
+            an.influence(old)
+        with pytest.raises(ValidationError, match="^sweep:"):
+            an.pieces_vs_width(old)
+
+
+# --------------------------------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------------------------------
 
@@ -316,15 +498,21 @@ def test_chapter_tiny(tmp_path, monkeypatch):
     assert res.ok, res.failed
     out = json.loads((tmp_path / "results.json").read_text())["chapters"]["spirals"]
     nums = out["numbers"]
-    for key in ("train_accuracy", "test_accuracy", "width_sweep", "regime_table", "folding"):
+    for key in ("train_accuracy", "test_accuracy", "width_sweep", "regime_table", "folding", "lecture_numbers"):
         assert key in nums
+    lect = nums["lecture_numbers"]
+    assert lect["svd_max_error"] < 1e-12 and lect["influence"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
+    assert lect["pieces"]["trained"][0] <= 4 and len(lect["class_vectors"]["gaps"]) == 3
+    saved = json.loads((tmp_path / "steps" / "spirals-quick-seed0.json").read_text())["result"]
+    assert [t["title"] for t in saved["tables"]] == ["Hidden-width sweep", "Where the kernel picture stops",
+                                                     "Linear pieces and drag against the hidden width"]
     assert nums["width_sweep"]["widths"] == [2, 4, 8, 16, 32, 64, 100]
     assert len(nums["regime_table"]["rows"]) == 4 + 2
-    assert len(out["findings"]) >= 6 and len(out["figures"]) == 9
+    assert len(out["findings"]) >= 12 and len(out["figures"]) == 12
     for f in out["figures"]:
         assert (tmp_path / f).stat().st_size > 1000
     # the sweep and the regime widths were checkpointed: a rerun would resume them
-    assert (tmp_path / "steps" / "spirals-quick-seed0" / "width_100.json").exists()
+    assert (tmp_path / "steps" / "spirals-quick-seed0" / "width_100_weights.json").exists()
     assert (tmp_path / "steps" / "spirals-quick-seed0" / "regime_width_64.json").exists()
 
 

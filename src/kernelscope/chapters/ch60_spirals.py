@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
@@ -15,6 +17,11 @@ has to <em>learn</em> a feature map that un-warps them. Its embedding is 2-D so 
 weights it is collapsed at 0, grows, then rotates the centre one way and the outside the other until the arms are
 linearly separable; the arrows are the class vectors (rows of W) and the colours behind the points are the
 classifier's argmax regions.</p>
+<p>The lecture's pictures are also numbers here: how evenly the class vectors spread, the phases of training (a
+near-linear map of the plane first, then the centre and the outside turning opposite ways), weight norms towards
+the head, each layer split into rotation · scaling · rotation + bias + activation (its singular value
+decomposition), how far pulling one point drags the others, and how many linear pieces a net cuts the plane into
+as it gets wider.</p>
 <p>Wider hidden layers make this easier (the width sweep); a narrow deep net (2 units per layer, leaky ReLU) shows
 that ReLU networks are piecewise-linear maps of the plane, folding it layer by layer. Finally, the bridge back to
 the kernel chapters: the analytic NNGP/NTK of the same architecture as kernel classifiers, against finite networks
@@ -73,8 +80,10 @@ def run(ctx: StepContext) -> ChapterResult:
     linear_acc = sp.linear_baseline(run_.X_train, run_.y_train, run_.X_test, run_.y_test)
 
     # --- width sweep (one checkpoint per width, so an interrupted sweep resumes) -------------------------------
+    # (checkpoints named for the layout that keeps each width's weights)
     sweep = sp.spiral_width_sweep(sp.WIDTHS, seed=seed, track=ctx.track,
-                           run_one=lambda w, compute: ctx.checkpoint(f"width_{w}", compute), **cfg["sweep"])
+                                  run_one=lambda w, compute: ctx.checkpoint(f"width_{w}_weights", compute),
+                                  **cfg["sweep"])
     axes = ps.plot_width_sweep(sweep)
     res.figures.append(ctx.savefig(axes[0].figure, "width_sweep.png",
                                    "The same network with hidden width H = 2 ... 100 (same data, same seed): "
@@ -87,6 +96,11 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "A narrow deep net (2 units per layer, leaky ReLU), stage by stage: each linear "
                                    "map rotates, scales, reflects and shifts the plane; each leaky ReLU folds it. "
                                    "Titles count the linear pieces of the map so far."))
+
+    # --- the lecture's pictures as numbers (the nets trained above; nothing is trained here) -------------------
+    lecture = ChapterResult()
+    lecture.findings = _lecture_numbers(ctx, run_, sweep, fold, lecture)
+    res.figures += lecture.figures
 
     # --- where the kernel picture stops -------------------------------------------------------------------------
     with ctx.threads():  # nets up to width 4096: these gain from every thread (measured 9.8 s -> 6.5 s per 300 steps)
@@ -107,6 +121,7 @@ def run(ctx: StepContext) -> ChapterResult:
         "folding": {"stages": fold.stage_names, "pieces": fold.pieces, "train_accuracy": fold.final_train_accuracy,
                     "config": fold.config},
         "regime_table": table,
+        **lecture.numbers,
     }
     res.tables.append(Table(
         "Hidden-width sweep", ["hidden width H", "final train accuracy", "test accuracy", "final loss"],
@@ -125,8 +140,123 @@ def run(ctx: StepContext) -> ChapterResult:
              "Finite nets: 2 → n (ReLU) → K in the NTK parameterisation (w_std = 1, b_std = 0.1), full-batch GD "
              f"on the squared loss, lr {table.config['lr']:.3g}, {table.config['steps']} steps. Changes are relative "
              "(Frobenius norms); alignment is the centred kernel-target alignment on the training points."))
-    res.findings = _findings(run_, linear_acc, sweep, fold, summary["linear_pieces"], table)
+    res.tables += lecture.tables
+    res.findings = _findings(run_, linear_acc, sweep, fold, summary["linear_pieces"], table) + lecture.findings
     return res
+
+
+def _lecture_numbers(ctx: StepContext, run_, sweep, fold, res: ChapterResult) -> list[str]:
+    """Canziani's pictures as numbers: figures, tables and numbers into ``res``; returns the findings."""
+    from ..experiments import anatomy as an
+    from ..plots import new_figure
+    from ..plots import spirals as ps
+
+    K = run_.classes
+    phases = an.training_phases(run_)
+    spread = an.class_vector_spread(run_.class_vectors[-1])
+    depth = int(fold.config["depth"])
+    norms = {f"2→{run_.config['width']}→2→{K}": an.layer_norms(run_.params),
+             f"narrow 2→2×{depth}→2→{fold.config['classes']}": an.layer_norms(fold.params)}
+    fig = new_figure((18, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4)
+    ps.plot_phases(phases, axes=axes[:2])
+    ps.plot_class_vectors(spread, ax=axes[2])
+    ps.plot_layer_norms(norms, ax=axes[3])
+    res.figures.append(ctx.savefig(fig, "lecture_numbers.png",
+                                   "The lecture's net as numbers. Left: how much of the embedding an affine map of "
+                                   "the input explains (R²) along training. Second: angular velocity of the inner "
+                                   "and outer thirds of the points about the embedding's centroid. Third: the "
+                                   "trained class vectors' directions and the gaps between neighbours. Right: "
+                                   "spectral (and Frobenius) norms of each layer, input to head, for the lecture's "
+                                   "net and the narrow deep net."))
+    stages = an.svd_stages(fold)
+    axes = ps.plot_svd_stages(stages)
+    res.figures.append(ctx.savefig(axes[0].figure, "svd_stages.png",
+                                   "Each layer of the narrow deep net as rotation · scaling · rotation + bias + leaky "
+                                   "ReLU (W = U Σ Vᵀ): rows are layers, columns the stages applied to the grid of the "
+                                   "input plane and the training points; the row labels give the rotation angles and "
+                                   "the singular values."))
+    near10 = min(sweep.widths, key=lambda w: abs(w - 10))
+    wide = max(sweep.widths)
+    infl = an.influence(sweep, keep_maps=(near10, wide))
+    pieces = an.pieces_vs_width(sweep)
+    fig = new_figure((18, 4.4), layout="constrained")
+    axes = fig.subplots(1, 4)
+    ps.plot_pieces_vs_width(pieces, ax=axes[0])
+    ps.plot_influence_vs_width(infl, ax=axes[1])
+    anchor = len(infl.anchors) // 4
+    ps.plot_drag(infl, near10, anchor, ax=axes[2])
+    ps.plot_drag(infl, wide, anchor, ax=axes[3])
+    res.figures.append(ctx.savefig(fig, "pieces_drag.png",
+                                   "The width sweep's nets. Left: linear pieces on the input box against the hidden "
+                                   "width (exact counts of the lines' arrangement, a grid count, the initial weights "
+                                   "and the most H lines can make). Second: when one point is pulled by a gradient "
+                                   "step on its own loss, how far the others' embeddings move relative to its own "
+                                   "(mean over 20 pulled points). Right: that drag for one pulled point (★) at "
+                                   f"H = {near10} and H = {wide}."))
+    svd_err = max([stages.error] + [an.layer_svd(W, b).error for W, b in run_.params])
+    res.numbers["lecture_numbers"] = {
+        "class_vectors": spread, "phases": {k: getattr(phases, k) for k in (
+            "epochs", "linear_r2", "linear_until", "early_inner", "early_outer", "late_inner", "late_outer")},
+        "layer_norms": norms, "svd_max_error": svd_err,
+        "svd_angles": [[lay.angle_in, lay.angle_out, bool(lay.reflection)] for lay in stages.layers],
+        "influence": {"widths": infl.widths, "near": infl.near, "far": infl.far, "k": infl.k,
+                      "anchors": len(infl.anchors)},
+        "pieces": pieces}
+    res.tables.append(Table(
+        "Linear pieces and drag against the hidden width",
+        ["hidden width H", "pieces (trained, exact)", f"pieces ({pieces.resolution}² grid)", "pieces (initial)",
+         "1 + H + H(H−1)/2", f"drag on {infl.k} nearest", "drag on other classes"],
+        [[w, a, g, i, bd, f"{n:.3f}", f"{fa:.3f}"] for w, a, g, i, bd, n, fa in
+         zip(pieces.widths, pieces.trained, pieces.grid, pieces.initial, pieces.bound, infl.near, infl.far)],
+        note="Pieces of the one-hidden-layer nets of the width sweep on the input box: exact counts (1 + lines "
+             "crossing the box + their crossings inside it) and a grid count, a lower bound. Drag: "
+             "‖Δe_j‖/‖Δe_i‖ when x_i is pulled by one gradient step on its own loss through the feature extractor, "
+             f"mean over {len(infl.anchors)} pulled points."))
+    f: list[str] = []
+    even = spread.rms_deviation < spread.random_rms_deviation / 2
+    how = "spread nearly evenly" if even else "not evenly spread"
+    f.append(f"Class vectors: the {K} trained class vectors are {how} around the circle - gaps between neighbours "
+             + ", ".join(f"{g:.0f}°" for g in spread.gaps)
+             + f" against 360/K = {spread.ideal:.0f}° (rms deviation {spread.rms_deviation:.1f}°, largest "
+             f"{spread.max_deviation:.1f}°; {K} random directions would deviate by {spread.random_rms_deviation:.0f}° "
+             "rms).")
+    peak = int(np.nanargmax(phases.linear_r2))
+    opposite = phases.late_inner * phases.late_outer < 0
+    f.append(f"Phases of training: an affine map of the input explains {phases.linear_r2[peak]:.1%} of the "
+             f"embedding at epoch {int(phases.epochs[peak])} and at least {phases.threshold:.0%} until epoch "
+             f"{phases.linear_until} (the near-linear phase; {phases.linear_r2[-1]:.1%} at the end). In that phase the "
+             f"inner and outer thirds turn {phases.early_inner:+.0f}° and {phases.early_outer:+.0f}° about the "
+             f"centroid; afterwards {phases.late_inner:+.0f}° and {phases.late_outer:+.0f}° - "
+             + ("opposite ways, as the lecture describes." if opposite else "not opposite ways here."))
+    names = list(norms)
+    lect, narrow = norms[names[0]], norms[names[1]]
+    grows = all(b >= a for a, b in zip(narrow.spectral, narrow.spectral[1:]))
+    f.append("Weight norms towards the head (spectral norms, input to head): narrow deep net "
+             + ", ".join(f"{v:.2g}" for v in narrow.spectral)
+             + (" - growing layer after layer" if grows else f" - from {narrow.spectral[0]:.2g} to "
+                f"{narrow.spectral[-1]:.2g}, not monotone")
+             + f"; the lecture's net (input layer, embedding, classifier): "
+             f"{', '.join(f'{v:.2g}' for v in lect.spectral)}.")
+    refl = sum(lay.reflection for lay in stages.layers)
+    f.append(f"Each layer is rotation · scaling · rotation + bias (then the activation): the SVD stages rebuild "
+             f"every layer of both nets to {svd_err:.0e} (relative); the narrow net's {len(stages.layers)} layers "
+             f"scale by singular values from {min(min(lay.s) for lay in stages.layers):.2g} to "
+             f"{max(max(lay.s) for lay in stages.layers):.2g}, and {refl} of them "
+             f"{'reflects' if refl == 1 else 'reflect'} the plane.")
+    j10, jw = infl.widths.index(near10), infl.widths.index(wide)
+    f.append(f"Pulling one point drags the others: a gradient step on one point's loss moves its {infl.k} nearest "
+             f"neighbours' embeddings by {infl.near[j10]:.2f} (H = {near10}) and {infl.near[jw]:.2f} (H = {wide}) of "
+             f"its own move, and the points of the other classes by {infl.far[j10]:.2f} and {infl.far[jw]:.2f} "
+             f"(H = {infl.widths[0]}: {infl.far[0]:.2f}). "
+             + ("The wider the hidden layer, the less the rest follows" if infl.far[jw] < infl.far[j10] else
+                "Here the wider net does not drag the rest less")
+             + f", but at every width the rest moves by more than {min(infl.far):.2f} of the pulled point.")
+    f.append("Linear pieces against width (exact counts on the input box): "
+             + ", ".join(f"H={w}: {a}" for w, a in zip(pieces.widths, pieces.trained))
+             + f"; a {pieces.resolution}² grid finds {pieces.grid[-1]} of the {pieces.trained[-1]} pieces at "
+             f"H = {pieces.widths[-1]} (the most {pieces.widths[-1]} lines can make: {pieces.bound[-1]}).")
+    return f
 
 
 def _findings(run_, linear_acc, sweep, fold, pieces_wide, table) -> list[str]:

@@ -5,7 +5,8 @@
 - :func:`mlp` - small perceptrons in the NTK parameterisation (:func:`kernelscope.nets.finite.mlp`).
 - :func:`train_lazy`, :func:`lazy_width_sweep`, :func:`ntk_convergence` - a network and its linearisation
   trained side by side; how the weights, the NTK and the predictions move as the width grows.
-- :func:`path_kernel` - any model trained by gradient descent as a kernel machine over its training points.
+- :func:`path_kernel` - any model trained by gradient descent as a kernel machine over its training points;
+  :func:`gram_properties` - the path kernel (or any kernel matrix) examined as a kernel: symmetry, spectrum.
 """
 
 from ..nets.finite import ACTIVATIONS, mlp
@@ -18,9 +19,18 @@ from .lazy import (
                    stable_lr,
                    train_lazy,
 )
-from .pathkernel import PathKernelResult, layer_shares, path_kernel, top_contributions
+from .pathkernel import (
+    GramProperties,
+    PathKernelResult,
+    block_matrix,
+    gram_properties,
+    layer_shares,
+    path_kernel,
+    top_contributions,
+)
 from .train import LOSSES, OPTIMIZERS, TrainOptions, TrainResult, loss_value, train
 
 __all__ = ["train", "TrainOptions", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "mlp", "ACTIVATIONS",
            "train_lazy", "lazy_width_sweep", "LazySweep", "LazyRun", "stable_lr", "ntk_convergence",
-           "NTKConvergence", "path_kernel", "PathKernelResult", "top_contributions", "layer_shares"]
+           "NTKConvergence", "path_kernel", "PathKernelResult", "top_contributions", "layer_shares",
+           "gram_properties", "GramProperties", "block_matrix"]

@@ -37,7 +37,16 @@ activations); ``exact=False`` is Domingos' left-endpoint sum ``ḡ_s = ∇f(x; w
 For O outputs (a classifier's per-class scores) ``K`` is an O×O block per pair and ``a_i`` a vector of O numbers.
 
 The kernel is a sum over parameter tensors: ``per_layer=True`` also returns each layer's kernel and its
-contributions (which layers carry the prediction; :func:`layer_shares`), ``record_every`` the kernel's history.
+contributions (which layers carry the prediction; :func:`layer_shares`), ``record_every`` the kernel's history,
+``ntk_every`` the tangent kernel Θ_s(X_test, X) along the path.
+
+**The path kernel as a kernel.** Without ``X_test`` the kernel machine is evaluated on the training points
+themselves: ``K`` is the N × N (or NO × NO) matrix :func:`gram_properties` examines (symmetry, smallest
+eigenvalue). Domingos' continuous-time kernel ``∫ ∇f(x)·∇f(x') dt`` is symmetric and positive semi-definite; the
+left-endpoint sum of plain SGD is a sum of Gram matrices, so it is too (to rounding); exact quadrature pairs the
+segment average ``ḡ_s(x)`` with the left endpoint ``∇f(x_i; w_s)``, so it is symmetric only to O(η); momentum and
+Adam pair gradients of different steps through ``c_{s,r}`` and ``P_s`` and are in general neither.
+:meth:`PathKernelResult.rows` splits a result evaluated on ``[X_test; X]`` into its test and training parts.
 
 Memory: plain SGD holds only per-step quantities (per-layer factors for ``nn.Linear``/``nn.Conv2d`` models, or
 per-example Jacobians): O((N + M)·P). Momentum, Adam, weight decay and ``per_layer`` hold the history buffers in
@@ -48,7 +57,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,7 +79,8 @@ from .._model import (
 )
 from .train import OPTIMIZERS, TrainOptions, train
 
-__all__ = ["path_kernel", "PathKernelResult", "top_contributions", "layer_shares", "LOSSES", "OPTIMIZERS"]
+__all__ = ["path_kernel", "PathKernelResult", "top_contributions", "layer_shares", "gram_properties", "GramProperties",
+           "block_matrix", "LOSSES", "OPTIMIZERS"]
 
 
 @dataclass
@@ -92,6 +102,8 @@ class PathKernelResult:
         contributions (they sum to K and contributions), else None
     history_steps, K_history, contributions_history : with ``record_every``, the path kernel and contributions
         after those steps ((R, ...) arrays), else empty / None
+    ntk_steps, ntk_history : with ``ntk_every``, the empirical NTK Θ_s(X_test, X) at the weights after those steps
+        ((R, M, N) or (R, M, N, O, O)), the first at step 0 (Θ₀) and the last after the last step (Θ_T)
     """
 
     model: nn.Module
@@ -117,6 +129,8 @@ class PathKernelResult:
     history_steps: list[int] = field(default_factory=list)
     K_history: Any = None
     contributions_history: Any = None
+    ntk_steps: list[int] = field(default_factory=list)
+    ntk_history: Any = None
 
     @property
     def diverged(self) -> bool:
@@ -136,6 +150,24 @@ class PathKernelResult:
         fk, fm = torch.as_tensor(self.f_kernel), torch.as_tensor(self.f_model)
         return float(torch.linalg.norm(fk - fm) / torch.linalg.norm(fm))
 
+    def rows(self, index: Any) -> PathKernelResult:
+        """The same kernel machine at some of its evaluation points: every per-point field restricted to the rows
+        ``index`` (a slice, integer indices or a boolean mask over the M points of ``X_test``); the trained model,
+        the losses and the layer names are shared. ``path_kernel(model, X, y, np.vstack([X_test, X]))`` followed by
+        ``.rows(slice(0, M))`` and ``.rows(slice(M, None))`` gives the test × train and the train × train kernel
+        machines of one training."""
+        def pick(v: Any, axis: int) -> Any:
+            if v is None:
+                return None
+            idx = index if isinstance(index, slice) else (
+                torch.as_tensor(np.asarray(index)) if isinstance(v, torch.Tensor) else np.asarray(index))
+            return v[(slice(None),) * axis + (idx,)]
+
+        lead = ("f_model", "f_kernel", "K", "a", "b", "contributions", "decay", "ntk0", "ntkT")
+        second = ("K_layers", "contributions_layers", "K_history", "contributions_history", "ntk_history")
+        return replace(self, **{k: pick(getattr(self, k), 0) for k in lead},
+                       **{k: pick(getattr(self, k), 1) for k in second})
+
 
 class _Machine:
     """The bookkeeping of :func:`path_kernel`, driven by :func:`kernelscope.dynamics.train`'s callback: at the
@@ -143,7 +175,7 @@ class _Machine:
     weights are now ``w_{s+1}``) it integrates the segment and adds step s to the kernel machine."""
 
     def __init__(self, net, Xt, yt, Xs, n_out, options: TrainOptions, *, exact, nodes, structured, per_layer,
-                 record_every, batches):
+                 record_every, batches, ntk_every=None, ntk_method="jacobian"):
         self.net, self.weights, self.Xt, self.yt, self.Xs = net, Weights.of(net), Xt, yt, Xs
         o = options
         self.O, self.loss, self.mean, self.lr, self.rule = n_out, o.loss, o.reduction == "mean", o.lr, o.rule
@@ -165,6 +197,8 @@ class _Machine:
             self.v = z(P)  # Adam's second moment
         self.pending = None
         self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.ntk_every, self.ntk_method = ntk_every, ntk_method
+        self.ntk_history: list[tuple[int, torch.Tensor]] = []
 
     def flat(self) -> torch.Tensor:
         return self.weights.read(self.net)
@@ -181,7 +215,14 @@ class _Machine:
     def __call__(self, step: int, value: float, out: torch.Tensor, bad: bool) -> None:
         if self.pending is not None:
             self.finish()
-        if bad or step == len(self.batches):
+        if bad:
+            return
+        last = step == len(self.batches)
+        if self.ntk_every and (step % self.ntk_every == 0 or last):
+            # Θ_s(X_test, X) at the weights after s steps: the tangent kernel's path
+            self.ntk_history.append((step, torch.as_tensor(empirical.ntk(self.net, self.Xs, self.Xt,
+                                                                          method=self.ntk_method))))
+        if last:
             return
         self.start(step, out)
 
@@ -256,13 +297,13 @@ class _Machine:
             self.history.append((s + 1, self.K.clone(), self.C.clone()))
 
 
-def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, steps: int, loss: str = "mse",
+def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any = None, *, lr: float, steps: int, loss: str = "mse",
                 reduction: str = "sum",
                 optimizer: str = "sgd", momentum: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                 eps: float = 1e-8, weight_decay: float = 0.0, exact: bool = True, batch_size: int | None = None,
                 seed: int = 0, nodes: int = 4, method: str = "auto", per_layer: bool = False,
-                record_every: int | None = None, track: Callable | None = None, explode: float = 1e12,
-                tol: float = 1e-6) -> PathKernelResult:
+                record_every: int | None = None, ntk_every: int | None = None, track: Callable | None = None,
+                explode: float = 1e12, tol: float = 1e-6) -> PathKernelResult:
     """Train a copy of ``model`` with ``torch.optim`` and write it as a kernel machine over its training points.
 
     Parameters
@@ -270,7 +311,8 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     model : ``nn.Module``, (N, ...) -> (N,) or (N, O); left untouched (a copy is trained).
     X : (N, ...) training inputs. y : (N,) targets for ``'mse'`` with one output, (N, O) for O outputs; (N,)
         integer class labels in [0, O) for ``'cross_entropy'``.
-    X_test : (M, ...) inputs where the kernel machine is evaluated.
+    X_test : (M, ...) inputs where the kernel machine is evaluated; None: the training inputs X (the path kernel on
+        train × train, N × N).
     lr : step size η. steps : number of steps. The loss is summed over the batch (``'mse'``: ``ℓ = ½‖f − y‖²``;
         ``'cross_entropy'``: ``ℓ = −log softmax(f)_y``), or averaged (``reduction='mean'``: ℓ' divided by the
         batch size); training is :func:`kernelscope.dynamics.train`, i.e. exactly ``torch.optim``'s update of the
@@ -286,6 +328,8 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
         ``per_layer`` always use per-example Jacobians and history buffers.
     per_layer : also return each layer's kernel and contributions (``K_layers``, ``contributions_layers``).
     record_every : also keep K and the contributions after every ``record_every`` steps (and the last).
+    ntk_every : also keep the empirical NTK Θ_s(X_test, X) after every ``ntk_every`` steps (step 0 and the last
+        included): the tangent kernel's path, of which K is the (preconditioned) time integral.
     track : optional progress wrapper ``track(iterable, description)``.
     explode : a loss above ``explode`` times the initial one counts as divergence (as in ``train``).
     tol : after training, a relative error of the kernel machine above ``tol`` (exact quadrature only) is warned
@@ -310,6 +354,8 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     same kinks plus its O(η) error. Cost: plain training × (nodes + 2) plus the gradient products; the history
     path adds O(N·O·P) per step for the buffers and O(M·N·O²·P) for the kernel update.
     """
+    if X_test is None:
+        X_test = X
     kind = ArrayKind.of(X_test)
     options = TrainOptions(steps=steps, lr=lr, loss=loss, reduction=reduction, optimizer=optimizer,
                            momentum=momentum, weight_decay=weight_decay, betas=betas, eps=eps, batch_size=batch_size,
@@ -320,6 +366,8 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     tol = check_positive(tol, "tol")
     if record_every is not None:
         record_every = check_int(record_every, "record_every", minimum=1)
+    if ntk_every is not None:
+        ntk_every = check_int(ntk_every, "ntk_every", minimum=1)
     method = check_choice(method, "method", ("auto", "structured", "jacobian"))
     check_fixed_function(check_module(model))
     net = copy.deepcopy(model)
@@ -343,13 +391,17 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
     if method != "structured":
         check_memory((n + 2 * m) * n_out * P * Xt.element_size(), "path_kernel's per-example gradients "
                      "(N + 2M)·O·P", "Use fewer training or test points, or a smaller model.")
+    if ntk_every:
+        check_memory((options.steps // ntk_every + 2) * m * n * n_out * n_out * Xt.element_size(),
+                     "the tangent kernel's path (steps / ntk_every + 2) · M·N·O²", "Use a larger ntk_every.")
 
     with torch.no_grad():
         b = net(Xs).reshape(m, n_out)  # (M, O) = f₀(X_test)
     ntk_method = "structured" if method == "structured" else "jacobian"
     ntk0 = torch.as_tensor(empirical.ntk(net, Xs, Xt, method=ntk_method))
     mach = _Machine(net, Xt, yt, Xs, n_out, options, exact=exact, nodes=nodes, structured=method == "structured",
-                    per_layer=per_layer, record_every=record_every, batches=batches)
+                    per_layer=per_layer, record_every=record_every, batches=batches, ntk_every=ntk_every,
+                    ntk_method=ntk_method)
     tr = train(net, Xt, yt, options, batches=batches, callback=mach, track=track, desc="gradient-descent steps",
                what="path_kernel training")
     done = tr.steps_done
@@ -377,11 +429,14 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any, *, lr: float, ste
         out.update(K_layers=sq[0](mach.KL), contributions_layers=sq[1](mach.CL))
     if hist_K is not None:
         out.update(K_history=sq[0](hist_K), contributions_history=sq[1](hist_C))
+    if mach.ntk_history:
+        out.update(ntk_history=torch.stack([h[1] for h in mach.ntk_history]))
     out = {k: kind.wrap(v.detach()) for k, v in out.items()}
     res = PathKernelResult(model=net, ntk0=kind.wrap(ntk0), ntkT=kind.wrap(ntkT), T=options.lr * done, steps_done=done,
                            exact=bool(exact), nodes=nodes, losses=[float(v) for v in tr.losses],
                            stopped_at=tr.diverged_at, optimizer=optimizer, layers=mach.layers,
-                           history_steps=[h[0] for h in mach.history], **out)
+                           history_steps=[h[0] for h in mach.history],
+                           ntk_steps=[h[0] for h in mach.ntk_history], **out)
     err = res.rel_error
     if exact and not res.diverged and not err <= tol:
         rose = (f" and the loss rose to {res.loss_growth:.3g}x its initial value along the way (steps too large)"
@@ -434,3 +489,61 @@ def layer_shares(result: PathKernelResult) -> dict[str, dict[str, float]]:
     mass = KL.reshape(len(KL), -1).sum(1)
     return {name: {"prediction": float(norms[k] / norms.sum()), "kernel": float(mass[k] / mass.sum())}
             for k, name in enumerate(result.layers)}
+
+
+@dataclass
+class GramProperties:
+    """What :func:`gram_properties` measures of a square kernel matrix K (n × n, blocks flattened).
+
+    n : the matrix size. asymmetry : ``‖K − Kᵀ‖_F / ‖K‖_F`` (0 for a kernel). eig_min, eig_max : the extreme
+    eigenvalues of the symmetric part ``(K + Kᵀ)/2`` (the part a quadratic form ``vᵀKv`` sees). negative : how many
+    eigenvalues of the symmetric part are below ``−tol``, ``tol = n · eps · |eig_max|`` (rounding): 0 means positive
+    semi-definite to rounding.
+    """
+
+    n: int
+    asymmetry: float
+    eig_min: float
+    eig_max: float
+    negative: int
+    tol: float
+
+    @property
+    def rel_eig_min(self) -> float:
+        """``eig_min / eig_max``: the smallest eigenvalue relative to the largest."""
+        return self.eig_min / self.eig_max if self.eig_max != 0 else float("nan")
+
+
+def block_matrix(K: Any) -> np.ndarray:
+    """A kernel between two point sets as one matrix: (N1, N2) as it is, (N1, N2, O, O) blocks as the
+    (N1·O, N2·O) matrix ``M[(m, o), (i, c)] = K[m, i, o, c]`` (the operator-valued kernel's Gram matrix)."""
+    K = np.asarray(torch.as_tensor(K).detach().cpu(), dtype=np.float64)
+    if K.ndim == 2:
+        return K
+    if K.ndim != 4 or K.shape[2] != K.shape[3]:
+        raise ValidationError("K", "an (N1, N2) matrix or (N1, N2, O, O) blocks", f"shape {K.shape}")
+    n1, n2, o, _ = K.shape
+    return K.transpose(0, 2, 1, 3).reshape(n1 * o, n2 * o)  # (N1·O, N2·O)
+
+
+def gram_properties(K: Any) -> GramProperties:
+    """Is ``K`` (the path kernel on train × train, a tangent kernel...) a kernel? Its asymmetry
+    ``‖K − Kᵀ‖_F/‖K‖_F`` and the spectrum of its symmetric part (``numpy.linalg.eigvalsh``).
+
+    A Mercer kernel's Gram matrix is symmetric and positive semi-definite (Schölkopf & Smola 2002, §2.2): its
+    smallest eigenvalue is ≥ 0 up to rounding. ``K`` of shape (N, N) or (N, N, O, O) (flattened by
+    :func:`block_matrix`).
+    """
+    M = block_matrix(K)
+    if M.shape[0] != M.shape[1]:
+        raise ValidationError("K", "a square kernel matrix (the kernel of a point set with itself)",
+                              f"shape {M.shape}", "Evaluate the path kernel on the training points (X_test=None).")
+    if not np.isfinite(M).all():
+        raise ValidationError("K", "finite entries", "NaN or inf")
+    S = (M + M.T) / 2
+    ev = np.linalg.eigvalsh(S)
+    n = M.shape[0]
+    norm = np.linalg.norm(M)
+    tol = float(n * np.finfo(np.float64).eps * np.abs(ev).max(initial=0.0))
+    return GramProperties(n, float(np.linalg.norm(M - M.T) / norm) if norm > 0 else 0.0, float(ev[0]),
+                          float(ev[-1]), int((ev < -tol).sum()), tol)

@@ -13,6 +13,8 @@ one module per chapter:
 - :mod:`.spirals` - learning the feature vector: the lecture's ``2 -> H (ReLU) -> 2 (embedding) -> K`` network
   trained on spirals (snapshots of the embedding and class vectors), the hidden-width sweep, the input-to-embedding
   interpolation, and a narrow deep leaky-ReLU net folding the plane (with its count of linear pieces).
+- :mod:`.anatomy` - the lecture's pictures as numbers: class vectors, phases of training, layers as rotation ·
+  scaling · rotation, the drag of one pulled point, exact linear pieces against width.
 - :mod:`.architectures` - the MLP and the CNNs (Flatten, GlobalAvgPool) the digits and MNIST-1D compare.
 - :mod:`.conv` - convolutional kernels on the 8×8 digits, and finite CNNs converging to the CNTK.
 - :mod:`.mnist1d` - MNIST-1D: infinite-width MLP and CNN kernels against the paper's trained networks, learning
@@ -27,8 +29,8 @@ from .._lazy import exports
 
 # Submodules and names are imported on first use: a chapter that needs one experiment loads only its module (and
 # what that module is built on), not every experiment of the story.
-_SUBMODULES = ("linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "regimes", "conv",
-               "mnist1d", "architectures")
+_SUBMODULES = ("linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy", "regimes",
+               "conv", "mnist1d", "architectures")
 _NAMES = {
     **dict.fromkeys(("RegimeRow", "RegimeTable", "regime_table", "train_ntk_net"), "regimes"),
     **dict.fromkeys(("SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "WidthSweep",
@@ -36,8 +38,8 @@ _NAMES = {
 }
 
 __all__ = [
-    "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "regimes", "conv", "mnist1d",
-    "architectures",
+    "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy", "regimes", "conv",
+    "mnist1d", "architectures",
     "SpiralRun", "train_spiral", "decision_regions", "interpolation_grid",
     "WidthSweep", "spiral_width_sweep",
     "FoldingRun", "train_folding_net", "count_linear_pieces",

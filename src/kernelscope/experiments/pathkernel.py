@@ -10,7 +10,12 @@
   :func:`path_dependence` (two data orders reach similar functions through different kernels), gathered by
   :func:`domingos_critiques`;
 - :func:`kernel_machine` - a net trained on the 1-D set or on digits, as a kernel machine (``kernelscope
-  pathkernel``).
+  pathkernel``);
+- Domingos' kernel examined as a kernel: :func:`examine_1d` (the 1-D net: symmetry and spectrum of the path
+  kernel on train × train, kernel ridge with it against the net, Θ₀ and Θ_T, :func:`vacuity` - any function is a
+  "kernel machine" once the coefficients depend on x - and :func:`leave_one_out` - attributions against retraining)
+  and :func:`examine_spiral` (the Adam-trained spiral net: the same, with :func:`svm_precomputed`, and the tangent
+  kernel's path Θ_t).
 """
 
 from __future__ import annotations
@@ -18,10 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .. import data
-from .._arrays import check_choice
-from ..dynamics import PathKernelResult, layer_shares, mlp, path_kernel, stable_lr, top_contributions
+from .._arrays import ValidationError, check_choice
+from ..dynamics import (
+    GramProperties,
+    PathKernelResult,
+    gram_properties,
+    layer_shares,
+    mlp,
+    path_kernel,
+    stable_lr,
+    top_contributions,
+)
 from ..stats import fit_slope
 from .spirals import SpiralKernelMachine, spiral_kernel_machine
 
@@ -29,7 +44,8 @@ __all__ = ["PK_1D", "pathkernel_1d_problem", "Agreement1D", "agreement_1d", "Ste
            "step_size_study_1d", "DigitsExplained", "digits_explained", "KernelDistance", "kernel_distance",
            "NarrowVsWide", "narrow_vs_wide", "coefficient_spread", "PathDependence", "path_dependence",
            "Explanation", "DomingosCritiques", "DomingosStudy", "domingos_critiques", "KernelMachineRun",
-           "kernel_machine"]
+           "kernel_machine", "kernel_ridge_precomputed", "svm_precomputed", "KernelReuse", "Vacuity", "vacuity",
+           "LeaveOneOut", "leave_one_out", "Kernel1D", "examine_1d", "KernelPath", "KernelSpiral", "examine_spiral"]
 
 PK_1D = dict(depth=2, activation="tanh", w_std=1.0, b_std=0.5)  # the two-layer tanh nets of the chapter
 
@@ -48,18 +64,31 @@ class Agreement1D:
     steps: int
     exact: PathKernelResult  # Gauss–Legendre quadrature of each step: identity exact to rounding
     left: PathKernelResult  # Domingos' left-endpoint sum: first order in η
+    width: int = 256
+    seed: int = 0
+    exact_train: PathKernelResult | None = None  # with_train: the same kernel machines on the 20 training points
+    left_train: PathKernelResult | None = None  # (K of shape (20, 20): the path kernel on train × train)
 
 
-def agreement_1d(seed: int = 0, steps: int = 60, *, width: int = 256, nodes: int = 4, track=None) -> Agreement1D:
+def agreement_1d(seed: int = 0, steps: int = 60, *, width: int = 256, nodes: int = 4, with_train: bool = False,
+                 track=None) -> Agreement1D:
     """Train ``mlp(1, width, **PK_1D)`` for ``steps`` steps of gradient descent at ``η = stable_lr`` on
     :func:`pathkernel_1d_problem` and write it as ``Σ a_i K(x, x_i) + b`` on the test grid, exactly (``nodes``
-    Gauss–Legendre nodes per step) and with the left-endpoint sum (THEORY.md §6, Domingos 2020)."""
+    Gauss–Legendre nodes per step) and with the left-endpoint sum (THEORY.md §6, Domingos 2020). ``with_train``
+    also evaluates both on the training points (one training each: the grid and the training points together,
+    split by :meth:`~kernelscope.dynamics.PathKernelResult.rows`)."""
     X, y, Xs = pathkernel_1d_problem(seed)
     model = mlp(1, width, seed=seed, **PK_1D)
     lr = stable_lr(model, X)
-    exact = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=True, nodes=nodes, track=track)
-    left = path_kernel(model, X, y, Xs, lr=lr, steps=steps, exact=False)
-    return Agreement1D(lr, steps, exact, left)
+    m = len(Xs)
+    where = np.vstack([Xs, X]) if with_train else Xs
+    exact = path_kernel(model, X, y, where, lr=lr, steps=steps, exact=True, nodes=nodes, track=track)
+    left = path_kernel(model, X, y, where, lr=lr, steps=steps, exact=False)
+    if not with_train:
+        return Agreement1D(lr, steps, exact, left, width, seed)
+    test, train = slice(0, m), slice(m, None)
+    return Agreement1D(lr, steps, exact.rows(test), left.rows(test), width, seed, exact.rows(train),
+                       left.rows(train))
 
 
 @dataclass
@@ -248,12 +277,15 @@ class DomingosStudy:
     runs_1d: dict[str, PathKernelResult]
 
 
-def domingos_critiques(seed: int = 0, quick: bool = True, track=None) -> DomingosStudy:
+def domingos_critiques(seed: int = 0, quick: bool = True, track=None, with_train: bool = False) -> DomingosStudy:
     """The spiral net of chapter 7 trained by Adam as a kernel machine
     (:func:`~kernelscope.experiments.spirals.spiral_kernel_machine`), and the critiques measured on it and on the
-    1-D problem (SGD and Adam, two data orders)."""
-    sk = spiral_kernel_machine(n_per_class=30 if quick else 40, width=32 if quick else 100,
-                               epochs=150 if quick else 300, seed=seed, track=track)
+    1-D problem (SGD and Adam, two data orders). ``with_train`` also keeps the spiral net's kernel machine on its
+    training points and the tangent kernel every 1/30 of training (for :func:`examine_spiral`)."""
+    epochs = 150 if quick else 300
+    sk = spiral_kernel_machine(n_per_class=30 if quick else 40, width=32 if quick else 100, epochs=epochs, seed=seed,
+                               with_train=with_train, ntk_every=max(1, epochs // 30) if with_train else None,
+                               track=track)
     r = sk.result
     pred = np.argmax(np.asarray(r.f_model), 1)
     explained = []
@@ -325,3 +357,304 @@ def kernel_machine(dataset: str = "1d", *, width: int = 256, steps: int = 100, l
     res = path_kernel(model, X, y, Xs, lr=lr, loss="cross_entropy", **common)
     return KernelMachineRun(dataset, X, y, Xs, ys, lr, res,
                             test_accuracy=float(np.mean(np.argmax(res.f_model, 1) == ys)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Domingos' kernel examined as a kernel: symmetry and spectrum, reuse in true kernel machines, vacuity,
+# attributions against retraining, the tangent kernel's path
+# ---------------------------------------------------------------------------------------------------------------
+
+def _np(a) -> np.ndarray:
+    return np.asarray(torch.as_tensor(a).detach().cpu(), dtype=np.float64)
+
+
+def _trace(K) -> np.ndarray:
+    """(M, N) as it is; (M, N, O, O) blocks traced over the outputs, ``Σ_o K[:, :, o, o]``."""
+    K = _np(K)
+    return K if K.ndim == 2 else np.einsum("mioo->mi", K)
+
+
+def _sym(K: np.ndarray) -> np.ndarray:
+    return (K + K.T) / 2
+
+
+#: the relative ridges :func:`kernel_ridge_precomputed` chooses from
+RIDGES = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _index_kernel(K_train: np.ndarray, K_test: np.ndarray):
+    """A precomputed kernel as the callable ``k(A, B)`` that :class:`kernelscope.KernelRegressor` takes: inputs are
+    point indices (a column), 0..N−1 the training points and N..N+M−1 the test points; ``k(A, B)`` reads rows of
+    ``[K_train; K_test]`` (N + M, N) at columns B (training points only: all that fitting and predicting ask)."""
+    table = torch.as_tensor(np.vstack([K_train, K_test]))  # (N + M, N)
+    return lambda A, B: table[A[:, 0].long()][:, B[:, 0].long()]
+
+
+def kernel_ridge_precomputed(K_train, K_test, targets, ridges=RIDGES
+                             ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Kernel ridge regression (:class:`kernelscope.KernelRegressor`) with a precomputed kernel, the ridge chosen
+    by leave-one-out over ``ridges``.
+
+    K_train (N, N) (its symmetric part is used), K_test (M, N), targets (N,) or (N, O). The kernel is divided by
+    its mean diagonal first, so that kernels of different scales (a path kernel ≈ T·Θ) meet the same ridges.
+    Leave-one-out in closed form: with ``H = (K + λI)⁻¹`` and ``α = H t``, the prediction at x_i of the machine
+    fitted without it is ``t_i − α_i / H_ii`` (Rifkin & Lippert 2007, "Notes on regularized least squares"); λ
+    minimises the mean squared leave-one-out error. Returns (predictions on the training points, on the test
+    points, λ relative to the mean diagonal, the leave-one-out predictions at that λ).
+    """
+    from ..regression import KernelRegressor
+
+    S, Kt = _sym(_np(K_train)), _np(K_test)
+    scale = float(np.mean(np.diag(S)))
+    n, m = len(S), len(Kt)
+    t = np.asarray(targets, float)
+    best = None
+    for lam in ridges:
+        H = np.linalg.inv(S / scale + lam * np.eye(n))
+        alpha = H @ t
+        loo = t - alpha / (np.diag(H)[:, None] if t.ndim == 2 else np.diag(H))
+        err = float(np.mean((loo - t) ** 2))
+        if best is None or err < best[0]:
+            best = (err, float(lam), loo)
+    _, lam, loo = best
+    reg = KernelRegressor(_index_kernel(S / scale, Kt / scale), ridge=lam).fit(np.arange(n, dtype=float)[:, None], t)
+    return (np.asarray(reg.predict(np.arange(n, dtype=float)[:, None])),
+            np.asarray(reg.predict(np.arange(n, n + m, dtype=float)[:, None])), lam, loo)
+
+
+def svm_precomputed(K_train, K_test, labels, Cs=(0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), folds: int = 5
+                    ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """scikit-learn's ``SVC(kernel='precomputed')`` with C chosen by ``folds``-fold cross-validation on the
+    training points (``GridSearchCV``). K_train (N, N) (its symmetric part, divided by its mean diagonal), K_test
+    (M, N), labels (N,). Returns (training predictions, test predictions, the C chosen, its cross-validated
+    accuracy - slightly optimistic, since C was chosen on the same folds)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.svm import SVC
+
+    S, Kt = _sym(_np(K_train)), _np(K_test)
+    scale = float(np.mean(np.diag(S)))
+    search = GridSearchCV(SVC(kernel="precomputed"), {"C": list(Cs)},
+                          cv=StratifiedKFold(folds, shuffle=True, random_state=0))
+    search.fit(S / scale, labels)
+    return (search.predict(S / scale), search.predict(Kt / scale), float(search.best_params_["C"]),
+            float(search.best_score_))
+
+
+@dataclass
+class KernelReuse:
+    """One row of "the same kernel in a true kernel machine" (one coefficient per training point) beside the net.
+
+    kernel : which kernel ("path kernel", "Θ₀", "Θ_T") or "network" ; method : the machine ("kernel ridge", "SVM",
+    or "trained net") ; param : the ridge λ or C chosen (NaN for the net) ; train, test : RMS error (regression) or
+    accuracy (classification) ; agreement : with the network on the test points (RMS distance, or the share of
+    equal predictions) ; held_out : on the training points, each predicted by a machine fitted without it
+    (kernel ridge: leave-one-out in closed form) or without its fold (SVM: 5-fold cross-validation); NaN for the net.
+    """
+
+    kernel: str
+    method: str
+    param: float
+    train: float
+    test: float
+    agreement: float
+    held_out: float = float("nan")
+
+
+@dataclass
+class Vacuity:
+    """With coefficients that may depend on x, any function g is a "kernel machine" over any kernel k:
+    ``a_i(x) = (g(x) − b(x)) k(x, x_i) / Σ_j k(x, x_j)²`` gives ``b(x) + Σ_i a_i(x) k(x, x_i) = g(x)`` wherever
+    some ``k(x, x_j) ≠ 0`` (the construction behind the walkthrough's critique of Domingos' Remark 1).
+
+    functions (F,), kernels (K,) : names. x_dependent (F, K) : relative error ``‖b + Σ a_i(x) k − g‖ / ‖g − b‖``
+    of the construction on the test points (rounding). constant (F, K) : the same error with the best constant
+    coefficients (least squares over the M test points; a true kernel machine has only N degrees of freedom).
+    """
+
+    functions: list[str]
+    kernels: list[str]
+    x_dependent: np.ndarray
+    constant: np.ndarray
+
+
+def vacuity(functions: dict, kernels: dict, b) -> Vacuity:
+    """:class:`Vacuity` of each function ``g`` (name -> (M,) values on the test points) over each kernel (name ->
+    (M, N) matrix k(x, x_i)), with the offset ``b`` (M,)."""
+    b = _np(b)
+    names_f, names_k = list(functions), list(kernels)
+    xdep = np.zeros((len(names_f), len(names_k)))
+    const = np.zeros_like(xdep)
+    for p, fname in enumerate(names_f):
+        r = _np(functions[fname]) - b  # what the kernel machine must explain
+        for q, kname in enumerate(names_k):
+            k = _np(kernels[kname])
+            a = r[:, None] * k / (k ** 2).sum(1, keepdims=True)  # (M, N) a_i(x)
+            xdep[p, q] = np.linalg.norm((a * k).sum(1) - r) / np.linalg.norm(r)
+            alpha = np.linalg.lstsq(k, r, rcond=None)[0]  # (N,) one coefficient per training point
+            const[p, q] = np.linalg.norm(k @ alpha - r) / np.linalg.norm(r)
+    return Vacuity(names_f, names_k, xdep, const)
+
+
+@dataclass
+class LeaveOneOut:
+    """Domingos' attributions ``a_i K(x, x_i)`` against retraining without x_i (same w₀, η and steps).
+
+    contributions, retrained : (M, N) on the test points: ``a_i K(x, x_i)`` and ``f_T(x) − f_T^{(−i)}(x)``.
+    spearman : (M,) rank correlation over the training points at each test point ; median_spearman ;
+    pearson : over all (x, i) pairs ; top_match : share of test points whose largest |attribution| is also the
+    largest |retraining change| ; slope : the least-squares ``s`` in ``retrained ≈ s · contributions`` over all pairs
+    (below 1: retraining without x_i changes f by less than x_i's attribution - the other points take over).
+    """
+
+    contributions: np.ndarray
+    retrained: np.ndarray
+    spearman: np.ndarray
+    median_spearman: float
+    pearson: float
+    top_match: float
+    slope: float
+
+
+def leave_one_out(model, X, y, X_test, contributions, *, lr: float, steps: int, track=None) -> LeaveOneOut:
+    """Retrain ``model`` (full-batch gradient descent on the summed squared loss, as :func:`path_kernel` with its
+    defaults) once without each training point and compare the change of the output on ``X_test`` with the
+    attributions ``contributions`` (M, N) of the full training (scalar-output model)."""
+    import copy
+
+    from scipy.stats import pearsonr, spearmanr
+
+    from ..dynamics import train
+
+    Xt = torch.as_tensor(np.asarray(X, float))
+    yt = torch.as_tensor(np.asarray(y, float))
+    Xs = torch.as_tensor(np.asarray(X_test, float))
+
+    def fit(keep):
+        net = copy.deepcopy(model)
+        train(net, Xt[keep], yt[keep], lr=lr, steps=steps, what="leave-one-out retraining")
+        with torch.no_grad():
+            return net(Xs).reshape(-1).numpy()
+
+    n = len(Xt)
+    full = fit(torch.ones(n, dtype=torch.bool))
+    idx = range(n) if track is None else track(range(n), "leave-one-out retraining")
+    delta = np.stack([full - fit(torch.arange(n) != i) for i in idx], axis=1)  # (M, N)
+    C = _np(contributions)
+    rho = np.array([spearmanr(C[j], delta[j])[0] for j in range(len(C))])
+    top = float(np.mean(np.argmax(np.abs(C), 1) == np.argmax(np.abs(delta), 1)))
+    slope = float(C.ravel() @ delta.ravel() / (C.ravel() @ C.ravel()))
+    return LeaveOneOut(C, delta, rho, float(np.median(rho)), float(pearsonr(C.ravel(), delta.ravel())[0]), top,
+                       slope)
+
+
+@dataclass
+class Kernel1D:
+    """The 1-D net's path kernel examined as a kernel (what :func:`examine_1d` returns).
+
+    grams : name -> :class:`~kernelscope.dynamics.GramProperties` of the train × train matrices ; reuse : the
+    network and kernel ridge with each kernel (RMS errors: training targets, the noise-free target on the test grid)
+    ; vacuity ; loo : attributions against leave-one-out retraining.
+    """
+
+    grams: dict[str, GramProperties]
+    reuse: list[KernelReuse]
+    vacuity: Vacuity
+    loo: LeaveOneOut
+
+
+def examine_1d(agree: Agreement1D, track=None) -> Kernel1D:
+    """The path kernel of :func:`agreement_1d` (``with_train=True``) examined as a kernel: symmetry and spectrum
+    on train × train (exact and left-endpoint, against Θ₀ and Θ_T), reused in kernel ridge regression of
+    ``y − f₀`` (offset ``b = f₀``, as the kernel machine has), the vacuity construction, and the attributions
+    against leave-one-out retraining."""
+    if agree.exact_train is None or agree.left_train is None:
+        raise ValidationError("agree", "an Agreement1D from agreement_1d(..., with_train=True)",
+                              "one without the training-point kernels", "Pass with_train=True.")
+    X, y, Xs = pathkernel_1d_problem(agree.seed)
+    ex, tr, lt = agree.exact, agree.exact_train, agree.left_train
+    grams = {"path kernel (exact)": gram_properties(tr.K), "path kernel (left-endpoint)": gram_properties(lt.K),
+             "Θ₀": gram_properties(tr.ntk0), "Θ_T": gram_properties(tr.ntkT)}
+    clean = data.TARGETS_1D["sin"](Xs[:, 0])
+    f_T, b, b_train = _np(ex.f_model), _np(ex.b), _np(tr.b)
+    rms = lambda v: float(np.sqrt(np.mean(np.square(v))))  # noqa: E731
+    reuse = [KernelReuse("network", "trained net", float("nan"), rms(_np(tr.f_model) - y), rms(f_T - clean), 0.0)]
+    for name, Ktr, Kte in (("path kernel", tr.K, ex.K), ("Θ₀", tr.ntk0, ex.ntk0), ("Θ_T", tr.ntkT, ex.ntkT)):
+        p_tr, p_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, y - b_train)
+        reuse.append(KernelReuse(name, "kernel ridge", lam, rms(b_train + p_tr - y), rms(b + p_te - clean),
+                                 rms(b + p_te - f_T), rms(b_train + loo - y)))
+    noise = np.random.default_rng(agree.seed).standard_normal(len(Xs))
+    from ..kernels import rbf
+
+    vac = vacuity({"the trained net f_T": f_T, "cos(4x), never trained on": np.cos(4 * Xs[:, 0]),
+                   "Gaussian noise, one value per test point": noise},
+                  {"path kernel": ex.K, "Θ₀": ex.ntk0, "RBF (γ = 10)": rbf(Xs, X, gamma=10.0)}, b)
+    model = mlp(1, agree.width, seed=agree.seed, **PK_1D)
+    loo = leave_one_out(model, X, y, Xs, ex.contributions, lr=agree.lr, steps=agree.steps, track=track)
+    return Kernel1D(grams, reuse, vac, loo)
+
+
+@dataclass
+class KernelPath:
+    """The tangent kernel along training, Θ_t on train × train (trace over the outputs).
+
+    steps (R,) ; alignment (R,) : centred kernel-target alignment with the labels
+    (:func:`kernelscope.stats.kernel_target_alignment`) ; distance (R,) : ``‖Θ_t − Θ₀‖_F / ‖Θ₀‖_F`` ;
+    shape_distance (R,) : ``min_c ‖Θ_t − cΘ₀‖_F / ‖Θ_t‖_F`` (how far it moved up to scale) ; alignment_path :
+    the alignment of the path kernel's symmetric part.
+    """
+
+    steps: list[int]
+    alignment: list[float]
+    distance: list[float]
+    shape_distance: list[float]
+    alignment_path: float
+
+
+@dataclass
+class KernelSpiral:
+    """The Adam-trained spiral net's path kernel examined as a kernel (what :func:`examine_spiral` returns).
+
+    grams : name -> GramProperties (train × train) ; reuse : the network, SVMs and kernel-ridge classifiers with
+    the path kernel, Θ₀ and Θ_T (accuracies) ; path : the tangent kernel's path ; n_test : test points.
+    """
+
+    grams: dict[str, GramProperties]
+    reuse: list[KernelReuse]
+    path: KernelPath
+    n_test: int
+
+
+def examine_spiral(sk: SpiralKernelMachine) -> KernelSpiral:
+    """The path kernel of the spiral net (:func:`~kernelscope.experiments.spirals.spiral_kernel_machine` with
+    ``with_train=True`` and ``ntk_every``) examined as a kernel: symmetry and spectrum of the O×O-block and the
+    traced train × train matrices, the traced kernels reused in an SVM (C by cross-validation) and in kernel ridge
+    on centred one-hot labels (argmax; ridge by marginal likelihood), and the tangent kernel's path."""
+    from ..data import one_hot_centred
+    from ..stats import kernel_target_alignment
+
+    tr, te = sk.train_result, sk.result
+    if tr is None or tr.ntk_history is None:
+        raise ValidationError("sk", "a SpiralKernelMachine from spiral_kernel_machine(..., with_train=True, "
+                              "ntk_every=k)", "one without the training-point kernels or the tangent kernel's path")
+    y, yt = sk.y_train, sk.y_test
+    classes = int(y.max()) + 1
+    grams = {"path kernel (O×O blocks)": gram_properties(tr.K), "path kernel (trace)": gram_properties(_trace(tr.K)),
+             "Θ₀ (trace)": gram_properties(_trace(tr.ntk0)), "Θ_T (trace)": gram_properties(_trace(tr.ntkT))}
+    net_train, net_test = np.argmax(_np(tr.f_model), 1), np.argmax(_np(te.f_model), 1)
+    acc = lambda p, t: float(np.mean(p == t))  # noqa: E731
+    reuse = [KernelReuse("network", "trained net", float("nan"), acc(net_train, y), acc(net_test, yt), 1.0)]
+    Y = one_hot_centred(y, classes)
+    for name, Ktr, Kte in (("path kernel", tr.K, te.K), ("Θ₀", tr.ntk0, te.ntk0), ("Θ_T", tr.ntkT, te.ntkT)):
+        Ktr, Kte = _trace(Ktr), _trace(Kte)
+        p_tr, p_te, C, cv = svm_precomputed(Ktr, Kte, y)
+        reuse.append(KernelReuse(name, "SVM", C, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test), cv))
+        s_tr, s_te, lam, loo = kernel_ridge_precomputed(Ktr, Kte, Y)
+        p_tr, p_te = np.argmax(s_tr, 1), np.argmax(s_te, 1)
+        reuse.append(KernelReuse(name, "kernel ridge", lam, acc(p_tr, y), acc(p_te, yt), acc(p_te, net_test),
+                                 acc(np.argmax(loo, 1), y)))
+    H = [_trace(h) for h in _np(tr.ntk_history)]
+    th0 = H[0]
+    path = KernelPath(list(tr.ntk_steps), [kernel_target_alignment(h, y, classes) for h in H],
+                      [float(np.linalg.norm(h - th0) / np.linalg.norm(th0)) for h in H],
+                      [_shape_distance(h, th0) for h in H], kernel_target_alignment(_sym(_trace(tr.K)), y, classes))
+    return KernelSpiral(grams, reuse, path, len(yt))

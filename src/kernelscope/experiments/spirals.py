@@ -15,6 +15,10 @@ Public functions (each returns a dataclass the figures draw from):
 - :func:`spiral_width_sweep` - the same network for hidden widths 2, 4, ..., 100: loss and accuracy curves.
 - :func:`train_folding_net` - a narrow deep net (2 units per layer, leaky ReLU), layer by layer, and
   :func:`count_linear_pieces` - ReLU nets are piecewise-linear maps of the plane.
+- :func:`from_params` - the torch network holding a run's weights.
+
+The lecture's pictures as numbers (class vectors, phases of training, layers as rotation · scaling · rotation,
+the drag of one pulled point, linear pieces against width) are :mod:`kernelscope.experiments.anatomy`.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from ..nets.finite import DenseModule, stack
 __all__ = ["SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "embed", "scores",
            "embedding_radius", "WidthCurves", "WidthSweep", "spiral_width_sweep", "FoldingRun", "train_folding_net",
            "count_linear_pieces", "WIDTHS", "Params", "linear_baseline", "SpiralKernelMachine",
-           "spiral_kernel_machine"]
+           "spiral_kernel_machine", "from_params"]
 
 #: The hidden widths of the lecture's suggested sweep.
 WIDTHS = (2, 4, 8, 16, 32, 64, 100)
@@ -79,8 +83,10 @@ def _forward(model: nn.Sequential, x: torch.Tensor, stages: list[torch.Tensor] |
     return model[-1](h), h  # rows of the classifier's weight are the class vectors
 
 
-def _from_params(params: Params, slope: float = 0.0) -> nn.Sequential:
-    """The network holding ``params`` (``[(W, b)]`` per linear layer)."""
+def from_params(params: Params, slope: float = 0.0) -> nn.Sequential:
+    """The torch network of :func:`train_spiral` / :func:`train_folding_net` holding ``params`` (``[(W, b)]`` per
+    linear layer; ``slope`` for leaky ReLU): ``net[:-1]`` is the feature extractor (input to embedding), ``net[-1]``
+    the linear classifier."""
     sizes = [np.shape(params[0][0])[1]] + [np.shape(W)[0] for W, _ in params]
     model = _net(sizes, [1.0] * len(params), [1.0] * len(params), torch.Generator(), slope=slope)
     with torch.no_grad():
@@ -102,7 +108,7 @@ def embed(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
     """Embedding ``e(x)`` of shape (N, 2) of inputs ``X`` (N, 2) under a trained net's ``params``."""
     X = as_numpy(X, "X", ndim=2)
     with torch.no_grad():
-        _, e = _forward(_from_params(params, slope), torch.as_tensor(X))
+        _, e = _forward(from_params(params, slope), torch.as_tensor(X))
     return e.numpy()
 
 
@@ -110,7 +116,7 @@ def scores(params: Params, X: Any, *, slope: float = 0.0) -> np.ndarray:
     """Class scores ``s = W e(x) + c`` of shape (N, K) of inputs ``X`` (N, 2)."""
     X = as_numpy(X, "X", ndim=2)
     with torch.no_grad():
-        s, _ = _forward(_from_params(params, slope), torch.as_tensor(X))
+        s, _ = _forward(from_params(params, slope), torch.as_tensor(X))
     return s.numpy()
 
 
@@ -251,6 +257,7 @@ class SpiralRun:
     diverged_at : the epoch of the first non-finite loss, or None.
     input_lims : (x0, x1, y0, y1) of the input plane; input_regions (R, R) int argmax over that grid.
     grid_input, grid_embedding : (2L, P, 2) grid lines of the input plane and their embedding.
+    params_init : the initial weights (same layout as ``params``).
     """
 
     config: dict[str, Any]
@@ -275,6 +282,7 @@ class SpiralRun:
     input_regions: np.ndarray
     grid_input: np.ndarray
     grid_embedding: np.ndarray
+    params_init: Params | None = None
 
     @property
     def classes(self) -> int:
@@ -325,6 +333,7 @@ def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, 
     Xt, yt = spirals(n_test, classes, noise, seed + 1)
     gen = as_generator(seed)
     model = _net([2, width, 2, classes], [init_std] * 3, [init_std] * 3, gen)
+    initial = _to_params(model)
     fit = _train(model, torch.as_tensor(X), torch.as_tensor(y), epochs=epochs, lr=lr, weight_decay=weight_decay,
                  optimizer=optimizer, momentum=momentum, snapshots=snapshots, track=track,
                  desc=f"spiral width {width}")
@@ -352,7 +361,7 @@ def train_spiral(classes: int = 5, n_per_class: int = 1000, noise: float = 0.2, 
         final_train_accuracy=float(fit.accuracy[last]),
         final_test_accuracy=_accuracy(model, Xt, yt) if finite else float("nan"),
         final_loss=float(fit.loss[last]), diverged_at=fit.diverged_at, input_lims=lims, input_regions=regions,
-        grid_input=grid_in, grid_embedding=grid_emb)
+        grid_input=grid_in, grid_embedding=grid_emb, params_init=initial)
 
 
 def linear_baseline(X: Any, y: Any, X_test: Any, y_test: Any) -> float:
@@ -375,19 +384,23 @@ def linear_baseline(X: Any, y: Any, X_test: Any, y_test: Any) -> float:
 @dataclass
 class WidthCurves:
     """One hidden width of :func:`spiral_width_sweep`: loss and training accuracy per epoch, (E + 1,) each
-    (shorter if the run diverged), and the accuracy on the held-out draw."""
+    (shorter if the run diverged), the accuracy on the held-out draw, and the initial and final weights."""
 
     width: int
     loss: np.ndarray
     train_accuracy: np.ndarray
     test_accuracy: float
+    params: Params | None = None
+    params_init: Params | None = None
 
 
 @dataclass
 class WidthSweep:
     """What :func:`spiral_width_sweep` returns: per hidden width, loss and training-accuracy curves and test accuracy.
 
-    ``loss[i]``, ``train_accuracy[i]`` are (E + 1,) arrays for ``widths[i]`` (shorter if that run diverged).
+    ``loss[i]``, ``train_accuracy[i]`` are (E + 1,) arrays for ``widths[i]`` (shorter if that run diverged);
+    ``params[i]``, ``params_init[i]`` the trained and the initial weights (None where a checkpoint of an older
+    layout had none), and ``X_train``, ``y_train`` the training spiral they share.
     """
 
     widths: list[int]
@@ -396,6 +409,10 @@ class WidthSweep:
     train_accuracy: list[np.ndarray]
     test_accuracy: list[float]
     config: dict[str, Any] = field(default_factory=dict)
+    params: list[Params | None] = field(default_factory=list)
+    params_init: list[Params | None] = field(default_factory=list)
+    X_train: np.ndarray | None = None
+    y_train: np.ndarray | None = None
 
     def final_train_accuracy(self) -> list[float]:
         return [float(a[-1]) for a in self.train_accuracy]
@@ -429,14 +446,16 @@ def spiral_width_sweep(widths: Sequence[int] = WIDTHS, classes: int = 5, n_per_c
                            weight_decay=weight_decay, optimizer=optimizer, momentum=momentum, init_std=init_std,
                            snapshots=0, seed=seed, regions_resolution=2)
         return WidthCurves(width, np.asarray(run.loss, dtype=float), np.asarray(run.train_accuracy, dtype=float),
-                           float(run.final_test_accuracy))
+                           float(run.final_test_accuracy), run.params, run.params_init)
 
     it: Iterable[int] = widths if track is None else track(widths, "width sweep")
     curves = [run_one(w, lambda w=w: compute(w)) if run_one is not None else compute(w) for w in it]
     config = dict(classes=classes, n_per_class=n_per_class, noise=noise, lr=lr, weight_decay=weight_decay,
                   optimizer=optimizer, init_std=init_std, seed=seed)
+    X, y = spirals(n_per_class, classes, noise, seed)
     return WidthSweep(widths, epochs, [c.loss for c in curves], [c.train_accuracy for c in curves],
-                      [c.test_accuracy for c in curves], config)
+                      [c.test_accuracy for c in curves], config, [c.params for c in curves],
+                      [c.params_init for c in curves], X, y)
 
 
 
@@ -564,7 +583,9 @@ class SpiralKernelMachine:
     rewritten exactly as ``f(x) = b + Σ_i a_i K(x, x_i) + decay`` (:func:`kernelscope.dynamics.path_kernel`).
 
     X_train (N, 2), y_train (N,), X_test (M, 2), y_test (M,) ; result : the PathKernelResult (K (M, N, K, K),
-    contributions (M, N, K), per-layer kernels) ; test_accuracy ; config : the settings.
+    contributions (M, N, K), per-layer kernels) ; test_accuracy ; config : the settings ; train_result : with
+    ``with_train``, the same kernel machine on the training points (K (N, N, K, K): the path kernel on train ×
+    train, and with ``ntk_every`` the tangent kernel's path Θ_s(X_train, X_train)), else None.
     """
 
     X_train: np.ndarray
@@ -574,11 +595,13 @@ class SpiralKernelMachine:
     result: PathKernelResult
     test_accuracy: float
     config: dict = field(default_factory=dict)
+    train_result: PathKernelResult | None = None
 
 
 def spiral_kernel_machine(classes: int = 3, n_per_class: int = 40, noise: float = 0.2, *, width: int = 100,
                           epochs: int = 300, lr: float = 1e-2, weight_decay: float = 1e-5, init_std: float = 0.1,
                           n_test_per_class: int = 8, nodes: int = 4, seed: int = 0, tol: float = 1e-2,
+                          with_train: bool = False, ntk_every: int | None = None,
                           track: Callable[[Iterable[int], str], Iterable[int]] | None = None) -> SpiralKernelMachine:
     """The network of :func:`train_spiral` (``2 -> width (ReLU) -> 2 -> classes``, same builder and init), trained
     full batch by Adam on the mean cross-entropy with ``weight_decay``, as a kernel machine over its training points.
@@ -586,6 +609,10 @@ def spiral_kernel_machine(classes: int = 3, n_per_class: int = 40, noise: float 
     A smaller problem than the chapter-7 run (``n_per_class`` points per arm, ``epochs`` steps at a larger ``lr``)
     so that the per-step kernel bookkeeping stays cheap. ReLU has kinks, so the identity holds to the quadrature
     error at the kinks crossed within a step (~1e-4 relative here), not to rounding: ``tol`` is set accordingly.
+
+    ``with_train`` also evaluates the kernel machine on the training points (one training: the path kernel is
+    evaluated on ``[X_test; X_train]`` and split, :meth:`~kernelscope.dynamics.PathKernelResult.rows`), and
+    ``ntk_every`` records the tangent kernel every that many steps.
     """
     width = check_int(width, "width", minimum=1)
     n_test = check_int(n_test_per_class, "n_test_per_class", minimum=1)
@@ -594,9 +621,12 @@ def spiral_kernel_machine(classes: int = 3, n_per_class: int = 40, noise: float 
     X, y = spirals(n_per_class, classes, noise, seed)
     Xt, yt = spirals(n_test, classes, noise, seed + 1)
     model = _net([2, width, 2, classes], [init_std] * 3, [init_std] * 3, as_generator(seed))
-    res = path_kernel(model, X, y, Xt, lr=lr, steps=epochs, loss="cross_entropy", reduction="mean",
-                      optimizer="adam", weight_decay=weight_decay, nodes=nodes, per_layer=True, tol=tol, track=track)
+    m = len(Xt)
+    res = path_kernel(model, X, y, np.vstack([Xt, X]) if with_train else Xt, lr=lr, steps=epochs,
+                      loss="cross_entropy", reduction="mean", optimizer="adam", weight_decay=weight_decay, nodes=nodes,
+                      per_layer=True, ntk_every=ntk_every, tol=tol, track=track)
+    res, train_res = (res.rows(slice(0, m)), res.rows(slice(m, None))) if with_train else (res, None)
     acc = float(np.mean(np.argmax(res.f_model, 1) == yt))
     config = dict(classes=classes, n_per_class=n_per_class, noise=noise, width=width, epochs=epochs, lr=lr,
                   weight_decay=weight_decay, init_std=init_std, n_test_per_class=n_test, nodes=nodes, seed=seed)
-    return SpiralKernelMachine(X, y, Xt, yt, res, acc, config)
+    return SpiralKernelMachine(X, y, Xt, yt, res, acc, config, train_res)

@@ -21,7 +21,9 @@ from . import new_axes, new_figure
 __all__ = ["class_colors", "embedding_lims", "plot_embedding", "plot_embedding_panels", "plot_input_regions",
            "plot_interpolation", "plot_interpolation_panels", "embedding_scale", "plot_training_curves",
            "plot_width_sweep",
-           "plot_folding", "plot_regimes", "animate_embedding", "animate_interpolation"]
+           "plot_folding", "plot_regimes", "animate_embedding", "animate_interpolation", "plot_phases",
+           "plot_class_vectors", "plot_layer_norms", "plot_svd_stages", "plot_pieces_vs_width", "plot_drag",
+           "plot_influence_vs_width"]
 
 
 def class_colors(k: int) -> list:
@@ -303,6 +305,177 @@ def plot_regimes(table, axes=None):
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
     return axes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The lecture's pictures as numbers
+# ---------------------------------------------------------------------------------------------------------------
+
+def plot_phases(phases, axes=None):
+    """Left: the share of the embedding an affine map of the input explains (R²) against the epoch - near 1 in the
+    early phase. Right: the mean angular velocity of the inner and outer points about the embedding's centroid
+    (degrees per epoch, counter-clockwise positive; symmetric-log axis): the same sign early (a global rotation),
+    opposite signs while the spiral is un-warped. The shaded span is the near-linear phase."""
+    if axes is None:
+        axes = new_figure((11, 4.0), layout="constrained").subplots(1, 2)
+    a0, a1 = axes
+    ep = np.asarray(phases.epochs, float)
+    x0 = max(float(ep[1]) / 2, 0.5) if len(ep) > 1 else 0.5
+    xs = np.where(ep > 0, ep, x0)
+    a0.semilogx(xs, phases.linear_r2, "o-", color="C0")
+    a0.axhline(phases.threshold, color="0.5", ls=":", lw=1, label=f"R² = {phases.threshold:g}")
+    for ax in axes:
+        ax.axvspan(x0, max(phases.linear_until, x0), color="C2", alpha=0.12, label="near-linear phase")
+    a0.set_xlabel("epoch (epoch 0 drawn at the left edge)")
+    a0.set_ylabel("R² of the best affine map x ↦ e")
+    a0.set_title("how linear is the map x ↦ e(x)?", fontsize=10)
+    a0.legend(fontsize=8, loc="lower left")
+    mid = np.asarray(phases.mid_epochs, float)
+    a1.semilogx(mid, phases.inner_velocity, "o-", color="C3", label=f"inner {phases.fraction:.0%} of the points")
+    a1.semilogx(mid, phases.outer_velocity, "s-", color="C0", label=f"outer {phases.fraction:.0%}")
+    a1.set_yscale("symlog", linthresh=0.05)
+    a1.axhline(0, color="k", lw=0.6)
+    a1.set_xlabel("epoch")
+    a1.set_ylabel("angular velocity (degrees / epoch)")
+    a1.set_title(f"inner and outer points turning\n(after epoch {phases.linear_until}: inner "
+                 f"{phases.late_inner:+.0f}°, outer {phases.late_outer:+.0f}° in all)", fontsize=10)
+    a1.legend(fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    return axes
+
+
+def plot_class_vectors(spread, ax=None):
+    """The class vectors' directions as unit arrows around the circle, each gap labelled in degrees, against the
+    even spread 360/K."""
+    ax = new_axes(ax, (4.6, 4.6))
+    K = len(spread.angles)
+    colors = class_colors(K)
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(t), np.sin(t), color="0.7", lw=0.8)
+    for k, a in enumerate(np.radians(spread.angles)):
+        ax.annotate("", xy=(np.cos(a), np.sin(a)), xytext=(0, 0), arrowprops=dict(arrowstyle="-|>", color=colors[k],
+                                                                                  lw=2))
+        mid = a + np.radians(spread.gaps[k]) / 2
+        ax.text(1.18 * np.cos(mid), 1.18 * np.sin(mid), f"{spread.gaps[k]:.0f}°", ha="center", va="center",
+                fontsize=9)
+    ax.set_xlim(-1.45, 1.45)
+    ax.set_ylim(-1.45, 1.45)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"class vectors: gaps vs 360/K = {spread.ideal:.0f}° (rms deviation {spread.rms_deviation:.1f}°;\n"
+                 f"random directions: {spread.random_rms_deviation:.0f}°)", fontsize=9)
+    return ax
+
+
+def plot_layer_norms(norms: dict, ax=None):
+    """Spectral norm ‖W‖₂ of each linear layer, input to head, for each net of ``norms`` (name -> LayerNorms)."""
+    ax = new_axes(ax, (5.2, 4.2))
+    for i, (name, n) in enumerate(norms.items()):
+        layers = np.arange(1, len(n.spectral) + 1)
+        ax.semilogy(layers, n.spectral, "o-", color=f"C{i}", label=f"{name}: ‖W‖₂")
+        ax.semilogy(layers, n.frobenius, ":", marker=".", color=f"C{i}", alpha=0.6, label=f"{name}: ‖W‖_F")
+    ax.set_xlabel("layer (1 = input side, last = classifier)")
+    ax.set_ylabel("norm")
+    ax.set_title("weight norms towards the head", fontsize=10)
+    ax.legend(fontsize=7.5)
+    ax.grid(alpha=0.3, which="both")
+    return ax
+
+
+def plot_svd_stages(stages, axes=None):
+    """The narrow net layer by layer (rows) and each layer stage by stage (columns): input, Vᵀ (a rotation),
+    Σ (a scaling along the axes), U (a rotation, or a rotation and a reflection), + b (a shift), leaky ReLU
+    (a fold). Grid lines of the input plane and the training points; row titles give the angles and scales."""
+    from matplotlib.collections import LineCollection
+
+    L, T = len(stages.layers), len(stages.stage_names)
+    if axes is None:
+        fig = new_figure((2.35 * T, 2.45 * L))
+        fig.subplots_adjust(left=0.08, right=0.99, bottom=0.01, top=0.96, wspace=0.06, hspace=0.1)
+        axes = fig.subplots(L, T, squeeze=False)
+    axes = np.asarray(axes).reshape(L, T)
+    K = int(np.max(stages.y)) + 1
+    colors = class_colors(K)
+    pc = [colors[k] for k in stages.y]
+    for l, svd in enumerate(stages.layers):
+        for t in range(T):
+            ax = axes[l, t]
+            grid, pts = stages.grids[l][t], stages.points[l][t]
+            n_lines = grid.shape[0]
+            # one collection per panel: the horizontal grid lines blue, the vertical ones red
+            line_colors = ["C0"] * (n_lines // 2) + ["C3"] * (n_lines - n_lines // 2)
+            ax.add_collection(LineCollection(list(grid), colors=line_colors, linewidths=0.4, alpha=0.55))
+            ax.scatter(pts[:, 0], pts[:, 1], c=pc, s=2, linewidths=0, zorder=3)
+            both = np.concatenate([grid.reshape(-1, 2), pts])
+            lo, hi = np.quantile(both, 0.005, axis=0), np.quantile(both, 0.995, axis=0)
+            c, half = (lo + hi) / 2, max(float(np.max(hi - lo)) / 2, 1e-9) * 1.08
+            ax.set_xlim(c[0] - half, c[0] + half)
+            ax.set_ylim(c[1] - half, c[1] + half)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if l == 0:
+                ax.set_title(stages.stage_names[t], fontsize=9)
+        last = l == L - 1
+        axes[l, 0].set_ylabel(f"layer {l + 1}{' (embedding)' if last else ''}\nVᵀ {svd.angle_in:+.0f}°, "
+                              f"Σ = ({svd.s[0]:.2g}, {svd.s[-1]:.2g})\nU {svd.angle_out:+.0f}°"
+                              f"{' + reflection' if svd.reflection else ''}", fontsize=8)
+        if last:
+            axes[l, T - 1].set_title("(no activation)", fontsize=8)
+    return list(axes.ravel())
+
+
+def plot_pieces_vs_width(curve, ax=None):
+    """Linear pieces of the one-hidden-layer nets on the input box against the hidden width H (log-log): exact
+    counts of the trained and the initial nets, the grid count (a lower bound), and the most H lines can make."""
+    ax = new_axes(ax, (5.4, 4.3))
+    w = np.asarray(curve.widths, float)
+    ax.loglog(w, curve.bound, ":", color="0.4", label="1 + H + H(H−1)/2 (all crossings in the box)")
+    ax.loglog(w, curve.trained, "o-", color="C3", label="trained (exact)")
+    ax.loglog(w, curve.grid, "x--", color="C1", label=f"trained, counted on a {curve.resolution}² grid")
+    ax.loglog(w, curve.initial, "s-", color="C0", label="initial weights (exact)")
+    ax.set_xlabel("hidden width H")
+    ax.set_ylabel("linear pieces on the input box")
+    ax.set_title("more units, more pieces: why wide nets look smooth", fontsize=10)
+    ax.legend(fontsize=7.5)
+    ax.grid(alpha=0.3, which="both")
+    return ax
+
+
+def plot_drag(infl, width: int, anchor: int = 0, ax=None, vmax: float | None = None):
+    """The drag ``‖Δe_j‖/‖Δe_i‖`` of every training point when the anchor (★) is pulled, for the net of hidden
+    width ``width`` (kept in ``infl.maps``)."""
+    ax = new_axes(ax, (4.6, 4.4))
+    d = infl.maps[width][anchor]
+    X = infl.X_train
+    top = vmax if vmax is not None else max(1.0, float(np.quantile(d, 0.99)))
+    sc = ax.scatter(X[:, 0], X[:, 1], c=d, s=4, cmap="viridis", vmin=0, vmax=top)
+    i = int(infl.anchors[anchor])
+    ax.scatter(*X[i], marker="*", s=300, color="red", edgecolor="k", lw=1.0, zorder=5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    j = infl.widths.index(width)
+    ax.set_title(f"H = {width}: drag ‖Δe_j‖/‖Δe_i‖ (other classes {infl.far[j]:.2f} on average)", fontsize=9)
+    ax.figure.colorbar(sc, ax=ax, shrink=0.8)
+    return ax
+
+
+def plot_influence_vs_width(infl, ax=None):
+    """Mean drag on the nearest neighbours and on the other classes' points against the hidden width."""
+    ax = new_axes(ax, (5.0, 4.2))
+    w = np.asarray(infl.widths, float)
+    ax.semilogx(w, infl.near, "o-", color="C2", label=f"{infl.k} nearest neighbours")
+    ax.semilogx(w, infl.far, "s-", color="C4", label="points of the other classes")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("hidden width H")
+    ax.set_ylabel("mean drag when one point is pulled")
+    ax.set_title("pulling one point drags the others", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return ax
 
 
 # ---------------------------------------------------------------------------------------------------------------
