@@ -200,8 +200,8 @@ class Progress:
         tid = next(self._ids)
         with self._lock:
             self._tasks[tid] = [description, 0, total, time.monotonic()]
-        if self.enabled:
-            self._line(f"{description}: started" + (f" ({total} pieces)" if total is not None else ""))
+        if self.enabled:  # the same count as the heartbeat lines that follow: "widths: 0/4", then "widths: 2/4 (9 s)"
+            self._line(f"{description}: " + (f"0/{total}" if total is not None else "started"))
         return tid
 
     def advance(self, task: int) -> None:

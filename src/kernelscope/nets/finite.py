@@ -242,6 +242,15 @@ class LazyNetwork(nn.Module):
         self.in_width = d
         return self
 
+    def extra_repr(self) -> str:
+        """What ``print(model)`` shows: before the parameters are drawn, the description and how to draw them
+        (once drawn, torch lists the layers of ``body`` below)."""
+        if self.body is not None:
+            return f"in={self.in_width}, out={self.out_width}"
+        width = f", width={self._width}" if self._width is not None else ""
+        return (f"{self.description!r}{width}\n(parameters not drawn yet: they are drawn for the input width at the "
+                "first call, or pass in_dim=d to finite())")
+
     def has_uninitialized_params(self) -> bool:
         """True until the input shape is known and the parameters are drawn (``torch.nn.modules.lazy`` protocol)."""
         return self.body is None
