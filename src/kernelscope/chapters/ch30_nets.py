@@ -75,16 +75,16 @@ def run(ctx: StepContext) -> ChapterResult:
     res.figures.append(ctx.savefig(fig, "width_error.png",
                                    "Relative error of one random finite network's empirical NNGP and NTK against "
                                    "the analytic infinite-width kernels, against width (log-log, fitted slopes)."))
-    fig = new_figure((14, 7.6))
+    fig = new_figure((13, 7.4))
     axes = fig.subplots(2, 3)
     for j, act in enumerate(ANGLE_ACTIVATIONS):
         for i, which in enumerate(("nngp", "ntk")):
             P.plot_angle_kernels(ang, act, which, axes[i, j])
-    fig.suptitle(f"Kernels between unit inputs at angle γ (σ_w = {W_STD}, σ_b = {B_STD}), depths 1–5")
+    fig.suptitle(f"Kernels between unit inputs at angle γ (σ$_w$ = {W_STD}, σ$_b$ = {B_STD}), 1–5 hidden layers")
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "angles.png",
                                    "NNGP (top) and NTK (bottom) as functions of the angle between unit inputs, "
-                                   "normalised at γ = 0, for ReLU, Erf and GELU networks of depth 1 to 5."))
+                                   "normalised at γ = 0, for ReLU, Erf and GELU networks with 1 to 5 hidden layers."))
     fig = new_figure((6.2, 4.4))
     ax = fig.subplots()
     P.plot_digits_accuracy(dg, ax)
@@ -143,7 +143,7 @@ def run(ctx: StepContext) -> ChapterResult:
         f"(NNGP) and {mc.ntk_slope:.2f} (NTK) against width, relative NTK error {mc.ntk_error[-1]:.3f} at "
         f"width {mc.widths[-1]} (RMS over {mc.n_draws} random networks per width"
         + ("; quick mode: few draws, so the slopes are noisy" if q else "") + ").",
-        "Depth changes how kernels see angles: NNGP(90°)/NNGP(0) goes from depth 1 to depth 5 as "
+        "Depth changes how kernels see angles: NNGP(90°)/NNGP(0) goes from 1 to 5 hidden layers as "
         + ", ".join(f"{fmt(v[0], '.2f')} → {fmt(v[1], '.2f')} ({k})" for k, v in at90.items())
         + "; the one-sided ReLU/GELU kernels flatten towards a constant with depth (distinct inputs look alike), "
         "the odd Erf kernel stays near 0 at 90° and changes shape only mildly.",

@@ -64,7 +64,7 @@ def _run(ctx: StepContext) -> ChapterResult:
     s1, sd = one_d.sweep, digits.sweep
     X, y, Xs = one_d.X, one_d.y, one_d.X_test
 
-    fig = new_figure((11, 4.4))
+    fig = new_figure((11, 6.0))
     axes = fig.subplots(1, 2)
     P.plot_width_sweep(s1, ax=axes[0], title=f"1-D regression, two-layer erf ({s1.steps} steps)")
     P.plot_width_sweep(sd, ax=axes[1], title=f"digits parity, three-layer ReLU ({sd.steps} steps)")

@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         x: Path = typer.Option(..., "--x", help="Data file (.npy/.csv/.txt), rows = samples."),
         out: Path = typer.Option(..., "--out", "-o", help="Where to write the kernel matrix (.npy)."),
         x2: Path | None = typer.Option(None, "--x2", help="Second data file: k(x, x2) of shape (N1, N2)."),
-        kernel: str | None = typer.Option(None, "--kernel", "-k",
+        kernel: str | None = typer.Option(None, "--kernel",
                                           help="ntk (default) or nngp of the network; or a classic kernel: "
                                                + ", ".join(CLASSIC) + " (the names of `regress --kernel`)."),
         activation: str = typer.Option(NETWORK_DEFAULTS["activation"], "--activation", "-a",

@@ -186,6 +186,8 @@ def mlp(d_in: int, width: int, *, depth: int = 2, d_out: int = 1, activation: st
 
 
 class FanOutModule(nn.Module):
+    """The finite counterpart of ``FanOut(n)``: the input, n times (a list)."""
+
     def __init__(self, n: int):
         super().__init__()
         self.n = n
@@ -195,6 +197,8 @@ class FanOutModule(nn.Module):
 
 
 class ParallelModule(nn.Module):
+    """The finite counterpart of ``parallel(...)``: each branch applied to its own input of a list."""
+
     def __init__(self, mods: list[nn.Module]):
         super().__init__()
         self.branches = nn.ModuleList(mods)
@@ -204,6 +208,8 @@ class ParallelModule(nn.Module):
 
 
 class FanInSumModule(nn.Module):
+    """The finite counterpart of ``FanInSum()``: the sum of a list of inputs."""
+
     def forward(self, xs):
         out = xs[0]
         for x in xs[1:]:

@@ -21,7 +21,7 @@ def plot_conv_digits(result, axes=None):
         acc = [next(r["test_accuracy"] for r in result.rows if r["architecture"] == a and r["kernel"] == which)
                for a in archs]
         bars = ax.bar(x + (i - 0.5) * 0.38, np.asarray(acc) * 100, 0.38, color=color, label=which)
-        ax.bar_label(bars, labels=[f"{100 * v:.1f}" for v in acc], fontsize=7, padding=1)
+        ax.bar_label(bars, labels=[f"{100 * v:.1f}" for v in acc], fontsize=8, padding=1)
     ax.set_xticks(x, archs, fontsize=8)
     ax.set_ylabel(f"test accuracy (%), {result.n_test} digits")
     ax.set_ylim(0, 105)

@@ -63,8 +63,10 @@ def plot_width_sweep(sweep, ax=None, title: str | None = None):
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
     ax.set_ylabel("at the end of training")
-    ax.set_title(title or f"Lazy training, depth {sweep.depth} ({sweep.steps} steps)")
-    ax.legend(fontsize=8, loc="lower left")
+    hidden = sweep.depth - 1  # LazySweep.depth counts weight layers (dynamics.mlp); the page counts hidden layers
+    ax.set_title(title or f"Lazy training, {hidden} hidden layer{'s' if hidden != 1 else ''} ({sweep.steps} steps)")
+    # below the axes: inside, the legend would hide the wide end of the curves, where they bend
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(True, which="both", alpha=0.3)
     return ax
 
@@ -85,7 +87,7 @@ def plot_lazy_history(sweep, key: str = "dist_net_lin", ax=None):
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel(_METRICS.get(key, (key,))[0])
     ax.set_title("The network leaves its linearisation more slowly as m grows")
-    ax.legend(fontsize=7.5)
+    ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     return ax
 
@@ -109,7 +111,7 @@ def plot_lazy_functions(run, X: Any, y: Any, X_test: Any, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
     ax.set_title(f"width m = {run.width} after {run.steps_done} steps")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return ax
 
 
@@ -230,7 +232,7 @@ def plot_kernel_comparison(result: Any, distance: Any, ax=None, label: str = "")
     ax.set_xlabel(r"$T\,\times$ tangent kernel at the start ($\Theta_0$) or end ($\Theta_T$)")
     ax.set_ylabel(r"path kernel $K(x, x_i)$")
     ax.set_title(label or "Path kernel vs the tangent kernel at the ends of the path")
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
@@ -310,29 +312,47 @@ def plot_classifier_sweep(sweep, axes=None):
                   f"at t = {sweep.steps})")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{sweep.n_train} training, {sweep.n_test} test images, 10 classes")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, which="both", alpha=0.3)
     return axes
 
 
 def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, k: int = 12, ax=None):
-    """The spiral training points (faint, by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted
-    class of test point ``x`` ringed, the ring's size ∝ |contribution| (green: for the class, red: against).
+    """The spiral training points (by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted class of
+    test point ``x`` ringed, the ring's area ∝ |contribution|: a solid black ring pushes the score of the predicted
+    class up, a dashed magenta ring pushes it down (ring colours no class uses). A legend says all of it.
 
     X_train (N, 2), y_train (N,), x (2,), contributions (N,) to the predicted class score.
     """
+    from matplotlib.lines import Line2D
+
+    from .spirals import class_colors
+
     ax = new_axes(ax, (5.0, 5.0))
-    X, c = _np(X_train), _np(contributions)
-    ax.scatter(X[:, 0], X[:, 1], c=_np(y_train), cmap="tab10", vmin=0, vmax=9, s=10, alpha=0.35)
+    X, c, y = _np(X_train), _np(contributions), _np(y_train).astype(int)
+    K = int(y.max()) + 1
+    colors = class_colors(K)
+    for j in range(K):
+        sel = y == j
+        ax.scatter(X[sel, 0], X[sel, 1], s=10, color=colors[j], alpha=0.55, linewidths=0)
     top = np.argsort(-np.abs(c))[:k]
     size = 400 * np.abs(c[top]) / np.abs(c[top]).max()
-    ax.scatter(X[top, 0], X[top, 1], s=size, facecolors="none", linewidths=1.6,
-               edgecolors=["#2ca02c" if v > 0 else "#c0392b" for v in c[top]])
+    up = c[top] > 0
+    ax.scatter(X[top[up], 0], X[top[up], 1], s=size[up], facecolors="none", linewidths=1.6, edgecolors="k")
+    ax.scatter(X[top[~up], 0], X[top[~up], 1], s=size[~up], facecolors="none", linewidths=1.6,
+               edgecolors="#cc00cc", linestyles="--")
     xx = _np(x)
-    ax.scatter([xx[0]], [xx[1]], marker="*", s=260, color="k", zorder=5, label=f"test point (predicted {predicted})")
+    ax.scatter([xx[0]], [xx[1]], marker="*", s=300, color="gold", edgecolor="k", lw=1.2, zorder=5)
+    handles = [Line2D([], [], ls="", marker="o", ms=5, color=colors[j], label=f"class {j}") for j in range(K)]
+    handles += [Line2D([], [], ls="", marker="*", ms=13, mfc="gold", mec="k", label=f"test point (predicted {predicted})"),
+                Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="k", mew=1.6,
+                       label="pushes its score up"),
+                Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="#cc00cc", mew=1.6,
+                       label="pushes it down (ring area ∝ |contribution|)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2,
+              title=f"rings: the top {k} training points", title_fontsize=8)
     ax.set_aspect("equal")
-    ax.set_title(f"Which training points make the prediction: top {k} |a_i K(x, x_i)|", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(r"Which training points make the prediction: largest $|a_i K(x, x_i)|$", fontsize=10)
     return ax
 
 
@@ -348,5 +368,5 @@ def plot_coefficients_vs_x(result: Any, X_test, X_train, indices, ax=None):
     ax.set_xlabel("test input x")
     ax.set_ylabel(r"$a_i(x)$")
     ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=9)
-    ax.legend(fontsize=7.5)
+    ax.legend(fontsize=8)
     return ax

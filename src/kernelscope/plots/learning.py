@@ -95,7 +95,7 @@ def plot_paths(paths, axes=None, *, labels: Sequence[str] | None = None):
         ax.set_xlabel("penalty α" if path.penalty == "lasso" else "penalty λ")
         ax.set_title(name, fontsize=10)
     axes[0].set_ylabel("coefficient")
-    axes[1].legend(fontsize=7.5, ncol=2, loc="upper left")
+    axes[1].legend(fontsize=8, ncol=2, loc="upper left")
     axes[0].figure.tight_layout()
     return axes
 
@@ -219,7 +219,7 @@ def plot_model_step_sizes(res, axes=None):
         ax.set_ylim(top=max(10 * np.nanmax(curves[:, 0]), 1e-3))
         ax.set_xlabel("step")
         ax.set_title(f"{name}: λ₀ = {res.lambda_max[name]:.3g} (Lanczos, {res.n_hvp[name]} HVPs)", fontsize=9.5)
-        ax.legend(fontsize=7.5)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss (mean ½(f − y)²)")
     axes[0].figure.tight_layout()
     return axes
@@ -383,26 +383,31 @@ def plot_spiral_regions(res, axes=None):
 
 def plot_influence(res, axes=None):
     """The NTK's influence map ``Θ(x, x_i)/Θ(x_i, x_i)`` for each anchor x_i (★): at w₀ (top) and after
-    training (bottom). Red: f(x) moves with f(x_i) when x_i is pulled; blue: against it."""
+    training (bottom), all panels on one colour scale (one colour bar). Red: f(x) moves with f(x_i) when x_i is
+    pulled; blue: against it. Points are drawn by class with a dark edge, so that no class colour vanishes into
+    the map behind it."""
     A = len(res.anchors)
     if axes is None:
-        axes = new_figure((4.3 * A, 8.2)).subplots(2, A)
+        fig = new_figure((4.2 * A + 1.0, 8.4), layout="constrained")
+        axes = fig.subplots(2, A)
     axes = np.asarray(axes).reshape(2, A)
     k = int(res.y.max()) + 1
     cs = class_colors(k)
-    for row, (maps, when) in enumerate(((res.influence_init, "at w₀"), (res.influence_trained, "after training"))):
+    v = max(float(np.abs(np.asarray(m)).max()) for m in (*res.influence_init, *res.influence_trained))
+    im = None
+    for row, (maps, when) in enumerate(((res.influence_init, "at $w_0$"), (res.influence_trained, "after training"))):
         for j, i in enumerate(res.anchors):
             ax = axes[row, j]
-            m = maps[j]
-            v = float(np.abs(m).max())
-            im = ax.imshow(m, origin="lower", extent=res.lims, cmap="RdBu_r", vmin=-v, vmax=v, aspect="equal")
+            im = ax.imshow(maps[j], origin="lower", extent=res.lims, cmap="RdBu_r", vmin=-v, vmax=v, aspect="equal")
             for c in range(k):
                 sel = res.y == c
-                ax.scatter(res.X[sel, 0], res.X[sel, 1], s=4, color=cs[c], alpha=0.8)
-            ax.scatter(*res.X[i], marker="*", s=320, color="gold", edgecolor="k", lw=1.2, zorder=5)
+                ax.scatter(res.X[sel, 0], res.X[sel, 1], s=11, color=cs[c], edgecolor="k", linewidths=0.4,
+                           label=f"class {c}" if row == 0 and j == 0 else None)
+            ax.scatter(*res.X[i], marker="*", s=360, color="gold", edgecolor="k", lw=1.2, zorder=5)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"Θ(x, x_i)/Θ(x_i, x_i) {when}, x_i of class {int(res.y[i])}", fontsize=9)
-            ax.figure.colorbar(im, ax=ax, shrink=0.8)
-    axes[0, 0].figure.tight_layout()
+            ax.set_title(f"{when}; ★ = $x_i$ of class {int(res.y[i])}", fontsize=10)
+    axes[0, 0].figure.colorbar(im, ax=list(axes.ravel()), shrink=0.8,
+                               label=r"$\Theta(x, x_i)\, /\, \Theta(x_i, x_i)$ (one scale for all panels)")
+    axes[0, 0].legend(fontsize=8, loc="lower left", framealpha=0.9)
     return list(axes.ravel())

@@ -28,7 +28,7 @@ def plot_rf_fits(result, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("prediction f(x)")
     ax.set_title("Two-layer net, frozen first layer, trained readout")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=8, loc="best")
     return ax
 
 
@@ -69,19 +69,19 @@ def plot_mc_error(result, ax=None):
 
 
 def plot_angle_kernels(result, activation: str, which: str, ax=None):
-    """k(γ)/k(0) between unit inputs at angle γ, for depths 1–5 (one activation, NNGP or NTK)."""
+    """k(γ)/k(0) between unit inputs at angle γ, for 1–5 hidden layers (one activation, NNGP or NTK)."""
     ax = _ax(ax)
     g = np.degrees(np.asarray(result.angles))
     curves = result.curves[activation][which]
     colors = matplotlib.colormaps["plasma"](np.linspace(0.05, 0.8, len(curves)))
     for depth, c in zip(sorted(curves, key=int), colors):
-        ax.plot(g, curves[depth], color=c, label=f"depth {depth}")
+        ax.plot(g, curves[depth], color=c, label=f"{depth} hidden layer{'s' if str(depth) != '1' else ''}")
     ax.set_xlabel("angle γ between unit inputs (degrees)")
     ax.set_ylabel(f"{which.upper()}(γ) / {which.upper()}(0)")
     ax.set_title(f"{activation}: {which.upper()}")
     ax.set_xlim(0, 180)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return ax
 
 

@@ -246,7 +246,7 @@ def plot_folding(fold, axes=None):
     if axes is None:
         cols = min(5, S)
         rows = math.ceil(S / cols)
-        axes = new_figure((3.3 * cols, 3.6 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
+        axes = new_figure((2.9 * cols, 3.3 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
         axes = list(axes.ravel())
     K = int(fold.config["classes"])
     colors = class_colors(K)
@@ -263,10 +263,10 @@ def plot_folding(fold, axes=None):
         ax.set_xlim(lo[0] - 0.05 * span[0], hi[0] + 0.05 * span[0])
         ax.set_ylim(lo[1] - 0.05 * span[1], hi[1] + 0.05 * span[1])
         ax.set_title(f"{fold.stage_names[s]}\n{fold.pieces[s]} linear piece{'s' if fold.pieces[s] != 1 else ''}",
-                     fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("unit 1", fontsize=8)
-        ax.set_ylabel("unit 2", fontsize=8)
+                     fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("unit 1", fontsize=9)
+        ax.set_ylabel("unit 2", fontsize=9)
     for ax in axes[S:]:
         ax.axis("off")
     return axes

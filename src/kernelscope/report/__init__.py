@@ -37,6 +37,8 @@ td:first-child,th:first-child{text-align:left}
 
 
 def format_cell(v: Any) -> str:
+    """A table cell as the page shows it: yes/no, integers with thousands separators, floats to 4 significant
+    digits (scientific below 1e-3 and from 1e6 on, never a signed zero), None and NaN as a dash; text escaped."""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
