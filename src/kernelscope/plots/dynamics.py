@@ -308,8 +308,8 @@ def plot_classifier_sweep(sweep, axes=None):
         ax.plot([r.steps_done * f], [r.test_accuracy], "o", color=c, ms=7, mec="k", mew=0.5,
                 label=f"trained net m={r.width}: test {r.test_accuracy:.3f}")
     ax.axvline(sweep.steps, color="0.6", lw=0.8)
-    ax.set_xlabel("training time t (gradient-descent steps of $\\eta = 1/\\lambda_{max}(\\Theta_\\infty)$; the nets stop "
-                  f"at t = {sweep.steps})")
+    ax.set_xlabel(r"training time t (gradient-descent steps of $\eta = 1/\lambda_{max}(\Theta_\infty)$; "
+                  f"the nets stop at t = {sweep.steps})")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{sweep.n_train} training, {sweep.n_test} test images, 10 classes")
     ax.legend(fontsize=8, loc="lower right")
@@ -344,7 +344,8 @@ def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, 
     xx = _np(x)
     ax.scatter([xx[0]], [xx[1]], marker="*", s=300, color="gold", edgecolor="k", lw=1.2, zorder=5)
     handles = [Line2D([], [], ls="", marker="o", ms=5, color=colors[j], label=f"class {j}") for j in range(K)]
-    handles += [Line2D([], [], ls="", marker="*", ms=13, mfc="gold", mec="k", label=f"test point (predicted {predicted})"),
+    handles += [Line2D([], [], ls="", marker="*", ms=13, mfc="gold", mec="k",
+                       label=f"test point (predicted {predicted})"),
                 Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="k", mew=1.6,
                        label="pushes its score up"),
                 Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="#cc00cc", mew=1.6,
