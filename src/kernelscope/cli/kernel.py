@@ -77,6 +77,8 @@ def register(app: typer.Typer) -> None:
                  f"write --kernel {act}")
             kernel, act = act, NETWORK_DEFAULTS["activation"]
         if which is not None:
+            if which not in NETWORK_KERNELS:
+                raise ValidationError("--which", "'ntk' or 'nngp'", f"{which!r}", "Write --kernel ntk|nngp.")
             if kernel is not None and kernel != which:
                 raise ValidationError("--which", f"the same kernel as --kernel ({kernel})", f"{which!r}",
                                       "Leave out --which: --kernel ntk|nngp says it.")

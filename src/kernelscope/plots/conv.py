@@ -33,7 +33,7 @@ def plot_conv_digits(result, axes=None):
     bx.set_xscale("log")
     bx.set_yscale("log")
     bx.set_xlabel("channels per conv layer")
-    bx.set_ylabel("‖Θ_finite − Θ_∞‖_F / ‖Θ_∞‖_F")
+    bx.set_ylabel(r"$\|\Theta_{finite} - \Theta_\infty\|_F\, /\, \|\Theta_\infty\|_F$")
     bx.set_title(f"Empirical NTK → CNTK (fitted slope {result.slope:.2f})", fontsize=10)
     bx.legend(fontsize=8)
     return axes

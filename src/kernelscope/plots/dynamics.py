@@ -368,6 +368,6 @@ def plot_coefficients_vs_x(result: Any, X_test, X_train, indices, ax=None):
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("test input x")
     ax.set_ylabel(r"$a_i(x)$")
-    ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=9)
+    ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=10)
     ax.legend(fontsize=8)
     return ax

@@ -214,7 +214,7 @@ def plot_model_step_sizes(res, axes=None):
             y = curves[i]
             ok = np.isfinite(y)
             s = res.sharpness_end[name][i]
-            tail = "diverged" if not ok.all() else f"λ_max at end {s:.3g} (2/η = {res.lambda_max[name] / c:.3g})"
+            tail = "diverged" if not ok.all() else f"λ$_{{max}}$ at end {s:.3g} (2/η = {res.lambda_max[name] / c:.3g})"
             ax.semilogy(np.arange(len(y))[ok], y[ok], color=col, lw=1.6, label=f"η = {c:g}·2/λ₀: {tail}")
         ax.set_ylim(top=max(10 * np.nanmax(curves[:, 0]), 1e-3))
         ax.set_xlabel("step")
@@ -269,7 +269,7 @@ def plot_least_norm_link(res, axes=None):
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.set_xlabel("J⁺(y − f₀) (least-norm solution, linsys.solve)")
-    ax.set_ylabel("w_T − w₀ (gradient descent, linearised net)")
+    ax.set_ylabel(r"$w_T - w_0$ (gradient descent, linearised net)")
     ax.set_title(f"N = {res.n} equations, P = {res.n_params} weights: ‖Δw − J⁺(y−f₀)‖/‖·‖ = {res.rel_error:.1e}",
                  fontsize=9)
     ax.legend(fontsize=8.5, loc="upper left")
@@ -278,7 +278,7 @@ def plot_least_norm_link(res, axes=None):
         axes[1].loglog(w, [res.net[k] for k in w], "o-", color="#e67e22", label="nonlinear network")
         axes[1].loglog(w, res.net[w[0]] * (w / w[0]) ** -0.5, ":", color="gray", label="∝ width^(−1/2)")
         axes[1].set_xlabel("hidden width")
-        axes[1].set_ylabel("‖Δw_net − J⁺(y − f₀)‖ / ‖J⁺(y − f₀)‖")
+        axes[1].set_ylabel(r"$\|\Delta w_{net} - J^+(y - f_0)\|\, /\, \|J^+(y - f_0)\|$")
         axes[1].set_title("the real network approaches it as it gets wider (lazy)", fontsize=9.5)
         axes[1].legend(fontsize=8.5)
     axes[0].figure.tight_layout()

@@ -266,7 +266,8 @@ def plot_power_iteration(result, true_eigenvalues, ax=None):
     k = np.arange(1, len(hist) + 1)
     err = np.abs(hist - lam1) / lam1
     ax = new_axes(ax, (6, 4))
-    ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0", label="|λ_k − λ₁| / λ₁ (Rayleigh quotient)")
+    ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0",
+                label=r"$|\lambda_k - \lambda_1|\, /\, \lambda_1$ (Rayleigh quotient)")
     rate = (ev[1] / lam1) ** 2
     ref = err[0] * rate ** (k - 1)
     ax.semilogy(k, np.maximum(ref, 1e-17), "--", color="#c0392b", label=f"(λ₂/λ₁)^(2k), λ₂/λ₁ = {ev[1] / lam1:.3f}")

@@ -42,7 +42,7 @@ def plot_rf_error(result, ax=None):
     """Distance between random-features and NNGP predictions against k (log-log, fitted slope)."""
     ax = _ax(ax)
     _loglog_with_slope(ax, result.ks, result.rf_error, result.rf_slope, result.rf_intercept,
-                       "RMS |f_k − f_NNGP| on the grid (mean over draws)", "tab:blue")
+                       r"RMS $|f_k - f_{NNGP}|$ on the grid (mean over draws)", "tab:blue")
     ax.set_xlabel("number of random features k")
     ax.set_ylabel("prediction error vs NNGP regression")
     ax.set_title(f"Random features → NNGP regression: measured slope {result.rf_slope:.2f}\n"

@@ -312,7 +312,7 @@ def plot_regimes(table, axes=None):
         a1.axhline(r.test_accuracy, color=f"C{i + 5}", ls=styles[i % len(styles)], lw=1.6,
                    label=f"{r.model} ({r.test_accuracy:.1%})")
     _zoomed(a1, acc)
-    a1.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
+    a1.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
     a1.set_xlabel("width n")
     a1.set_ylabel("test accuracy")
     a1.set_title("test accuracy: kernel classifiers vs trained nets")
