@@ -208,7 +208,7 @@ def write_gallery(out: Path, tour: Path | None) -> int:
             name = f"{ch.key}-{src.name}"
             shutil.copyfile(src, gallery / name)
             caption = " ".join(f["caption"].split()).replace("*", "\\*").replace("|", "\\|").replace("_", "\\_")
-            parts.append(f".. figure:: gallery/{name}\n   :width: 100%\n\n   {caption}\n")
+            parts.append(f".. figure:: gallery/{name}\n\n   {caption}\n")  # wide figures shrink to the page
             count += 1
     if not count:
         parts.append(".. note::\n\n   No tour output was found for this build. ``make demo`` (or "
