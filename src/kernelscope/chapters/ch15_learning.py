@@ -47,7 +47,7 @@ def _per_update(runs: dict) -> str:
     if len(at) < 2:
         return ""
     lo, hi = min(at.values()), max(at.values())
-    verdict = ("the runs are alike per update: a step on a few examples is worth about as much as a step on all N "
+    verdict = ("the runs are alike per update; a step on a few examples is worth about as much as a step on all N "
                "here, at a fraction of the cost, and only the small batches' curves are noisy"
                if hi <= 1.25 * lo else
                f"per update, {min(at, key=at.get)} is ahead")

@@ -71,7 +71,8 @@ def _run(ctx: StepContext) -> ChapterResult:
     fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "sweep.png", "Lazy training: relative weight change, relative NTK change, "
                                    "network-vs-linearisation gap and gap to the infinite-width gradient flow, "
-                                   "against the width m (log-log, fitted slopes in the legend)."))
+                                   "against the width m (log-log; the legend gives each fitted slope, and the slope "
+                                   "between the two widest nets where a curve bends away from it)."))
 
     fig = new_figure((11, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
