@@ -1,6 +1,9 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   create .venv, install kernelscope (torch==2.13.0, CPU build), run the tour into ./tour-out
-#   make test   the same set-up, then the linter (ruff) and the whole test suite
+#   make test   the same set-up, then the linter (ruff) and the whole test suite (the API reference's build included)
+# and one more builds the API reference:
+#   make docs   docs/_build/html/index.html (Sphinx, warnings as errors; the gallery shows the figures of
+#               ./tour-out when `make demo` made it, else of a quick tour it runs first)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +11,7 @@ TORCH  := torch==2.13.0
 OUT    ?= tour-out
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser bench clean
+.PHONY: demo test docs install browser bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +19,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,8 +43,17 @@ test: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
+# The gallery needs a tour's figures: those of $(OUT) (make demo), or a quick tour's (a few minutes the first time;
+# run again, the tour resumes and redoes nothing).
+DOCS_TOUR = $(if $(wildcard $(OUT)/steps),$(OUT),docs/_build/tour-quick)
+
+docs: install
+	$(if $(wildcard $(OUT)/steps),,$(BIN)/kernelscope tour --quick --no-progress --out $(DOCS_TOUR))
+	KERNELSCOPE_TOUR=$(DOCS_TOUR) $(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
+
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis docs/_build docs/_generated

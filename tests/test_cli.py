@@ -197,3 +197,103 @@ def test_version_and_story_order(capsys):
     code, out, _ = run(["--help"], capsys)
     pos = [out.index(f"\n  {c}  ") for c in ("solve", "regress", "lazy", "tour")]
     assert pos == sorted(pos)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Issue 24: one convention for names, lists, depth, notes and progress
+# ------------------------------------------------------------------------------------------------------------
+def test_spirals_is_the_command_and_spiral_still_works(capsys, monkeypatch, tmp_path):
+    """The command is named like its chapter; the older name is accepted (hidden from the help)."""
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0 and "\n  spirals  " in out and "\n  spiral  " not in out
+    for name in ("spirals", "spiral"):
+        code, out, _ = run([name, "--help"], capsys)
+        assert code == 0 and "--sweep" in out
+
+
+def test_tour_only_takes_commas_repeats_and_command_names(monkeypatch, tmp_path, capsys):
+    import kernelscope.tour as T
+
+    seen = {}
+
+    def fake_run_tour(out, **kwargs):
+        seen.update(kwargs)
+        return T.TourResult(out=tmp_path, done=[], skipped=[], failed={})
+
+    monkeypatch.setattr(T, "run_tour", fake_run_tour)
+    code, _, err = run(["tour", "--out", str(tmp_path), "--only", "lazy,pathkernel", "--only", "spiral"], capsys)
+    assert code == 0, err
+    assert seen["only"] == ["lazy", "pathkernel", "spirals"]
+
+
+def test_list_options_accept_commas_and_repeats():
+    from kernelscope._arrays import ValidationError
+    from kernelscope.cli._options import int_list, split_list
+
+    assert int_list(["16,64", "256"], "--widths") == int_list(["16", "64", "256"], "--widths") == [16, 64, 256]
+    assert int_list("8, 32", "--sweep") == [8, 32] and split_list(None, "--only") == []
+    for bad in (["8,x"], ["0"], [","]):
+        with pytest.raises(ValidationError, match="^--widths: expected integers"):
+            int_list(bad, "--widths")
+
+
+def test_kernel_has_its_own_option_and_regress_the_same_defaults(tmp_path, capsys):
+    """`kernel --kernel` names a kernel (the older `--activation rbf` still works, with a note); `regress --kernel
+    nngp` uses the network of `kernel`, with the same defaults (3 hidden layers, σ_w 1.5, σ_b 0.05)."""
+    from kernelscope import kernels, nets
+    from kernelscope.regression import KernelRegressor, MLPKernel
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(12, 3))
+    np.save(tmp_path / "x.npy", X)
+    code, _, err = run(["kernel", "--x", str(tmp_path / "x.npy"), "--kernel", "rbf", "--gamma", "0.3",
+                        "--out", str(tmp_path / "r.npy")], capsys)
+    assert code == 0 and not err
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy"), kernels.rbf(X, gamma=0.3), rtol=1e-13)
+    code, _, err = run(["kernel", "--x", str(tmp_path / "x.npy"), "-a", "rbf", "--gamma", "0.3",
+                        "--out", str(tmp_path / "r2.npy")], capsys)
+    assert code == 0 and err.startswith("note: --activation rbf is read as --kernel rbf")
+    np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), np.load(tmp_path / "r.npy"))
+    code, out, _ = run(["kernel", "--x", str(tmp_path / "x.npy"), "--kernel", "nngp",
+                        "--out", str(tmp_path / "k.npy")], capsys)
+    assert code == 0 and "3 hidden layers" in out
+    layers = []
+    for _ in range(3):
+        layers += [nets.Dense(1, 1.5, 0.05), nets.ReLU()]
+    want = nets.serial(*layers, nets.Dense(1, 1.5, 0.05)).kernel(X).nngp
+    np.testing.assert_allclose(np.load(tmp_path / "k.npy"), want, rtol=1e-12)
+
+    base = _regress_files(tmp_path)
+    code, out, err = run(base + ["--kernel", "nngp", "--activation", "erf"], capsys)
+    assert code == 0, err
+    assert "depth=3" in out and "w_std=1.5" in out and "b_std=0.05" in out
+    train = np.loadtxt(tmp_path / "train.csv", delimiter=",")
+    ref = KernelRegressor(MLPKernel(3, 1.5, 0.05, "erf", nngp=True), ridge=1e-3).fit(train[:, :2], train[:, 2])
+    pred = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(pred, ref.predict(np.loadtxt(tmp_path / "test.csv", delimiter=",")), rtol=1e-10)
+
+
+def test_warnings_are_note_lines_and_adam_has_no_training_time(tmp_path, capsys):
+    """A diverging run's warning is one `note:` line (no file name, no source line); with Adam, lr × steps is not
+    reported as a training time and the distances to T·Θ are not printed."""
+    code, out, err = run(["pathkernel", "--out", str(tmp_path / "a"), "--width", "16", "--steps", "40", "--lr", "5"],
+                         capsys)
+    assert code == 1 and "DIVERGED" in err
+    assert "note: " in err and "Warning" not in err and ".py:" not in err
+    code, out, err = run(["pathkernel", "--out", str(tmp_path / "b"), "--width", "16", "--steps", "5",
+                          "--nodes", "3", "--optimizer", "adam", "--lr", "0.01"], capsys)
+    assert code == 0, err
+    assert "adam, lr × steps = 0.05" in out and "(T = " not in out
+    assert "vs T·Θ" not in out and "up to scale" in out
+
+
+def test_lazy_names_its_slopes_like_its_table_and_says_when_it_resumed(tmp_path, capsys):
+    argv = ["lazy", "--out", str(tmp_path), "--widths", "8", "--widths", "32", "--steps", "5"]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    header = out.splitlines()[0].split()
+    slopes = next(ln for ln in out.splitlines() if ln.startswith("log-log slopes"))
+    assert header[:3] == ["m", "Δw", "rel"] and all(name in slopes for name in ("Δw rel", "ΔΘ rel", "net−lin"))
+    assert "dist_net" not in out and "resumed" not in err
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "note: resumed: 3 saved piece(s) read from" in err

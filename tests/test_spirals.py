@@ -542,7 +542,7 @@ def test_cli_spiral(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, name", [(["--classes", "1"], "classes"), (["--width", "0"], "width"),
                                         (["--noise", "-0.5"], "noise"), (["-n", "0"], "n_per_class"),
-                                        (["--optimizer", "rmsprop"], "optimizer"), (["--sweep", "0"], "widths")])
+                                        (["--optimizer", "rmsprop"], "optimizer"), (["--sweep", "0"], "--sweep")])
 def test_cli_spiral_bad_input(tmp_path, capsys, args, name):
     code, _, err = _cli(["spiral", "--out", str(tmp_path), "--epochs", "2", "-n", "5", "--no-progress", *args], capsys)
     assert code == 2

@@ -153,7 +153,7 @@ def test_progress_off_a_terminal_prints_plain_lines_while_work_runs():
         for _ in bar.track(range(2), "slow pieces"):
             time.sleep(0.7)  # longer than the interval: the heartbeat must speak in between
     lines = buf.getvalue().splitlines()
-    assert lines[0] == "slow pieces: started (2 pieces)"
+    assert lines[0] == "slow pieces: 0/2"  # the count the heartbeat lines continue
     beats = [ln for ln in lines if ln.startswith("  ... slow pieces: ")]
     assert len(beats) >= 3 and any("1/2" in ln for ln in beats)
     assert "\x1b" not in buf.getvalue()  # no terminal control codes in a log file
@@ -162,7 +162,7 @@ def test_progress_off_a_terminal_prints_plain_lines_while_work_runs():
 def test_tour_off_a_terminal_reports_each_chapter(tmp_path, fake_chapters, capsys):
     T.run_tour(tmp_path, progress=True)
     out = capsys.readouterr().out
-    assert "> [1/2] Chapter a ..." in out and "v [2/2] Chapter b" in out and "a: pieces: started" in out
+    assert "> [1/2] Chapter a ..." in out and "v [2/2] Chapter b" in out and "a: pieces: 0/3" in out
 
 
 def test_unknown_chapter_is_a_clear_error(tmp_path, fake_chapters):

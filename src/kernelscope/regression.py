@@ -137,12 +137,21 @@ def _is_precomputed(kernel: Any) -> bool:
 
 
 def resolve_kernel(kernel: Any, kernel_params: dict | None = None, nngp: bool = False) -> _kernels.Kernel:
-    """A kernel object from a name, a kernel object, a callable ``k(A, B)`` or a ``nets`` network."""
+    """A kernel object from a name, a kernel object, a callable ``k(A, B)`` or a ``nets`` network.
+
+    ``nngp=True`` picks a network's NNGP instead of its NTK; with any other kernel it is refused (it would change
+    nothing, and a user who asked for it expects an NNGP)."""
     params = dict(kernel_params or {})
     if _is_network(kernel):
         if params:
             raise ValidationError("kernel_params", "no parameters with a network kernel", repr(params))
         return NetworkKernel(kernel, nngp)
+    if nngp:
+        name = kernel if isinstance(kernel, str) else type(kernel).__name__
+        raise ValidationError("nngp", "False unless the kernel is a kernelscope.nets network (nngp=True picks its "
+                              "NNGP instead of its NTK)", f"True with the kernel {name!r}",
+                              "Leave out nngp=True, pass a network (nets.serial(...)), or use "
+                              "MLPKernel(..., nngp=True).")
     return _kernels.get(kernel, **params)
 
 

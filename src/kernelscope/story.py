@@ -72,12 +72,17 @@ def json_checkpoint(folder: Path, prefix: str = "") -> Callable[[str, Callable[[
 
 @dataclass
 class Figure:
+    """A figure of a chapter on the page: its file (relative to the tour folder) and its caption."""
+
     file: str  # path relative to DIR, e.g. "figures/full-seed0/linsys_line.png"
     caption: str
 
 
 @dataclass
 class Table:
+    """A table of a chapter on the page: a title, column names, rows of cells (:func:`kernelscope.report.format_cell`)
+    and a note under it."""
+
     title: str
     columns: list[str]
     rows: list[list[Any]]
@@ -108,6 +113,9 @@ class ChapterResult:
 
 @dataclass
 class Chapter:
+    """One chapter of the story: its key (file names, ``--only``), place, title, text, and the step that runs its
+    experiments and returns a :class:`ChapterResult`."""
+
     key: str  # short id, used in file names and on the command line: "linsys"
     order: int  # position in the story (10, 20, ...)
     title: str
@@ -200,8 +208,8 @@ class Progress:
         tid = next(self._ids)
         with self._lock:
             self._tasks[tid] = [description, 0, total, time.monotonic()]
-        if self.enabled:
-            self._line(f"{description}: started" + (f" ({total} pieces)" if total is not None else ""))
+        if self.enabled:  # the same count as the heartbeat lines that follow: "widths: 0/4", then "widths: 2/4 (9 s)"
+            self._line(f"{description}: " + (f"0/{total}" if total is not None else "started"))
         return tid
 
     def advance(self, task: int) -> None:

@@ -50,6 +50,8 @@ def chapters() -> list[Chapter]:
 
 @dataclass
 class TourResult:
+    """What :func:`run_tour` did: the chapters computed, resumed and failed, and where the report is."""
+
     out: Path
     done: list[str]  # chapters computed in this run
     skipped: list[str]  # chapters already done in this configuration (resumed)

@@ -112,7 +112,7 @@ def _run(ctx: StepContext) -> ChapterResult:
     # 5. the Adam-trained spiral net as a kernel machine; Domingos' critiques measured
     dom = domingos_critiques(ctx.seed, q, ctx.track, with_train=True)
     crit, sk, runs = dom.critiques, dom.spiral, dom.runs_1d
-    fig = new_figure((15, 4.8))
+    fig = new_figure((14, 5.6), layout="constrained")
     axes = fig.subplots(1, 3)
     e = crit.explained[1]
     P.plot_spiral_explanation(sk.X_train, sk.y_train, sk.X_test[e.index],
@@ -121,10 +121,11 @@ def _run(ctx: StepContext) -> ChapterResult:
     picks = [int(np.argmin(np.abs(Xtr - v))) for v in (-0.8, 0.0, 0.8)]
     P.plot_coefficients_vs_x(runs["adam"], Xs[::2], X, picks, ax=axes[1])
     P.plot_coefficients_vs_x(runs["sgd"], Xs[::2], X, picks, ax=axes[2])
-    fig.tight_layout()
     res.figures.append(ctx.savefig(fig, "critiques.png", "Left: the spiral net of chapter 7 (ReLU, trained by "
-                                   "Adam with weight decay) as a kernel machine - the training points with the "
-                                   "largest contributions a_i K(x, x_i) to the predicted class at one test point. "
+                                   "Adam with weight decay) as a kernel machine - the twelve training points with "
+                                   "the largest contributions a_i K(x, x_i) to the predicted class at one test point "
+                                   "(★), ringed black when they push that class's score up and magenta (dashed) "
+                                   "when they push it down, the ring's area ∝ the size of the contribution. "
                                    "Middle and right: the 'coefficients' a_i(x) of three training points of the "
                                    "1-D problem across the test inputs, for Adam and for SGD: not constants (the "
                                    "spikes are where K(x, x_i) crosses zero and a_i = C/K is ill-defined)."))

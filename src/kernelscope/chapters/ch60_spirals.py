@@ -109,7 +109,10 @@ def run(ctx: StepContext) -> ChapterResult:
     res.figures.append(ctx.savefig(axes[0].figure, "regimes.png",
                                    "Finite NTK-parameterised nets vs the analytic kernels of the same architecture: "
                                    "relative change of the NTK and of the weights during training (left); test "
-                                   "accuracy and kernel-target alignment of Theta_0 and Theta_T (right)."))
+                                   "accuracy, the kernel classifiers as horizontal lines (middle); the kernel-target "
+                                   "alignment of the nets' NTK at the start (Θ₀) and at the end (Θ_T) of training, "
+                                   "an arrow per width, against the analytic kernels' (right). Accuracy and alignment "
+                                   "each have an axis of their own, zoomed on their values."))
 
     # --- numbers, tables, findings ------------------------------------------------------------------------------
     res.numbers = {

@@ -6,8 +6,13 @@ discovers them, so each chapter brings its own subcommand without touching the o
 Errors from bad input (unreadable file, bad shape, NaN, a bad option value) are the library's own
 :class:`~kernelscope._arrays.ValidationError` (``<argument>: expected <what>, got <what came>.``), raised by the
 library or by a subcommand for its options; they print one line to stderr and exit with status 2, never a
-traceback. Ctrl-C exits with status 130 and no traceback; inside :func:`resumable` (a command that saves its
-finished pieces in a folder) it says how to resume: run the same command again.
+traceback. Warnings are `note: ...` lines on stderr. Ctrl-C exits with status 130 and no traceback; inside
+:func:`resumable` (a command that saves its finished pieces in a folder) it says how to resume: run the same
+command again.
+
+Conventions shared by every subcommand (:mod:`kernelscope.cli._options`): a list option takes its values
+comma-separated or repeated (``--widths 16,64 --widths 256``); ``--depth`` counts hidden layers; a subcommand is
+named like its chapter of the story (``kernelscope spirals``; ``spiral`` is accepted too).
 """
 
 from __future__ import annotations
@@ -109,8 +114,11 @@ _CTRL_C = 130  # what typer returns (standalone_mode=False) for a KeyboardInterr
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    from ._options import notes_for_warnings
+
     try:
-        rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
+        with notes_for_warnings():  # the library's warnings reach the user as `note:` lines, not Python warnings
+            rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Interrupted as exc:

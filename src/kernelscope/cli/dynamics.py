@@ -14,15 +14,9 @@ import typer
 from .._arrays import ValidationError
 from .._io import fmt
 
-
-def _widths(text: str) -> list[int]:
-    try:
-        ws = [int(w) for w in text.replace(" ", "").split(",") if w]
-    except ValueError:
-        raise ValidationError("--widths", "comma-separated integers like 16,64,256", f"'{text}'") from None
-    if not ws or min(ws) < 1:
-        raise ValidationError("--widths", "positive integers", f"'{text}'")
-    return ws
+#: the lazy command's columns: the name each lazy-training metric has in its table, its slopes and its JSON key
+_LAZY_COLUMNS = {"weight_change": "Δw rel", "ntk_change": "ΔΘ rel", "dist_net_lin": "net−lin",
+                 "dist_net_flow": "net−flowΘ₀", "dist_net_inf": "net−flowΘ∞"}
 
 
 # what the pathkernel command prints for each number it saves (the JSON keeps the short keys)
@@ -30,6 +24,8 @@ _LABELS = {
     "vs_T_theta0": "path kernel vs T·Θ₀ (initial NTK), relative Frobenius distance",
     "vs_T_thetaT": "path kernel vs T·Θ_T (final NTK), relative Frobenius distance",
     "T": "training time T = lr × steps",
+    "T_preconditioned": "lr × steps (not a training time: this optimiser's steps are preconditioned or carry "
+                        "momentum, so only the kernel's shape is compared with the tangent kernels)",
     "shape_vs_theta0": "path kernel vs initial NTK up to scale (min over c of ‖K − cΘ₀‖/‖K‖)",
     "shape_vs_thetaT": "path kernel vs final NTK up to scale",
     "test_accuracy": "test accuracy of the trained model",
@@ -42,7 +38,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("lazy-out"), "--out", "-o", help="Folder for lazy.json and the figures."),
         dataset: str = typer.Option("1d", "--dataset", help="'1d' (two-layer erf, 20 points) or 'digits' "
                                     "(three-layer ReLU, parity of 64 digits)."),
-        widths: str = typer.Option("16,64,256,1024", "--widths", help="Comma-separated widths m."),
+        widths: list[str] = typer.Option(["16,64,256,1024"], "--widths",
+                                         help="Widths m, comma-separated or repeated (--widths 16,64 --widths 256)."),
         steps: int = typer.Option(200, "--steps", help="Full-batch gradient-descent steps."),
         lr: float = typer.Option(0.0, "--lr", help="Step size (0: 0.5/λ_max(Θ₀) of the widest net)."),
         seed: int = typer.Option(0, "--seed", help="Random seed (data and weights)."),
@@ -53,6 +50,7 @@ def register(app: typer.Typer) -> None:
         from ..plots import dynamics as P
         from ..story import Progress, json_checkpoint
         from . import resumable
+        from ._options import int_list, note
 
         if dataset not in ("1d", "digits"):
             raise ValidationError("--dataset", "'1d' or 'digits'", f"'{dataset}'")
@@ -60,27 +58,47 @@ def register(app: typer.Typer) -> None:
             raise ValidationError("--steps", "a positive integer", f"{steps}")
         if lr < 0:
             raise ValidationError("--lr", "a positive number (or 0 for automatic)", f"{lr}")
-        ws = _widths(widths)
+        ws = int_list(widths, "--widths")
         out.mkdir(parents=True, exist_ok=True)
         key = f"{dataset}_s{seed}_t{steps}_lr{lr:g}"
+        saved = json_checkpoint(out / "steps", f"{key}_")
+        loaded: list[str] = []
+
+        def checkpoint(name, compute):  # the saved pieces, counted: a resumed run says what it did not redo
+            fresh = []
+            value = saved(name, lambda: fresh.append(True) or compute())
+            if not fresh:
+                loaded.append(name)
+            return value
+
         with resumable(out / "steps"), Progress(file=sys.stderr) as bar:
             study = lazy_sweep(dataset, ws, steps=steps, lr=lr or None, seed=seed, track=bar.track, tag="w",
-                               checkpoint=json_checkpoint(out / "steps", f"{key}_"))
+                               checkpoint=checkpoint)
+        if loaded:
+            note(f"resumed: {len(loaded)} saved piece(s) read from {out / 'steps'} instead of computed again "
+                 f"({', '.join(loaded)}); delete that folder (or use another --out) to recompute them")
         sweep = study.sweep
         atomic_write_json(out / "lazy.json", sweep)
         atomic_savefig(P.plot_width_sweep(sweep).figure, out / "lazy_sweep.png", dpi=120)
         if dataset == "1d":
             ax = P.plot_lazy_functions(sweep.runs[-1], study.X, study.y, study.X_test)
             atomic_savefig(ax.figure, out / "lazy_functions.png", dpi=120)
-        typer.echo(f"{'m':>6} {'Δw rel':>10} {'ΔΘ rel':>10} {'net−lin':>10} {'net−flow∞':>10}")
+        # one name per metric, the same in the table, the slopes and the legend of lazy_sweep.png
+        columns = {k: name for k, name in _LAZY_COLUMNS.items()
+                   if all(getattr(r, k) is not None for r in sweep.runs)}
+        typer.echo(f"{'m':>6} " + " ".join(f"{name:>12}" for name in columns.values()))
         for r in sweep.runs:
-            typer.echo(f"{r.width:>6} {r.weight_change[-1]:>10.3g} {r.ntk_change[-1]:>10.3g} "
-                       f"{r.dist_net_lin[-1]:>10.3g} {r.dist_net_inf:>10.3g}")
+            values = [getattr(r, k) for k in columns]
+            typer.echo(f"{r.width:>6} " + " ".join(f"{(v[-1] if isinstance(v, list) else v):>12.3g}" for v in values))
         if len(ws) < 2:
             typer.echo("log-log slopes: n/a (they need at least 2 widths)")
         else:
-            typer.echo("log-log slopes (theory ≈ −0.5): "
-                       + ", ".join(f"{k} {fmt(v, '+.2f')}" for k, v in sweep.slopes.items()))
+            typer.echo("log-log slopes against m (lazy-training theory ≈ −0.5): "
+                       + ", ".join(f"{name} {fmt(sweep.slopes[k], '+.2f')}" for k, name in columns.items()
+                                   if k in sweep.slopes))
+        typer.echo("columns: Δw rel = ‖w_T − w₀‖/‖w₀‖, ΔΘ rel = ‖Θ_T − Θ₀‖/‖Θ₀‖, net−lin = RMS(net − its "
+                   "linearisation), net−flowΘ₀ and net−flowΘ∞ = RMS(net − the gradient-flow prediction with the "
+                   "net's own Θ₀, with the infinite-width Θ∞)")
         typer.echo(f"wrote {out / 'lazy.json'} and figures in {out}")
 
     @app.command()
@@ -134,11 +152,15 @@ def register(app: typer.Typer) -> None:
                    "f_model": res.f_model, "f_kernel": res.f_kernel, "losses": res.losses, **summary}
         atomic_write_json(out / "pathkernel.json", payload)
         how = "exact quadrature" if exact else "left-endpoint sum"
-        typer.echo(f"trained {res.steps_done} steps (T = {res.T:.4g}); "
-                   f"loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
+        plain = optimizer == "sgd"  # T = lr × steps is a training time (gradient flow's) only for plain SGD
+        when = f"T = {res.T:.4g}" if plain else f"{optimizer}, lr × steps = {res.T:.4g}"
+        typer.echo(f"trained {res.steps_done} steps ({when}); loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}")
         typer.echo(f"kernel machine ({how}) vs model: relative error {res.rel_error:.3e}")
         for k, v in summary.items():
-            typer.echo(f"{_LABELS.get(k, k.replace('_', ' '))}: {v:.4g}")
+            if not plain and k in ("vs_T_theta0", "vs_T_thetaT"):
+                continue  # distances to T·Θ: meaningless when the steps are preconditioned (the JSON keeps them)
+            label = _LABELS["T_preconditioned"] if (k == "T" and not plain) else _LABELS.get(k, k.replace("_", " "))
+            typer.echo(f"{label}: {v:.4g}")
         typer.echo(f"wrote {out / 'pathkernel.json'} and {out / 'pathkernel.png'}")
         if res.diverged:
             typer.echo(f"training DIVERGED at step {res.stopped_at} (loss {res.losses[-1]:.4g}): the numbers above "

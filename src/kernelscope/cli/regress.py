@@ -2,6 +2,9 @@
 
     kernelscope regress --train train.csv --test test.csv --kernel rbf --ridge 1e-3 --out pred.csv [--std]
 
+``--kernel ntk|nngp`` is the network kernel of ``kernelscope kernel``, with the same options and defaults
+(``--depth`` counts hidden layers).
+
 Files are ``.npy`` (a 2-D array) or text (``.csv``/``.txt``/``.tsv``: numbers, an optional header line), read by
 :func:`kernelscope.cli._files.read_table`. The target is
 the column ``--target-col`` of the training file (default the last). A test file with as many columns as the
@@ -17,6 +20,7 @@ import typer
 
 from .._arrays import ValidationError
 from ._files import read_table
+from ._options import NETWORK_DEFAULTS
 
 KERNEL_CHOICES = ("rbf", "laplace", "poly", "linear", "arccos", "erf", "ntk", "nngp")
 #: the options each --kernel takes (the rest are refused by name, not by a Python TypeError)
@@ -28,7 +32,8 @@ KERNEL_OPTIONS: dict[str, tuple[str, ...]] = {
 
 
 def kernel_from_options(kernel: str, options: dict):
-    """The kernel object of ``--kernel`` and its options (those given, i.e. not None)."""
+    """The kernel object of ``--kernel`` and its options (those given, i.e. not None); a network kernel (``ntk``,
+    ``nngp``) takes what is not given from :data:`~kernelscope.cli._options.NETWORK_DEFAULTS`."""
     from .. import kernels as _kernels
     from ..regression import MLPKernel
 
@@ -41,8 +46,8 @@ def kernel_from_options(kernel: str, options: dict):
             takes = ", ".join("--" + a.replace("_", "-") for a in allowed) or "no options"
             raise ValidationError("--" + name.replace("_", "-"), f"an option of the chosen kernel ({kernel} takes: "
                                   f"{takes})", f"--{name.replace('_', '-')} {value}")
-    if kernel in ("ntk", "nngp"):
-        return MLPKernel(**given, nngp=kernel == "nngp")
+    if kernel in ("ntk", "nngp"):  # the network of `kernelscope kernel`, with the same defaults
+        return MLPKernel(**{**NETWORK_DEFAULTS, **given}, nngp=kernel == "nngp")
     return _kernels.get(kernel, **given)
 
 
@@ -86,11 +91,15 @@ def register(app: typer.Typer) -> None:
         lengthscale: float | None = typer.Option(None, "--lengthscale", help="ℓ of rbf (γ = 1/(2ℓ²))."),
         degree: int | None = typer.Option(None, "--degree", help="Degree of poly (default 3)."),
         coef0: float | None = typer.Option(None, "--coef0", help="c₀ of poly (default 1)."),
-        depth: int | None = typer.Option(None, "--depth", help="Hidden layers of the ntk/nngp network (default 2)."),
-        w_std: float | None = typer.Option(None, "--w-std", help="σ_w of the ntk/nngp network (default 1)."),
-        b_std: float | None = typer.Option(None, "--b-std", help="σ_b of the ntk/nngp network (default 0)."),
-        activation: str | None = typer.Option(None, "--activation", help="Activation of the ntk/nngp network "
-                                              "(relu, erf, tanh, gelu, ...; default relu)."),
+        depth: int | None = typer.Option(None, "--depth", help="Hidden layers of the ntk/nngp network (default "
+                                         f"{NETWORK_DEFAULTS['depth']}, as `kernelscope kernel`)."),
+        w_std: float | None = typer.Option(None, "--w-std", help="σ_w of the ntk/nngp network (default "
+                                           f"{NETWORK_DEFAULTS['w_std']})."),
+        b_std: float | None = typer.Option(None, "--b-std", help="σ_b of the ntk/nngp network (default "
+                                           f"{NETWORK_DEFAULTS['b_std']})."),
+        activation: str | None = typer.Option(None, "--activation", "-a", help="Activation of the ntk/nngp network "
+                                              "(relu, erf, tanh, gelu, ...; default "
+                                              f"{NETWORK_DEFAULTS['activation']})."),
         target_col: int = typer.Option(-1, "--target-col", help="Column of the target in the training file."),
         std: bool = typer.Option(False, "--std", help="Also write the GP posterior std of each prediction."),
         solver: str = typer.Option("auto", "--solver", help="auto, or a solver of kernelscope.solvers.SOLVERS "

@@ -1,4 +1,5 @@
-"""``kernelscope spiral``: train the lecture's spiral network and write its figures and a JSON of results."""
+"""``kernelscope spirals`` (also ``spiral``): train the lecture's spiral network and write its figures and a JSON
+of results. Named like the chapter of the story (``kernelscope tour --only spirals``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def spiral(
+    def spirals(
         out: Path = typer.Option(Path("spiral-out"), "--out", "-o", help="Folder for the figures and results.json."),
         classes: int = typer.Option(5, "--classes", "-k", help="Number of spiral arms K (>= 2)."),
         n_per_class: int = typer.Option(1000, "--n-per-class", "-n", help="Training points per arm."),
@@ -20,9 +20,9 @@ def register(app: typer.Typer) -> None:
         weight_decay: float = typer.Option(1e-5, "--weight-decay", help="Weight decay."),
         optimizer: str = typer.Option("adam", "--optimizer", help="adam, or sgd (with momentum 0.9)."),
         seed: int = typer.Option(0, "--seed", help="Seed of the data and the initial weights."),
-        sweep: list[int] | None = typer.Option(None, "--sweep",
-                                                  help="Also train these hidden widths (repeatable) "
-                                                       "and plot the curves."),
+        sweep: list[str] | None = typer.Option(None, "--sweep",
+                                                  help="Also train these hidden widths and plot the curves "
+                                                       "(comma-separated or repeated: --sweep 2,8 --sweep 32)."),
         no_gif: bool = typer.Option(False, "--no-gif", help="Skip the two GIFs (faster)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     ) -> None:
@@ -35,7 +35,9 @@ def register(app: typer.Typer) -> None:
         from ..experiments import spirals as sp
         from ..plots import spirals as ps
         from ..story import Progress
+        from ._options import int_list, note
 
+        sweep = int_list(sweep, "--sweep") if sweep else None
         out.mkdir(parents=True, exist_ok=True)
         with Progress(not no_progress, file=sys.stderr) as bar, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", KernelscopeWarning)
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
                 sweep_res = sp.spiral_width_sweep(sweep, classes, n_per_class, noise, epochs=epochs, lr=lr,
                                            weight_decay=weight_decay, optimizer=optimizer, seed=seed, track=track)
         for w in caught:
-            typer.echo(f"note: {w.message}", err=True)
+            note(str(w.message))
 
         written = []
 
@@ -74,3 +76,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{state}: train accuracy {run.final_train_accuracy:.1%}, test accuracy "
                    f"{run.final_test_accuracy:.1%}, final loss {run.final_loss:.4g}")
         typer.echo(f"wrote {len(written)} figure(s) and results.json to {out}")
+
+    app.command("spirals")(spirals)
+    app.command("spiral", hidden=True, help="The same as `kernelscope spirals`.")(spirals)

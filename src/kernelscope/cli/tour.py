@@ -14,7 +14,8 @@ def register(app: typer.Typer) -> None:
                                  help="Folder for index.html, results.json, figures/."),
         quick: bool = typer.Option(False, "--quick", help="Small sizes: the whole story in a few minutes."),
         force: bool = typer.Option(False, "--force", help="Redo chapters that are already done."),
-        only: list[str] | None = typer.Option(None, "--only", help="Run only this chapter (repeatable)."),
+        only: list[str] | None = typer.Option(None, "--only", help="Run only these chapters (keys from --list; "
+                                              "comma-separated or repeated: --only lazy,pathkernel --only spirals)."),
         seed: int = typer.Option(0, "--seed", help="Base random seed."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
         jobs: int = typer.Option(0, "--jobs", "-j", min=0,
@@ -30,7 +31,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{ch.key:12s} {ch.title}")
             return
         from . import resumable
+        from ._options import ALIASES, split_list
 
+        # a subcommand's name is accepted for its chapter (`--only spiral` is the chapter `spirals`)
+        only = [ALIASES.get(k, k) for k in split_list(only, "--only")] or None
         with resumable(out):
             res = run_tour(out, quick=quick, force=force, only=only, seed=seed, progress=not no_progress,
                            jobs=jobs)

@@ -220,7 +220,8 @@ def lazy_width_sweep(X: Any, y: Any, X_test: Any, widths: Iterable[int], *, dept
         lr = checkpoint(f"{tag}_lr_widest{max(widths)}", lambda: stable_lr(build(max(widths)), Xt)) if checkpoint else \
             stable_lr(build(max(widths)), Xt)
     runs = []
-    it = track(widths, f"widths (depth {depth})") if track else widths
+    hidden = depth - 1  # depth counts weight layers (mlp's convention); what a reader is told counts hidden ones
+    it = track(widths, f"widths ({hidden} hidden layer{'s' if hidden != 1 else ''})") if track else widths
     for m in it:
         def compute(m=m):
             r = train_lazy(build(m), Xt, y, X_test, lr=lr, steps=steps, ntk_infinite=ntk_infinite)

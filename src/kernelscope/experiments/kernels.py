@@ -30,6 +30,9 @@ __all__ = ["FeatureMapResult", "RidgePathResult", "GPBandResult", "RandomFeature
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class FeatureMapResult:
+    """Explicit polynomial features against the polynomial kernel (:func:`feature_map_vs_kernel`): the fits on a
+    grid and their largest difference."""
+
     x_train: np.ndarray  # (N,)
     y_train: np.ndarray  # (N,)
     x_grid: np.ndarray  # (G,)
@@ -67,6 +70,9 @@ def feature_map_vs_kernel(x: np.ndarray, y: np.ndarray, x_grid: np.ndarray, *, d
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class RidgePathResult:
+    """RBF kernel regression along a path of ridges λ down to 0 (:func:`ridge_path`): fits, training error, RKHS
+    norm and error to the truth per λ."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_grid: np.ndarray
@@ -99,6 +105,9 @@ def ridge_path(x: np.ndarray, y: np.ndarray, x_grid: np.ndarray, truth: np.ndarr
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class GPBandResult:
+    """The Gaussian-process posterior of RBF kernel regression (:func:`gp_band`): mean, standard deviation and their
+    coverage of the truth."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_grid: np.ndarray
@@ -139,6 +148,9 @@ def random_features_fit(x: np.ndarray, y: np.ndarray, x_grid: np.ndarray, k: int
 
 @dataclass
 class RandomFeaturesResult:
+    """Random ReLU features against arc-cosine kernel regression (:func:`random_features`): the error per number of
+    features k and its log-log slope."""
+
     x_train: np.ndarray
     y_train: np.ndarray
     x_grid: np.ndarray

@@ -363,6 +363,9 @@ class EpochRun:
     epochs : (K,) epochs done at each record, 0 … E (a fraction at a divergence) ; loss : (K,) the mean loss on
     all N examples there ; updates : (K,) optimiser steps by then ; grad_evals : (K,) per-example gradients by
     then ; diverged_at : the step where training stopped for divergence, else None ; model : the trained copy
+    curve_updates, curve_loss : (C,) the same loss also inside epochs: after each of the first E updates (E the
+    epochs, i.e. every update a full-batch run of the same length takes), then at about 12 update counts per decade,
+    and at every epoch's end, so that runs can be compared per update, not only per epoch
     """
 
     batch_size: int
@@ -375,6 +378,13 @@ class EpochRun:
     grad_evals: np.ndarray
     diverged_at: int | None
     model: nn.Module
+    curve_updates: np.ndarray | None = None
+    curve_loss: np.ndarray | None = None
+
+
+def _log_grid(n: int, per_decade: int = 12) -> set[int]:
+    """About ``per_decade`` integers per decade in [1, n], geometrically spaced (every integer below ~12)."""
+    return {int(round(v)) for v in np.geomspace(1, max(n, 1), max(2, int(per_decade * np.log10(max(n, 10))) + 1))}
 
 
 def train_epochs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_size: int, lr: float, epochs: int,
@@ -388,12 +398,18 @@ def train_epochs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_si
     per_epoch = n // batch_size
     trained = copy.deepcopy(model)
     record: list[tuple[int, float]] = []
+    curve: list[tuple[int, float]] = []  # also inside epochs (forward passes only: the training is unchanged)
+    inside = _log_grid(epochs * per_epoch) | set(range(1, epochs + 1))
 
     def on_step(step: int, _batch_loss: float, _out: torch.Tensor, bad: bool) -> None:
-        if step % per_epoch == 0 or bad:  # the model has taken `step` steps
+        at_epoch = step % per_epoch == 0 or bad  # the model has taken `step` steps
+        if at_epoch or step in inside:
             with torch.no_grad():
                 out = trained(X)
-                record.append((step, float(loss_value(out.reshape(n, -1), y, loss, "mean"))))
+                value = float(loss_value(out.reshape(n, -1), y, loss, "mean"))
+            curve.append((step, value))
+            if at_epoch:
+                record.append((step, value))
 
     res = train(trained, X, y, loss=loss, reduction="mean", optimizer="sgd", lr=lr, momentum=momentum,
                 steps=epochs * per_epoch, batch_size=None if batch_size == n else batch_size, seed=seed,
@@ -401,7 +417,8 @@ def train_epochs(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, batch_si
     steps = np.array([s for s, _ in record])
     return EpochRun(batch_size=batch_size, n=n, lr=float(lr), momentum=float(momentum), epochs=steps / per_epoch,
                     loss=np.array([v for _, v in record]), updates=steps, grad_evals=steps * batch_size,
-                    diverged_at=res.diverged_at, model=trained)
+                    diverged_at=res.diverged_at, model=trained,
+                    curve_updates=np.array([s for s, _ in curve]), curve_loss=np.array([v for _, v in curve]))
 
 
 @dataclass

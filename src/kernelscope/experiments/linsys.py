@@ -28,6 +28,9 @@ __all__ = ["LinearSystem", "solve_system", "LeastNormCheck", "check_least_norm",
 
 @dataclass
 class LinearSystem:
+    """A solved system ``Ax = b`` (:func:`solve_system`): the data, the :class:`~kernelscope.linsys.SolveResult` and
+    the four subspaces."""
+
     A: Any  # (m, n) array (dense, or a SciPy sparse matrix)
     b: np.ndarray  # (m,) or (m, k)
     result: linsys.SolveResult  # x, kind, rank, residual, row/null parts
@@ -52,6 +55,8 @@ def solve_system(A, b, *, rcond: float | None = None, quiet: bool = False) -> Li
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class LeastNormCheck:
+    """A least-norm solution checked against an independent reference (:func:`check_least_norm`)."""
+
     system: LinearSystem
     expected: np.ndarray  # (n,) the solution it should be
     norm: float  # ‖x*‖
@@ -76,6 +81,8 @@ def check_least_norm(A: np.ndarray, b: np.ndarray, expected: np.ndarray | None =
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class RankDeficientExample:
+    """A rank-deficient system with b inside and outside the column space (:func:`rank_deficient_example`)."""
+
     A: np.ndarray  # (n, n) of rank r
     inside: LeastNormCheck  # b in the column space: exact solution of least norm
     outside: LeastNormCheck  # b not in it: least-squares solution of least norm
@@ -107,6 +114,8 @@ def rank_deficient_example(rng: np.random.Generator, n: int = 8, rank: int = 4,
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class HilbertRow:
+    """One Hilbert matrix of :func:`hilbert_study`: its conditioning, the rank found and the residuals."""
+
     n: int
     cond: float  # 2-norm condition number of H
     rank: int  # numerical rank found by linsys.solve (rcond = eps·n)
@@ -134,6 +143,8 @@ def hilbert_study(sizes=(6, 8, 10, 12, 14, 16)) -> list[HilbertRow]:
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class PowerStudy:
+    """Power iteration on a matrix of known spectrum (:func:`power_iteration_study`)."""
+
     eigenvalues: np.ndarray  # (n,) the spectrum of the matrix, largest first
     result: linsys.PowerResult  # eigenvalue, iterations, converged, Rayleigh-quotient history
 

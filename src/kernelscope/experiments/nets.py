@@ -51,6 +51,8 @@ def mlp_description(depth: int, activation: Any = nets.ReLU, width: int = 512, w
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class RandomFeaturesResult:
+    """Random-features regression against NNGP regression as the width k grows (:func:`random_features_experiment`)."""
+
     ks: list[int]
     rf_error: list[float]  # (len(ks),) RMS gap to NNGP regression on the grid, mean over draws
     rf_slope: float  # log-log fit of rf_error against k
@@ -104,6 +106,9 @@ def random_features_experiment(ks: list[int], n_draws: int = 5, seed: int = 0, r
 # ------------------------------------------------------------------------------------------------------------
 @dataclass
 class WidthResult:
+    """Relative errors of a finite network's empirical NNGP and NTK against the analytic kernels, per width
+    (:func:`width_experiment`)."""
+
     widths: list[int]
     nngp_error: list[float]  # (len(widths),) RMS over draws of ‖K̂ − K‖_F/‖K‖_F
     ntk_error: list[float]
@@ -154,6 +159,9 @@ ANGLE_ACTIVATIONS = {"ReLU": nets.ReLU, "Erf": nets.Erf, "GELU": lambda: nets.GE
 
 @dataclass
 class AngleResult:
+    """NNGP and NTK between unit inputs as functions of their angle, per activation and number of hidden layers
+    (:func:`angle_experiment`)."""
+
     angles: list[float]  # (G,) γ in radians, 0..π
     depths: list[int]
     curves: dict[str, dict[str, dict[str, list[float]]]]  # activation -> "nngp"/"ntk" -> str(depth) -> (G,) k(γ)/k(0)
@@ -186,6 +194,8 @@ DIGIT_ACTIVATIONS = {"ReLU": nets.ReLU, "Erf": nets.Erf}
 
 @dataclass
 class DigitsResult:
+    """Test accuracy and time of NNGP/NTK regression and RBF kernel ridge on digits (:func:`digits_experiment`)."""
+
     accuracy: dict[str, float]  # "rbf" and "<activation>-<nngp|ntk>-<depth>" -> test accuracy
     seconds: dict[str, float]  # the same keys -> fit + predict time
     depths: list[int]

@@ -93,6 +93,8 @@ def agreement_1d(seed: int = 0, steps: int = 60, *, width: int = 256, nodes: int
 
 @dataclass
 class StepSizeStudy:
+    """The kernel machine's error at fixed training time T as the step size shrinks (:func:`step_size_study`)."""
+
     T: float  # training time η·steps, the same for every row
     steps: list[int]
     lr: list[float]  # η = T / steps
@@ -156,6 +158,9 @@ def digits_explained(seed: int = 0, *, n_train: int = 120, n_test: int = 30, cla
 
 @dataclass
 class KernelDistance:
+    """How far a path kernel K is from the tangent kernels at the ends of its path (:func:`kernel_distance`): scaled
+    by T, and up to scale."""
+
     vs_T_theta0: float  # ‖K − T·Θ₀‖_F / ‖K‖_F
     vs_T_thetaT: float  # ‖K − T·Θ_T‖_F / ‖K‖_F
     T: float

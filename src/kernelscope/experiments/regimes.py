@@ -158,6 +158,28 @@ class RegimeTable:
     def finite_rows(self) -> list[RegimeRow]:
         return [r for r in self.rows if math.isfinite(r.width)]
 
+    def __str__(self) -> str:
+        """The table as text, one model per row (what ``print(table)`` shows; the dataclass keeps the numbers)."""
+        head = ["model", "width", "train acc", "test acc", "NTK change", "weight change", "align Θ₀", "align Θ_T"]
+
+        def cell(v: Any, kind: str) -> str:
+            if isinstance(v, str):
+                return v
+            if not math.isfinite(v):
+                return "∞" if kind == "width" and v > 0 else "—"
+            return f"{v:.0f}" if kind == "width" else (f"{v:.1%}" if kind == "acc" else f"{v:.3g}")
+
+        kinds = ["str", "width", "acc", "acc", "num", "num", "num", "num"]
+        body = [[cell(v, k) for v, k in zip((r.model, r.width, r.train_accuracy, r.test_accuracy, r.ntk_change,
+                                              r.weight_change, r.alignment_0, r.alignment_T), kinds)]
+                for r in self.rows]
+        widths = [max(len(row[j]) for row in [head, *body]) for j in range(len(head))]
+        line = lambda row: "  ".join(c.ljust(w) if j == 0 else c.rjust(w)  # noqa: E731
+                                     for j, (c, w) in enumerate(zip(row, widths)))
+        steps = self.config.get("steps")
+        title = "Where the kernel picture stops" + (f" (finite nets: {steps} gradient-descent steps)" if steps else "")
+        return "\n".join([title, line(head), line(["-" * w for w in widths]), *map(line, body)])
+
     def tail_slope(self, metric: str) -> float:
         """Log-log slope of a finite-net column (``"ntk_change"``, ``"weight_change"``) between the two widest nets
         (:func:`kernelscope.stats.fit_slope`; lazy-training theory: −½). NaN with fewer than two positive values."""

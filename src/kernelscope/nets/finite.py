@@ -186,6 +186,8 @@ def mlp(d_in: int, width: int, *, depth: int = 2, d_out: int = 1, activation: st
 
 
 class FanOutModule(nn.Module):
+    """The finite counterpart of ``FanOut(n)``: the input, n times (a list)."""
+
     def __init__(self, n: int):
         super().__init__()
         self.n = n
@@ -195,6 +197,8 @@ class FanOutModule(nn.Module):
 
 
 class ParallelModule(nn.Module):
+    """The finite counterpart of ``parallel(...)``: each branch applied to its own input of a list."""
+
     def __init__(self, mods: list[nn.Module]):
         super().__init__()
         self.branches = nn.ModuleList(mods)
@@ -204,6 +208,8 @@ class ParallelModule(nn.Module):
 
 
 class FanInSumModule(nn.Module):
+    """The finite counterpart of ``FanInSum()``: the sum of a list of inputs."""
+
     def forward(self, xs):
         out = xs[0]
         for x in xs[1:]:
@@ -241,6 +247,15 @@ class LazyNetwork(nn.Module):
             raise ValueError(f"x: expected {self.in_width} columns (the network was built for them), got {d}.")
         self.in_width = d
         return self
+
+    def extra_repr(self) -> str:
+        """What ``print(model)`` shows: before the parameters are drawn, the description and how to draw them
+        (once drawn, torch lists the layers of ``body`` below)."""
+        if self.body is not None:
+            return f"in={self.in_width}, out={self.out_width}"
+        width = f", width={self._width}" if self._width is not None else ""
+        return (f"{self.description!r}{width}\n(parameters not drawn yet: they are drawn for the input width at the "
+                "first call, or pass in_dim=d to finite())")
 
     def has_uninitialized_params(self) -> bool:
         """True until the input shape is known and the parameters are drawn (``torch.nn.modules.lazy`` protocol)."""

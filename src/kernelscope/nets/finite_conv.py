@@ -62,6 +62,8 @@ def ConvModule(c_in: int, c_out: int, kernel_size: tuple, stride: tuple, pads: l
 
 
 class PoolModule(torch.nn.Module):
+    """The finite counterpart of ``AvgPool``: average pooling over windows of the spatial axes."""
+
     def __init__(self, kernel_size: tuple, stride: tuple, pads: list, padding: str):
         super().__init__()
         self.kernel_size, self.stride, self.pads, self.padding = kernel_size, stride, pads, padding
@@ -72,6 +74,8 @@ class PoolModule(torch.nn.Module):
 
 
 class GlobalAvgPoolModule(torch.nn.Module):
+    """The finite counterpart of ``GlobalAvgPool()``: the mean over the ``ns`` spatial axes of (N, C, *S)."""
+
     def __init__(self, ns: int):
         super().__init__()
         self.ns = ns

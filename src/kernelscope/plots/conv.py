@@ -21,7 +21,7 @@ def plot_conv_digits(result, axes=None):
         acc = [next(r["test_accuracy"] for r in result.rows if r["architecture"] == a and r["kernel"] == which)
                for a in archs]
         bars = ax.bar(x + (i - 0.5) * 0.38, np.asarray(acc) * 100, 0.38, color=color, label=which)
-        ax.bar_label(bars, labels=[f"{100 * v:.1f}" for v in acc], fontsize=7, padding=1)
+        ax.bar_label(bars, labels=[f"{100 * v:.1f}" for v in acc], fontsize=8, padding=1)
     ax.set_xticks(x, archs, fontsize=8)
     ax.set_ylabel(f"test accuracy (%), {result.n_test} digits")
     ax.set_ylim(0, 105)
@@ -33,7 +33,7 @@ def plot_conv_digits(result, axes=None):
     bx.set_xscale("log")
     bx.set_yscale("log")
     bx.set_xlabel("channels per conv layer")
-    bx.set_ylabel("‖Θ_finite − Θ_∞‖_F / ‖Θ_∞‖_F")
+    bx.set_ylabel(r"$\|\Theta_{finite} - \Theta_\infty\|_F\, /\, \|\Theta_\infty\|_F$")
     bx.set_title(f"Empirical NTK → CNTK (fitted slope {result.slope:.2f})", fontsize=10)
     bx.legend(fontsize=8)
     return axes

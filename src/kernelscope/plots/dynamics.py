@@ -19,10 +19,10 @@ __all__ = ["plot_width_sweep", "plot_lazy_functions", "plot_ntk_convergence", "p
            "plot_ensemble_bands", "plot_spiral_explanation", "plot_coefficients_vs_x"]
 
 _METRICS = {
-    "weight_change": ("‖w_T − w₀‖ / ‖w₀‖", "#1f77b4", "o"),
-    "ntk_change": ("‖Θ_T − Θ₀‖ / ‖Θ₀‖", "#d62728", "s"),
-    "dist_net_lin": ("RMS(f_net − f_lin)", "#2ca02c", "^"),
-    "dist_net_inf": ("RMS(f_net − f_∞ flow)", "#9467bd", "D"),
+    "weight_change": (r"$\|w_T - w_0\| / \|w_0\|$", "#1f77b4", "o"),
+    "ntk_change": (r"$\|\Theta_T - \Theta_0\| / \|\Theta_0\|$", "#d62728", "s"),
+    "dist_net_lin": (r"RMS$(f_{net} - f_{lin})$", "#2ca02c", "^"),
+    "dist_net_inf": (r"RMS$(f_{net} - f_\infty)$, flow with $\Theta_\infty$", "#9467bd", "D"),
 }
 
 
@@ -49,16 +49,24 @@ def plot_width_sweep(sweep, ax=None, title: str | None = None):
         values = [getattr(r, key) for r in runs]
         if any(v is None for v in values):
             continue
-        vals = [v[-1] if isinstance(v, list) else v for v in values]
+        vals = np.array([v[-1] if isinstance(v, list) else v for v in values], float)
         slope = sweep.slopes.get(key, float("nan"))
-        ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  (slope {fmt(slope, '+.2f')})")
+        text = f"slope {fmt(slope, '+.2f')}"
+        if len(m) > 2 and vals[-1] > 0 and vals[-2] > 0:
+            # a curve that bends at the wide end is not described by its fitted slope alone: say so in the legend
+            last = float(np.log(vals[-1] / vals[-2]) / np.log(m[-1] / m[-2]))
+            if abs(last - slope) > 0.15:
+                text += f"; {int(m[-2])}→{int(m[-1])}: {fmt(last, '+.2f')}"
+        ax.loglog(m, vals, marker=marker, color=color, label=f"{label}  ({text})")
     ref = np.array([r.weight_change[-1] for r in runs])
-    ax.loglog(m, ref[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+    ax.loglog(m, ref[0] * (m / m[0]) ** -0.5, "k--", lw=1, label=r"guide $\propto m^{-1/2}$")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
     ax.set_ylabel("at the end of training")
-    ax.set_title(title or f"Lazy training, depth {sweep.depth} ({sweep.steps} steps)")
-    ax.legend(fontsize=7.5, loc="lower left")
+    hidden = sweep.depth - 1  # LazySweep.depth counts weight layers (dynamics.mlp); the page counts hidden layers
+    ax.set_title(title or f"Lazy training, {hidden} hidden layer{'s' if hidden != 1 else ''} ({sweep.steps} steps)")
+    # below the axes: inside, the legend would hide the wide end of the curves, where they bend
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
     ax.grid(True, which="both", alpha=0.3)
     return ax
 
@@ -79,7 +87,7 @@ def plot_lazy_history(sweep, key: str = "dist_net_lin", ax=None):
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel(_METRICS.get(key, (key,))[0])
     ax.set_title("The network leaves its linearisation more slowly as m grows")
-    ax.legend(fontsize=7.5)
+    ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     return ax
 
@@ -103,7 +111,7 @@ def plot_lazy_functions(run, X: Any, y: Any, X_test: Any, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("f(x)")
     ax.set_title(f"width m = {run.width} after {run.steps_done} steps")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8)
     return ax
 
 
@@ -116,10 +124,10 @@ def plot_ntk_convergence(conv, ax=None):
     for s in range(err.shape[1]):
         ax.scatter(m, err[:, s], s=12, color="#1f77b4", alpha=0.5)
     ax.loglog(m, err.mean(1), "o-", color="#1f77b4", label=f"mean over seeds (slope {fmt(conv.slope, '+.2f')})")
-    ax.loglog(m, err.mean(1)[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+    ax.loglog(m, err.mean(1)[0] * (m / m[0]) ** -0.5, "k--", lw=1, label=r"guide $\propto m^{-1/2}$")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
-    ax.set_ylabel("‖Θ̂_m − Θ∞‖_F / ‖Θ∞‖_F")
+    ax.set_ylabel(r"$\|\hat\Theta_m - \Theta_\infty\|_F\, /\, \|\Theta_\infty\|_F$")
     ax.set_title("Empirical NTK → infinite-width NTK")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -145,7 +153,7 @@ def plot_path_agreement(result: Any, X_test: Any | None = None, ax=None):
         lim = [min(fm.min(), fk.min()), max(fm.max(), fk.max())]
         ax.plot(lim, lim, "k--", lw=1)
         ax.set_xlabel("trained model f(x)")
-        ax.set_ylabel("Σ a_i K(x, x_i) + b")
+        ax.set_ylabel(r"$\sum_i a_i K(x, x_i) + b$")
     ax.set_title(f"Path kernel machine vs model (rel. error {result.rel_error:.1e})")
     ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else None
     return ax
@@ -168,7 +176,7 @@ def plot_step_error(study: Any, ax=None):
     ax.set_xticklabels([f"{v:.2g}" for v in lr], fontsize=8)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("step size η (training time T = η·steps fixed)")
-    ax.set_ylabel("‖f_kernel − f_model‖ / ‖f_model‖")
+    ax.set_ylabel(r"$\|f_{kernel} - f_{model}\|\, /\, \|f_{model}\|$")
     ax.set_title(f"Discrete steps, training time T = {study.T:.3g}")
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -203,7 +211,8 @@ def plot_explanations(result: Any, X_train: Any, X_test: Any, indices: Sequence[
     for a in axes.ravel():
         a.set_xticks([])
         a.set_yticks([])
-    fig.suptitle("Which training points make the prediction: largest |a_i K(x, x_i)|", fontsize=10)
+    fig.suptitle(r"Which training points make the prediction: largest $|a_i K(x, x_i)|$ (green: for the class, red: "
+                 "against it)", fontsize=10)
     fig.tight_layout()
     return axes
 
@@ -215,15 +224,15 @@ def plot_kernel_comparison(result: Any, distance: Any, ax=None, label: str = "")
     ax = new_axes(ax, (5.0, 4.6))
     K, K0, KT = _np(result.K).ravel(), result.T * _np(result.ntk0).ravel(), result.T * _np(result.ntkT).ravel()
     ax.scatter(K0, K, s=9, color="#1f77b4", alpha=0.6, marker="o",
-               label=f"vs T·Θ₀  (‖K − TΘ₀‖/‖K‖ = {distance.vs_T_theta0:.2g})")
+               label=f"vs $T\\Theta_0$  ($\\|K - T\\Theta_0\\| / \\|K\\|$ = {distance.vs_T_theta0:.2g})")
     ax.scatter(KT, K, s=12, color="#d62728", alpha=0.6, marker="x",
-               label=f"vs T·Θ_T  (‖K − TΘ_T‖/‖K‖ = {distance.vs_T_thetaT:.2g})")
+               label=f"vs $T\\Theta_T$  ($\\|K - T\\Theta_T\\| / \\|K\\|$ = {distance.vs_T_thetaT:.2g})")
     lo, hi = min(K.min(), K0.min(), KT.min()), max(K.max(), K0.max(), KT.max())
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
-    ax.set_xlabel("T · tangent kernel at the start (Θ₀) or end (Θ_T)")
-    ax.set_ylabel("path kernel K(x, x_i)")
+    ax.set_xlabel(r"$T\,\times$ tangent kernel at the start ($\Theta_0$) or end ($\Theta_T$)")
+    ax.set_ylabel(r"path kernel $K(x, x_i)$")
     ax.set_title(label or "Path kernel vs the tangent kernel at the ends of the path")
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(fontsize=8, loc="upper left")
     return ax
 
 
@@ -275,8 +284,8 @@ def plot_classifier_sweep(sweep, axes=None):
     gap = np.array([r.gap for r in runs])
     ax = axes[0]
     ax.loglog(m, gap, "o-", color="#1f77b4",
-              label=f"‖f_net − f_∞‖ / ‖f_∞ − f₀‖ (slope {fmt(sweep.gap_slope, '+.2f')})")
-    ax.loglog(m, gap[0] * (m / m[0]) ** -0.5, "k--", lw=1, label="guide ∝ m^(−1/2)")
+              label=f"$\\|f_{{net}} - f_\\infty\\| / \\|f_\\infty - f_0\\|$ (slope {fmt(sweep.gap_slope, '+.2f')})")
+    ax.loglog(m, gap[0] * (m / m[0]) ** -0.5, "k--", lw=1, label=r"guide $\propto m^{-1/2}$")
     _width_ticks(ax, m)
     ax.set_xlabel("width m")
     ax.set_ylabel("relative distance on the test images")
@@ -292,36 +301,59 @@ def plot_classifier_sweep(sweep, axes=None):
     ax.semilogx(t, sweep.mse_test_accuracy, color="0.35", lw=1.5, ls=":",
                 label="infinite width, squared loss (test)")
     colors = matplotlib.colormaps["viridis"](np.linspace(0.1, 0.85, len(runs)))
-    for r, c in zip(runs, colors):
-        ax.plot([r.steps_done], [r.test_accuracy], "o", color=c, ms=7, mec="k", mew=0.5,
-                label=f"trained net m={r.width} (test)")
+    # the nets stop at the same t with accuracies a few images apart: spread the markers sideways (a factor on the
+    # log axis) so that none hides another, and give each value in the legend
+    spread = 1.25 ** (np.arange(len(runs)) - (len(runs) - 1) / 2)
+    for r, c, f in zip(runs, colors, spread):
+        ax.plot([r.steps_done * f], [r.test_accuracy], "o", color=c, ms=7, mec="k", mew=0.5,
+                label=f"trained net m={r.width}: test {r.test_accuracy:.3f}")
     ax.axvline(sweep.steps, color="0.6", lw=0.8)
-    ax.set_xlabel("training time t (gradient-descent steps of η = 1/λ_max(Θ∞))")
+    ax.set_xlabel(r"training time t (gradient-descent steps of $\eta = 1/\lambda_{max}(\Theta_\infty)$; "
+                  f"the nets stop at t = {sweep.steps})")
     ax.set_ylabel("accuracy")
     ax.set_title(f"{sweep.n_train} training, {sweep.n_test} test images, 10 classes")
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(True, which="both", alpha=0.3)
     return axes
 
 
 def plot_spiral_explanation(X_train, y_train, x, contributions, predicted: int, k: int = 12, ax=None):
-    """The spiral training points (faint, by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted
-    class of test point ``x`` ringed, the ring's size ∝ |contribution| (green: for the class, red: against).
+    """The spiral training points (by class) with the ``k`` largest ``|a_i K(x, x_i)|`` for the predicted class of
+    test point ``x`` ringed, the ring's area ∝ |contribution|: a solid black ring pushes the score of the predicted
+    class up, a dashed magenta ring pushes it down (ring colours no class uses). A legend says all of it.
 
     X_train (N, 2), y_train (N,), x (2,), contributions (N,) to the predicted class score.
     """
+    from matplotlib.lines import Line2D
+
+    from .spirals import class_colors
+
     ax = new_axes(ax, (5.0, 5.0))
-    X, c = _np(X_train), _np(contributions)
-    ax.scatter(X[:, 0], X[:, 1], c=_np(y_train), cmap="tab10", vmin=0, vmax=9, s=10, alpha=0.35)
+    X, c, y = _np(X_train), _np(contributions), _np(y_train).astype(int)
+    K = int(y.max()) + 1
+    colors = class_colors(K)
+    for j in range(K):
+        sel = y == j
+        ax.scatter(X[sel, 0], X[sel, 1], s=10, color=colors[j], alpha=0.55, linewidths=0)
     top = np.argsort(-np.abs(c))[:k]
     size = 400 * np.abs(c[top]) / np.abs(c[top]).max()
-    ax.scatter(X[top, 0], X[top, 1], s=size, facecolors="none", linewidths=1.6,
-               edgecolors=["#2ca02c" if v > 0 else "#c0392b" for v in c[top]])
+    up = c[top] > 0
+    ax.scatter(X[top[up], 0], X[top[up], 1], s=size[up], facecolors="none", linewidths=1.6, edgecolors="k")
+    ax.scatter(X[top[~up], 0], X[top[~up], 1], s=size[~up], facecolors="none", linewidths=1.6,
+               edgecolors="#cc00cc", linestyles="--")
     xx = _np(x)
-    ax.scatter([xx[0]], [xx[1]], marker="*", s=260, color="k", zorder=5, label=f"test point (predicted {predicted})")
+    ax.scatter([xx[0]], [xx[1]], marker="*", s=300, color="gold", edgecolor="k", lw=1.2, zorder=5)
+    handles = [Line2D([], [], ls="", marker="o", ms=5, color=colors[j], label=f"class {j}") for j in range(K)]
+    handles += [Line2D([], [], ls="", marker="*", ms=13, mfc="gold", mec="k",
+                       label=f"test point (predicted {predicted})"),
+                Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="k", mew=1.6,
+                       label="pushes its score up"),
+                Line2D([], [], ls="", marker="o", ms=10, mfc="none", mec="#cc00cc", mew=1.6,
+                       label="pushes it down (ring area ∝ |contribution|)")]
+    ax.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=2,
+              title=f"rings: the top {k} training points", title_fontsize=8)
     ax.set_aspect("equal")
-    ax.set_title(f"Which training points make the prediction: top {k} |a_i K(x, x_i)|", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(r"Which training points make the prediction: largest $|a_i K(x, x_i)|$", fontsize=10)
     return ax
 
 
@@ -331,11 +363,11 @@ def plot_coefficients_vs_x(result: Any, X_test, X_train, indices, ax=None):
     ax = new_axes(ax, (5.4, 4.2))
     xs, a, Xtr = _np(X_test).ravel(), _np(result.a), _np(X_train).ravel()
     for i in indices:
-        line, = ax.plot(xs, a[:, i], lw=1.6, label=f"a_i(x) for x_i = {Xtr[i]:+.2f}")
+        line, = ax.plot(xs, a[:, i], lw=1.6, label=f"$a_i(x)$ for $x_i$ = {fmt(Xtr[i], '+.2f')}")
         ax.axvline(Xtr[i], color=line.get_color(), lw=0.8, ls=":")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("test input x")
-    ax.set_ylabel("a_i(x)")
-    ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=9)
-    ax.legend(fontsize=7.5)
+    ax.set_ylabel(r"$a_i(x)$")
+    ax.set_title(f"The coefficients depend on x ({result.optimizer})", fontsize=10)
+    ax.legend(fontsize=8)
     return ax

@@ -116,7 +116,7 @@ def plot_random_features_error(res, ax=None):
     fit = np.exp(res.intercept) * ks**res.slope
     ax.loglog(ks, fit, "-", color="black", lw=1.2, label=f"fit: slope {res.slope:.2f} (theory −0.5)")
     ax.set_xlabel("number of random features k")
-    ax.set_ylabel("RMS |f_k − f_∞| on the grid")
+    ax.set_ylabel(r"RMS $|f_k - f_\infty|$ on the grid")
     ax.set_title("Monte Carlo rate 1/√k")
     ax.legend(fontsize=8)
     return ax

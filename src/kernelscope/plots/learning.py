@@ -95,7 +95,7 @@ def plot_paths(paths, axes=None, *, labels: Sequence[str] | None = None):
         ax.set_xlabel("penalty α" if path.penalty == "lasso" else "penalty λ")
         ax.set_title(name, fontsize=10)
     axes[0].set_ylabel("coefficient")
-    axes[1].legend(fontsize=7.5, ncol=2, loc="upper left")
+    axes[1].legend(fontsize=8, ncol=2, loc="upper left")
     axes[0].figure.tight_layout()
     return axes
 
@@ -144,34 +144,61 @@ def plot_descent(res, ax=None):
     return ax
 
 
+def _distinct_factor_styles(factors) -> list[tuple]:
+    """(colour, marker) per step-size factor: blues and greens below 1 (converging), oranges and reds above
+    (diverging), each factor its own hue and marker, so that neighbours such as 0.9 and 0.99 are told apart."""
+    below = ["#08306b", "#2171b5", "#17becf", "#2ca02c", "#6baed6", "#74c476"]
+    above = ["#fd8d3c", "#d62728", "#7f2704", "#e377c2"]
+    markers = "osD^vP*Xh"
+    out, nb, na = [], 0, 0
+    for i, f in enumerate(np.asarray(factors, float)):
+        if f < 1:
+            out.append((below[nb % len(below)], markers[i % len(markers)]))
+            nb += 1
+        else:
+            out.append((above[na % len(above)], markers[i % len(markers)]))
+            na += 1
+    return out
+
+
 def plot_step_sizes(res, axes=None):
-    """Left: ‖x_t‖ against t for each η = c·2/λ_max (dots: the run; lines: the closed form). Right: the 2-D
-    iterates of three of them on the contours of the quadratic."""
-    axes = _axes(axes, 2, (11.0, 4.4))
-    cs = _factor_colors(res.factors)
+    """Left: ‖x_t‖ against t for each η = c·2/λ_max (markers: the run; lines: the closed form). Right: the first
+    iterates in the plane for three of them (0.5, 0.99 and 1.1 when present) on the contours of the quadratic:
+    at 0.99 the iterate bounces from one wall of the valley to the other, at 1.1 it bounces out of it."""
+    axes = _axes(axes, 2, (12.0, 4.8))
+    styles = _distinct_factor_styles(res.factors)
     t = np.arange(res.error.shape[1])
-    for c, f, e, p in zip(cs, res.factors, res.error, res.predicted):
+    for (c, m), f, e, p in zip(styles, res.factors, res.error, res.predicted):
         axes[0].semilogy(t, p, color=c, lw=1.2)
-        axes[0].semilogy(t[::3], e[::3], "o", color=c, ms=3, label=f"η = {f:g} · 2/λ_max")
+        axes[0].semilogy(t[::3], e[::3], m, color=c, ms=4, label=f"η = {f:g} · 2/λ$_{{max}}$")
     axes[0].axhline(1.0, color="k", lw=0.6, ls=":")
     axes[0].set_xlabel("step t")
-    axes[0].set_ylabel("‖x_t − x*‖")
-    axes[0].set_title("½(λ₁x² + λ₂y²): converges iff η < 2/λ_max", fontsize=10)
-    axes[0].legend(fontsize=8)
+    axes[0].set_ylabel(r"$\|x_t - x^*\|$")
+    axes[0].set_title(r"$\frac{1}{2}(\lambda_1 x^2 + \lambda_2 y^2)$: converges iff $\eta < 2/\lambda_{max}$",
+                      fontsize=10.5)
+    axes[0].legend(fontsize=8.5, ncol=2)
     lam = res.curvatures
     g = np.linspace(-1.6, 1.6, 200)
     gx, gy = np.meshgrid(g, g)
-    axes[1].contour(gx, gy, 0.5 * (lam[0] * gx**2 + lam[1] * gy**2), levels=12, colors="#999", linewidths=0.6)
-    show = [int(np.argmin(np.abs(res.factors - c))) for c in (0.5, 0.9, 1.1)]
+    axes[1].contour(gx, gy, 0.5 * (lam[0] * gx**2 + lam[1] * gy**2), levels=12, colors="#bbb", linewidths=0.6)
+    show = [int(np.argmin(np.abs(res.factors - c))) for c in (0.5, 0.99, 1.1)]
+    n_show = 12
     for i in dict.fromkeys(show):
         if i < len(res.runs):
-            pts = res.runs[i].points[:25]
-            axes[1].plot(pts[:, 0], pts[:, 1], "-o", color=cs[i], ms=3, lw=1, label=f"η = {res.factors[i]:g} · 2/λ_max")
+            c, m = styles[i]
+            pts = res.runs[i].points[:n_show]
+            out = np.flatnonzero(np.abs(pts).max(axis=1) > 1.6)
+            pts = pts[: out[0] + 1] if out.size else pts  # a diverging run: up to its first iterate out of frame
+            axes[1].plot(pts[:, 0], pts[:, 1], "-", marker=m, color=c, ms=4.5, lw=1.1,
+                         label=f"η = {res.factors[i]:g} · 2/λ$_{{max}}$")
+    axes[1].plot(*res.runs[0].points[0], "o", color="k", ms=6, zorder=5, label="start")
     axes[1].set_xlim(-1.6, 1.6)
     axes[1].set_ylim(-1.6, 1.6)
     axes[1].set_aspect("equal")
-    axes[1].set_title(f"first 25 iterates, λ = {', '.join(f'{v:g}' for v in lam)}", fontsize=10)
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].set_xlabel(f"x  (curvature λ₁ = {lam[0]:g})")
+    axes[1].set_ylabel(f"y  (curvature λ₂ = {lam[1]:g})")
+    axes[1].set_title(f"the first {n_show} iterates: bouncing across the steep direction x", fontsize=10.5)
+    axes[1].legend(fontsize=8.5, loc="lower right", framealpha=0.95)
     axes[0].figure.tight_layout()
     return axes
 
@@ -187,33 +214,44 @@ def plot_model_step_sizes(res, axes=None):
             y = curves[i]
             ok = np.isfinite(y)
             s = res.sharpness_end[name][i]
-            tail = "diverged" if not ok.all() else f"λ_max at end {s:.3g} (2/η = {res.lambda_max[name] / c:.3g})"
+            tail = "diverged" if not ok.all() else f"λ$_{{max}}$ at end {s:.3g} (2/η = {res.lambda_max[name] / c:.3g})"
             ax.semilogy(np.arange(len(y))[ok], y[ok], color=col, lw=1.6, label=f"η = {c:g}·2/λ₀: {tail}")
         ax.set_ylim(top=max(10 * np.nanmax(curves[:, 0]), 1e-3))
         ax.set_xlabel("step")
         ax.set_title(f"{name}: λ₀ = {res.lambda_max[name]:.3g} (Lanczos, {res.n_hvp[name]} HVPs)", fontsize=9.5)
-        ax.legend(fontsize=7.5)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("training loss (mean ½(f − y)²)")
     axes[0].figure.tight_layout()
     return axes
 
 
 def plot_batch_sizes(runs: dict, axes=None, *, title: str = ""):
-    """The full objective after every epoch for each batch size: against epochs (= N per-example gradients
-    each) and against parameter updates. ``runs``: {label: EpochRun} of :mod:`kernelscope.experiments.learning`."""
+    """The full objective for each batch size against epochs (= N per-example gradients each; left) and against
+    parameter updates (right, log). The right panel uses the losses recorded inside epochs (``curve_updates``,
+    ``curve_loss``) when the runs have them, so the runs can be compared at equal numbers of updates; drawn from the
+    epoch ends only, a per-sample run would be a straight line over its first N updates.
+    ``runs``: {label: EpochRun} of :mod:`kernelscope.experiments.learning`."""
     axes = _axes(axes, 2, (11.0, 4.2))
     colors = ["#2c3e50", "#e67e22", "#c0392b", "#27ae60"]
     for (label, run), c in zip(runs.items(), colors):
         axes[0].semilogy(run.epochs, run.loss, "-o", ms=2.5, color=c, label=label)
-        axes[1].loglog(np.maximum(run.updates, 1), run.loss, "-o", ms=2.5, color=c, label=label)
+        cu, cl = getattr(run, "curve_updates", None), getattr(run, "curve_loss", None)
+        if cu is None or len(cu) == 0:
+            cu, cl = run.updates, run.loss
+        keep = np.asarray(cu) >= 1  # the start (0 updates) has no place on a log axis
+        axes[1].loglog(np.asarray(cu)[keep], np.asarray(cl)[keep], "-", lw=1.6, color=c, label=label)
+        axes[1].plot([max(int(run.updates[-1]), 1)], [run.loss[-1]], "o", ms=4, color=c)
+    start = next(iter(runs.values())).loss[0]
+    axes[1].axhline(start, color="0.6", lw=0.8, ls=":", label="at the start")
     axes[0].set_xlabel("epoch (each: N per-example gradients)")
-    axes[1].set_xlabel("parameter updates (log)")
+    axes[1].set_xlabel("parameter updates (log scale; dot: the end of training)")
     axes[0].set_ylabel("training loss (full data)")
     for ax in axes:
         ax.legend(fontsize=8.5)
+        ax.grid(True, which="both", alpha=0.25)
     if title:
-        axes[0].set_title(title, fontsize=10)
-        axes[1].set_title("the same runs against the number of steps", fontsize=10)
+        axes[0].set_title(f"{title}: per epoch", fontsize=10)
+        axes[1].set_title("the same runs per update", fontsize=10)
     axes[0].figure.tight_layout()
     return axes
 
@@ -231,7 +269,7 @@ def plot_least_norm_link(res, axes=None):
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.set_xlabel("J⁺(y − f₀) (least-norm solution, linsys.solve)")
-    ax.set_ylabel("w_T − w₀ (gradient descent, linearised net)")
+    ax.set_ylabel(r"$w_T - w_0$ (gradient descent, linearised net)")
     ax.set_title(f"N = {res.n} equations, P = {res.n_params} weights: ‖Δw − J⁺(y−f₀)‖/‖·‖ = {res.rel_error:.1e}",
                  fontsize=9)
     ax.legend(fontsize=8.5, loc="upper left")
@@ -240,7 +278,7 @@ def plot_least_norm_link(res, axes=None):
         axes[1].loglog(w, [res.net[k] for k in w], "o-", color="#e67e22", label="nonlinear network")
         axes[1].loglog(w, res.net[w[0]] * (w / w[0]) ** -0.5, ":", color="gray", label="∝ width^(−1/2)")
         axes[1].set_xlabel("hidden width")
-        axes[1].set_ylabel("‖Δw_net − J⁺(y − f₀)‖ / ‖J⁺(y − f₀)‖")
+        axes[1].set_ylabel(r"$\|\Delta w_{net} - J^+(y - f_0)\|\, /\, \|J^+(y - f_0)\|$")
         axes[1].set_title("the real network approaches it as it gets wider (lazy)", fontsize=9.5)
         axes[1].legend(fontsize=8.5)
     axes[0].figure.tight_layout()
@@ -248,22 +286,26 @@ def plot_least_norm_link(res, axes=None):
 
 
 def plot_gauss_newton_spectrum(res, ax=None):
-    """Eigenvalues of the loss Hessian at an interpolating minimum (all P, by |λ|), of JᵀJ, and the N of the NTK."""
-    ax = _ax(ax, (7.0, 4.4))
+    """Eigenvalues of the loss Hessian at an interpolating minimum (all P, by |λ|), of JᵀJ, and the N of the NTK,
+    against their index on a log axis, so that the N sharp ones are spread out: open circles (Hessian), dots
+    (Gauss–Newton) and thin crosses (NTK) sit on one another where they agree, each still visible."""
+    ax = _ax(ax, (7.4, 4.8))
     k = np.arange(1, res.hessian_eigs.shape[0] + 1)
     floor = 1e-18
-    ax.semilogy(k, np.maximum(np.abs(res.hessian_eigs), floor), "o", ms=4, color="#2c5aa0",
-                label="|eigenvalues| of the Hessian ∇²L (P of them)")
-    ax.semilogy(k, np.maximum(np.abs(res.gauss_newton_eigs), floor), ".", ms=3, color="#e67e22",
-                label="eigenvalues of Gauss–Newton JᵀJ")
+    ax.loglog(k, np.maximum(np.abs(res.hessian_eigs), floor), "o", ms=8, mfc="none", mew=1.3, color="#2c5aa0",
+              label="|eigenvalues| of the Hessian ∇²L (P of them)")
+    ax.loglog(k, np.maximum(np.abs(res.gauss_newton_eigs), floor), ".", ms=5, color="#e67e22",
+              label="eigenvalues of Gauss–Newton JᵀJ")
     kn = np.arange(1, res.ntk_eigs.shape[0] + 1)
-    ax.semilogy(kn, res.ntk_eigs, "x", ms=9, mew=2, color="#c0392b", label="eigenvalues of the empirical NTK JJᵀ (N)")
+    ax.loglog(kn, res.ntk_eigs, "x", ms=6, mew=1.0, color="#c0392b", label="eigenvalues of the empirical NTK JJᵀ (N)")
     ax.axvline(res.n + 0.5, color="gray", ls=":", lw=1)
-    ax.set_xlabel("index (descending)")
+    ax.text(res.n + 0.7, 1e-9, f"N = {res.n}", color="0.35", fontsize=9)
+    ax.set_xlabel("index, largest first (log scale)")
     ax.set_ylabel("eigenvalue")
-    ax.set_title(f"At an interpolating minimum (‖f − y‖ = {res.residual:.1e}): N = {res.n} sharp directions, "
-                 f"{res.n_params - res.n} flat", fontsize=9.5)
-    ax.legend(fontsize=8.5)
+    ax.set_title(f"At an interpolating minimum (‖f − y‖ = {res.residual:.1e}):\n"
+                 f"N = {res.n} sharp directions, {res.n_params - res.n} flat (P = {res.n_params})", fontsize=10)
+    ax.legend(fontsize=8.5, loc="upper right")
+    ax.grid(True, which="major", alpha=0.3)
     return ax
 
 
@@ -341,26 +383,31 @@ def plot_spiral_regions(res, axes=None):
 
 def plot_influence(res, axes=None):
     """The NTK's influence map ``Θ(x, x_i)/Θ(x_i, x_i)`` for each anchor x_i (★): at w₀ (top) and after
-    training (bottom). Red: f(x) moves with f(x_i) when x_i is pulled; blue: against it."""
+    training (bottom), all panels on one colour scale (one colour bar). Red: f(x) moves with f(x_i) when x_i is
+    pulled; blue: against it. Points are drawn by class with a dark edge, so that no class colour vanishes into
+    the map behind it."""
     A = len(res.anchors)
     if axes is None:
-        axes = new_figure((4.3 * A, 8.2)).subplots(2, A)
+        fig = new_figure((4.2 * A + 1.0, 8.4), layout="constrained")
+        axes = fig.subplots(2, A)
     axes = np.asarray(axes).reshape(2, A)
     k = int(res.y.max()) + 1
     cs = class_colors(k)
-    for row, (maps, when) in enumerate(((res.influence_init, "at w₀"), (res.influence_trained, "after training"))):
+    v = max(float(np.abs(np.asarray(m)).max()) for m in (*res.influence_init, *res.influence_trained))
+    im = None
+    for row, (maps, when) in enumerate(((res.influence_init, "at $w_0$"), (res.influence_trained, "after training"))):
         for j, i in enumerate(res.anchors):
             ax = axes[row, j]
-            m = maps[j]
-            v = float(np.abs(m).max())
-            im = ax.imshow(m, origin="lower", extent=res.lims, cmap="RdBu_r", vmin=-v, vmax=v, aspect="equal")
+            im = ax.imshow(maps[j], origin="lower", extent=res.lims, cmap="RdBu_r", vmin=-v, vmax=v, aspect="equal")
             for c in range(k):
                 sel = res.y == c
-                ax.scatter(res.X[sel, 0], res.X[sel, 1], s=4, color=cs[c], alpha=0.8)
-            ax.scatter(*res.X[i], marker="*", s=320, color="gold", edgecolor="k", lw=1.2, zorder=5)
+                ax.scatter(res.X[sel, 0], res.X[sel, 1], s=11, color=cs[c], edgecolor="k", linewidths=0.4,
+                           label=f"class {c}" if row == 0 and j == 0 else None)
+            ax.scatter(*res.X[i], marker="*", s=360, color="gold", edgecolor="k", lw=1.2, zorder=5)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"Θ(x, x_i)/Θ(x_i, x_i) {when}, x_i of class {int(res.y[i])}", fontsize=9)
-            ax.figure.colorbar(im, ax=ax, shrink=0.8)
-    axes[0, 0].figure.tight_layout()
+            ax.set_title(f"{when}; ★ = $x_i$ of class {int(res.y[i])}", fontsize=10)
+    axes[0, 0].figure.colorbar(im, ax=list(axes.ravel()), shrink=0.8,
+                               label=r"$\Theta(x, x_i)\, /\, \Theta(x_i, x_i)$ (one scale for all panels)")
+    axes[0, 0].legend(fontsize=8, loc="lower left", framealpha=0.9)
     return list(axes.ravel())

@@ -110,16 +110,33 @@ def _plane_patch(ax, a, beta, center, half, color, alpha=0.25):
     ax.plot_surface(P[..., 0], P[..., 1], P[..., 2], color=color, alpha=alpha, linewidth=0, shade=False)
 
 
-def _oblique_view(ax, normal, angle_deg: float = 55.0) -> None:
-    """Look at a plane at ``angle_deg`` from its normal: the plane shows as a face, not edge-on, and the normal
-    still shows as an arrow (viewed along it, it would shrink to a point)."""
+def _view_direction(normal, point, angle_deg: float = 60.0) -> tuple[float, float, np.ndarray]:
+    """``(elev, azim, d)`` of a camera that sees a plane at ``angle_deg`` from its normal (a face, not an edge),
+    from 20-40° above the horizon, from the side of the origin (so the perpendicular from 0 is in front of the
+    plane) and not along a coordinate axis (a view along x shows the y-z plane only). ``d`` points to the camera."""
     n_hat = np.asarray(normal, float) / np.linalg.norm(normal)
-    side = np.cross(n_hat, [0.0, 0.0, 1.0])
-    side = side / np.linalg.norm(side) if np.linalg.norm(side) > 1e-9 else np.array([1.0, 0.0, 0.0])
-    a = np.deg2rad(angle_deg)
-    d = np.cos(a) * n_hat + np.sin(a) * side
-    ax.view_init(elev=float(np.degrees(np.arcsin(np.clip(d[2], -1, 1)))),
-                 azim=float(np.degrees(np.arctan2(d[1], d[0]))))
+    side = -1.0 if float(np.dot(point, n_hat)) > 0 else 1.0  # the origin's side of the plane
+    best = None
+    for elev in range(20, 41):
+        for azim in range(0, 360):
+            e, a = np.radians(elev), np.radians(azim)
+            d = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+            if side * float(d @ n_hat) <= 0:
+                continue
+            angle = np.degrees(np.arccos(min(1.0, abs(float(d @ n_hat)))))
+            off_axis = min(abs((azim + 45) % 90 - 45), 20)  # degrees from the nearest axis direction, capped
+            score = abs(angle - angle_deg) + 0.5 * (20 - off_axis)
+            if best is None or score < best[0]:
+                best = (score, float(elev), float(azim), d)
+    _, elev, azim, d = best
+    return elev, azim, d
+
+
+def _right_angle(ax, corner, u, v, size: float, color: str = "k") -> None:
+    """A small square mark at ``corner`` between the unit directions ``u`` and ``v`` (3-D)."""
+    c, u, v = (np.asarray(a, float) for a in (corner, u, v))
+    pts = np.array([c + size * u, c + size * (u + v), c + size * v])
+    ax.plot(pts[:, 0], pts[:, 1], pts[:, 2], color=color, lw=1.2)
 
 
 def plot_plane(system, ax=None):
@@ -141,8 +158,18 @@ def plot_plane(system, ax=None):
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.set_zlabel("z")
-    _oblique_view(ax, A[0])
-    ax.set_title("A plane: x* is along its normal")
+    # an orthographic camera at 60° from the normal: the plane shows as a face, and the right angle between the
+    # perpendicular and the in-plane direction u (chosen across the line of sight) is drawn as a right angle
+    elev, azim, d = _view_direction(A[0], x)
+    ax.set_proj_type("ortho")
+    ax.view_init(elev=elev, azim=azim)
+    u = np.cross(n_hat, d)
+    u /= np.linalg.norm(u)
+    ax.plot(*np.array([x - 1.0 * r * u, x + 1.0 * r * u]).T, color="#2c5aa0", lw=1.2, ls="--",
+            label="a line in the plane through x*")
+    _right_angle(ax, x, -n_hat if float(x @ n_hat) > 0 else n_hat, u, 0.18 * r)
+    ax.set_title("A plane: x* is along its normal\n(the perpendicular from 0 meets the plane at a right angle)",
+                 fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     return ax
 
@@ -210,12 +237,12 @@ def plot_subspaces(system, ax=None, *, title: str | None = None):
     ax.axhline(0, color="k", lw=0.6)
     ax.axvline(n + 0.25, color="#bbb", lw=0.8)
     ax.set_xticks(list(range(n)) + list(off + np.arange(m)))
-    ax.set_xticklabels([f"x{i + 1}" for i in range(n)] + [f"b{i + 1}" for i in range(m)], fontsize=7)
+    ax.set_xticklabels([f"x{i + 1}" for i in range(n)] + [f"b{i + 1}" for i in range(m)], fontsize=8)
     d = S.dims
     ax.set_title(title or (f"{result.kind}: rank {S.rank}, dim row {d['row']}, null {d['null']}, "
                            f"col {d['col']}, left null {d['left_null']}; ‖r‖ = {result.residual_norm:.2e}"),
                  fontsize=9)
-    ax.legend(fontsize=7, ncol=2, loc="best")
+    ax.legend(fontsize=8, ncol=2, loc="best")
     return ax
 
 
@@ -239,7 +266,8 @@ def plot_power_iteration(result, true_eigenvalues, ax=None):
     k = np.arange(1, len(hist) + 1)
     err = np.abs(hist - lam1) / lam1
     ax = new_axes(ax, (6, 4))
-    ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0", label="|λ_k − λ₁| / λ₁ (Rayleigh quotient)")
+    ax.semilogy(k, np.maximum(err, 1e-17), "o-", ms=3, color="#2c5aa0",
+                label=r"$|\lambda_k - \lambda_1|\, /\, \lambda_1$ (Rayleigh quotient)")
     rate = (ev[1] / lam1) ** 2
     ref = err[0] * rate ** (k - 1)
     ax.semilogy(k, np.maximum(ref, 1e-17), "--", color="#c0392b", label=f"(λ₂/λ₁)^(2k), λ₂/λ₁ = {ev[1] / lam1:.3f}")

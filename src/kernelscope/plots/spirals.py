@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from matplotlib.colors import ListedColormap
 
@@ -247,7 +248,7 @@ def plot_folding(fold, axes=None):
     if axes is None:
         cols = min(5, S)
         rows = math.ceil(S / cols)
-        axes = new_figure((3.3 * cols, 3.6 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
+        axes = new_figure((2.9 * cols, 3.3 * rows), layout="constrained").subplots(rows, cols, squeeze=False)
         axes = list(axes.ravel())
     K = int(fold.config["classes"])
     colors = class_colors(K)
@@ -264,44 +265,80 @@ def plot_folding(fold, axes=None):
         ax.set_xlim(lo[0] - 0.05 * span[0], hi[0] + 0.05 * span[0])
         ax.set_ylim(lo[1] - 0.05 * span[1], hi[1] + 0.05 * span[1])
         ax.set_title(f"{fold.stage_names[s]}\n{fold.pieces[s]} linear piece{'s' if fold.pieces[s] != 1 else ''}",
-                     fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel("unit 1", fontsize=8)
-        ax.set_ylabel("unit 2", fontsize=8)
+                     fontsize=10)
+        ax.tick_params(labelsize=8)
+        ax.set_xlabel("unit 1", fontsize=9)
+        ax.set_ylabel("unit 2", fontsize=9)
     for ax in axes[S:]:
         ax.axis("off")
     return axes
 
 
+def _zoomed(ax, values, pad: float = 0.15, floor: float = 0.01) -> None:
+    """y limits around ``values`` (a span of at least ``floor``): differences of a few hundredths stay visible."""
+    v = np.asarray([x for x in values if np.isfinite(x)], float)
+    if not v.size:
+        return
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, floor)
+    ax.set_ylim(lo - pad * span, hi + pad * span)
+
+
 def plot_regimes(table, axes=None):
-    """Left: relative NTK change vs width (log-log, with a 1/sqrt(n) guide). Right: test accuracy vs width,
-    the kernel classifiers as horizontal lines."""
+    """Three panels against the width n of the finite nets (log axis): the relative change of the NTK and of the
+    weights during training (log-log, with a 1/sqrt(n) guide); test accuracy, the kernel classifiers as horizontal
+    lines; the kernel-target alignment of Θ₀ and Θ_T (an arrow per width from start to end of training), the
+    analytic kernels' alignments as horizontal lines. Accuracy and alignment have axes of their own, each zoomed on
+    its values: on one 0–1 axis their differences of a few hundredths cannot be seen."""
     if axes is None:
-        axes = new_figure((11, 4.2)).subplots(1, 2)
-    a0, a1 = axes
+        axes = new_figure((14, 4.5), layout="constrained").subplots(1, 3)
+    a0, a1, a2 = axes
     fin = table.finite_rows()
+    kern = [r for r in table.rows if not math.isfinite(r.width)]
     w = np.array([r.width for r in fin])
     ch = np.array([r.ntk_change for r in fin])
-    a0.loglog(w, ch, "o-", label="finite nets: $\\|\\Theta_T-\\Theta_0\\|_F / \\|\\Theta_0\\|_F$")
+    a0.loglog(w, ch, "o-", label="NTK: $\\|\\Theta_T-\\Theta_0\\|_F\\,/\\,\\|\\Theta_0\\|_F$")
     wc = np.array([r.weight_change for r in fin])
-    a0.loglog(w, wc, "s--", label="$\\|w_T-w_0\\| / \\|w_0\\|$")
-    if len(w) and np.isfinite(ch[0]) and ch[0] > 0:
+    a0.loglog(w, wc, "s--", label="weights: $\\|w_T-w_0\\|\\,/\\,\\|w_0\\|$")
+    if len(w) and np.isfinite(ch[-1]) and ch[-1] > 0:
         a0.loglog(w, ch[-1] * np.sqrt(w[-1] / w), ":", color="0.4", label="$\\propto 1/\\sqrt{n}$ (through the widest)")
     a0.set_xlabel("width n")
     a0.set_ylabel("relative change during training")
     a0.set_title("the NTK stops moving as width grows")
-    a0.legend(fontsize=8)
-    a1.semilogx(w, [r.test_accuracy for r in fin], "o-", color="C2", label="finite nets (test)")
-    a1.semilogx(w, [r.alignment_T for r in fin], "^-", color="C4", label="alignment of $\\Theta_T$")
-    a1.semilogx(w, [r.alignment_0 for r in fin], "v:", color="C4", alpha=0.6, label="alignment of $\\Theta_0$")
-    styles = ["--", "-.", ":"]
-    for i, r in enumerate(rr for rr in table.rows if not math.isfinite(rr.width)):
-        a1.axhline(r.test_accuracy, color=f"C{i + 5}", ls=styles[i % 3], label=f"{r.model} (test)")
+    a0.legend(fontsize=8.5)
+
+    styles = ["--", "-.", ":", (0, (5, 1, 1, 1))]
+    acc = [r.test_accuracy for r in fin] + [r.test_accuracy for r in kern]
+    a1.semilogx(w, [r.test_accuracy for r in fin], "o-", color="C2", label="finite nets")
+    for i, r in enumerate(kern):
+        a1.axhline(r.test_accuracy, color=f"C{i + 5}", ls=styles[i % len(styles)], lw=1.6,
+                   label=f"{r.model} ({r.test_accuracy:.1%})")
+    _zoomed(a1, acc)
+    a1.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=None))
     a1.set_xlabel("width n")
-    a1.set_ylabel("test accuracy / kernel-target alignment")
-    a1.set_ylim(0, 1.02)
-    a1.set_title("kernel classifiers vs trained nets")
-    a1.legend(fontsize=7, loc="lower left")
+    a1.set_ylabel("test accuracy")
+    a1.set_title("test accuracy: kernel classifiers vs trained nets")
+    a1.legend(fontsize=8, loc="lower right")
+
+    al0 = np.array([r.alignment_0 for r in fin])
+    alT = np.array([r.alignment_T for r in fin])
+    a2.semilogx(w, al0, "v:", color="C4", alpha=0.7, label="$\\Theta_0$ (start of training)")
+    a2.semilogx(w, alT, "^-", color="C4", label="$\\Theta_T$ (end of training)")
+    for x, y0, y1 in zip(w, al0, alT):
+        if np.isfinite(y0) and np.isfinite(y1) and y0 != y1:
+            a2.annotate("", xy=(x, y1), xytext=(x, y0), arrowprops=dict(arrowstyle="->", color="C4", lw=1.2))
+    kernel_alignments = {}  # the kernel rows share their kernel's alignment: one line per kernel
+    for r in kern:
+        name = "NNGP" if r.model.startswith("NNGP") else "NTK"
+        kernel_alignments.setdefault(name, r.alignment_0)
+    for i, (name, a) in enumerate(kernel_alignments.items()):
+        if np.isfinite(a):
+            a2.axhline(a, color=f"C{i + 5}", ls=styles[i], lw=1.4, label=f"analytic {name} ({a:.3f})")
+    _zoomed(a2, list(al0) + list(alT) + list(kernel_alignments.values()))
+    a2.set_xlabel("width n")
+    a2.set_ylabel("kernel-target alignment")
+    a2.set_title("alignment moves during training only when narrow")
+    a2.legend(fontsize=8, loc="best")
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
     return axes

@@ -11,16 +11,23 @@ from ..story import fmt
 __all__ = ["render_report", "format_cell"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;padding:0 1em;
      line-height:1.55;color:#1d2330;background:#fcfcfd}
+/* text reads best in a column of about 1100 px; figures may be wider (up to their own size, 1500 px at most), so
+   that a wide multi-panel figure is not squeezed until its labels are a few pixels high */
+body>:not(section),section>:not(figure){max-width:1100px;margin-left:auto;margin-right:auto}
+section>figure{max-width:1500px}
 h1{font-size:2em;margin-bottom:.2em} h2{border-bottom:2px solid #e2e6ef;padding-bottom:.2em;margin-top:2.2em}
-.sub{color:#5a6478;margin-top:0} nav ol{columns:2} code{background:#eef1f6;padding:0 .25em;border-radius:3px}
-figure{margin:1.2em 0;text-align:center} figure img{max-width:100%;border:1px solid #e2e6ef;border-radius:4px}
-figcaption{color:#434b5c;font-size:.93em;margin-top:.3em}
-.scroll{overflow-x:auto;max-width:100%;margin:1em 0}
+.sub{color:#5a6478;margin-top:0} code{background:#eef1f6;padding:0 .25em;border-radius:3px}
+nav ol{columns:2;list-style:none;padding-left:0} nav li{margin:.15em 0}
+figure{margin:1.2em auto;text-align:center} figure img{max-width:100%;height:auto;border:1px solid #e2e6ef;
+       border-radius:4px}
+figcaption{color:#434b5c;font-size:.93em;margin:.3em auto 0;max-width:1100px}
+.scroll{overflow-x:auto;max-width:1100px;margin:1em auto}
 table{border-collapse:collapse;font-size:.88em} caption{font-weight:600;text-align:left;padding:.3em 0}
 th,td{border:1px solid #d6dbe6;padding:.25em .5em;text-align:right} th{background:#eef1f6;overflow-wrap:anywhere}
-@media (max-width:700px){table{font-size:.78em} th,td{padding:.2em .35em}}
+@media (max-width:700px){table{font-size:.78em} th,td{padding:.2em .35em} nav ol{columns:1}}
 td:first-child,th:first-child{text-align:left}
 .findings{background:#f1f7ee;border-left:4px solid #6aa84f;padding:.5em 1em}
 .error{background:#fbeeee;border-left:4px solid #c0392b;padding:.5em 1em}
@@ -30,6 +37,8 @@ td:first-child,th:first-child{text-align:left}
 
 
 def format_cell(v: Any) -> str:
+    """A table cell as the page shows it: yes/no, integers with thousands separators, floats to 4 significant
+    digits (scientific below 1e-3 and from 1e6 on, never a signed zero), None and NaN as a dash; text escaped."""
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
@@ -67,7 +76,8 @@ def render_report(chapters, results, failed, *, quick: bool = False, other_confi
         "<h1>kernelscope</h1>",
         "<p class='sub'>From linear systems to neural networks, through kernels"
         + (" &mdash; <em>quick run</em> (small sizes)" if quick else " &mdash; full run") + ".</p>",
-        "<nav><ol>",
+        # the chapter titles carry their numbers ("1. Linear systems"): the list adds none of its own
+        "<nav aria-label='contents'><ol>",
     ]
     for ch in chapters:
         state = "" if ch.key in results else (" (failed)" if ch.key in failed else " (not run yet)")

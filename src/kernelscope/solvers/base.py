@@ -41,6 +41,7 @@ class SolverResult:
     variance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
+#: the type of a solver: ``fit(kernel, X, Y, ridge, **solver_options) -> SolverResult``
 FitFunction = Callable[..., SolverResult]
 
 #: name -> fit function ``fit(kernel, X, Y, ridge, **solver_options) -> SolverResult``.
