@@ -24,8 +24,8 @@ def plot_leave_one_out(loo, ax=None):
     ax.set_xlim(-lim, lim)
     ax.axhline(0, color="k", lw=0.5)
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_xlabel("attribution a_i K(x, x_i)")
-    ax.set_ylabel("f_T(x) − f_T without x_i (retrained)")
+    ax.set_xlabel("attribution $a_i K(x, x_i)$")
+    ax.set_ylabel("$f_T(x)$ − $f_T$ without $x_i$ (retrained)")
     ax.set_title(f"attributions vs leave-one-out retraining\nSpearman per x: median {loo.median_spearman:.2f}; "
                  f"Pearson over all pairs {loo.pearson:.2f}", fontsize=9)
     ax.legend(fontsize=7.5, loc="upper left")

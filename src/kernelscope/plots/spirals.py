@@ -495,7 +495,8 @@ def plot_drag(infl, width: int, anchor: int = 0, ax=None, vmax: float | None = N
     ax.set_xticks([])
     ax.set_yticks([])
     j = infl.widths.index(width)
-    ax.set_title(f"H = {width}: drag ‖Δe_j‖/‖Δe_i‖ (other classes {infl.far[j]:.2f} on average)", fontsize=9)
+    ax.set_title(f"H = {width}: drag $\\|\\Delta e_j\\| / \\|\\Delta e_i\\|$ "
+                 f"(other classes {infl.far[j]:.2f} on average)", fontsize=9)
     ax.figure.colorbar(sc, ax=ax, shrink=0.8)
     return ax
 
