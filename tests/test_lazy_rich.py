@@ -233,6 +233,15 @@ class TestCurvatureRatio:
         np.testing.assert_allclose(cs.hessian_norm["ntk_relu"], cs.hessian_exact, rtol=1e-6)
         assert cs.ratio["ntk_relu"].shape == (3, 2)
 
+    def test_lanczos_restart_limit_fits_arpack_for_millions_of_weights(self):
+        """optim.hessian_eigs asks ARPACK for max_iter·P restarts, a 32-bit integer there: 30000·10⁵ used to
+        overflow it (what a 4096-wide three-layer net, P = 1.7·10⁷, hits with the default max_iter)."""
+        c = torch.ones(100_000, dtype=torch.float64)
+        c[7] = 3.0  # one top eigenvalue, well apart from the rest
+        eig = optim.hessian_eigs(lambda w: 0.5 * (c * w * w).sum(), torch.zeros(100_000, dtype=torch.float64),
+                                 max_iter=30_000, tol=1e-8)
+        assert eig.eigenvalues[0] == pytest.approx(3.0, rel=1e-8)
+
     def test_needs_one_output(self):
         with pytest.raises(ValidationError, match="output"):
             curvature_ratio(mlp(1, 4, d_out=2), np.zeros((2, 1)))

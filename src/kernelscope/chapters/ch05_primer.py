@@ -5,7 +5,6 @@ sample mean, the dual activation by Monte Carlo, a conditional probability) - ea
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -56,16 +55,9 @@ def run(ctx: StepContext) -> ChapterResult:
     cfg = _settings(ctx.quick)
     seed = ctx.seed
     res = ChapterResult()
-    times: dict[str, float] = {}
-
-    def timed(name, fn, *a, **k):
-        t0 = time.perf_counter()
-        out = fn(*a, **k)
-        times[name] = round(time.perf_counter() - t0, 3)
-        return out
 
     # 1. The chain rule on a computation graph --------------------------------------------------------------------
-    ch = timed("chain_rule", E.chain_rule, 2.0, 1.0)
+    ch = E.chain_rule(2.0, 1.0)
     ax = P.plot_computation_graph(ch)
     res.figures.append(ctx.savefig(ax.figure, "graph.png",
                                    "The deck's computation graph at (a, b) = (2, 1): values forward, local "
@@ -79,8 +71,8 @@ def run(ctx: StepContext) -> ChapterResult:
                             note="Closed form: ∂e/∂a = b + 1, ∂e/∂b = a + 2b + 1."))
 
     # 2. Eigenvectors: the shear, power iteration, PCA of the digits ---------------------------------------------
-    sh = timed("shear", E.shear_eigenvectors)
-    pca = timed("digits_pca", E.digits_pca, seed=seed, **cfg["pca"])
+    sh = E.shear_eigenvectors()
+    pca = E.digits_pca(seed=seed, **cfg["pca"])
     fig = new_figure((11.0, 4.4))
     axes = fig.subplots(1, 2)
     P.plot_shear(sh, ax=axes[0])
@@ -106,7 +98,7 @@ def run(ctx: StepContext) -> ChapterResult:
                               f"{pca.explained[j]:.4f}"] for j in range(len(pca.cosine))]))
 
     # 3. The second-derivative test -------------------------------------------------------------------------------
-    tests = [timed(f"derivative_test {name}", E.derivative_test, name) for name in E.FUNCTIONS_1D]
+    tests = [E.derivative_test(name) for name in E.FUNCTIONS_1D]
     fig = new_figure((11.0, 4.2))
     axes = fig.subplots(1, len(tests))
     for t, a in zip(tests, axes):
@@ -128,9 +120,9 @@ def run(ctx: StepContext) -> ChapterResult:
                                  "x* there is off by ~1e-12 and f″(x*) by as much."))
 
     # 4. Sampling -------------------------------------------------------------------------------------------------
-    rate = timed("sample_mean_rate", E.sample_mean_rate, seed=seed, **cfg["rate"])
-    dual = timed("dual_check", E.dual_check, seed=seed, **cfg["dual"])
-    cond = timed("conditional_check", E.conditional_check, seed=seed, **cfg["conditional"])
+    rate = E.sample_mean_rate(seed=seed, **cfg["rate"])
+    dual = E.dual_check(seed=seed, **cfg["dual"])
+    cond = E.conditional_check(seed=seed, **cfg["conditional"])
     fig = new_figure((15.5, 4.3))
     axes = fig.subplots(1, 3)
     P.plot_sample_mean(rate, ax=axes[0])
@@ -173,7 +165,6 @@ def run(ctx: StepContext) -> ChapterResult:
                         "sigma": rate.sigma, "slope": rate.slope},
         "dual": {"rho": dual.rho.tolist(), "z": dual.z.tolist(), "n": dual.n},
         "conditional": {"rho": cond.rho.tolist(), "z": cond.z.tolist(), "bayes_gap": cond.bayes_gap},
-        "seconds": times,
     }
     eig_err = float(np.max(np.abs(pca.eigenvalues_power / pca.eigenvalues_eigh - 1)))
     infl = next(p for p in tests[0].points if p.kind == "inflection")

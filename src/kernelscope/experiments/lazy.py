@@ -276,17 +276,18 @@ class AlphaStudy:
     sweep: AlphaSweep
 
 
-def alpha_study(alphas, *, width: int = 256, steps: int = 300, seed: int = 0, checkpoint=None,
+def alpha_study(alphas, *, width: int = 256, steps: int = 300, records: int = 8, seed: int = 0, checkpoint=None,
                 track=None) -> AlphaStudy:
     """Chizat & Bach's knob on the 1-D set: the centred two-layer erf net ``α·(g(w) − g(w₀))`` (``ONE_D``, width
     ``width``) and its linearisation, trained by ``steps`` gradient-descent steps on ``L/α²`` for each α
     (:func:`kernelscope.dynamics.lazy_alpha_sweep`, one step size η = 0.5/λ_max(Θ_g) for all), with the test
-    errors against the noiseless target. ``checkpoint(name, compute)`` saves each finished α."""
+    errors against the noiseless target, ``records`` times along the way. ``checkpoint(name, compute)`` saves
+    each finished α."""
     X, y, Xs = lazy_1d_problem(seed)
     ys = lazy_1d_targets(Xs)
     model = mlp(1, width, seed=seed, **ONE_D)
-    sweep = lazy_alpha_sweep(model, X, y, Xs, alphas, steps=steps, y_test=ys, checkpoint=checkpoint, track=track,
-                             tag=f"alpha_m{width}")
+    sweep = lazy_alpha_sweep(model, X, y, Xs, alphas, steps=steps, y_test=ys, records=records,
+                             checkpoint=checkpoint, track=track, tag=f"alpha_m{width}")
     for r in sweep.runs:
         r.width = width
     return AlphaStudy(X, y, Xs, ys, width, sweep)
