@@ -209,6 +209,25 @@ class TestCurvatureRatio:
                 np.testing.assert_allclose(c.ratio, c.hessian_norm / c.gradient_sq)
                 assert c.n_params == 3 * m and c.n_hvp > 0
 
+    def test_power_iteration_on_the_squared_hessian(self, monkeypatch):
+        """method='power' (three vectors of P): the ReLU closed form despite its ±λ pairs, erf as Lanczos; Lanczos's
+        20 vectors of P are refused up front, naming the way out, when they do not fit."""
+        from kernelscope import _arrays
+
+        X = np.array([[0.8, -0.3], [0.1, 1.2]])
+        relu = nets.finite.stack([2, 64, 1], "relu", w_std=[1.5, 0.8], seed=1)
+        c = curvature_ratio(relu, X, method="power", tol=1e-10)
+        np.testing.assert_allclose(c.hessian_norm, 1.2 * np.linalg.norm(X, axis=1) / math.sqrt(128), rtol=1e-8)
+        erf = mlp(2, 16, activation="erf", b_std=0.5, seed=3)
+        # the Rayleigh quotient of H² is off by about the square of the residual: tol 1e-6 gives ~1e-12
+        np.testing.assert_allclose(curvature_ratio(erf, X, method="power", tol=1e-6).hessian_norm,
+                                   curvature_ratio(erf, X).hessian_norm, rtol=1e-8)
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: 1000)  # Lanczos: 20·192 weights·8 bytes
+        with pytest.raises(_arrays.MemoryBudgetError, match="method='power'"):
+            curvature_ratio(relu, X)
+        with pytest.raises(ValidationError, match="method"):
+            curvature_ratio(relu, X, method="dense")
+
     def test_against_the_dense_hessian(self):
         model = mlp(2, 6, activation="tanh", b_std=0.3, seed=4)
         x = np.array([[0.3, -1.1]])

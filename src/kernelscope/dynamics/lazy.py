@@ -32,7 +32,15 @@ import torch
 from torch import nn
 
 from .. import _model, empirical, optim
-from .._arrays import ValidationError, as_tensor, check_int, check_positive, check_same_rows
+from .._arrays import (
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_positive,
+    check_same_rows,
+)
 from .._model import Weights, check_module, flat_weights, outputs, trainable_parameters
 from ..nets.finite import mlp
 from ..predict import gradient_flow
@@ -372,7 +380,12 @@ class CurvatureRatio:
     n_hvp: int
 
 
-def curvature_ratio(model: nn.Module, X: Any, *, tol: float = 1e-8, seed: int = 0) -> CurvatureRatio:
+#: ARPACK's Lanczos basis for one eigenpair (``scipy.sparse.linalg.eigsh``: ncv = max(2k + 1, 20)), in vectors of P
+LANCZOS_VECTORS = 20
+
+
+def curvature_ratio(model: nn.Module, X: Any, *, tol: float = 1e-8, seed: int = 0, method: str = "lanczos",
+                    max_iter: int = 2000) -> CurvatureRatio:
     """How far a model is from its linearisation at its current weights: ``‖∇²f(x)‖ / ‖∇f(x)‖²`` per input.
 
     Chizat, Oyallon & Bach (2019) show that training stays lazy when ``κ = ‖y − f₀‖·‖∇²f‖/‖∇f‖²`` is small: a
@@ -385,29 +398,46 @@ def curvature_ratio(model: nn.Module, X: Any, *, tol: float = 1e-8, seed: int = 
     Parameters
     ----------
     model : scalar-output ``nn.Module`` ; X : (N, d) inputs.
-    tol : relative accuracy of the operator norm, the largest |eigenvalue| of the Hessian in w from Lanczos on
-        Hessian-vector products (:func:`kernelscope.optim.hessian_eigs`, ``which='LM'``; the P×P matrix is never
-        formed) ; seed : its start vector.
+    tol : relative accuracy of the operator norm, the largest |eigenvalue| of the Hessian H in w, from
+        Hessian-vector products only (the P×P matrix is never formed) ; seed : the start vector.
+    method : ``'lanczos'`` - :func:`kernelscope.optim.hessian_eigs` (``which='LM'``), fast and accurate, holding
+        about 20 vectors of P weights (refused up front, naming the GB, when they do not fit); ``'power'`` -
+        :func:`kernelscope.linsys.power_iteration` on ``H²`` (``‖H‖ = √λ_max(H²)``; a ±λ pair, as ReLU nets have,
+        is one eigenvalue of H²), three vectors of P, slower where the top |eigenvalues| are close.
+    max_iter : power-iteration steps at most (each two Hessian-vector products).
 
     Returns :class:`CurvatureRatio`.
     """
+    from .. import linsys
+
     check_module(model)
+    check_choice(method, "method", ("lanczos", "power"))
     Xt = as_tensor(X, "X", ndim=2, dtype=_model.model_dtype(model), device=_model.model_device(model))
     with torch.no_grad():
         _scalar(model(Xt), Xt.shape[0])
     layout = Weights.of(model)
     w0 = layout.read(model)
+    P = int(w0.numel())
+    if method == "lanczos":
+        check_memory(LANCZOS_VECTORS * P * 8, f"Lanczos on the Hessian of {P} weights ({LANCZOS_VECTORS} vectors)",
+                     "Use method='power' (power iteration on H², three vectors of P).")
     hess, grad_sq, n_hvp = [], [], 0
     for x in Xt:
         def f(w: torch.Tensor, x: torch.Tensor = x) -> torch.Tensor:  # f(x; w), a scalar
             return outputs(model, x[None], layout.unflatten(w))[0, 0]
 
-        eig = optim.hessian_eigs(f, w0, k=1, which="LM", tol=tol, seed=seed)
-        hess.append(float(np.abs(eig.eigenvalues).max()))
+        if method == "lanczos":
+            eig = optim.hessian_eigs(f, w0, k=1, which="LM", tol=tol, seed=seed)
+            hess.append(float(np.abs(eig.eigenvalues).max()))
+            n_hvp += eig.n_hvp
+        else:
+            hv = optim.hvp(f, w0)
+            res = linsys.power_iteration(lambda v, hv=hv: hv(hv(v)), n=P, seed=seed, tol=tol, max_iter=max_iter)
+            hess.append(float(np.sqrt(max(res.eigenvalue, 0.0))))
+            n_hvp += 2 * res.iterations
         grad_sq.append(float(torch.sum(optim.gradient(f, w0) ** 2)))
-        n_hvp += eig.n_hvp
     h, g = np.array(hess), np.array(grad_sq)
-    return CurvatureRatio(h, g, h / g, int(w0.numel()), n_hvp)
+    return CurvatureRatio(h, g, h / g, P, n_hvp)
 
 
 @dataclass
