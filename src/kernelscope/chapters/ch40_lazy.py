@@ -292,6 +292,7 @@ def _lazy_rich(ctx: StepContext, mode: str, ntk: LazySweep, res: ChapterResult) 
     su = {k: fmt(v, "+.2f") for k, v in mup.slopes.items()}
     relu_err = float(np.max(np.abs(curv.hessian_norm["ntk_relu"] / curv.hessian_exact - 1)))
     gap = lambda r: r.test_error_net[-1] - r.test_error_lin[-1]  # noqa: E731
+    where = f"mean over {curv.X.shape[0]} inputs" if curv.X.shape[0] > 1 else "at one input"
     lin_losses = np.array([r.loss_lin[-1] for r in sw.runs])
     lin_spread = float(np.ptp(lin_losses) / lin_losses.mean())
     findings = [
@@ -318,7 +319,7 @@ def _lazy_rich(ctx: StepContext, mode: str, ntk: LazySweep, res: ChapterResult) 
         f"{n.test_error_lin[-1]:.3f}; μP net {u.test_error_net[-1]:.3f}, its linearisation "
         f"{u.test_error_lin[-1]:.3f} (training losses: μP net {u.loss_net[-1]:.3g}, linearisation "
         f"{u.loss_lin[-1]:.3g}).",
-        f"Curvature against slope at initialisation, ‖∇²f‖/‖∇f‖² (mean over {curv.X.shape[0]} inputs), widths "
+        f"Curvature against slope at initialisation, ‖∇²f‖/‖∇f‖² ({where}), widths "
         f"{curv.widths[0]}–{curv.widths[-1]}: slope {fmt(curv.slopes['ntk'], '+.2f')} for the NTK erf net, "
         f"{fmt(curv.slopes['ntk_relu'], '+.2f')} for the NTK ReLU net (theory −½; for ReLU Lanczos gives the "
         f"closed-form Hessian norm to {relu_err:.0e}) and {fmt(curv.slopes['mup'], '+.2f')} for μP (theory 0), "
