@@ -57,7 +57,8 @@ while it moves the weights by <code>Δw = −(η/α)∇g·∇L</code>: a large �
 hardly move, so the kernel stays put and the net stays its linearisation; a small α has to move the weights far.
 What decides is the curvature against the slope at the start, <code>‖∇²f‖/‖∇f‖²</code>, which is divided by α. In
 the NTK parameterisation the width does the same job: the ratio falls like m<sup>−½</sup> (for ReLU the Hessian
-norm is exactly <code>(w₂/√m)·√(w₁²x²/d + b²)</code>), so the width acts as α = √m. The mean-field or μP
+norm is exactly <code>(w₂/√m)·√(w₁²‖x‖²/d + b²)</code>, b the hidden layer's bias scale), so the width acts as
+α = √m. The mean-field or μP
 parameterisation (Yang &amp; Hu 2021; <code>parameterization='mup'</code> in <code>kernelscope.nets.finite</code>)
 starts from the very same NTK Θ₀, but it is, up to how its weights are stored, the NTK net with its output divided
 by √m (its output bias aside) and trained with steps m times larger: α = m<sup>−½</sup>. The ratio then no longer
