@@ -164,7 +164,9 @@ def test_cli_lazy_writes_json_and_figures_and_resumes(tmp_path, capsys):
     assert "log-log slopes" in out
     sweep = json.loads((tmp_path / "lazy.json").read_text())
     assert [r["width"] for r in sweep["runs"]] == [8, 32]
-    assert set(sweep) == {"depth", "lr", "steps", "runs", "slopes"}  # the JSON users had before: the LazySweep
+    # the JSON users had before (the LazySweep), and the parameterisation and the fitted lines' intercepts
+    assert set(sweep) == {"depth", "lr", "steps", "runs", "slopes", "parameterization", "intercepts"}
+    assert sweep["parameterization"] == "ntk" and set(sweep["intercepts"]) == set(sweep["slopes"])
     assert (tmp_path / "lazy_sweep.png").stat().st_size > 5000
     saved = sorted(p.name for p in (tmp_path / "steps").iterdir())
     assert len(saved) == 3  # lr + one file per finished width: an interrupted sweep resumes from them

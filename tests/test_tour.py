@@ -52,7 +52,7 @@ def fake_chapters(monkeypatch):
 def test_the_story_chapters_in_order():
     chs = T.chapters()
     keys = [c.key for c in chs]
-    assert keys[0] == "linsys"
+    assert keys[0] == "primer"
     assert [c.order for c in chs] == sorted(c.order for c in chs)
     assert len(set(keys)) == len(keys)
 

@@ -253,7 +253,8 @@ def hessian_eigs(f: Function, x: Any, k: int = 1, *, method: str = "lanczos", wh
         sel = order[np.argsort(-w[order])]
         return HessianEigs(w[sel], V[:, sel], 0, "dense")
     op = hessian_operator(f, t)
-    w, V = lanczos(op.matvec, P, k, which=which, tol=tol, v0=v0, max_iter=max_iter * P)
+    # ARPACK counts restarts in a 32-bit integer: max_iter·P overflows it for models of millions of weights
+    w, V = lanczos(op.matvec, P, k, which=which, tol=tol, v0=v0, max_iter=min(max_iter * P, 2**31 - 1))
     return HessianEigs(w, V, op.calls, "lanczos")
 
 

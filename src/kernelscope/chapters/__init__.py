@@ -5,6 +5,7 @@ module plus one line in :data:`CHAPTERS`.
 
 from __future__ import annotations
 
+from .ch05_primer import CHAPTER as PRIMER
 from .ch10_linsys import CHAPTER as LINSYS
 from .ch15_learning import CHAPTER as LEARNING
 from .ch20_kernels import CHAPTER as KERNELS
@@ -14,6 +15,6 @@ from .ch40_lazy import CHAPTER as LAZY
 from .ch50_pathkernel import CHAPTER as PATHKERNEL
 from .ch60_spirals import CHAPTER as SPIRALS
 
-CHAPTERS = [LINSYS, LEARNING, KERNELS, NETS, MNIST1D, LAZY, PATHKERNEL, SPIRALS]
+CHAPTERS = [PRIMER, LINSYS, LEARNING, KERNELS, NETS, MNIST1D, LAZY, PATHKERNEL, SPIRALS]
 
 __all__ = ["CHAPTERS"]

@@ -3,6 +3,8 @@
 Built only on the library (``linsys``, ``kernels``, ``nets``, ``regression``, ``empirical``, ``dynamics``, ``optim``);
 one module per chapter:
 
+- :mod:`.primer` - the chain rule on a computation graph, eigenvectors by power iteration (a shear, PCA of the
+  digits), the second-derivative test, the sample mean and Monte-Carlo dual activations, a conditional probability.
 - :mod:`.linsys` - systems of equations solved and taken apart into their four subspaces.
 - :mod:`.learning` - norms and least-ℓp solutions, Hessians and descent on surfaces, step size against curvature,
   batch sizes, chapter 1 in weight space (Δw = J⁺(y − f₀), Gauss–Newton = NTK), lifts and influence maps.
@@ -29,8 +31,8 @@ from .._lazy import exports
 
 # Submodules and names are imported on first use: a chapter that needs one experiment loads only its module (and
 # what that module is built on), not every experiment of the story.
-_SUBMODULES = ("linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy", "regimes",
-               "conv", "mnist1d", "architectures")
+_SUBMODULES = ("primer", "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy",
+               "regimes", "conv", "mnist1d", "architectures")
 _NAMES = {
     **dict.fromkeys(("RegimeRow", "RegimeTable", "regime_table", "train_ntk_net"), "regimes"),
     **dict.fromkeys(("SpiralRun", "train_spiral", "decision_regions", "interpolation_grid", "WidthSweep",
@@ -38,7 +40,7 @@ _NAMES = {
 }
 
 __all__ = [
-    "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy", "regimes", "conv",
+    "primer", "linsys", "learning", "kernels", "nets", "lazy", "pathkernel", "spirals", "anatomy", "regimes", "conv",
     "mnist1d", "architectures",
     "SpiralRun", "train_spiral", "decision_regions", "interpolation_grid",
     "WidthSweep", "spiral_width_sweep",

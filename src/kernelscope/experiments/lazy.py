@@ -8,10 +8,15 @@
 - :func:`ensemble_bands` - many finite networks trained from their own initialisations against the infinite
   ensemble's mean and error bars (:func:`kernelscope.predict.ensemble`);
 - :func:`classifier_sweep` - ten-class digit classifiers trained on cross-entropy, widening, against the
-  infinite-width network trained the same way in function space (:func:`kernelscope.predict.gradient_descent`).
+  infinite-width network trained the same way in function space (:func:`kernelscope.predict.gradient_descent`);
+- lazy ↔ rich (Chizat, Oyallon & Bach 2019; Yang & Hu 2021): :func:`alpha_study` - one network trained at output
+  scales α (:func:`kernelscope.dynamics.lazy_alpha_sweep`); ``lazy_sweep(..., parameterization='mup')`` - the
+  width sweep in μP; :func:`curvature_sweep` - ``‖∇²f‖/‖∇f‖²`` at initialisation against the width, per
+  parameterisation.
 
 Each returns a dataclass (:class:`LazyStudy`, :class:`~kernelscope.dynamics.lazy.NTKConvergence`,
-:class:`EnsembleBands`, :class:`ClassifierSweep`), also when its pieces come back from a checkpoint.
+:class:`EnsembleBands`, :class:`ClassifierSweep`, :class:`AlphaStudy`, :class:`CurvatureSweep`), also when its
+pieces come back from a checkpoint.
 """
 
 from __future__ import annotations
@@ -25,15 +30,16 @@ from .. import data, nets
 from .._arrays import check_choice
 from .._model import stable_lr
 from ..data import one_hot_centred
-from ..dynamics import NTKConvergence, lazy_width_sweep, ntk_convergence, train
-from ..dynamics.lazy import LazySweep
+from ..dynamics import NTKConvergence, curvature_ratio, lazy_alpha_sweep, lazy_width_sweep, ntk_convergence, train
+from ..dynamics.lazy import AlphaSweep, LazySweep
 from ..nets.finite import mlp
 from ..predict import ensemble, gradient_descent, gradient_flow
 from ..stats import fit_slope
 
 __all__ = ["ONE_D", "DIGITS", "lazy_1d_problem", "lazy_digits_problem", "infinite_ntk", "LazyStudy", "lazy_sweep",
            "digits_ntk_convergence", "EnsembleBands", "ensemble_bands", "CLASSIFIER", "ClassifierRun",
-           "ClassifierSweep", "classifier_sweep"]
+           "ClassifierSweep", "classifier_sweep", "lazy_1d_targets", "AlphaStudy", "alpha_study", "CurvatureSweep",
+           "curvature_sweep", "CURVATURE_NETS"]
 
 ONE_D = dict(depth=2, activation="erf", w_std=1.0, b_std=0.5)  # two-layer erf nets on the 1-D set
 DIGITS = dict(depth=3, activation="relu", w_std=1.0, b_std=0.1)  # three-layer ReLU nets on digits parity
@@ -44,6 +50,11 @@ def lazy_1d_problem(seed: int = 0, n: int = 20):
     """1-D regression set (``sin 3x`` + noise): X (n, 1), y (n,), a test grid (60, 1)."""
     X, y = data.regression_1d(n, seed=seed)
     return X, y, np.linspace(-1.2, 1.2, 60)[:, None]
+
+
+def lazy_1d_targets(X_test) -> np.ndarray:
+    """The noiseless target ``sin 3x`` of :func:`lazy_1d_problem` at ``X_test`` (M, 1): (M,), for test errors."""
+    return data.TARGETS_1D["sin"](np.asarray(X_test, float)[:, 0])
 
 
 def lazy_digits_problem(seed: int = 0, n_train: int = 64, n_test: int = 40):
@@ -73,6 +84,7 @@ class LazyStudy:
     y: np.ndarray
     X_test: np.ndarray
     sweep: LazySweep
+    y_test: np.ndarray | None = None  # the 1-D set's noiseless targets at X_test (test errors recorded)
 
 
 #: the data set and the architecture of each sweep
@@ -80,19 +92,23 @@ PROBLEMS = {"1d": (lazy_1d_problem, ONE_D), "digits": (lazy_digits_problem, DIGI
 
 
 def lazy_sweep(dataset: str, widths, *, steps: int, lr: float | None = None, seed: int = 0, checkpoint=None,
-               track=None, tag: str | None = None) -> LazyStudy:
+               track=None, tag: str | None = None, parameterization: str = "ntk") -> LazyStudy:
     """:func:`kernelscope.dynamics.lazy_width_sweep` of the ``dataset``'s architecture (``"1d"``: ``ONE_D`` on
     :func:`lazy_1d_problem`; ``"digits"``: ``DIGITS`` on :func:`lazy_digits_problem`) over ``widths``, compared with
     the infinite-width gradient flow (:func:`infinite_ntk`). ``lr`` None: ``stable_lr`` of the widest net.
-    ``checkpoint(name, compute)`` saves each finished width under names starting with ``tag`` (default: the
-    data set's name)."""
+    ``parameterization``: ``'ntk'`` or ``'mup'`` (:mod:`kernelscope.nets.finite`; μP has the same NTK at
+    initialisation, so the same Θ∞ flow to compare with). On the 1-D set the test errors against the noiseless
+    target are recorded too. ``checkpoint(name, compute)`` saves each finished width under names starting with
+    ``tag`` (default: the data set's name)."""
     dataset = check_choice(dataset, "dataset", tuple(PROBLEMS))
     problem, cfg = PROBLEMS[dataset]
     X, y, Xs = problem(seed)
+    ys = lazy_1d_targets(Xs) if dataset == "1d" else None
     _, k_inf = infinite_ntk(X, Xs, cfg)
     sweep = lazy_width_sweep(X, y, Xs, widths, steps=steps, lr=lr, seed=seed, checkpoint=checkpoint,
-                             ntk_infinite=k_inf, track=track, tag=dataset if tag is None else tag, **cfg)
-    return LazyStudy(dataset, X, y, Xs, sweep)
+                             ntk_infinite=k_inf, track=track, tag=dataset if tag is None else tag,
+                             parameterization=parameterization, y_test=ys, **cfg)
+    return LazyStudy(dataset, X, y, Xs, sweep, ys)
 
 
 def digits_ntk_convergence(widths, *, n: int = 30, seeds: int = 3, seed: int = 0) -> NTKConvergence:
@@ -241,3 +257,91 @@ def classifier_sweep(widths, steps: int, *, n_train: int = 300, n_test: int = 30
                            mse_test_accuracy=[accuracy(f, yte) for f in mse.test[:-1]],
                            solver={k: inf.info[k] for k in ("method", "steps", "nfev", "rtol")},
                            mse_kernel_test_accuracy=accuracy(mse.test[-1], yte))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lazy ↔ rich: the output scale α, the parameterisation, the curvature ratio
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class AlphaStudy:
+    """What :func:`alpha_study` returns: the 1-D set (X (N, 1), y (N,), X_test (M, 1), y_test (M,) the noiseless
+    target), the ``width`` of the two-layer erf net (``ONE_D``) and its :class:`~kernelscope.dynamics.AlphaSweep`."""
+
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    width: int
+    sweep: AlphaSweep
+
+
+def alpha_study(alphas, *, width: int = 256, steps: int = 300, records: int = 8, seed: int = 0, checkpoint=None,
+                track=None) -> AlphaStudy:
+    """Chizat & Bach's knob on the 1-D set: the centred two-layer erf net ``α·(g(w) − g(w₀))`` (``ONE_D``, width
+    ``width``) and its linearisation, trained by ``steps`` gradient-descent steps on ``L/α²`` for each α
+    (:func:`kernelscope.dynamics.lazy_alpha_sweep`, one step size η = 0.5/λ_max(Θ_g) for all), with the test
+    errors against the noiseless target, ``records`` times along the way. ``checkpoint(name, compute)`` saves
+    each finished α."""
+    X, y, Xs = lazy_1d_problem(seed)
+    ys = lazy_1d_targets(Xs)
+    model = mlp(1, width, seed=seed, **ONE_D)
+    sweep = lazy_alpha_sweep(model, X, y, Xs, alphas, steps=steps, y_test=ys, records=records,
+                             checkpoint=checkpoint, track=track, tag=f"alpha_m{width}")
+    for r in sweep.runs:
+        r.width = width
+    return AlphaStudy(X, y, Xs, ys, width, sweep)
+
+
+#: The networks of :func:`curvature_sweep`: name -> (parameterisation, activation), all ``ONE_D`` otherwise.
+CURVATURE_NETS = {"ntk": ("ntk", "erf"), "mup": ("mup", "erf"), "ntk_relu": ("ntk", "relu")}
+
+
+@dataclass
+class CurvatureSweep:
+    """What :func:`curvature_sweep` returns. For each network name k of :data:`CURVATURE_NETS`: ``ratio[k]``,
+    ``hessian_norm[k]``, ``gradient_sq[k]`` of shape (n_widths, n_points) - ``‖∇²f(x)‖/‖∇f(x)‖²``, its numerator
+    and its denominator at initialisation (:func:`kernelscope.dynamics.curvature_ratio`) - and the log-log line of
+    the mean ratio against the width (``slopes[k]``, ``intercepts[k]``; theory −½ in the NTK parameterisation, 0
+    in μP). For ReLU ``‖∇²f‖ = (w₂/√m)·√(w₁²‖x‖²/d + b₂²)`` exactly (``hessian_exact``, (n_widths, n_points))."""
+
+    widths: list[int]
+    X: np.ndarray  # (n_points, 1) the inputs
+    ratio: dict[str, np.ndarray]
+    hessian_norm: dict[str, np.ndarray]
+    gradient_sq: dict[str, np.ndarray]
+    slopes: dict[str, float]
+    intercepts: dict[str, float]
+    hessian_exact: np.ndarray
+    n_hvp: int
+
+
+def curvature_sweep(widths, *, nets=("ntk", "mup", "ntk_relu"), n_points: int = 3, seed: int = 0,
+                    checkpoint=None, track=None) -> CurvatureSweep:
+    """``‖∇²f(x)‖/‖∇f(x)‖²`` at initialisation of the two-layer nets of the 1-D set (``ONE_D``: erf, and the same
+    net with ReLU) at ``n_points`` training inputs spread over [−1, 1], for each width and each network of
+    :data:`CURVATURE_NETS` named in ``nets`` (the Hessian's operator norm by Lanczos on Hessian-vector products;
+    the matrix is never formed). ``checkpoint(name, compute)`` saves each finished (network, width)."""
+    X, _, _ = lazy_1d_problem(seed)
+    Xp = X[np.linspace(0, len(X) - 1, n_points).round().astype(int)]
+    widths = [int(m) for m in widths]
+    nets = [check_choice(k, "nets", tuple(CURVATURE_NETS)) for k in nets]
+    out: dict[str, dict[str, list]] = {q: {k: [] for k in nets} for q in ("ratio", "hessian_norm", "gradient_sq")}
+    n_hvp = 0
+    cells = [(k, m) for k in nets for m in widths]
+    for k, m in (track(cells, "curvature ratios") if track else cells):
+        def one(k=k, m=m):
+            p, act = CURVATURE_NETS[k]
+            cfg = {**ONE_D, "activation": act}
+            return curvature_ratio(mlp(1, m, seed=seed, parameterization=p, **cfg), Xp, tol=1e-6, seed=seed)
+
+        c = checkpoint(f"curvature_{k}_m{m}", one) if checkpoint else one()
+        for q in out:
+            out[q][k].append(np.asarray(getattr(c, q)))
+        n_hvp += c.n_hvp
+    arrays = {q: {k: np.array(v) for k, v in d.items()} for q, d in out.items()}
+    lines = {k: fit_slope(widths, arrays["ratio"][k].mean(1)) for k in nets}
+    w1, w2, b = ONE_D["w_std"], ONE_D["w_std"], ONE_D["b_std"]
+    exact = np.array([[w2 / np.sqrt(m) * np.sqrt(w1**2 * x**2 + b**2) for x in Xp[:, 0]] for m in widths])
+    return CurvatureSweep(widths, Xp, arrays["ratio"], arrays["hessian_norm"], arrays["gradient_sq"],
+                          {k: v[0] for k, v in lines.items()}, {k: v[1] for k, v in lines.items()}, exact, n_hvp)

@@ -11,7 +11,18 @@ Weights and biases are drawn N(0, 1) from one ``torch.Generator``, layer by laye
   drawn, computed as ``s · Linear(x · w_std/(s √n_in))`` with ``s = b_std`` (1 without bias): the same
   function and the same parameter gradients;
 - ``'standard'``: ``z = W' x + b'`` with ``W' = W·w_std/√n_in`` and ``b' = b·b_std`` stored (same random
-  function at initialisation, other gradients, hence another NTK).
+  function at initialisation, other gradients, hence another NTK);
+- ``'mup'``, the maximal-update parameterisation μP (Yang & Hu 2021, "Feature learning in infinite-width neural
+  networks", Table 3 for SGD): every layer of width n moves its features by O(1) per step, at one width-independent
+  step size. A parameter is stored as ``N(0, 1)/√n`` and used with the multiplier ``√n`` times its 'ntk'
+  multiplier, with ``n`` the width it maps to (input weights: ``n_out``; biases of a hidden layer: ``n_out``) or
+  from (hidden weights: ``n_in``) - the same function at initialisation as 'ntk', each such parameter learning
+  n times faster in SGD. The readout (width ``n_in`` to a finite output) keeps its 'ntk' multiplier
+  ``w_std/√n_in`` but is stored as ``N(0, 1)/√n_in``: its initial output is ``√n_in`` times smaller. For a
+  two-layer net this is the mean-field net ``f(x) = (w_std/m) Σ_i b_i σ(a_iᵀx w_std/√d)`` trained with step
+  ``η·m`` (Mei, Montanari & Nguyen 2018; Chizat & Bach 2018), i.e. Chizat & Bach's output scale ``α = m^(−1/2)``
+  of the NTK net. 'mup' belongs to the finite builders only (:func:`stack`, :func:`mlp`): its infinite-width
+  limit learns features and has no fixed kernel.
 
 ``fan_in=False`` drops the ``1/√n_in`` (``w_std`` is then the standard deviation of each weight entry).
 """
@@ -29,9 +40,16 @@ from torch import nn
 from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive
 
 __all__ = ["DenseModule", "ActivationModule", "FanOutModule", "ParallelModule", "FanInSumModule",
-           "LazyNetwork", "ACTIVATIONS", "activation", "mlp", "stack"]
+           "LazyNetwork", "PARAMETERIZATIONS", "FINITE_PARAMETERIZATIONS", "POSITIONS", "ACTIVATIONS", "activation",
+           "mlp", "stack"]
 
+#: The parameterisations with an infinite-width kernel (``nets.Dense``, ``nets.Conv`` and their finite layers).
 PARAMETERIZATIONS = ("ntk", "standard")
+#: The parameterisations of the finite builders (:class:`DenseModule`, :func:`stack`, :func:`mlp`).
+FINITE_PARAMETERIZATIONS = (*PARAMETERIZATIONS, "mup")
+#: Where a layer sits in a μP network: from a finite input to the width, width to width, width to a finite output,
+#: or finite to finite (a network of one layer, which has no width: 'ntk' numbers).
+POSITIONS = ("input", "hidden", "output", "single")
 
 
 class DenseModule(nn.Module):
@@ -40,18 +58,23 @@ class DenseModule(nn.Module):
     Parameters
     ----------
     n_in, n_out : widths.  w_std > 0, b_std >= 0 : weight and bias scales.
-    parameterization : ``'ntk'`` or ``'standard'`` (module docstring).
+    parameterization : ``'ntk'``, ``'standard'`` or ``'mup'`` (module docstring).
     generator : the N(0, 1) draws, weight (n_out, n_in) then bias (n_out,).
     fan_in : divide ``w_std`` by ``√n_in`` (True) or not.
-    draw_unused_bias : in the ``'ntk'`` parameterisation with ``b_std = 0`` the bias does nothing and the layer
-        has none; True still draws it from the generator (what ``net.finite`` does, so that later layers get the
-        same numbers whatever ``b_std``), False does not (:func:`mlp`).
+    draw_unused_bias : in the ``'ntk'`` and ``'mup'`` parameterisations with ``b_std = 0`` the bias does nothing
+        and the layer has none; True still draws it from the generator (what ``net.finite`` does, so that later
+        layers get the same numbers whatever ``b_std``), False does not (:func:`mlp`).
+    position : for ``'mup'``, where the layer sits (:data:`POSITIONS`): ``'input'`` (finite -> width),
+        ``'hidden'`` (width -> width), ``'output'`` (width -> finite) or ``'single'`` (finite -> finite).
     """
 
     def __init__(self, n_in: int, n_out: int, w_std: float = 1.0, b_std: float = 0.0,
                  parameterization: str = "ntk", generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float64, *, fan_in: bool = True, draw_unused_bias: bool = True):
+                 dtype: torch.dtype = torch.float64, *, fan_in: bool = True, draw_unused_bias: bool = True,
+                 position: str = "hidden"):
         super().__init__()
+        check_choice(parameterization, "parameterization", FINITE_PARAMETERIZATIONS)
+        check_choice(position, "position", POSITIONS)
         self.parameterization = parameterization
         has_bias = parameterization == "standard" or b_std > 0
         self.linear = nn.Linear(n_in, n_out, bias=has_bias, dtype=dtype)
@@ -63,6 +86,16 @@ class DenseModule(nn.Module):
             self.w_scale, self.b_scale = (w_std / root if fan_in else w_std), b_std
             self.out_scale = b_std if has_bias else 1.0
             self.in_scale = w_std / (root * self.out_scale)
+        elif parameterization == "mup":
+            # μP: stored N(0, 1)/√n, used with √n times the 'ntk' multiplier (the readout's stays as it is)
+            n_w = {"input": n_out, "hidden": n_in, "output": n_in, "single": 1}[position]
+            n_b = n_out if position in ("input", "hidden") else 1
+            W = W / math.sqrt(n_w)
+            b = None if b is None else b / math.sqrt(n_b)
+            self.w_scale = (w_std / root) * (1.0 if position == "output" else math.sqrt(n_w))
+            self.b_scale = b_std * math.sqrt(n_b)
+            self.out_scale = self.b_scale if has_bias else 1.0
+            self.in_scale = self.w_scale / self.out_scale
         else:
             W, b = W * (w_std / root if fan_in else w_std), b * b_std
             self.w_scale = self.b_scale = self.out_scale = self.in_scale = 1.0
@@ -146,22 +179,24 @@ def stack(sizes: Sequence[int], activation_name: str = "relu", *, w_std: float |
 
     ``linear_tail = 1`` is a perceptron; the spiral net ``2 -> H (ReLU) -> 2 (embedding) -> K`` has
     ``linear_tail = 2``. ``w_std``, ``b_std``: one number or one per layer. Weights and biases are drawn from
-    ``seed`` layer by layer (weight, then bias). Returns an ``nn.Sequential`` mapping (N, sizes[0]) ->
-    (N, sizes[-1]).
+    ``seed`` layer by layer (weight, then bias). ``parameterization``: one of :data:`FINITE_PARAMETERIZATIONS`;
+    ``'mup'`` takes ``sizes[1:-1]`` as the widths (the first layer is its input layer, the last its readout).
+    Returns an ``nn.Sequential`` mapping (N, sizes[0]) -> (N, sizes[-1]).
     """
     sizes = [check_int(s, "sizes", minimum=1) for s in sizes]
     if len(sizes) < 2:
         raise ValidationError("sizes", "at least two widths (input and output)", repr(sizes))
     n = len(sizes) - 1
     linear_tail = check_int(linear_tail, "linear_tail", minimum=1, maximum=n)
-    check_choice(parameterization, "parameterization", PARAMETERIZATIONS)
+    check_choice(parameterization, "parameterization", FINITE_PARAMETERIZATIONS)
     ws = _per_layer(w_std, n, "w_std", True)
     bs = _per_layer(b_std, n, "b_std", False)
     gen = as_generator(seed)
+    positions = ["single"] if n == 1 else ["input"] + ["hidden"] * (n - 2) + ["output"]
     layers: list[nn.Module] = []
     for i in range(n):
         layers.append(DenseModule(sizes[i], sizes[i + 1], ws[i], bs[i], parameterization, gen, dtype,
-                                  fan_in=fan_in, draw_unused_bias=draw_unused_bias))
+                                  fan_in=fan_in, draw_unused_bias=draw_unused_bias, position=positions[i]))
         if i < n - linear_tail:
             layers.append(activation(activation_name, slope))
     return nn.Sequential(*layers)
@@ -172,7 +207,9 @@ def mlp(d_in: int, width: int, *, depth: int = 2, d_out: int = 1, activation: st
         parameterization: str = "ntk", dtype: torch.dtype = torch.float64) -> nn.Sequential:
     """A ``depth``-layer perceptron ``d_in -> width -> ... -> width -> d_out`` (NTK parameterisation by default).
 
-    ``depth = 2`` is the two-layer net of THEORY.md §5, ``f(x) = (w_std/√m) Σ_i b_i σ(a_iᵀx w_std/√d)``.
+    ``depth = 2`` is the two-layer net of THEORY.md §5, ``f(x) = (w_std/√m) Σ_i b_i σ(a_iᵀx w_std/√d)``;
+    ``parameterization='mup'`` makes it the mean-field net ``(w_std/m) Σ_i b_i σ(·)`` of μP (module docstring),
+    trained at a step size that does not depend on the width.
     Output of shape (N, d_out). All weights are N(0, 1) draws from ``seed``; a layer has a bias only when
     ``b_std > 0`` (or in the standard parameterisation). ``activation``: a key of :data:`ACTIVATIONS`.
     """
