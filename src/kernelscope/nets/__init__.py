@@ -14,7 +14,8 @@ Convolutional networks take (N, C, L) or (N, C, H, W) inputs (torch layout):
 
 Modules, each importing only those before it (as neural-tangents' ``stax``): ``state`` (the immutable kernel
 state), ``engine`` (the :class:`Layer` base, its tiles and threads), ``dense``, ``conv``, ``activations``,
-``normalization``, ``combinators``; ``finite`` and ``finite_conv`` (the finite modules), ``montecarlo``.
+``normalization``, ``combinators``; ``finite`` and ``finite_conv`` (the finite modules), ``montecarlo``, and
+``convert`` (``from_torch``: the network of a torch model's architecture).
 """
 
 from .._lazy import exports
@@ -31,6 +32,7 @@ _NAMES = {
                     "combinators"),
     **dict.fromkeys(("AvgPool", "Conv", "Flatten", "GlobalAvgPool"), "conv"),
     "Dense": "dense",
+    "from_torch": "convert",
     **dict.fromkeys(("Layer", "NetKernel"), "engine"),
     **dict.fromkeys(("MonteCarloKernel", "empirical_ntk", "monte_carlo"), "montecarlo"),
     "LayerNorm": "normalization",
@@ -77,6 +79,7 @@ __all__ = [
     "empirical_ntk",
     "erf_dual",
     "exp_dual",
+    "from_torch",
     "gauss_hermite_dual",
     "gaussian_dual",
     "gelu_dual",
