@@ -91,7 +91,7 @@ def _decide(model: nn.Module, t1: torch.Tensor, t2: torch.Tensor | None, n_out: 
             bytes_at = structured_bytes(the_plan, prof, n1, n2, n_out, item, trace, n2, keep)
             try:
                 c = choose_chunk(bytes_at, n, chunk, limit, "method='structured'",
-                                 "Use trace=True, fewer outputs, or fewer examples.")
+                                 "Use fewer examples" + (" or outputs." if trace else ", or trace=True."))
             except MemoryError:
                 if keep:
                     continue

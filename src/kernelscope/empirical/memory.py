@@ -8,10 +8,11 @@ one number and c examples per chunk:
 
 - the kernel itself: ``N1·N2·item`` (with ``trace=True`` or O = 1) or ``N1·N2·O²·item``;
 - 'jacobian': the Jacobians of x2 (``N2·O·P·item``) when they fit a quarter of the budget (else one chunk's), and
-  per chunk ``3·c·O·P·item`` (the vmapped per-parameter Jacobians, their concatenation, the other chunk's) plus
-  ``c·(t + 4·O·m)`` for the forward and the O backward passes;
-- 'ntvp': per block of c columns, ``c·t`` (the VJP's graph), ``c·O·P·item`` (the products ``J₂ᵀ e``) and
-  ``6·c²·O·m`` for the backward and forward-mode passes batched over the c·O basis vectors;
+  per chunk ``4·c·O·P·item`` (the vmapped per-parameter Jacobians, their concatenation, the other chunk's, and
+  what ``vmap(jacrev)`` holds besides: measured) plus ``c·(t + 4·O·m)`` for the forward and the O backward passes;
+- 'ntvp': per block of c columns, ``c·t`` (the VJP's graph), ``3·c·O·P·item`` (the products ``J₂ᵀ e`` and the
+  batched backward pass's buffers: measured) and ``c²·O·(3t + 4m)`` for the backward and forward-mode passes
+  batched over the c·O basis vectors (measured);
 - 'structured': the features of x2 when the whole fits with them (else one chunk's), and per chunk
   ``c·(t + 2z + O·(z + 4m) + features)`` (z the outputs that get an ``ε``; their O gradients are kept) plus the
   per-example vector-Jacobian products of the modules whose parameters do not factorise and the Gram blocks.
@@ -114,7 +115,7 @@ def jacobian_bytes(prof: ForwardProfile, P: int, n1: int, n2: int, n_out: int, i
     def bytes_at(c: int) -> float:
         J = c * n_out * P * item
         kept = n2 * n_out * P * item if keep else J
-        return out + kept + 3 * J + c * (prof.total + 4 * n_out * prof.largest) + c * min(c, n2) * og * item
+        return out + kept + 4 * J + c * (prof.total + 4 * n_out * prof.largest) + c * min(c, n2) * og * item
 
     return bytes_at
 
@@ -126,7 +127,8 @@ def ntvp_bytes(prof: ForwardProfile, P: int, n1: int, n2: int, n_out: int, item:
 
     def bytes_at(c: int) -> float:
         basis = (c * n_out) ** 2 * item
-        return out + c * prof.total + c * n_out * P * item + 6 * c * c * n_out * prof.largest + 3 * basis
+        return out + c * prof.total + 3 * c * n_out * P * item + c * c * n_out * (3 * prof.total + 4 * prof.largest) \
+            + 3 * basis
 
     return bytes_at
 
