@@ -62,11 +62,11 @@ PROBE = textwrap.dedent('''
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_measured_peak_within_the_estimate_and_the_budget(tmp_path, kind):
-    """Each method on an MLP and a CNN (3 outputs) in a budget of 15 MB: the peak stays within the estimate and
+    """Each method on an MLP and a CNN (3 outputs) in a budget of 15 or 10 MB: the peak stays within the estimate and
     the budget (plus the allocator's slack), and the estimate is not a blanket refusal."""
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
-    budget, slack = 15e6, 8e6  # slack: the allocator's arenas and page granularity
+    budget, slack = {"mlp": 15e6, "cnn": 10e6}[kind], 8e6  # slack: the allocator's arenas and page granularity
     out = subprocess.run([sys.executable, str(script), kind, str(budget)], capture_output=True, text=True,
                          timeout=600, env={"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
