@@ -1,23 +1,31 @@
-"""Empirical NTK of an MLP (3 hidden layers of width 512, ReLU, scalar output, d = 64): time and peak memory of
-each ``kernelscope.empirical.ntk`` method and of the textbook torch ``vmap(jacrev)`` contraction, measured in the
-same run, plus the neural-tangents numbers recorded in issue 4 (measured on this machine earlier; JAX is not
-installed here).
+"""Empirical NTK against neural-tangents' structured derivatives, on the same weights: time, ratio and peak memory.
 
-    .venv/bin/python benchmarks/bench_empirical.py                 # N = 256, 512, 1024
-    .venv/bin/python benchmarks/bench_empirical.py --sizes 256 --methods structured,jacobian
+Rows (float64, k(X, X), the kernel of every pair of outputs unless ``--trace``):
 
-``--cnn``: a small CNN on 8×8 one-channel (digits-size) images instead, Conv2d(1, 32, 3, padding=1) - ReLU -
-Conv2d(32, 32, 3, padding=1) - ReLU - Flatten - [Linear(2048, H) - ReLU, with ``--hidden H``] - Linear(., O), with
-``--outputs O``; 'structured' forms the per-example conv gradients, 'jacobian' the whole Jacobian (every method
-best of ``--repeats`` here: none is slow)::
+- ``mlp``: MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU, torch's nn.Linear), N = 256 and 1024 (``--mlp-sizes``);
+- ``digits``: the CNN of issue 22 on 8×8 digits, ``nets.serial(Conv(W, 3, 'same'), ReLU, Conv(W, 3, 'same'), ReLU,
+  Flatten, Dense(10))`` made finite at width W = 256 (``--digits-width``), N = 64, traced over the 10 outputs as
+  the issue's call ``empirical.ntk(cnn.finite(width=256), X[:64], trace=True)``;
+- ``myrtle``: Myrtle-5 on 3×32×32 inputs, ``Conv(W)-ReLU ×2, AvgPool 2, Conv(W)-ReLU, AvgPool 2, Conv(W)-ReLU,
+  AvgPool 8, Flatten, Dense(10)`` (all 3×3 'same'), W = 64 (``--myrtle-width``), N = 256, traced.
 
-    .venv/bin/python benchmarks/bench_empirical.py --cnn           # N = 256, 512; structured vs jacobian
-    .venv/bin/python benchmarks/bench_empirical.py --cnn --hidden 128      # a dense layer: P = 272k
-    .venv/bin/python benchmarks/bench_empirical.py --cnn --outputs 10 --sizes 256
+Ours: ``kernelscope.empirical.ntk(model, X, method='auto')`` (``--method``). The peer: neural-tangents 0.6.5
+``jit(empirical_ntk_fn(f, trace_axes=(-1,) or (), vmap_axes=0, implementation=3))`` where ``f`` is the same network
+written in JAX (``lax.conv_general_dilated`` in NCHW/OIHW, explicit paddings, the NTK scales as multipliers) on the
+weights exported from our torch model into the .npz the peer script loads; the traces of the two kernels are
+compared (neural-tangents' ``trace_axes`` averages over the outputs where ours sums: multiplied by O). Each side
+runs in its own process (peak memory: the growth of the resident set's high-water mark over
+the resident set after the model and data are made; the peer's includes XLA's compilation), the sides alternate
+for ``--rounds`` rounds, and each process times ``--repeats`` calls after a warm-up call (median).
 
-Every (method, N) runs in a fresh subprocess so that its peak resident memory (``ru_maxrss`` minus the memory
-after the model and data were made) is its own. Timings: after a warm-up call on 16 examples, best of
-``--repeats`` for 'structured' and one timed call for the slow methods.
+    .venv/bin/python benchmarks/bench_empirical.py                         # every row (long: the peer is slow on CNNs)
+    .venv/bin/python benchmarks/bench_empirical.py --rows mlp --rounds 3
+    .venv/bin/python benchmarks/bench_empirical.py --rows digits --digits-width 64
+    .venv/bin/python benchmarks/bench_empirical.py --rows mlp --method jacobian   # another method of ours
+    .venv/bin/python benchmarks/bench_empirical.py --rows mlp --busy 2            # a busy machine (2 spinners)
+
+Without the peer (``KERNELSCOPE_PEER_PYTHON`` unset and no ``.venv-nt``) it says so and prints our side.
+``--device cuda`` times our side on a GPU (the peer stays on the CPU).
 """
 
 from __future__ import annotations
@@ -26,163 +34,226 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import time
 
-# neural-tangents on this machine (issue 4): structured derivatives and Jacobian contraction, N = 1024
-NT_RECORDED = {"nt structured (recorded)": {1024: 0.23}, "nt jacobian (recorded)": {1024: 18.8},
-               "hand-written per-layer (recorded)": {1024: 0.12}}
+import numpy as np
+from peer import busy, peer_python, run_peer
 
+PEER = '''
+import re, resource
+import jax.numpy as jnp
+from jax import lax
+import neural_tangents as nt
 
-def _rss_mb() -> float:
+def rss():
     with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")  # pragma: no cover
+        return int(re.search(r"VmRSS:\\s+(\\d+)", f.read()).group(1)) * 1024
+
+spec = json.loads(str(inputs["spec"]))
+params = [{k: jnp.asarray(inputs[f"{k}{i}"]) for k in ("W", "b") if f"{k}{i}" in inputs} for i in range(len(spec))]
+x = jnp.asarray(inputs["x"])
+
+def f(params, h):
+    for layer, p in zip(spec, params):
+        kind = layer["kind"]
+        if kind == "conv":
+            h = lax.conv_general_dilated(h, p["W"], layer["stride"], [tuple(v) for v in layer["pads"]],
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW")) * layer["ws"]
+            if "b" in p:
+                h = h + layer["bs"] * p["b"][None, :, None, None]
+        elif kind == "dense":
+            h = layer["ws"] * (h @ p["W"].T) + (layer["bs"] * p["b"] if "b" in p else 0.0)
+        elif kind == "relu":
+            h = jnp.maximum(h, 0.0)
+        elif kind == "flatten":
+            h = h.reshape(h.shape[0], -1)
+        elif kind == "avgpool":
+            k, s = layer["kernel"], layer["stride"]
+            h = lax.reduce_window(h, 0.0, lax.add, (1, 1, *k), (1, 1, *s), "VALID") / (k[0] * k[1])
+    return h
+
+trace_axes = (-1,) if bool(inputs["trace"]) else ()
+fn = jax.jit(nt.empirical_ntk_fn(f, trace_axes=trace_axes, vmap_axes=0, implementation=3))
+before = rss()
+seconds, K = timed(lambda: fn(x, None, params))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+K = np.asarray(K).reshape(x.shape[0], x.shape[0], -1)
+n_out = f(params, x[:1]).shape[-1] if trace_axes else 1  # neural-tangents' trace is the mean over the outputs
+result.update(seconds=seconds, peak_mb=(peak - before) / 1e6, trace=float(np.einsum("iik->", K)) * n_out)
+'''
 
 
-def _model_and_data(n: int, dt, cnn: dict | None):
-    """The benchmarked model and N inputs: the MLP, or with ``cnn`` = {outputs, hidden} the CNN."""
+# ---------------------------------------------------------------------------------------------------------------
+# The models, built the same way in every process
+# ---------------------------------------------------------------------------------------------------------------
+
+def build(row: str, width: int, n: int):
+    """(model, x as a NumPy array) for a row: the same weights and data in every process (fixed seeds)."""
     import torch
     from torch import nn
 
-    torch.manual_seed(0)  # the same weights in every subprocess (nn.Linear/Conv2d draw from the global generator)
-    g = torch.Generator().manual_seed(0)
-    if cnn is None:
+    from kernelscope import data, nets
+
+    if row == "mlp":
+        torch.manual_seed(0)  # nn.Linear draws from the global generator: the same weights in every process
         model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512),
-                              nn.ReLU(), nn.Linear(512, 1)).to(dt)
-        return model, torch.randn(n, 64, generator=g, dtype=dt)
-    head = ([nn.Linear(32 * 64, cnn["hidden"]), nn.ReLU(), nn.Linear(cnn["hidden"], cnn["outputs"])] if cnn["hidden"]
-            else [nn.Linear(32 * 64, cnn["outputs"])])
-    model = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-                          nn.Flatten(), *head).to(dt)
-    return model, torch.randn(n, 1, 8, 8, generator=g, dtype=dt)
+                              nn.ReLU(), nn.Linear(512, 1)).double()
+        return model, np.random.default_rng(0).standard_normal((n, 64))
+    conv = lambda: [nets.Conv(width, 3, padding="same", w_std=1.4, b_std=0.1), nets.ReLU()]  # noqa: E731
+    if row == "digits":
+        X, _ = data.digits(n, seed=0)
+        net = nets.serial(*conv(), *conv(), nets.Flatten(), nets.Dense(10, w_std=1.4, b_std=0.1))
+        return net.finite(seed=0, in_dim=(1, 8, 8)), X.reshape(n, 1, 8, 8)
+    net = nets.serial(*conv(), *conv(), nets.AvgPool(2), *conv(), nets.AvgPool(2), *conv(), nets.AvgPool(8),
+                      nets.Flatten(), nets.Dense(10, w_std=1.4, b_std=0.1))  # Myrtle-5
+    return net.finite(seed=0, in_dim=(3, 32, 32)), np.random.default_rng(0).standard_normal((n, 3, 32, 32))
 
 
-def _worker(method: str, n: int, dtype: str, repeats: int, cnn: dict | None, q, device: str = "cpu") -> None:
+def export(model) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The layers of our model as a JSON spec and its weights as arrays, for the peer's JAX function."""
+    from torch import nn
+
+    from kernelscope.nets import finite, finite_conv
+
+    body = model.body if hasattr(model, "body") else model
+    spec, arrays = [], {}
+    for i, m in enumerate(body):
+        if isinstance(m, finite_conv.NTKConv2d):
+            spec.append({"kind": "conv", "stride": list(m.stride), "pads": [list(p) for p in m.pads],
+                         "ws": m.w_scale, "bs": m.b_scale})
+            arrays[f"W{i}"], arrays[f"b{i}"] = m.weight.detach().numpy(), m.bias.detach().numpy()
+        elif isinstance(m, (finite.DenseModule, nn.Linear)):
+            lin = m.linear if isinstance(m, finite.DenseModule) else m
+            out, inn = (m.out_scale, m.in_scale) if isinstance(m, finite.DenseModule) else (1.0, 1.0)
+            spec.append({"kind": "dense", "ws": out * inn, "bs": out})  # out·(in·x Wᵀ + b)
+            arrays[f"W{i}"] = lin.weight.detach().numpy()
+            if lin.bias is not None:
+                arrays[f"b{i}"] = lin.bias.detach().numpy()
+        elif isinstance(m, nn.ReLU) or (isinstance(m, finite.ActivationModule) and m.name == "ReLU()"):
+            spec.append({"kind": "relu"})
+        elif isinstance(m, nn.Flatten):
+            spec.append({"kind": "flatten"})
+        elif isinstance(m, finite_conv.PoolModule):
+            spec.append({"kind": "avgpool", "kernel": list(m.kernel_size), "stride": list(m.stride)})
+        else:
+            raise TypeError(f"no JAX counterpart for {m!r}")
+    return spec, arrays
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Our side, in its own process
+# ---------------------------------------------------------------------------------------------------------------
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _ours(row: str, width: int, n: int, trace: bool, method: str, repeats: int, device: str, q) -> None:
     import torch
-    from torch.func import functional_call, jacrev, vmap
 
     from kernelscope import empirical
 
-    torch.set_num_threads(torch.get_num_threads())
-    dt = getattr(torch, dtype)
-    model, x = _model_and_data(n, dt, cnn)
-    model, x = model.to(device), x.to(device)
+    model, x = build(row, width, n)
+    model, x = model.to(device), torch.as_tensor(x, device=device)
+    empirical.ntk(model, x[:4], method=method, trace=trace)  # warm-up: libraries, kernels, lazy modules
     cuda = x.device.type == "cuda"
-    n_out = 1 if cnn is None else cnn["outputs"]
-
-    if method == "torch vmap(jacrev)":
-        params = {k: v.detach() for k, v in model.named_parameters()}
-
-        def f_single(p, xi):
-            return functional_call(model, p, (xi.unsqueeze(0),)).reshape(n_out)
-
-        def run(x):
-            jac = vmap(jacrev(f_single), (None, 0))(params, x)  # dict: (N, O, *shape) per parameter
-            jac = [j.flatten(2) for j in jac.values()]  # (N, O, P_l)
-            return torch.stack([torch.einsum("Naf,Mbf->NMab", j, j) for j in jac]).sum(0)  # (N, N, O, O)
-    else:
-        def run(x):
-            return empirical.ntk(model, x, method=method, chunk_size=len(x) if method == "structured" else 256)
-
-    base = _rss_mb()
-    run(x[:16])  # warm-up on a few examples (first-call overheads), then time the full size
-    if cuda:  # peak memory on the GPU: torch's allocator peak above what the model and data hold
+    fp = empirical.footprint(model, x, method=method, trace=trace)
+    if cuda:
         torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated() / 2**20
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats if method == "structured" or cnn is not None or cuda else 1):
+    before, times = _rss(), []
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        K = run(x)
+        K = empirical.ntk(model, x, method=method, trace=trace)
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    K = K.reshape(n, n, -1)  # (N, N) or (N, N, O·O)
-    q.put({"seconds": min(times), "peak_mb": peak - base, "trace": float(torch.diagonal(K.double()).sum())})
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    K = K.reshape(n, n, -1)
+    q.put({"seconds": statistics.median(times), "peak_mb": (peak - (0 if cuda else before)) / 1e6,
+           "estimate_mb": fp.peak_bytes / 1e6, "chunk": fp.chunk_size, "method": fp.method,
+           "trace": float(torch.einsum("iik->", K.double()))})
 
 
-def measure(method: str, n: int, dtype: str, repeats: int, cnn: dict | None = None, device: str = "cpu") -> dict:
+def ours(row, width, n, trace, method, repeats, device) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(method, n, dtype, repeats, cnn, q, device))
+    p = ctx.Process(target=_ours, args=(row, width, n, trace, method, repeats, device, q))
     p.start()
     out = q.get()
     p.join()
     return out
 
 
+def peer(row, width, n, trace, repeats) -> dict:
+    model, x = build(row, width, n)
+    spec, arrays = export(model)
+    return run_peer(PEER, {"spec": np.array(json.dumps(spec)), "x": x, "trace": np.array(trace), **arrays},
+                    repeats=repeats, timeout=7200)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default=None, help="default 256,512,1024 (MLP), 256,512 (CNN)")
-    ap.add_argument("--methods", default=None,
-                    help="default 'structured,jacobian,torch vmap(jacrev),ntvp' (MLP), 'structured,jacobian' (CNN)")
-    ap.add_argument("--cnn", action="store_true", help="the two-conv-layer CNN on 8x8 images instead of the MLP")
-    ap.add_argument("--outputs", type=int, default=1, help="CNN: number of outputs O")
-    ap.add_argument("--hidden", type=int, default=0, help="CNN: width of a dense hidden layer after Flatten (0: none)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--ntvp-max", type=int, default=256, help="largest N for 'ntvp' (one VJP+JVP per example)")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (peak memory: torch's CUDA allocator peak)")
+    ap.add_argument("--rows", default="mlp,digits,myrtle")
+    ap.add_argument("--mlp-sizes", default="256,1024")
+    ap.add_argument("--digits-width", type=int, default=256)
+    ap.add_argument("--digits-n", type=int, default=64)
+    ap.add_argument("--myrtle-width", type=int, default=64)
+    ap.add_argument("--myrtle-n", type=int, default=256)
+    ap.add_argument("--trace", choices=["auto", "yes", "no"], default="auto",
+                    help="trace over the outputs (auto: the CNN rows yes, as the issue's call; the MLP has one output)")
+    ap.add_argument("--method", default="auto", help="our method: auto, structured, jacobian, ntvp")
+    ap.add_argument("--rounds", type=int, default=1, help="alternations of the two sides")
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per process (median), after a warm-up")
+    ap.add_argument("--busy", type=int, default=0, help="busy-loop processes loading the machine meanwhile")
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    cnn = {"outputs": args.outputs, "hidden": args.hidden} if args.cnn else None
-    sizes = [int(s) for s in (args.sizes or ("256,512" if cnn else "256,512,1024")).split(",")]
-    methods = [m.strip() for m in (args.methods or ("structured,jacobian" if cnn
-                                                     else "structured,jacobian,torch vmap(jacrev),ntvp")).split(",")]
     import torch
 
-    if cnn:
-        hidden = f"Linear(2048, {args.hidden}) - ReLU - Linear({args.hidden}, {args.outputs})" if args.hidden \
-            else f"Linear(2048, {args.outputs})"
-        model, _ = _model_and_data(1, torch.float32, cnn)
-        arch = (f"CNN on 1x8x8: Conv2d(1, 32, 3, p=1) - ReLU - Conv2d(32, 32, 3, p=1) - ReLU - Flatten - {hidden} "
-                f"(P = {sum(p.numel() for p in model.parameters())})")
-    else:
-        arch = "MLP 64 -> 512 -> 512 -> 512 -> 1 (ReLU)"
-    timing = f"best of {args.repeats}" if cnn else f"structured: best of {args.repeats}, others: one call"
-    where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    print(f"{arch}, {args.dtype}, torch {torch.__version__}, {where}; {timing} (after warm-up)")
-    results: dict[str, dict[int, dict]] = {m: {} for m in methods}
-    for n in sizes:
-        for m in methods:
-            if m == "ntvp" and n > args.ntvp_max:
-                continue
-            results[m][n] = measure(m, n, args.dtype, args.repeats, cnn, args.device)
-            r = results[m][n]
-            print(f"  N={n:5d} {m:20s} {r['seconds']:9.3f} s   peak +{r['peak_mb']:8.1f} MB", flush=True)
-    # agreement between methods (trace of the kernel)
-    for n in sizes:
-        tr = {m: results[m][n]["trace"] for m in methods if n in results[m]}
-        ref = tr.get("structured")
-        if ref:
-            worst = max(abs(v - ref) / abs(ref) for v in tr.values())
-            print(f"  N={n}: traces agree to {worst:.1e} relative")
-    print()
-    head = (f"{'N':>6} | " + " | ".join(f"{m:>20s}" for m in methods)
-            + " | jacobian/structured | vmap(jacrev)/structured")
-    print(head)
-    print("-" * len(head))
-    for n in sizes:
-        cells = [f"{results[m][n]['seconds']:17.3f} s" if n in results[m] else f"{'-':>20s}" for m in methods]
-        s = results.get("structured", {}).get(n, {}).get("seconds")
-        j = results.get("jacobian", {}).get(n, {}).get("seconds")
-        v = results.get("torch vmap(jacrev)", {}).get(n, {}).get("seconds")
-        r1 = f"{j / s:19.1f}x" if s and j else f"{'-':>20s}"
-        r2 = f"{v / s:23.1f}x" if s and v else f"{'-':>24s}"
-        print(f"{n:>6} | " + " | ".join(cells) + f" | {r1} | {r2}")
-    print("\npeak memory above the baseline (MB):")
-    for n in sizes:
-        print(f"  N={n:5d} " + ", ".join(f"{m}: {results[m][n]['peak_mb']:.0f}" for m in methods if n in results[m]))
-    if not cnn:
-        print("\nrecorded peers (issue 4, same machine class, N = 1024):")
-        s = results.get("structured", {}).get(1024, {}).get("seconds")
-        for name, vals in NT_RECORDED.items():
-            ratio = f"  -> ratio peer / kernelscope structured = {vals[1024] / s:.2f}" if s else ""
-            print(f"  {name:36s} {vals[1024]:7.2f} s{ratio}")
-    print(json.dumps({m: {str(n): r for n, r in v.items()} for m, v in results.items()}))
+    has_peer = peer_python() is not None
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64; ours: empirical.ntk(method="
+          f"{args.method!r}); peer: neural-tangents implementation=3 "
+          + ("" if has_peer else "(NOT FOUND: set KERNELSCOPE_PEER_PYTHON; our side only)")
+          + (f"; {args.busy} busy-loop processes" if args.busy else ""))
+    cases = []
+    for row in args.rows.split(","):
+        if row == "mlp":
+            cases += [("mlp", 0, int(n)) for n in args.mlp_sizes.split(",")]
+        elif row == "digits":
+            cases.append(("digits", args.digits_width, args.digits_n))
+        elif row == "myrtle":
+            cases.append(("myrtle", args.myrtle_width, args.myrtle_n))
+    head = (f"{'row':>8} {'W':>4} {'N':>5} {'trace':>5} | {'ours s':>8} {'peer s':>8} {'ours/peer':>9} | "
+            f"{'ours MB':>8} {'(est.)':>8} {'peer MB':>8} | traces agree")
+    print(head + "\n" + "-" * len(head))
+    with busy(args.busy) if args.busy else _nothing():
+        for row, width, n in cases:
+            trace = row != "mlp" if args.trace == "auto" else args.trace == "yes"
+            a, b = [], []
+            for _ in range(args.rounds):  # alternate the sides
+                a.append(ours(row, width, n, trace, args.method, args.repeats, args.device))
+                if has_peer:
+                    b.append(peer(row, width, n, trace, args.repeats if row == "mlp" else 1))
+            s = statistics.median(r["seconds"] for r in a)
+            line = f"{row:>8} {width or '':>4} {n:>5} {str(trace):>5} | {s:8.3f} "
+            mem = f"{max(r['peak_mb'] for r in a):8.0f} {a[0]['estimate_mb']:8.0f} "
+            if b:
+                sp = statistics.median(r["seconds"] for r in b)
+                agree = abs(a[0]["trace"] - b[0]["trace"]) / abs(b[0]["trace"])
+                line += f"{sp:8.3f} {s / sp:9.3f} | " + mem + f"{max(r['peak_mb'] for r in b):8.0f} | {agree:.1e}"
+            else:
+                line += f"{'-':>8} {'-':>9} | " + mem + f"{'-':>8} |"
+            print(line, flush=True)
+
+
+class _nothing:
+    def __enter__(self):
+        return 0
+
+    def __exit__(self, *exc):
+        return False
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from contract import check_kernel_contract
-from kernelscope import empirical, nets
+from kernelscope import _arrays, empirical, nets
 from kernelscope._arrays import ValidationError
+from kernelscope._model import forward_profile
 from kernelscope.dynamics import mlp
 
 F64 = dict(dtype=torch.float64)  # float64 explicitly: no global default dtype change
@@ -122,13 +123,15 @@ def test_sequence_model_with_repeated_uses(method):
     assert float((K - R).norm() / R.norm()) < 1e-10
 
 
-def test_non_linear_parameter_refused_by_structured_but_handled_by_others():
+def test_parameter_of_the_models_own_forward_gets_its_jacobian_in_structured():
+    """'gain' is used by the model's forward itself: 'structured' factorises the Linear and takes the model's
+    per-example gradients for 'gain' alone."""
     model = WithScalarParam().double()
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(7), **F64)
     R = reference_ntk(model, x, x)[:, :, 0, 0]
-    with pytest.raises(ValueError, match="nn.Linear.*'gain'.*method='jacobian'"):
-        empirical.ntk(model, x, method="structured")
-    for method in ("auto", "jacobian", "ntvp"):
+    the_plan = empirical.capture.plan(model, x, empirical.trainable_parameters(model))
+    assert the_plan.fallback == {"": ("gain",)} and [g.weight for g in the_plan.groups] == ["lin.weight"]
+    for method in METHODS:
         K = empirical.ntk(model, x, method=method)
         assert float((K - R).norm() / R.norm()) < 1e-10
 
@@ -314,8 +317,14 @@ def test_structured_cnn_features_against_direct_product_and_both_conv_forms(monk
     R = reference_ntk(model, x1, x2)
     assert float((empirical.ntk(model, x1, x2, method="structured") - R).norm() / R.norm()) < 1e-10
     # features of x2 too big for the budget: recomputed per block of rows, same kernel
-    monkeypatch.setattr(empirical, "memory_budget_bytes", lambda: 1)
-    K = empirical.ntk(model, x1, x2, method="structured", chunk_size=2)
+    params = empirical.trainable_parameters(model)
+    the_plan, prof = empirical.capture.plan(model, x1, params), forward_profile(model, x1, params)
+    need = {keep: empirical.memory.structured_bytes(the_plan, prof, 3, 2, 2, 8, False, 2, keep)(1) for keep in (0, 1)}
+    assert need[True] > need[False]
+    monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: int(need[False] + 1))
+    fp = empirical.footprint(model, x1, x2, method="structured")
+    assert not fp.keep and fp.chunk_size == 1
+    K = empirical.ntk(model, x1, x2, method="structured")
     assert float((K - R).norm() / R.norm()) < 1e-10
 
 
@@ -329,19 +338,30 @@ def test_structured_cnn_frozen_weight_and_numpy():
     np.testing.assert_allclose(K, empirical.ntk(model, X, method="jacobian"), rtol=1e-10)
 
 
-class WeightStandardised(nn.Conv2d):
+class WeightStandardised(nn.Conv2d):  # its weight is used by its own forward, its bias by F.conv2d
     def forward(self, x):
         return self._conv_forward(x, self.weight / self.weight.norm(), self.bias)
 
 
-@pytest.mark.parametrize("layer", [nn.BatchNorm2d(2), nn.Conv1d(2, 2, 1), WeightStandardised(2, 2, 1)],
-                         ids=["batchnorm_affine", "conv1d", "conv2d_subclass"])
-def test_unsupported_layer_refused_by_structured_and_auto_falls_back(layer):
+LAYERS = {  # layer -> (parameters that factorise, module -> parameters from its per-example gradients)
+    "batchnorm_affine": (lambda: nn.BatchNorm2d(2), set(), {"layer": ("layer.weight", "layer.bias")}),
+    "layernorm": (lambda: nn.LayerNorm([2, 4, 4]), set(), {"layer": ("layer.weight", "layer.bias")}),
+    "conv1d": (lambda: nn.Conv1d(2, 2, 3, padding=1, dilation=1, groups=2), {"layer.weight", "layer.bias"}, {}),
+    "conv2d_subclass": (lambda: WeightStandardised(2, 2, 1), {"layer.bias"}, {"layer": ("layer.weight",)}),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_structured_factorises_what_it_can_and_differentiates_the_rest_per_module(name):
+    """Weights of F.linear/conv1d/conv2d calls factorise; the other parameters get the per-example gradients of
+    the smallest module holding their uses; every method gives the direct Jacobian product."""
+    make, factored, fallback = LAYERS[name]
+
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             torch.manual_seed(15)
-            self.conv, self.layer, self.out = nn.Conv2d(1, 2, 3), layer, nn.Linear(2 * 4 * 4, 1)
+            self.conv, self.layer, self.out = nn.Conv2d(1, 2, 3), make(), nn.Linear(2 * 4 * 4, 1)
 
         def forward(self, x):
             h = self.conv(x)
@@ -349,18 +369,38 @@ def test_unsupported_layer_refused_by_structured_and_auto_falls_back(layer):
             return self.out(torch.tanh(h).flatten(1))
 
     model = Net().double().eval()
+    with torch.no_grad():  # affine parameters away from their initial 1 and 0
+        for p in model.layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(17), **F64))
     x = torch.randn(3, 1, 6, 6, generator=torch.Generator().manual_seed(16), **F64)
-    with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Linear or nn.Conv2d.*'layer\.weight'.*"
-                                                             rf"{type(layer).__name__}.*method='jacobian'"):
-        empirical.ntk(model, x, method="structured")
-    assert empirical.resolve_method(model, "auto") == "jacobian"
+    the_plan = empirical.capture.plan(model, x, empirical.trainable_parameters(model))
+    assert the_plan.factored == factored | {"conv.weight", "conv.bias", "out.weight", "out.bias"}
+    assert the_plan.fallback == fallback
     R = reference_ntk(model, x, x)[:, :, 0, 0]
-    K = empirical.ntk(model, x)
-    assert float((K - R).norm() / R.norm()) < 1e-10
+    for method in ("structured", "auto"):
+        K = empirical.ntk(model, x, method=method, chunk_size=2)
+        assert float((K - R).norm() / R.norm()) < 1e-10
 
 
-def test_structured_conv_needs_a_batch():
-    class Unbatched(nn.Module):  # the conv sees one (C, H, W) image at a time
+def test_nets_finite_cnn_factorises_its_scaled_convolutions():
+    """The library's own NTK-parameterised convolution scales the output of F.conv2d and adds its bias outside:
+    the weight factorises, the bias comes from the conv module's per-example gradients."""
+    cnn = nets.serial(nets.Conv(4, 3, padding="same", b_std=0.2), nets.ReLU(), nets.Conv(4, 3, stride=2),
+                      nets.ReLU(), nets.Flatten(), nets.Dense(3, b_std=0.1))
+    model = cnn.finite(seed=0, in_dim=(2, 6, 6))
+    x = torch.randn(4, 2, 6, 6, generator=torch.Generator().manual_seed(18), **F64)
+    the_plan = empirical.capture.plan(model, x, empirical.trainable_parameters(model))
+    assert {g.weight for g in the_plan.groups} == {"body.0.weight", "body.2.weight", "body.5.linear.weight"}
+    assert the_plan.fallback == {"body.0": ("body.0.bias",), "body.2": ("body.2.bias",)}
+    R = reference_ntk(model, x, x)
+    for trace in (False, True):
+        K = empirical.ntk(model, x, trace=trace)
+        want = torch.diagonal(R, dim1=2, dim2=3).sum(-1) if trace else R
+        assert float((K - want).norm() / want.norm()) < 1e-10
+
+
+def test_structured_conv_that_sees_one_example_at_a_time():
+    class Unbatched(nn.Module):  # the conv sees one (C, H, W) image at a time: the model's own Jacobian
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(1, 1, 2)
@@ -368,9 +408,13 @@ def test_structured_conv_needs_a_batch():
         def forward(self, x):
             return torch.stack([self.conv(xi).sum() for xi in x])
 
-    x = torch.randn(3, 1, 4, 4, **F64)
-    with pytest.raises(empirical.StructuredUnsupported, match=r"nn.Conv2d to see a batch \(N, C, H, W\)"):
-        empirical.ntk(Unbatched().double(), x, method="structured")
+    model = Unbatched().double()
+    x = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(19), **F64)
+    the_plan = empirical.capture.plan(model, x, empirical.trainable_parameters(model))
+    assert not the_plan.groups and the_plan.fallback == {"": ("conv.weight", "conv.bias")}
+    R = reference_ntk(model, x, x)[:, :, 0, 0]
+    K = empirical.ntk(model, x, method="structured")
+    assert float((K - R).norm() / R.norm()) < 1e-10
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -19,7 +19,9 @@ The ground floor of everything that differentiates a model: :mod:`kernelscope.em
   and the one check of targets against a loss and an output width;
 - **kernels over outputs**: an (N, N, O, O) kernel as the (N·O, N·O) matrix of the flattened outputs, its largest
   eigenvalue λ_max and the step size that keeps gradient descent on the squared loss stable (``η < 2/λ_max``);
-- **value and gradient** of a scalar torch function by one reverse pass.
+- **value and gradient** of a scalar torch function by one reverse pass;
+- **the memory of a forward pass** per example (:func:`forward_profile`), what the empirical NTK and the Monte
+  Carlo kernels size their chunks by.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.overrides import TorchFunctionMode
 
 from ._arrays import ValidationError, as_tensor, check_positive
 
 __all__ = ["LOSSES", "REDUCTIONS", "Weights", "check_module", "check_fixed_function", "trainable_parameters",
            "model_dtype", "model_device", "materialize", "forward", "output_dim", "outputs", "flat_weights",
            "with_weights", "loss_value", "loss_derivative", "loss_hessian", "loss_gradient", "targets",
-           "flat_kernel", "lambda_max", "stable_lr", "lanczos", "value_and_grad"]
+           "flat_kernel", "lambda_max", "stable_lr", "lanczos", "value_and_grad", "ForwardProfile",
+           "forward_profile", "tensor_bytes"]
 
 #: The built-in losses (module docstring).
 LOSSES = ("mse", "cross_entropy")
@@ -405,3 +409,59 @@ def value_and_grad(f: Callable[..., torch.Tensor], x: torch.Tensor, *args: Any) 
         value = f(xg, *args)
         (g,) = torch.autograd.grad(value, xg)
     return value.detach(), g
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The memory of a forward pass
+# ---------------------------------------------------------------------------------------------------------------
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes of a tensor's elements (not of the storage it may view)."""
+    return t.numel() * t.element_size()
+
+
+@dataclass(frozen=True)
+class ForwardProfile:
+    """Bytes per example of one forward pass of a model.
+
+    total : every tensor its operations produce (distinct storages), as if none were freed: a bound on what
+        autograd keeps for a backward pass (it saves a subset of them).
+    largest : the largest single tensor an operation produces; a pass without gradients holds about two at once,
+        a backward pass a few (the gradient of a tensor and of the input of the operation that made it).
+    """
+
+    total: float
+    largest: float
+
+
+class _Counter(TorchFunctionMode):
+    """Counts the bytes of the tensors that torch operations return, each storage once (references are kept so
+    that a freed buffer's address cannot be counted again)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[int, torch.Tensor] = {}
+        self.total = self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, torch.Tensor) and t.numel():
+                key = t.untyped_storage().data_ptr()
+                if key not in self.seen:
+                    self.seen[key] = t
+                    self.total += tensor_bytes(t)
+                    self.largest = max(self.largest, tensor_bytes(t))
+        return out
+
+
+def forward_profile(model: nn.Module, x: torch.Tensor, weights: Mapping[str, torch.Tensor] | None = None
+                    ) -> ForwardProfile:
+    """The :class:`ForwardProfile` of ``model`` on examples like ``x`` (N, ...): one pass without gradients on
+    the first two examples, every byte divided by their number (tensors that do not grow with the batch, such as
+    a transformed weight, are counted per example: an over-estimate)."""
+    b = min(2, x.shape[0])
+    counter = _Counter()
+    with torch.no_grad(), counter:
+        outputs(model, x[:b], weights)
+    return ForwardProfile(counter.total / b, counter.largest / b)

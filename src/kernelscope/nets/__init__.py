@@ -19,7 +19,7 @@ scikit-learn-parameter-aware (``net.set_params(w_std=1.4)``, ``layers__0__w_std`
 Modules, each importing only those before it (as neural-tangents' ``stax``): ``state`` (the immutable kernel
 state), ``params`` (the parameter protocol), ``engine`` (the :class:`Layer` base, its tiles and threads), ``dense``,
 ``conv``, ``activations``, ``normalization``, ``shape``, ``combinators``; ``finite`` and ``finite_conv`` (the finite
-modules), ``montecarlo``.
+modules), ``montecarlo``, and ``convert`` (``from_torch``: the network of a torch model's architecture).
 """
 
 from .._lazy import exports
@@ -36,6 +36,7 @@ _NAMES = {
                     "combinators"),
     **dict.fromkeys(("AvgPool", "Conv", "Flatten", "GlobalAvgPool"), "conv"),
     "Dense": "dense",
+    "from_torch": "convert",
     **dict.fromkeys(("Layer", "NetKernel"), "engine"),
     **dict.fromkeys(("MonteCarloKernel", "empirical_ntk", "monte_carlo"), "montecarlo"),
     "LayerNorm": "normalization",
@@ -84,6 +85,7 @@ __all__ = [
     "empirical_ntk",
     "erf_dual",
     "exp_dual",
+    "from_torch",
     "gauss_hermite_dual",
     "gaussian_dual",
     "gelu_dual",
