@@ -11,7 +11,9 @@ A :class:`Workspace` belongs to one thread (the nets engine gives each worker it
 every :func:`empty` call of that thread gets a buffer from the workspace — one left free by an earlier round when
 one is large enough, else a new one — and when the round ends every buffer handed out during it is free again.
 Outside a round :func:`empty` is ``torch.empty``. So the rule for a round: nothing handed out during it may be used
-after it (the engine copies each tile's results into the output matrices before the round closes).
+after it (the engine copies each tile's results into the output matrices before the round closes). Within a round,
+:func:`release` frees a buffer early (a temporary, or a donated input once consumed): the next request of that
+size gets it back while it is still in cache, and a tile needs a handful of buffers instead of one per step.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["Workspace", "empty", "empty_like"]
+__all__ = ["Workspace", "empty", "empty_like", "release"]
 
 _local = threading.local()
 
@@ -60,6 +62,14 @@ class Workspace:
         self._used.append(buf)
         return buf[:numel].view(tuple(shape))
 
+    def give_back(self, t: torch.Tensor) -> None:
+        """Free the buffer under ``t`` now, within the round (nothing may use ``t`` or a view of it after)."""
+        ptr = t.untyped_storage().data_ptr()
+        for i, buf in enumerate(self._used):
+            if buf.untyped_storage().data_ptr() == ptr:
+                self._free.append(self._used.pop(i))
+                return
+
     @property
     def nbytes(self) -> int:
         """Bytes held (free and handed out)."""
@@ -74,6 +84,17 @@ def empty(shape: Sequence[int], *, dtype: torch.dtype = torch.float64, device: t
     if ws is None:
         return torch.empty(tuple(shape), dtype=dtype, device=device)
     return ws.take(shape, dtype, device)
+
+
+def release(*ts: torch.Tensor | None) -> None:
+    """Hand buffers back to the calling thread's workspace before the round ends, so that the rest of the round
+    reuses them while they are still in cache (no-op outside a round, or for tensors not from the workspace).
+    Only for tensors that nothing will read again: a temporary, or a donated input a layer has consumed."""
+    ws = getattr(_local, "workspace", None)
+    if ws is not None:
+        for t in ts:
+            if t is not None:
+                ws.give_back(t)
 
 
 def empty_like(t: torch.Tensor, shape: Sequence[int] | None = None) -> torch.Tensor:

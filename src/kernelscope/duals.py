@@ -147,6 +147,7 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
         phi.add_(shift)  # E[φ'φ'] / jump
     # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab)), into n's buffer
     nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)
+    _scratch.release(sin)
     # θ within √(128 ε) of π is rounding of opposite inputs (x and −x): π − θ = 0 exactly, so E[φ'φ'] = αβ exactly
     # (E[φφ] above needs no snap: its terms in π − θ vanish like (π − θ)³ and (π − θ)²·αβ there)
     torch.nn.functional.threshold(phi, shift + theta_snap, shift, inplace=True)

@@ -155,10 +155,13 @@ def shift_sum(t: torch.Tensor, axes: tuple[int, ...], length: int, k: int, strid
         return src[tuple(view)]
 
     if k == 1:
-        return res.copy_(term(0))
-    torch.add(term(0), term(1), out=res)
-    for f in range(2, k):
-        res.add_(term(f))
+        res.copy_(term(0))
+    else:
+        torch.add(term(0), term(1), out=res)
+        for f in range(2, k):
+            res.add_(term(f))
+    if src is not t:
+        _scratch.release(src)
     return res
 
 
@@ -233,6 +236,8 @@ class Conv(_Spatial):
         nb = 1 if k.diag else 2
         nngp = filter_sum(k.nngp, nb)
         ntk = None if k.ntk is None else filter_sum(k.ntk, nb)
+        if k.donated and not k.diag:  # the tile's buffers, consumed: free for the next steps (full mode only:
+            _scratch.release(k.nngp, k.ntk)  # in diag mode the variances are the same tensor)
         size = math.prod(d[1] for d in dims)  # |F|: the sums are |F| times the filter averages
         if k.diag:
             k = k.replace(nngp=nngp, ntk=ntk)
@@ -316,6 +321,8 @@ class GlobalAvgPool(Layer):
 
         nngp = mean(k.nngp, nb)
         ntk = None if k.ntk is None else mean(k.ntk, nb)
+        if k.donated and not k.diag:  # the pairs of positions are used up
+            _scratch.release(k.nngp, k.ntk)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk, pairs=False)
         v1 = mean(k.var1, 1)

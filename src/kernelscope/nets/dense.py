@@ -52,6 +52,8 @@ def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, 
             ntk = _scratch.empty_like(nngp).copy_(nngp)
         elif p.ntk_factor is not None:
             ntk = torch.addcmul(nngp, k.ntk, p.ntk_factor, value=w2 * p.ntk_scale, out=k.ntk)
+            if k.donated:  # the activation's factor, used up
+                _scratch.release(p.ntk_factor)
         else:
             ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
     if k.diag:

@@ -264,11 +264,15 @@ def _fill_tiles(net: Layer, state: Callable[[int, int, int, int, bool], KState],
                     dst[j0:j1, r0:r1].zero_()
             elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
                 upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_()
-                torch.where(upper, t, _transposed(t), out=dst[r0:r1, j0:j1])
+                tt = _transposed(t)
+                torch.where(upper, t, tt, out=dst[r0:r1, j0:j1])
+                _scratch.release(tt)
             else:
                 dst[r0:r1, j0:j1].copy_(t)
                 if mirror:
-                    dst[j0:j1, r0:r1].copy_(_transposed(t))
+                    tt = _transposed(t)
+                    dst[j0:j1, r0:r1].copy_(tt)
+                    _scratch.release(tt)
 
     _run_tiles(run, tiles, device, threads)
     return nngp, ntk
@@ -299,6 +303,8 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
     if block_rows is None:
         block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
+        if symmetric and threads > 1:  # two rows of tiles per worker at least (balance), tiles of 256² at least
+            block_rows = max(min(block_rows, -(-n1 // (2 * threads))), min(block_rows, _TILE_CPU // 2))
         # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
         tc = min(n2, block_rows if symmetric else max(block_rows, side * side // min(block_rows, n1)))
     else:
@@ -388,7 +394,9 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     target = _TILE_ENTRIES_CPU if X1.device.type == "cpu" else _TILE_ENTRIES_GPU
     side = check_int(block_rows, "block_rows", minimum=1) if block_rows is not None else \
         max(1, math.isqrt(max(1, target // m)))
-    workers = torch.get_num_threads() if X1.device.type == "cpu" else 1
+    if block_rows is None and threads > 1:  # two rows of tiles per worker at least, tiles of 2^18 entries at least
+        side = max(min(side, -(-n1 // (2 * threads))), math.isqrt(max(1, target // 4 // m)), 1)
+    workers = threads if X1.device.type == "cpu" else 1
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
     budget = memory_budget_bytes()
     if block_rows is None:  # shrink the tiles to the budget before refusing
