@@ -14,8 +14,10 @@ Default: each network on a subset (``--n`` MNIST-1D signals; 128 and 256 digits)
 ``--busy``: with two busy-loop processes on the machine. Where a CUDA device is present our side also runs there.
 
 ``--full``: the kernels a researcher needs for MNIST-1D — train × train (4000²) and test × train (1000 × 4000) —
-timed once per precision, with peak memory (RSS), and for each the test accuracy of kernel regression on one-hot
-targets (ridge 1e-4 × the mean diagonal); with both precisions, float32's largest relative difference to float64.
+timed once per precision, with the process's CPU time (all threads: on a machine other work keeps busy, CPU s / 2
+is what the wall time would be on two free cores), peak memory (RSS), and for each the test accuracy of kernel
+regression on one-hot targets (ridge 1e-4 × the mean diagonal); with both precisions, float32's largest relative
+difference to float64.
 MNIST-1D comes from the ``mnist1d`` package (``pip install mnist1d==0.0.2.post1``: it generates the data set, no
 download).
 """
@@ -26,17 +28,15 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer import busy, peer_python, run_peer, timed  # noqa: E402
+from peer import PeakRSS, busy, peer_python, run_peer, timed  # noqa: E402
 
 from kernelscope import data, nets  # noqa: E402
 
@@ -91,27 +91,6 @@ def load_mnist1d():
     return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"]
 
 
-class PeakRSS:
-    """Peak resident memory of this process during the block, sampled every 10 ms by a thread."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.stop = False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        return self
-
-    def _run(self):
-        while not self.stop:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.01)
-
-    def __exit__(self, *exc):
-        self.stop = True
-        self.t.join()
-
-
 def compare(name: str, net, X: np.ndarray, peer_script: str, extra: dict, args, devices) -> None:
     """One network on one input set: our sides and the peer's, alternating; prints a row per side."""
     ours = {f"kernelscope {p}, {dev}": (dev, p) for dev in devices for p in ("float64", "float32")}
@@ -158,19 +137,19 @@ def full(args) -> None:
     net = mnist1d_network()
     print(f"MNIST-1D, all of it: train × train {len(x)}² and test × train {len(x_test)} × {len(x)}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'precision':<11}{'train×train s':>14}{'test×train s':>14}{'total s':>9}{'peak RSS':>10}"
+    print(f"{'precision':<11}{'train×train s':>14}{'test×train s':>14}{'total s':>9}{'CPU s':>8}{'peak RSS':>10}"
           f"{'NNGP acc':>10}{'NTK acc':>9}")
     kernels = {}
     for prec in args.precision:
-        with PeakRSS() as m:
-            t0 = time.perf_counter()
+        with PeakRSS(0.01) as m:
+            t0, c0 = time.perf_counter(), time.process_time()
             k_tr = net.kernel(x, precision=prec)
             t1 = time.perf_counter()
             k_te = net.kernel(x_test, x, precision=prec)
-            t2 = time.perf_counter()
+            t2, cpu = time.perf_counter(), time.process_time() - c0
         acc = [accuracy(getattr(k_tr, w), getattr(k_te, w), y, y_test) for w in ("nngp", "ntk")]
         kernels[prec] = (k_tr, k_te)
-        print(f"{prec:<11}{t1 - t0:>14.1f}{t2 - t1:>14.1f}{t2 - t0:>9.1f}{m.peak / 1e9:>8.2f} GB"
+        print(f"{prec:<11}{t1 - t0:>14.1f}{t2 - t1:>14.1f}{t2 - t0:>9.1f}{cpu:>8.0f}{m.peak / 1e9:>8.2f} GB"
               f"{acc[0]:>10.3f}{acc[1]:>9.3f}   (load average {os.getloadavg()[0]:.1f})")
     if {"float64", "float32"} <= set(kernels):
         worst = max(float(np.abs(getattr(a, w) - getattr(b, w)).max() / np.abs(getattr(b, w)).max())

@@ -25,17 +25,15 @@ import math
 import os
 import statistics
 import sys
-import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer import busy, peer_python, run_peer  # noqa: E402
+from peer import PeakRSS, busy, peer_python, run_peer  # noqa: E402
 
 from kernelscope import nets  # noqa: E402
 
@@ -87,32 +85,6 @@ def floor(X: torch.Tensor):
     for _ in range(2 * DEPTH):
         K.mul_(1.0)
     return K
-
-
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 2 ms by a thread."""
-
-    def __enter__(self):
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_info().rss
-        self.stop = False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-        return self
-
-    def _run(self):
-        while not self.stop:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.002)
-
-    def __exit__(self, *exc):
-        self.stop = True
-        self.t.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def delta(self):
-        return self.peak - self.base
 
 
 class PeakCUDA:

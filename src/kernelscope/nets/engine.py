@@ -12,6 +12,12 @@ with positions (N, C, L) or (N, C, H, W): networks without pooling carry the dia
 (N1·N2·|S| numbers per kernel); pooling needs all pairs of positions (N1·N2·|S|²) up to the last pooling layer.
 Tiles are sized to the memory budget; a network that cannot fit one tile is refused before any work, with the
 bytes named.
+
+Near the hardware (issue 25): the tiles are independent tasks for worker threads that each run their torch ops
+on one thread (:mod:`kernelscope._threads`), so no op waits at a barrier for a thread another process holds
+the core of; each worker's tile buffers come from a workspace reused from tile to tile (:mod:`kernelscope._scratch`:
+fresh memory costs a page fault per 4 KB); and pair-of-positions tiles are laid out positions first in memory, so
+that every op, a convolution's shifts included, runs over long contiguous stretches.
 """
 
 from __future__ import annotations
@@ -115,11 +121,11 @@ class Layer:
         ``x1`` has few rows; never more than N2): each tile gets one GEMM for
         its input Gram ``x·x'/d``, then the whole recursion runs in place on that tile while it is in cache. For
         k(X, X) only the tiles on and above the diagonal are computed, and each is written twice, as itself and
-        transposed below the diagonal. Rows of tiles run on ``threads`` worker threads; torch's own
-        (process-wide) thread count is left as it is. Peak memory: the two
-        outputs (``2·N1·N2·8`` bytes) plus about ``5·B·T·8`` bytes of temporaries per worker (10 MB for the
+        transposed below the diagonal. The tiles run on ``threads`` worker threads, each on one thread of its own;
+        torch's own (process-wide) thread count is left as it is. Peak memory: the two outputs
+        (``2·N1·N2·8`` bytes) plus each worker's reused tile buffers (about ``6·B·T·8`` bytes: 12 MB for the
         default 512×512 tiles); quadrature activations (:class:`Elementwise`) add ``4·B·T·degree·8`` bytes per
-        worker. Measured at N = 4000: 2.3–2.5 N×N buffers in all.
+        worker. Measured at N = 4000: 2.2–2.3 N×N buffers in all.
         k(X) and k(X, X) pair each point with itself exactly; for the piecewise-linear activations angles below
         1.7e-7 (rounding of 0) are set to 0, so a point repeated in x1 and x2 gets the same entries as k(X).
 
@@ -196,8 +202,14 @@ def _run_tiles(fn: Callable[[tuple[int, int, int, int]], None], tiles: list[tupl
             fn(tile)
         return
     with ThreadPoolExecutor(max_workers=min(threads, len(tiles)), initializer=single_threaded_worker) as pool:
-        for f in [pool.submit(fn, tile) for tile in tiles]:
-            f.result()
+        futures = [pool.submit(fn, tile) for tile in tiles]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:  # an error in a tile, or Ctrl-C: the tiles not started yet are dropped
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def _transposed(tile: torch.Tensor) -> torch.Tensor:
@@ -303,7 +315,7 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
     if block_rows is None:
         block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
-        if symmetric and threads > 1:  # two rows of tiles per worker at least (balance), tiles of 256² at least
+        if symmetric and threads > 1 and X1.device.type == "cpu":  # two rows of tiles per worker, 256² at least
             block_rows = max(min(block_rows, -(-n1 // (2 * threads))), min(block_rows, _TILE_CPU // 2))
         # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
         tc = min(n2, block_rows if symmetric else max(block_rows, side * side // min(block_rows, n1)))
@@ -394,7 +406,7 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     target = _TILE_ENTRIES_CPU if X1.device.type == "cpu" else _TILE_ENTRIES_GPU
     side = check_int(block_rows, "block_rows", minimum=1) if block_rows is not None else \
         max(1, math.isqrt(max(1, target // m)))
-    if block_rows is None and threads > 1:  # two rows of tiles per worker at least, tiles of 2^18 entries at least
+    if block_rows is None and threads > 1 and X1.device.type == "cpu":  # two rows of tiles per worker, 2^18 entries
         side = max(min(side, -(-n1 // (2 * threads))), math.isqrt(max(1, target // 4 // m)), 1)
     workers = threads if X1.device.type == "cpu" else 1
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
