@@ -1,136 +1,191 @@
-"""CNN-GP + CNTK of Conv(3×3) → ReLU → Conv(3×3) → ReLU → {GlobalAvgPool | Flatten} → Dense on 8×8 digits.
+"""Convolutional NNGP + NTK against neural-tangents, and the CNN-GlobalAvgPool kernel of all of MNIST-1D.
 
-    .venv/bin/python benchmarks/bench_conv.py [--n 256] [--repeats 3] [--device cuda]
+    .venv/bin/python benchmarks/bench_conv.py [--n 128] [--repeats 2] [--rounds 2] [--busy] [--device cuda]
+    .venv/bin/python benchmarks/bench_conv.py --full [--precision float64 float32]
 
-The peer, measured in this run: neural-tangents cannot run here (it fails to import on current JAX, issue 3),
-so the peer is a straightforward torch implementation written below — the textbook recursion (Novak et al.
-2019; Arora et al. 2019) on whole tensors, each 3×3 filter average a sum of 9 shifted slices of a zero-padded
-copy, one temporary per op. For GlobalAvgPool it needs all pairs of positions: (rows, N, 8, 8, 8, 8) tensors,
-done 64 rows at a time to stay within memory; for Flatten only the diagonal of positions, (N, N, 8, 8).
-Both are checked against kernelscope (largest relative difference printed), then timed (median of repeats).
+The MNIST-1D network (Greydanus & Kobak 2024; signals of length 40, one channel, inputs (N, 1, 40)): three
+circular Conv(64, 5) + ReLU layers (w_std √2, b_std 0.1), GlobalAvgPool, Dense(10). The 8×8-digits networks: two
+3×3 'same' Conv(256) + ReLU layers (w_std 1.4, b_std 0.1), then GlobalAvgPool or Flatten, Dense(1).
+
+Default: each network on a subset (``--n`` MNIST-1D signals; 128 and 256 digits), kernelscope (float64, and
+``precision='float32'``) and neural-tangents 0.6.5 (``jax.jit(kernel_fn)``, float64, CPU, in its own environment,
+``benchmarks/peer.py``) measured in the same run, the two sides alternating (``--rounds``; each side the median of
+``--repeats`` calls after a warm-up); the largest relative difference between the two is printed with each.
+``--busy``: with two busy-loop processes on the machine. Where a CUDA device is present our side also runs there.
+
+``--full``: the kernels a researcher needs for MNIST-1D — train × train (4000²) and test × train (1000 × 4000) —
+timed once per precision, with the process's CPU time (all threads: on a machine other work keeps busy, CPU s / 2
+is what the wall time would be on two free cores), peak memory (RSS), and for each the test accuracy of kernel
+regression on one-hot targets (ridge 1e-4 × the mean diagonal); with both precisions, float32's largest relative
+difference to float64.
+MNIST-1D comes from the ``mnist1d`` package (``pip install mnist1d==0.0.2.post1``: it generates the data set, no
+download).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import os
 import statistics
+import sys
 import time
+from contextlib import nullcontext
+from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
-from kernelscope import data, nets
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer import PeakRSS, busy, peer_python, run_peer, timed  # noqa: E402
 
-W, B = 1.4, 0.1
+from kernelscope import data, nets  # noqa: E402
+
+W1, B1 = 2**0.5, 0.1  # MNIST-1D network
+W2, B2 = 1.4, 0.1  # digits networks
 
 
-def network(readout: str):
+def mnist1d_network():
+    layers = [l for _ in range(3) for l in (nets.Conv(64, 5, padding="circular", w_std=W1, b_std=B1), nets.ReLU())]
+    return nets.serial(*layers, nets.GlobalAvgPool(), nets.Dense(10, 1.0, 0.0))
+
+
+def digits_network(readout: str):
     head = nets.GlobalAvgPool() if readout == "gap" else nets.Flatten()
-    return nets.serial(nets.Conv(256, 3, padding="same", w_std=W, b_std=B), nets.ReLU(),
-                       nets.Conv(256, 3, padding="same", w_std=W, b_std=B), nets.ReLU(), head, nets.Dense(1, W, B))
+    return nets.serial(nets.Conv(256, 3, padding="same", w_std=W2, b_std=B2), nets.ReLU(),
+                       nets.Conv(256, 3, padding="same", w_std=W2, b_std=B2), nets.ReLU(), head,
+                       nets.Dense(1, W2, B2))
 
 
-def _box(K: torch.Tensor, ns: int) -> torch.Tensor:
-    """3×3 'same' filter average: pairs (ns = 4 trailing axes h, w, h', w') or diagonal (ns = 2, h, w)."""
-    Kp = F.pad(K, (1, 1) * ns)
-    H = K.shape[-1]
-    out = torch.zeros_like(K)
-    for dh in range(3):
-        for dw in range(3):
-            if ns == 4:
-                out += Kp[..., dh:dh + H, dw:dw + H, dh:dh + H, dw:dw + H]
-            else:
-                out += Kp[..., dh:dh + H, dw:dw + H]
-    return out / 9
+PEER_MNIST1D = f'''
+from neural_tangents import stax
+layers = []
+for _ in range(3):
+    layers += [stax.Conv(64, (5,), padding="CIRCULAR", W_std={W1}, b_std={B1}), stax.Relu()]
+_, _, kernel_fn = stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(10, 1.0, 0.0))
+'''
+PEER_DIGITS = f'''
+from neural_tangents import stax
+head = stax.GlobalAvgPool() if inputs["readout"] == 0 else stax.Flatten()
+_, _, kernel_fn = stax.serial(stax.Conv(256, (3, 3), padding="SAME", W_std={W2}, b_std={B2}), stax.Relu(),
+                              stax.Conv(256, (3, 3), padding="SAME", W_std={W2}, b_std={B2}), stax.Relu(), head,
+                              stax.Dense(1, {W2}, {B2}))
+'''
+PEER_RUN = '''
+kernel_fn = jax.jit(kernel_fn, static_argnames="get")
+x = np.moveaxis(inputs["x"], 1, -1)  # torch layout (N, C, *S) -> channels last
+seconds, k = timed(lambda: kernel_fn(x, None, ("nngp", "ntk")))
+result["seconds"] = seconds
+result["nngp"] = np.asarray(k.nngp).tolist()
+result["ntk"] = np.asarray(k.ntk).tolist()
+'''
 
 
-def _relu(K, va, vb):
-    norm = torch.sqrt(va * vb)
-    cos = torch.clamp(K / norm, -1.0, 1.0)
-    th = torch.acos(cos)
-    return norm / (2 * math.pi) * (torch.sin(th) + (math.pi - th) * cos), (math.pi - th) / (2 * math.pi)
+def load_mnist1d():
+    """(x_train (4000, 1, 40), y_train, x_test (1000, 1, 40), y_test) from the ``mnist1d`` package."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        sys.exit("MNIST-1D needs the mnist1d package: .venv/bin/pip install mnist1d==0.0.2.post1 "
+                 "(it generates the data set; no download)")
+    d = make_dataset(get_dataset_args())
+    return d["x"][:, None, :], d["y"], d["x_test"][:, None, :], d["y_test"]
 
 
-def naive(X: torch.Tensor, readout: str, rows: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """X (N, 1, 8, 8) -> (NNGP, NTK) (N, N), the recursion on whole tensors (64 rows at a time for pooling)."""
-    N, C, H, _ = X.shape
-    A = X.reshape(N, C, H, H)
-    pairs = readout == "gap"
-    ns = 4 if pairs else 2
-    if pairs:
-        self0 = torch.einsum("ichw,icxy->ihwxy", A, A) / C
-    else:
-        self0 = torch.einsum("ichw,ichw->ihw", A, A) / C
-
-    def var_of(S):  # the variances at positions, from a per-point self kernel
-        return torch.diagonal(torch.diagonal(S, 0, 1, 3), 0, 1, 2) if pairs else S
-
-    def self_recursion():  # the self kernels after each conv, for the activations' variances
-        S1 = W**2 * _box(self0, ns) + B**2
-        v = var_of(S1)
-        vv = (v[:, :, :, None, None], v[:, None, None, :, :]) if pairs else (v, v)
-        E, _ = _relu(S1, *vv)
-        S2 = W**2 * _box(E, ns) + B**2
-        return var_of(S1), var_of(S2)
-
-    v1, v2 = self_recursion()
-    nngp = torch.empty(N, N, dtype=X.dtype)
-    ntk = torch.empty(N, N, dtype=X.dtype)
-    for r0 in range(0, N, rows if pairs else N):
-        r1 = min(N, r0 + (rows if pairs else N))
-        if pairs:
-            K0 = torch.einsum("ichw,jcxy->ijhwxy", A[r0:r1], A) / C
-            views = lambda v, r0=r0, r1=r1: (v[r0:r1, None, :, :, None, None], v[None, :, None, None, :, :])
-        else:
-            K0 = torch.einsum("ichw,jchw->ijhw", A[r0:r1], A) / C
-            views = lambda v, r0=r0, r1=r1: (v[r0:r1, None], v[None])
-        S1 = W**2 * _box(K0, ns) + B**2
-        T1 = S1
-        E, Ed = _relu(S1, *views(v1))
-        S2 = W**2 * _box(E, ns) + B**2
-        T2 = S2 + W**2 * _box(Ed * T1, ns)
-        E, Ed = _relu(S2, *views(v2))
-        T = Ed * T2
-        if pairs:
-            m, mt = E.mean(dim=(2, 3, 4, 5)), T.mean(dim=(2, 3, 4, 5))
-        else:
-            m, mt = E.mean(dim=(2, 3)), T.mean(dim=(2, 3))
-        nngp[r0:r1] = W**2 * m + B**2
-        ntk[r0:r1] = nngp[r0:r1] + W**2 * mt
-    return nngp, ntk
+def compare(name: str, net, X: np.ndarray, peer_script: str, extra: dict, args, devices) -> None:
+    """One network on one input set: our sides and the peer's, alternating; prints a row per side."""
+    ours = {f"kernelscope {p}, {dev}": (dev, p) for dev in devices for p in ("float64", "float32")}
+    times = {k: [] for k in ours}
+    peer_times, outs = [], {}
+    for _ in range(args.rounds):
+        for label, (dev, prec) in ours.items():
+            Xd = torch.as_tensor(X, device=dev)
+            t, k = timed(lambda: net.kernel(Xd, precision=prec), repeats=args.repeats)
+            times[label].append(t)
+            outs[label] = k
+        if peer_python() is not None:
+            res = run_peer(peer_script + PEER_RUN, {"x": X, **extra}, repeats=args.repeats)
+            peer_times.append(res["seconds"])
+            ref = (np.array(res["nngp"]), np.array(res["ntk"]))
+    t_nt = statistics.median(peer_times) if peer_times else None
+    for label, vals in times.items():
+        t = statistics.median(vals)
+        diff = ""
+        if t_nt is not None:
+            k = outs[label]
+            diff = max(float(np.abs(getattr(k, m).cpu().numpy() - r).max() / np.abs(r).max())
+                       for m, r in zip(("nngp", "ntk"), ref))
+            diff = f"{diff:.1e}"
+        ratio = f"{t / t_nt:.3f}" if t_nt else "–"
+        print(f"{name:<28}{label:<30}{t:>10.3f}{ratio:>9}{diff:>14}")
+    if t_nt is not None:
+        print(f"{name:<28}{'neural-tangents (jit, CPU)':<30}{t_nt:>10.3f}{1.0:>9.3f}")
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+def accuracy(k_train: np.ndarray, k_test: np.ndarray, y: np.ndarray, y_test: np.ndarray) -> float:
+    """Test accuracy of kernel regression on centred one-hot targets, ridge 1e-4 × the mean diagonal."""
+    Y = np.eye(int(y.max()) + 1)[y]
+    Y -= Y.mean(0)
+    K = torch.as_tensor(k_train)
+    ridge = 1e-4 * float(K.diagonal().mean())
+    L = torch.linalg.cholesky(K + ridge * torch.eye(K.shape[0], dtype=K.dtype))
+    alpha = torch.cholesky_solve(torch.as_tensor(Y), L)
+    return float(((torch.as_tensor(k_test) @ alpha).argmax(1).numpy() == y_test).mean())
+
+
+def full(args) -> None:
+    x, y, x_test, y_test = load_mnist1d()
+    net = mnist1d_network()
+    print(f"MNIST-1D, all of it: train × train {len(x)}² and test × train {len(x_test)} × {len(x)}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'precision':<11}{'train×train s':>14}{'test×train s':>14}{'total s':>9}{'CPU s':>8}{'peak RSS':>10}"
+          f"{'NNGP acc':>10}{'NTK acc':>9}")
+    kernels = {}
+    for prec in args.precision:
+        with PeakRSS(0.01) as m:
+            t0, c0 = time.perf_counter(), time.process_time()
+            k_tr = net.kernel(x, precision=prec)
+            t1 = time.perf_counter()
+            k_te = net.kernel(x_test, x, precision=prec)
+            t2, cpu = time.perf_counter(), time.process_time() - c0
+        acc = [accuracy(getattr(k_tr, w), getattr(k_te, w), y, y_test) for w in ("nngp", "ntk")]
+        kernels[prec] = (k_tr, k_te)
+        print(f"{prec:<11}{t1 - t0:>14.1f}{t2 - t1:>14.1f}{t2 - t0:>9.1f}{cpu:>8.0f}{m.peak / 1e9:>8.2f} GB"
+              f"{acc[0]:>10.3f}{acc[1]:>9.3f}   (load average {os.getloadavg()[0]:.1f})")
+    if {"float64", "float32"} <= set(kernels):
+        worst = max(float(np.abs(getattr(a, w) - getattr(b, w)).max() / np.abs(getattr(b, w)).max())
+                    for a, b in zip(kernels["float32"], kernels["float64"]) for w in ("nngp", "ntk"))
+        print(f"float32 against float64: largest difference {worst:.1e} of the largest entry (NNGP and NTK, "
+              "train × train and test × train)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--n", type=int, default=128, help="MNIST-1D signals in the comparison with the peer")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="alternations of our sides and the peer's")
+    ap.add_argument("--busy", action="store_true", help="two busy-loop processes load the machine meanwhile")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cpu, and cuda too where present)")
+    ap.add_argument("--full", action="store_true", help="all of MNIST-1D (train × train and test × train)")
+    ap.add_argument("--precision", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     args = ap.parse_args()
-    Xf, _ = data.digits(args.n, seed=0)
-    X = torch.as_tensor(Xf, dtype=torch.float64, device=args.device).reshape(-1, 1, 8, 8)
-    print(f"N = {args.n} digits (1×8×8), float64, {args.device}, torch threads {torch.get_num_threads()}; "
-          "peer: naive torch recursion written in this script (neural-tangents does not run here)")
-    print(f"{'readout':<14}{'kernelscope s':>15}{'naive peer s':>15}{'ratio':>9}{'max rel diff':>15}")
-    for readout in ("gap", "flatten"):
-        net = network(readout)
-        ours = net.kernel(X)
-        ref = naive(X.cpu(), readout)
-        diff = max(float(((o.cpu() - r).abs() / r.abs().max()).max()) for o, r in
-                   ((ours.nngp, ref[0]), (ours.ntk, ref[1])))
-        t_ours = timed(lambda net=net: net.kernel(X), args.repeats)
-        t_peer = timed(lambda readout=readout: naive(X.cpu(), readout), args.repeats)
-        name = "GlobalAvgPool" if readout == "gap" else "Flatten"
-        print(f"{name:<14}{t_ours:>15.3f}{t_peer:>15.3f}{t_ours / t_peer:>9.2f}{diff:>15.1e}")
+    if args.full:
+        with busy(2) if args.busy else nullcontext():
+            full(args)
+        return
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    with busy(2) if args.busy else nullcontext():
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average "
+              f"{os.getloadavg()[0]:.1f}" + (" (with 2 busy-loop processes started by --busy)" if args.busy else "")
+              + ("" if peer_python() else "; neural-tangents: not found (set KERNELSCOPE_PEER_PYTHON, see peer.py)"))
+        print(f"{'network, inputs':<28}{'side':<30}{'median s':>10}{'÷ NT':>9}{'max rel diff':>14}")
+        x, *_ = load_mnist1d()
+        compare(f"MNIST-1D GAP, N = {args.n}", mnist1d_network(), np.ascontiguousarray(x[:args.n]), PEER_MNIST1D,
+                {}, args, devices)
+        for readout, n in (("gap", 128), ("flatten", 256)):
+            Xf, _ = data.digits(n, seed=0)
+            X = np.asarray(Xf, dtype=np.float64).reshape(-1, 1, 8, 8)
+            compare(f"digits {'GAP' if readout == 'gap' else 'Flatten'}, N = {n}", digits_network(readout), X,
+                    PEER_DIGITS, {"readout": np.array(0 if readout == "gap" else 1)}, args, devices)
 
 
 if __name__ == "__main__":

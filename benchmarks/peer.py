@@ -1,11 +1,12 @@
-"""What the benchmarks share: the peer (neural-tangents in its own virtual environment), timing, and a busy machine.
+"""What the benchmarks share: the peer (neural-tangents in its own virtual environment), timing, peak memory, and a
+busy machine.
 
 The peer is neural-tangents 0.6.5 with JAX 0.4.23 (``../shared/peers/README.md``), never a dependency of the
 package: a benchmark writes a small script and its inputs, runs it with the peer's Python as a subprocess, and reads
 back what it printed as JSON. The peer's Python is ``$KERNELSCOPE_PEER_PYTHON``, else ``<repo>/.venv-nt/bin/python``;
 :func:`peer_python` is None when neither exists (the benchmark then says so and prints our side only).
 
-    from peer import peer_python, run_peer, timed, busy
+    from peer import peer_python, run_peer, timed, busy, PeakRSS
     out = run_peer(SCRIPT, {"x": X}, repeats=3)        # SCRIPT reads `inputs` (a dict of arrays), sets `result`
 """
 
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +93,38 @@ def timed(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> tuple[flo
         out = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
+
+
+class PeakRSS:
+    """Peak resident memory of this process during the block, sampled by a thread every ``interval`` seconds
+    (torch's allocations are invisible to tracemalloc): ``.peak`` in bytes, ``.delta`` above the level at entry."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+
+    def __enter__(self) -> PeakRSS:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.base = self.peak = self.proc.memory_info().rss
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self.stop = True
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def delta(self) -> int:
+        return self.peak - self.base
 
 
 def _spin(stop: Any) -> None:  # pragma: no cover - runs in a child process

@@ -26,10 +26,12 @@ needs all pairs of positions (N1·N2·|S|²) up to the last pooling layer (the e
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import torch
 
+from .. import _scratch
 from .._arrays import ValidationError, check_choice, check_int, check_nonnegative, check_positive
 from . import finite as _finite
 from .dense import affine_kernel
@@ -55,37 +57,118 @@ def conv_geometry(length: int, k: int, stride: int, padding: str) -> tuple[int, 
     return out, max((out - 1) * stride + k - length, 0) // 2
 
 
-def shift_average(t: torch.Tensor, axes: tuple[int, ...], length: int, k: int, stride: int, lo: int, out: int,
-                  circular: bool) -> torch.Tensor:
-    """``(1/k) Σ_f t[idx_f]`` with ``idx_f(p) = s·p + f − lo`` applied *jointly* on every axis of ``axes`` (all of
+@lru_cache(maxsize=256)
+def _pieces(length: int, k: int, stride: int, lo: int, out: int) -> tuple[tuple[tuple[slice, slice], ...], ...]:
+    """For each filter offset f, the (destination, source) slice pairs along one axis that make up the circular
+    ``dst[q] = src[(s·q + f − lo) mod length]`` for q in [0, out): one per stretch of q that does not wrap."""
+    per_f = []
+    for f in range(k):
+        idx = [stride * q + f - lo for q in range(out)]
+        wraps = [i // length for i in idx]
+        pieces, q0 = [], 0
+        while q0 < out:
+            q1 = q0
+            while q1 < out and wraps[q1] == wraps[q0]:
+                q1 += 1
+            start = idx[q0] - wraps[q0] * length
+            pieces.append((slice(q0, q1), slice(start, start + stride * (q1 - q0 - 1) + 1, stride)))
+            q0 = q1
+        per_f.append(tuple(pieces))
+    return tuple(per_f)
+
+
+def _outermost(t: torch.Tensor, axes: tuple[int, ...]) -> bool:
+    """Whether ``axes`` are the outermost axes of ``t`` in memory (every other axis has a smaller stride)."""
+    inner = [t.stride(d) for d in range(t.ndim) if d not in axes and t.shape[d] > 1]
+    return not inner or min(t.stride(a) for a in axes) >= max(inner)
+
+
+def _padded(t: torch.Tensor, axes: tuple[int, ...], length: int, lo: int, hi: int, circular: bool) -> torch.Tensor:
+    """``t`` with ``lo`` entries before and ``hi`` after on each axis of ``axes``: wrapped around when ``circular``,
+    else zeros (a scratch buffer). Axes are padded one after the other, the last first, each over the others'
+    full (padded) extent so that the corners come out right; only the narrow strips of the last axis are copied
+    with short inner loops."""
+    shape = list(t.shape)
+    for ax in axes:
+        shape[ax] = lo + length + hi
+    pad = _scratch.empty_like(t, shape)
+    center = [slice(None)] * t.ndim
+    for ax in axes:
+        center[ax] = slice(lo, lo + length)
+    pad[tuple(center)].copy_(t)
+    for ax in sorted(axes, reverse=True):
+        region = list(center)  # the rows already complete: padded on the axes done, centre on the others
+        for done in axes:
+            if done > ax:
+                region[done] = slice(None)
+        for dst, src in ((slice(0, lo), slice(length, length + lo)), (slice(lo + length, lo + length + hi),
+                                                                       slice(lo, lo + hi))):
+            if dst.stop == dst.start:
+                continue
+            d, s_ = list(region), list(region)
+            d[ax], s_[ax] = dst, src
+            if circular:
+                pad[tuple(d)].copy_(pad[tuple(s_)])
+            else:
+                pad[tuple(d)].zero_()
+    return pad
+
+
+def shift_sum(t: torch.Tensor, axes: tuple[int, ...], length: int, k: int, stride: int, lo: int, out: int,
+              circular: bool) -> torch.Tensor:
+    """``Σ_f t[idx_f]`` with ``idx_f(p) = s·p + f − lo`` applied *jointly* on every axis of ``axes`` (all of
     length ``length``; result: length ``out`` on them). Out-of-range indices read 0, or wrap when ``circular``.
-    One axis: a window average (pooling, or a filter on the diagonal of positions); two axes (the same position
-    axis of x and of x'): the diagonal filter of a convolution on pairs of positions."""
+    One axis: a window sum (pooling, or a filter on the diagonal of positions); two axes (the same position
+    axis of x and of x'): the diagonal filter of a convolution on pairs of positions.
+
+    The input is padded once (:func:`_padded`; not at all for 'valid'), then each term is one strided view of
+    it: ``k`` passes over the result in all, never a gathered copy (``index_select`` along both axes of a pair
+    plane was 9× slower at 40 positions, and adding the wrapped stretches of each term as separate blocks 2×)."""
+    hi = max(0, stride * (out - 1) + k - lo - length)
     shape = list(t.shape)
     for ax in axes:
         shape[ax] = out
-    res = torch.zeros(shape, dtype=t.dtype, device=t.device)
-    q = torch.arange(out)
-    for f in range(k):
-        idx = stride * q + f - lo
-        if circular:
-            sel = t
-            ix = (idx % length).to(t.device)
+    res = _scratch.empty_like(t, shape)
+    if circular and _outermost(t, axes):
+        # positions outermost (the engine's tiles): each wrapped stretch is a block of whole contiguous rows, so
+        # the terms go in as blocks, without a padded copy
+        pieces = _pieces(length, k, stride, lo, out)
+        for f in range(k):
+            combos: list[tuple[list[slice], list[slice]]] = [([slice(None)] * t.ndim, [slice(None)] * t.ndim)]
             for ax in axes:
-                sel = sel.index_select(ax, ix)
-            res.add_(sel)
-            continue
-        valid = ((idx >= 0) & (idx < length)).nonzero()
-        if valid.numel() == 0:
-            continue
-        q0, q1 = int(valid[0]), int(valid[-1]) + 1
-        p0 = int(idx[q0])
-        src, dst = [slice(None)] * t.ndim, [slice(None)] * t.ndim
+                combos = [(d[:ax] + [dd] + d[ax + 1:], s_[:ax] + [ss] + s_[ax + 1:])
+                          for d, s_ in combos for dd, ss in pieces[f]]
+            for dst, src in combos:
+                if f == 0:
+                    res[tuple(dst)].copy_(t[tuple(src)])
+                else:
+                    res[tuple(dst)].add_(t[tuple(src)])
+        return res
+    if circular and (lo > length or hi > length):  # pragma: no cover - filters longer than the input
+        raise ValidationError("kernel_size", f"at most the input length {length} with padding='circular'", f"{k}")
+    src = t if lo == 0 and hi == 0 else _padded(t, axes, length, lo, hi, circular)
+
+    def term(f: int) -> torch.Tensor:
+        view = [slice(None)] * t.ndim
         for ax in axes:
-            src[ax] = slice(p0, p0 + stride * (q1 - q0 - 1) + 1, stride)
-            dst[ax] = slice(q0, q1)
-        res[tuple(dst)].add_(t[tuple(src)])
-    return res.mul_(1.0 / k)
+            view[ax] = slice(f, f + stride * (out - 1) + 1, stride)
+        return src[tuple(view)]
+
+    if k == 1:
+        res.copy_(term(0))
+    else:
+        torch.add(term(0), term(1), out=res)
+        for f in range(2, k):
+            res.add_(term(f))
+    if src is not t:
+        _scratch.release(src)
+    return res
+
+
+def shift_average(t: torch.Tensor, axes: tuple[int, ...], length: int, k: int, stride: int, lo: int, out: int,
+                  circular: bool) -> torch.Tensor:
+    """:func:`shift_sum` divided by ``k``: the window (or diagonal filter) average."""
+    return shift_sum(t, axes, length, k, stride, lo, out, circular).mul_(1.0 / k)
 
 
 def _tuple(v: Any, name: str) -> tuple[int, ...]:
@@ -145,23 +228,25 @@ class Conv(_Spatial):
         dims = self._dims(k.spatial)
         ns, circ = len(dims), self.padding == "circular"
 
-        def avg(t: torch.Tensor, nb: int) -> torch.Tensor:
+        def filter_sum(t: torch.Tensor, nb: int) -> torch.Tensor:
             for d, (L, kk, s, out, lo) in enumerate(dims):
                 axes = (nb + d, nb + ns + d) if k.pairs else (nb + d,)
-                t = shift_average(t, axes, L, kk, s, lo, out, circ)
+                t = shift_sum(t, axes, L, kk, s, lo, out, circ)
             return t
 
         nb = 1 if k.diag else 2
-        nngp = avg(k.nngp, nb)
-        ntk = None if k.ntk is None else avg(k.ntk, nb)
-        fan_in = k.width * math.prod(d[1] for d in dims)
+        nngp = filter_sum(k.nngp, nb)
+        ntk = None if k.ntk is None else filter_sum(k.ntk, nb)
+        if k.donated and not k.diag:  # the tile's buffers, consumed: free for the next steps (full mode only:
+            _scratch.release(k.nngp, k.ntk)  # in diag mode the variances are the same tensor)
+        size = math.prod(d[1] for d in dims)  # |F|: the sums are |F| times the filter averages
         if k.diag:
             k = k.replace(nngp=nngp, ntk=ntk)
         else:
-            v1 = avg(k.var1, 1)
-            v2 = v1 if k.var2 is k.var1 else avg(k.var2, 1)
+            v1 = filter_sum(k.var1, 1)
+            v2 = v1 if k.var2 is k.var1 else filter_sum(k.var2, 1)
             k = k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
-        return affine_kernel(k, self.w_std, self.b_std, self.parameterization, self.out, fan_in)
+        return affine_kernel(k, self.w_std, self.b_std, self.parameterization, self.out, k.width * size, 1.0 / size)
 
     def build(self, in_width, gen, hidden, readout, dtype):
         if not isinstance(in_width, tuple):
@@ -237,6 +322,8 @@ class GlobalAvgPool(Layer):
 
         nngp = mean(k.nngp, nb)
         ntk = None if k.ntk is None else mean(k.ntk, nb)
+        if k.donated and not k.diag:  # the pairs of positions are used up
+            _scratch.release(k.nngp, k.ntk)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk, pairs=False)
         v1 = mean(k.var1, 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import _scratch
 from .._arrays import check_choice, check_int, check_nonnegative, check_positive
 from . import finite as _finite
 from .engine import Layer
@@ -24,18 +25,20 @@ __all__ = ["Dense", "affine_kernel"]
 _NOTHING_PENDING = Pending()
 
 
-def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, out: int, fan_in: int) -> KState:
+def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, out: int, fan_in: int,
+                  scale: float = 1.0) -> KState:
     """The kernel map of ``z = (w_std/√fan_in) W x + b_std b`` (THEORY.md §4; module docstring for 'standard'):
     ``Σ' = w² Σ + b²`` and ``Θ' = Σ' + w² Θ`` ('ntk') or ``Θ' = fan_in Σ + 1 + w² Θ`` ('standard'); ``out``
-    channels come out. Dense layers call it with ``Σ`` as it comes; convolutions with ``Σ`` averaged over the
-    filter first. An activation's pending multipliers (:class:`Pending`) are fused into the same passes."""
-    w2, b2 = w_std**2, b_std**2
+    channels come out. Dense layers call it with ``Σ`` as it comes; convolutions with ``Σ`` summed over the
+    filter, and ``scale = 1/|F|`` (the state's kernels and variances are ``1/scale`` times Σ, Θ: the average's
+    division is fused into these passes). An activation's pending multipliers (:class:`Pending`) are fused too."""
+    w2, b2 = w_std**2 * scale, b_std**2
     if parameterization == "standard":  # Θ' = n_in Σ + 1 + w² Θ, with the incoming Σ and Θ
         k = k.materialized()
         if k.ntk is None:
-            ntk = torch.mul(k.nngp, float(fan_in)).add_(1.0)
+            ntk = torch.mul(k.nngp, float(fan_in) * scale).add_(1.0)
         else:
-            ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(fan_in)).add_(1.0)
+            ntk = k.ntk.mul_(w2).add_(k.nngp, alpha=float(fan_in) * scale).add_(1.0)
     else:
         k = k.writable()
     p = _NOTHING_PENDING if k.pending is None else k.pending
@@ -46,9 +49,11 @@ def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, 
         nngp = torch.add(b2_t, k.nngp, alpha=w2, out=k.nngp)  # Σ' = w² Σ + b², in the state's buffer
     if parameterization == "ntk":  # Θ' = Σ' + w² Θ (times the activation's Σ̇, fused in)
         if k.ntk is None:
-            ntk = nngp.clone()
+            ntk = _scratch.empty_like(nngp).copy_(nngp)
         elif p.ntk_factor is not None:
             ntk = torch.addcmul(nngp, k.ntk, p.ntk_factor, value=w2 * p.ntk_scale, out=k.ntk)
+            if k.donated:  # the activation's factor, used up
+                _scratch.release(p.ntk_factor)
         else:
             ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
     if k.diag:

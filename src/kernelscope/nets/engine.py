@@ -12,11 +12,18 @@ with positions (N, C, L) or (N, C, H, W): networks without pooling carry the dia
 (N1·N2·|S| numbers per kernel); pooling needs all pairs of positions (N1·N2·|S|²) up to the last pooling layer.
 Tiles are sized to the memory budget; a network that cannot fit one tile is refused before any work, with the
 bytes named.
+
+Near the hardware (issue 25): the tiles are independent tasks for worker threads that each run their torch ops
+on one thread (:mod:`kernelscope._threads`), so no op waits at a barrier for a thread another process holds
+the core of; each worker's tile buffers come from a workspace reused from tile to tile (:mod:`kernelscope._scratch`:
+fresh memory costs a page fault per 4 KB); and pair-of-positions tiles are laid out positions first in memory, so
+that every op, a convolution's shifts included, runs over long contiguous stretches.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,15 +32,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _scratch
 from .._arrays import (
     ArrayKind,
     ValidationError,
     as_generator,
     as_tensor,
+    check_choice,
     check_int,
     check_memory,
     memory_budget_bytes,
 )
+from .._scratch import Workspace
+from .._threads import single_threaded_worker
 from . import finite as _finite
 from .params import Parameters
 from .state import KState
@@ -88,7 +99,7 @@ class Layer(Parameters):
 
     # -- public API -------------------------------------------------------------------------------------------
     def kernel(self, x1: Any, x2: Any = None, diag: bool = False, *, block_rows: int | None = None,
-               threads: int | None = None) -> NetKernel:
+               threads: int | None = None, precision: str = "float64") -> NetKernel:
         """Infinite-width NNGP and NTK of the network between the rows of ``x1`` and ``x2``.
 
         Parameters
@@ -101,8 +112,11 @@ class Layer(Parameters):
         block_rows : the side of the tiles the matrix is computed in (rows of ``x1`` at a time, and as many
             columns of ``x2``). Default: 512 on CPU, 4096 on a GPU, with tiles of as many entries but other
             shapes when ``x1`` or ``x2`` has fewer rows than that.
-        threads : worker threads the rows of tiles run on (CPU). Default: ``torch.get_num_threads()``, read and
-            never changed.
+        threads : worker threads the tiles run on (CPU), each running its torch ops on one thread. Default:
+            ``torch.get_num_threads()``, read and never changed.
+        precision : ``'float64'`` (default) or ``'float32'``: the arithmetic of the recursion; the results are
+            float64 either way. float32 is for large convolutional kernels with pooling, where it runs about
+            2–3× faster on CPU; it costs accuracy — see Notes.
 
         Returns
         -------
@@ -115,22 +129,29 @@ class Layer(Parameters):
         ``x1`` has few rows; never more than N2): each tile gets one GEMM for
         its input Gram ``x·x'/d``, then the whole recursion runs in place on that tile while it is in cache. For
         k(X, X) only the tiles on and above the diagonal are computed, and each is written twice, as itself and
-        transposed below the diagonal. Rows of tiles run on ``threads`` worker threads; torch's own
-        (process-wide) thread count is left as it is. Peak memory: the two
-        outputs (``2·N1·N2·8`` bytes) plus about ``5·B·T·8`` bytes of temporaries per worker (10 MB for the
+        transposed below the diagonal. The tiles run on ``threads`` worker threads, each on one thread of its own;
+        torch's own (process-wide) thread count is left as it is. Peak memory: the two outputs
+        (``2·N1·N2·8`` bytes) plus each worker's reused tile buffers (about ``6·B·T·8`` bytes: 12 MB for the
         default 512×512 tiles); quadrature activations (:class:`Elementwise`) add ``4·B·T·degree·8`` bytes per
-        worker. Measured at N = 4000: 2.3–2.5 N×N buffers in all.
+        worker. Measured at N = 4000: 2.2–2.3 N×N buffers in all.
         k(X) and k(X, X) pair each point with itself exactly; for the piecewise-linear activations angles below
         1.7e-7 (rounding of 0) are set to 0, so a point repeated in x1 and x2 gets the same entries as k(X).
+
+        ``precision='float32'``: float32 resolves angles down to ≈ 3.5e-4 only (the first cosine below 1), so
+        the piecewise-linear activations set angles below 9.8e-4 to 0 and the derivative kernel of nearly
+        parallel pairs is off by up to ≈ 1e-4 relative; elsewhere the error is that of float32 arithmetic
+        through the layers. Measured on MNIST-1D (``benchmarks/bench_conv.py``): largest relative difference
+        to float64 ≈ 1e-5 (of the largest entry), test accuracy of kernel regression unchanged.
         """
         threads = torch.get_num_threads() if threads is None else check_int(threads, "threads", minimum=1)
+        dtype = _PRECISIONS[check_choice(precision, "precision", tuple(_PRECISIONS))]
         kind = ArrayKind.of(x1, x2)
         shape = self.declared_input_shape()
         if shape is not None:  # rows (N, C·L) seen as (N, C, L): before the Gram matrix (nets.shape)
             x1, x2 = _as_declared(x1, shape, "x1"), None if x2 is None else _as_declared(x2, shape, "x2")
         if np.ndim(x1) in (3, 4):
-            return _spatial_kernel(self, x1, x2, diag, block_rows, kind, threads)
-        return _vector_kernel(self, x1, x2, diag, block_rows, kind, threads)
+            return _spatial_kernel(self, x1, x2, diag, block_rows, kind, threads, dtype)
+        return _vector_kernel(self, x1, x2, diag, block_rows, kind, threads, dtype)
 
     def finite(self, seed: int | torch.Generator = 0, width: int | None = None,
                dtype: torch.dtype = torch.float64, *, in_dim: int | None = None) -> torch.nn.Module:
@@ -184,23 +205,45 @@ _TILE_CPU, _TILE_GPU = 512, 4096
 # pending factors, conv outputs and the activations' temporaries).
 _TILE_ENTRIES_CPU, _TILE_ENTRIES_GPU = 2**20, 2**25
 _TILE_BUFFERS = 12
+_PRECISIONS = {"float64": torch.float64, "float32": torch.float32}
 
 
-def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device, threads: int
-                ) -> None:
-    """Run ``fn(r0, r1)`` over row blocks: on CPU on ``threads`` worker threads (the blocks write disjoint parts
-    of the outputs), otherwise in order. torch's process-wide intra-op thread count is read by the caller, never
-    written, so each worker's ops may use it too. Measured at N = 4000 on 2 busy cores (load 3.5–4.7, medians of
-    11 interleaved runs): 0.68 s against 1.06 s at d = 64 and 1.08 s against 1.48 s at d = 784 for the former
-    scheme, which set torch's count to 1 for the whole process while the workers ran."""
-    starts = list(range(0, n, block_rows))
-    if device.type != "cpu" or threads <= 1 or len(starts) == 1:
-        for r0 in starts:
-            fn(r0, min(n, r0 + block_rows))
+def _run_tiles(fn: Callable[[tuple[int, int, int, int]], None], tiles: list[tuple[int, int, int, int]],
+               device: torch.device, threads: int) -> None:
+    """Run ``fn(tile)`` for every tile (they write disjoint parts of the outputs): on CPU on ``threads`` worker
+    threads, each running its torch ops on one thread (:func:`kernelscope._threads.single_threaded_worker`: its
+    own OpenMP and MKL counts; torch's process-wide count is neither read nor written there); otherwise, or for
+    a single tile, in order in the calling thread.
+
+    Why single-threaded workers: a torch op on several threads ends on a barrier, so on a machine whose cores
+    other processes keep busy every op waits for its slowest thread, and workers that each fan out into torch's
+    threads oversubscribe the cores (2 workers × 2 threads on 2 cores). Independent tiles on one thread each
+    wait on nobody until the last tile. Measured with ``benchmarks/bench_nets.py --busy``."""
+    if device.type != "cpu" or threads <= 1 or len(tiles) == 1:
+        for tile in tiles:
+            fn(tile)
         return
-    with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
-        for f in [pool.submit(fn, r0, min(n, r0 + block_rows)) for r0 in starts]:
-            f.result()
+    with ThreadPoolExecutor(max_workers=min(threads, len(tiles)), initializer=single_threaded_worker) as pool:
+        futures = [pool.submit(fn, tile) for tile in tiles]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:  # an error in a tile, or Ctrl-C: the tiles not started yet are dropped
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _transposed(tile: torch.Tensor) -> torch.Tensor:
+    """``tile.T`` as a contiguous (T, B) tensor: torch copies a transposed contiguous matrix in cache-sized
+    blocks (4× faster than writing the transposed view into the strided output directly)."""
+    tile = tile.contiguous()
+    return _scratch.empty((tile.shape[1], tile.shape[0]), dtype=tile.dtype, device=tile.device).copy_(tile.T)
+
+
+def _float64(t: torch.Tensor) -> torch.Tensor:
+    """A tile's result as float64 (as it is, unless the recursion ran in float32)."""
+    return t if t.dtype == torch.float64 else t.to(torch.float64)
 
 
 def _output(out) -> KState:
@@ -216,10 +259,11 @@ def _output(out) -> KState:
 
 
 def _diag_kernel(net: Layer, state: KState, kind: ArrayKind) -> NetKernel:
-    """k(x, x) for the points of a donated diag-mode input ``state``."""
+    """k(x, x) for the points of a donated diag-mode input ``state`` (float64 out)."""
     out = _output(net.kernel_fn(state))
-    ntk = torch.zeros_like(out.nngp) if out.ntk is None else out.ntk
-    return NetKernel(kind.wrap(out.nngp), kind.wrap(ntk))
+    nngp = out.nngp.to(torch.float64)
+    ntk = torch.zeros_like(nngp) if out.ntk is None else out.ntk.to(torch.float64)
+    return NetKernel(kind.wrap(nngp), kind.wrap(ntk))
 
 
 def _fill_tiles(net: Layer, state: Callable[[int, int, int, int, bool], KState], n1: int, n2: int,
@@ -230,27 +274,41 @@ def _fill_tiles(net: Layer, state: Callable[[int, int, int, int, bool], KState],
     on and above the diagonal are computed and mirrored."""
     nngp = torch.empty(n1, n2, dtype=torch.float64, device=device)
     ntk = torch.empty(n1, n2, dtype=torch.float64, device=device)
+    tiles = [(r0, min(n1, r0 + block_rows), j0, min(n2, j0 + tc)) for r0 in range(0, n1, block_rows)
+             for j0 in range(r0 if symmetric else 0, n2, tc)]
+    local = threading.local()  # each thread's Workspace: its tiles' buffers, reused from tile to tile
 
-    def rows(r0: int, r1: int) -> None:
-        for j0 in range(r0 if symmetric else 0, n2, tc):
-            j1 = min(n2, j0 + tc)
-            diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
-            out = _output(net.kernel_fn(state(r0, r1, j0, j1, diagonal)))
-            mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
-            upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_() if diagonal else None
-            for dst, tile in ((nngp, out.nngp), (ntk, out.ntk)):
-                if tile is None:  # Θ = 0 (a network without a Dense layer)
-                    dst[r0:r1, j0:j1].zero_()
-                    if mirror:
-                        dst[j0:j1, r0:r1].zero_()
-                elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
-                    torch.where(upper, tile, tile.T, out=dst[r0:r1, j0:j1])
-                else:
-                    dst[r0:r1, j0:j1].copy_(tile)
-                    if mirror:
-                        dst[j0:j1, r0:r1].copy_(tile.T)
+    def run(tile: tuple[int, int, int, int]) -> None:
+        ws = getattr(local, "workspace", None)
+        if ws is None:
+            ws = local.workspace = Workspace()
+        with ws.round():  # everything the tile allocates is dead once its results are copied out, below
+            write(tile)
 
-    _run_blocks(rows, n1, block_rows, device, threads)
+    def write(tile: tuple[int, int, int, int]) -> None:
+        r0, r1, j0, j1 = tile
+        diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
+        out = _output(net.kernel_fn(state(r0, r1, j0, j1, diagonal)))
+        mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
+        for dst, t in ((nngp, out.nngp), (ntk, out.ntk)):
+            t = None if t is None else _float64(t)
+            if t is None:  # Θ = 0 (a network without a Dense layer)
+                dst[r0:r1, j0:j1].zero_()
+                if mirror:
+                    dst[j0:j1, r0:r1].zero_()
+            elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
+                upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_()
+                tt = _transposed(t)
+                torch.where(upper, t, tt, out=dst[r0:r1, j0:j1])
+                _scratch.release(tt)
+            else:
+                dst[r0:r1, j0:j1].copy_(t)
+                if mirror:
+                    tt = _transposed(t)
+                    dst[j0:j1, r0:r1].copy_(tt)
+                    _scratch.release(tt)
+
+    _run_tiles(run, tiles, device, threads)
     return nngp, ntk
 
 
@@ -258,17 +316,17 @@ def _fill_tiles(net: Layer, state: Callable[[int, int, int, int, bool], KState],
 # Inputs (N, d)
 # --------------------------------------------------------------------------------------------------------------
 def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | None, kind: ArrayKind,
-                   threads: int) -> NetKernel:
+                   threads: int, dtype: torch.dtype) -> NetKernel:
     """:meth:`Layer.kernel` for inputs of shape (N, d)."""
     device = kind.device if kind.is_torch else None
-    X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)")
+    X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)", dtype=dtype)
     if diag:
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode (diag computes k(x, x) for the rows of x1)",
                                   f"an array of shape {tuple(np.shape(x2))}", "Call kernel(x1, diag=True).")
         sq = (X1 * X1).sum(1) / X1.shape[1]  # (N,)
         return _diag_kernel(net, KState(sq, None, sq, sq, X1.shape[1], donated=True), kind)
-    X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device,
+    X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device, dtype=dtype,
                                          shape_hint="(n_samples, n_features)")
     if X2.shape[1] != X1.shape[1]:
         raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
@@ -279,6 +337,8 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
     if block_rows is None:
         block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
+        if symmetric and threads > 1 and X1.device.type == "cpu":  # two rows of tiles per worker, 256² at least
+            block_rows = max(min(block_rows, -(-n1 // (2 * threads))), min(block_rows, _TILE_CPU // 2))
         # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
         tc = min(n2, block_rows if symmetric else max(block_rows, side * side // min(block_rows, n1)))
     else:
@@ -292,7 +352,8 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     inv_d = 1.0 / d
 
     def state(r0: int, r1: int, j0: int, j1: int, diagonal: bool) -> KState:
-        G = torch.matmul(X1[r0:r1], X2[j0:j1].T).mul_(inv_d)  # (B, T) input Gram Σ⁰ = x·x'/d
+        G = _scratch.empty((r1 - r0, j1 - j0), dtype=X1.dtype, device=X1.device)
+        torch.mm(X1[r0:r1], X2[j0:j1].T, out=G).mul_(inv_d)  # (B, T) input Gram Σ⁰ = x·x'/d
         return KState(G, None, sq1[r0:r1], sq2[j0:j1], d, self_block=diagonal, donated=True)
 
     nngp, ntk = _fill_tiles(net, state, n1, n2, block_rows, tc, symmetric, X1.device, threads)
@@ -304,29 +365,45 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
 # --------------------------------------------------------------------------------------------------------------
 def _grams(A: torch.Tensor, B: torch.Tensor, pairs: bool) -> torch.Tensor:
     """Input kernel Σ⁰(x_p, x'_q) = Σ_c x_cp x'_cq / C for A (b, C, P), B (t, C, P): (b, t, P) on the diagonal of
-    positions, (b, t, P, P) with pairs."""
+    positions, (b, t, P, P) with pairs (in scratch buffers, :mod:`kernelscope._scratch`).
+
+    Both are laid out positions first in memory ((P, b, t) and (P, P, b, t), seen through a permuted view): every
+    op of the recursion then runs over b·t contiguous numbers per position (pair), and a convolution's shifts
+    move whole blocks — with the positions innermost each op would loop over rows of |S| numbers, 3–4× slower
+    per number at 40 positions. Later layers keep the layout (their buffers follow their inputs' strides)."""
     b, C, P = A.shape
     t = B.shape[0]
     if pairs:
-        G = torch.matmul(A.transpose(1, 2).reshape(b * P, C), B.transpose(0, 1).reshape(C, t * P))
-        return G.reshape(b, P, t, P).permute(0, 2, 1, 3).contiguous().mul_(1.0 / C)
-    G = torch.matmul(A.permute(2, 0, 1), B.permute(2, 1, 0))  # (P, b, t)
-    return G.permute(1, 2, 0).contiguous().mul_(1.0 / C)
+        out = _scratch.empty((P, P, b, t), dtype=A.dtype, device=A.device)
+        if C <= 4:  # few channels (1-D signals, grey images): a sum of outer products, written in place
+            a, bb = A.permute(1, 2, 0), B.permute(1, 2, 0)  # (C, P, b), (C, P, t)
+            torch.mul(a[0, :, None, :, None], bb[0, None, :, None, :], out=out)
+            for c in range(1, C):
+                out.addcmul_(a[c, :, None, :, None], bb[c, None, :, None, :])
+            return (out if C == 1 else out.mul_(1.0 / C)).permute(2, 3, 0, 1)  # (b, t, P, P)
+        G = _scratch.empty((P * b, P * t), dtype=A.dtype, device=A.device)  # rows (p, i), columns (q, j)
+        torch.mm(A.permute(2, 0, 1).reshape(P * b, C), B.permute(1, 2, 0).reshape(C, P * t), out=G)
+        torch.mul(G.view(P, b, P, t).permute(0, 2, 1, 3), 1.0 / C, out=out)
+        return out.permute(2, 3, 0, 1)  # (b, t, P, P)
+    G = _scratch.empty((P, b, t), dtype=A.dtype, device=A.device)
+    torch.bmm(A.permute(2, 0, 1), B.permute(2, 1, 0), out=G).mul_(1.0 / C)
+    return G.permute(1, 2, 0)  # (b, t, P)
 
 
 def _self_grams(A: torch.Tensor, pairs: bool) -> torch.Tensor:
-    """Σ⁰(x_p, x_q) of each point with itself: (N, P) or (N, P, P)."""
+    """Σ⁰(x_p, x_q) of each point with itself: (N, P) or (N, P, P), laid out positions first like the tiles'
+    kernels (:func:`_grams`), so that the variances broadcast against them along contiguous memory."""
     if pairs:
-        return torch.matmul(A.transpose(1, 2), A).mul_(1.0 / A.shape[1])
-    return (A * A).sum(1).mul_(1.0 / A.shape[1])
+        return torch.einsum("icp,icq->pqi", A, A).contiguous().mul_(1.0 / A.shape[1]).permute(2, 0, 1)
+    return (A * A).sum(1).mul_(1.0 / A.shape[1]).T.contiguous().T
 
 
 def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | None, kind: ArrayKind,
-                    threads: int) -> NetKernel:
+                    threads: int, dtype: torch.dtype) -> NetKernel:
     """:meth:`Layer.kernel` for inputs with positions (see the module docstring)."""
     device = kind.device if kind.is_torch else None
     hint = "(n_samples, channels, length) or (n_samples, channels, height, width)"
-    X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint)
+    X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint, dtype=dtype)
     S = tuple(X1.shape[2:])
     P, C = math.prod(S), X1.shape[1]
     pairs = net.pairs_before(False)
@@ -342,7 +419,7 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
                      way_out)
         G = shaped(_self_grams(A1, pairs), 1)
         return _diag_kernel(net, KState(G, None, G, G, C, pairs=pairs, donated=True), kind)
-    X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint)
+    X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint, dtype=dtype)
     if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
         raise ValidationError("x2", f"inputs of shape {tuple(X1.shape[1:])} (as x1)", f"shape {tuple(X2.shape)}")
     n1, n2 = X1.shape[0], X2.shape[0]
@@ -351,7 +428,9 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     target = _TILE_ENTRIES_CPU if X1.device.type == "cpu" else _TILE_ENTRIES_GPU
     side = check_int(block_rows, "block_rows", minimum=1) if block_rows is not None else \
         max(1, math.isqrt(max(1, target // m)))
-    workers = torch.get_num_threads() if X1.device.type == "cpu" else 1
+    if block_rows is None and threads > 1 and X1.device.type == "cpu":  # two rows of tiles per worker, 2^18 entries
+        side = max(min(side, -(-n1 // (2 * threads))), math.isqrt(max(1, target // 4 // m)), 1)
+    workers = threads if X1.device.type == "cpu" else 1
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
     budget = memory_budget_bytes()
     if block_rows is None:  # shrink the tiles to the budget before refusing

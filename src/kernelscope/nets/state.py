@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import _scratch
+
 __all__ = ["KState", "Pending", "position_diagonal"]
 
 
@@ -120,6 +122,8 @@ class KState:
         ntk = k.ntk
         if ntk is not None and p.ntk_factor is not None:
             ntk = ntk.mul_(p.ntk_factor if p.ntk_scale == 1.0 else p.ntk_factor.mul_(p.ntk_scale))
+        if k.donated:  # the factor was given up with the state, and is used: its buffer may be reused
+            _scratch.release(p.ntk_factor)
         return k.replace(nngp=nngp, ntk=ntk, pending=None)
 
     def clone(self) -> KState:
