@@ -10,12 +10,13 @@ epoch, N = 1000, float64).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 
-__all__ = ["torch_threads"]
+__all__ = ["torch_threads", "Cancelled", "cancellable", "check_cancelled"]
 
 
 @contextmanager
@@ -30,3 +31,32 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Stopping worker threads: only the main thread receives Ctrl-C, so a worker learns of it from an event its pool
+# sets, checked between pieces of work (a tile; a quadrature node of a slow activation).
+# --------------------------------------------------------------------------------------------------------------
+class Cancelled(Exception):
+    """Raised in a worker thread by :func:`check_cancelled` once its pool's ``stop`` event is set."""
+
+
+_local = threading.local()
+
+
+@contextmanager
+def cancellable(stop: threading.Event) -> Iterator[None]:
+    """Run the block (in a worker thread) under ``stop``: :func:`check_cancelled` inside it raises once it is set."""
+    before = getattr(_local, "stop", None)
+    _local.stop = stop
+    try:
+        yield
+    finally:
+        _local.stop = before
+
+
+def check_cancelled() -> None:
+    """Raise :class:`Cancelled` when the calling thread runs under a ``stop`` event that is set (costs a lookup)."""
+    stop = getattr(_local, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Cancelled

@@ -16,9 +16,11 @@ bytes named.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +33,11 @@ from .._arrays import (
     as_generator,
     as_tensor,
     check_int,
+    check_magnitude,
     check_memory,
     memory_budget_bytes,
 )
+from .._threads import Cancelled, cancellable, check_cancelled
 from . import finite as _finite
 from .state import KState
 
@@ -75,6 +79,11 @@ class Layer:
         """Whether this layer needs all pairs of positions at its input, given whether the layers after it need
         them at its output (convolutional kernels; pooling needs them, Flatten does not)."""
         return after
+
+    def branch_states(self) -> int:
+        """How many kernel states of branches (FanOut's copies) this layer may hold at once, an upper bound for
+        the memory estimates of :meth:`kernel` (0 for a layer without branches)."""
+        return 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -164,21 +173,35 @@ _TILE_ENTRIES_CPU, _TILE_ENTRIES_GPU = 2**20, 2**25
 _TILE_BUFFERS = 12
 
 
-def _run_blocks(fn: Callable[[int, int], None], n: int, block_rows: int, device: torch.device, threads: int
-                ) -> None:
-    """Run ``fn(r0, r1)`` over row blocks: on CPU on ``threads`` worker threads (the blocks write disjoint parts
-    of the outputs), otherwise in order. torch's process-wide intra-op thread count is read by the caller, never
-    written, so each worker's ops may use it too. Measured at N = 4000 on 2 busy cores (load 3.5–4.7, medians of
-    11 interleaved runs): 0.68 s against 1.06 s at d = 64 and 1.08 s against 1.48 s at d = 784 for the former
-    scheme, which set torch's count to 1 for the whole process while the workers ran."""
+def _run_blocks(fn: Callable[[int, int, threading.Event], None], n: int, block_rows: int, device: torch.device,
+                threads: int) -> None:
+    """Run ``fn(r0, r1, stop)`` over row blocks: on CPU on ``threads`` worker threads (the blocks write disjoint
+    parts of the outputs), otherwise in order. torch's process-wide intra-op thread count is read by the caller,
+    never written, so each worker's ops may use it too. Measured at N = 4000 on 2 busy cores (load 3.5–4.7, medians
+    of 11 interleaved runs): 0.68 s against 1.06 s at d = 64 and 1.08 s against 1.48 s at d = 784 for the former
+    scheme, which set torch's count to 1 for the whole process while the workers ran.
+
+    ``stop`` is set when the caller is interrupted (Ctrl-C, any exception in a block): ``fn`` checks it between
+    tiles, and the blocks not started yet are cancelled, so an interrupt is obeyed after the tiles in flight
+    instead of after every queued one."""
+    stop = threading.Event()
     starts = list(range(0, n, block_rows))
     if device.type != "cpu" or threads <= 1 or len(starts) == 1:
         for r0 in starts:
-            fn(r0, min(n, r0 + block_rows))
+            fn(r0, min(n, r0 + block_rows), stop)
         return
-    with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
-        for f in [pool.submit(fn, r0, min(n, r0 + block_rows)) for r0 in starts]:
-            f.result()
+    pool = ThreadPoolExecutor(max_workers=min(threads, len(starts)), thread_name_prefix="kernelscope-tiles")
+    try:
+        pending = {pool.submit(fn, r0, min(n, r0 + block_rows), stop) for r0 in starts}
+        while pending:  # short waits: the main thread returns to Python often enough to see Ctrl-C at once
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # a block's exception, raised here
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # the running tiles finish theirs (milliseconds), then stop
+        raise
+    pool.shutdown(wait=True)
 
 
 def _output(out) -> KState:
@@ -209,24 +232,29 @@ def _fill_tiles(net: Layer, state: Callable[[int, int, int, int, bool], KState],
     nngp = torch.empty(n1, n2, dtype=torch.float64, device=device)
     ntk = torch.empty(n1, n2, dtype=torch.float64, device=device)
 
-    def rows(r0: int, r1: int) -> None:
-        for j0 in range(r0 if symmetric else 0, n2, tc):
-            j1 = min(n2, j0 + tc)
-            diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
-            out = _output(net.kernel_fn(state(r0, r1, j0, j1, diagonal)))
-            mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
-            upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_() if diagonal else None
-            for dst, tile in ((nngp, out.nngp), (ntk, out.ntk)):
-                if tile is None:  # Θ = 0 (a network without a Dense layer)
-                    dst[r0:r1, j0:j1].zero_()
-                    if mirror:
-                        dst[j0:j1, r0:r1].zero_()
-                elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
-                    torch.where(upper, tile, tile.T, out=dst[r0:r1, j0:j1])
-                else:
-                    dst[r0:r1, j0:j1].copy_(tile)
-                    if mirror:
-                        dst[j0:j1, r0:r1].copy_(tile.T)
+    def rows(r0: int, r1: int, stop: threading.Event) -> None:
+        with cancellable(stop), contextlib.suppress(Cancelled):  # the caller was interrupted: leave
+            for j0 in range(r0 if symmetric else 0, n2, tc):
+                check_cancelled()
+                row_tile(r0, r1, j0)
+
+    def row_tile(r0: int, r1: int, j0: int) -> None:
+        j1 = min(n2, j0 + tc)
+        diagonal = symmetric and j0 == r0  # this tile pairs each point with itself on its diagonal
+        out = _output(net.kernel_fn(state(r0, r1, j0, j1, diagonal)))
+        mirror = symmetric and not diagonal  # the tile below the diagonal is this one's transpose
+        upper = torch.ones(r1 - r0, j1 - j0, dtype=torch.bool, device=device).triu_() if diagonal else None
+        for dst, tile in ((nngp, out.nngp), (ntk, out.ntk)):
+            if tile is None:  # Θ = 0 (a network without a Dense layer)
+                dst[r0:r1, j0:j1].zero_()
+                if mirror:
+                    dst[j0:j1, r0:r1].zero_()
+            elif diagonal:  # exactly symmetric: the tile's upper triangle, mirrored
+                torch.where(upper, tile, tile.T, out=dst[r0:r1, j0:j1])
+            else:
+                dst[r0:r1, j0:j1].copy_(tile)
+                if mirror:
+                    dst[j0:j1, r0:r1].copy_(tile.T)
 
     _run_blocks(rows, n1, block_rows, device, threads)
     return nngp, ntk
@@ -240,21 +268,30 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     """:meth:`Layer.kernel` for inputs of shape (N, d)."""
     device = kind.device if kind.is_torch else None
     X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)")
+    check_magnitude(X1, "x1")
+    # tile buffers per branch state: its NNGP and NTK, and the new ones its layers make before the old are freed
+    # (measured peaks: FanOut(32), N = 4000, 0.92 of the estimate; FanOut(128), N = 2000, 0.83)
+    branches = 4 * net.branch_states()
     if diag:
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode (diag computes k(x, x) for the rows of x1)",
                                   f"an array of shape {tuple(np.shape(x2))}", "Call kernel(x1, diag=True).")
+        check_memory(8.0 * (8 + branches) * X1.shape[0], f"the diagonal kernels of {X1.shape[0]} inputs",
+                     "Use fewer points at once (diag is computed row by row).")
         sq = (X1 * X1).sum(1) / X1.shape[1]  # (N,)
         return _diag_kernel(net, KState(sq, None, sq, sq, X1.shape[1], donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device,
                                          shape_hint="(n_samples, n_features)")
     if X2.shape[1] != X1.shape[1]:
         raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
+    if x2 is not None:
+        check_magnitude(X2, "x2")
     n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
     # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
     # pair each point with itself exactly.
     symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
     side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
+    auto_tiles = block_rows is None
     if block_rows is None:
         block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
         # tile columns: square tiles for k(X, X); wider ones when x1 has few rows (as many entries)
@@ -262,8 +299,18 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     else:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
         tc = min(block_rows, n2)
-    check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * tc),
-                 f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
+    workers = min(threads, -(-n1 // block_rows)) if X1.device.type == "cpu" else 1
+
+    def need(br: int, cols: int) -> float:  # the two outputs, and each worker's tile buffers (branches included)
+        return 8.0 * (2 * n1 * n2 + (8 + branches) * workers * br * cols)
+
+    if auto_tiles:  # shrink the tiles to the budget before refusing (many FanOut branches)
+        budget = memory_budget_bytes()
+        while block_rows > 8 and need(block_rows, tc) > budget:
+            block_rows, tc = max(8, block_rows // 2), max(1, tc // 2)
+    check_memory(need(block_rows, tc), f"the {n1}×{n2} NNGP and NTK matrices (tiles of {block_rows}×{tc}"
+                 + (f", {branches // 4} branch states" if branches else "") + ")",
+                 "Use fewer points, diag=True, or a blocked solver.")
     sq1 = (X1 * X1).sum(1) / d  # (N1,)
     X2 = X1 if symmetric else X2
     sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
@@ -307,6 +354,8 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint)
     S = tuple(X1.shape[2:])
     P, C = math.prod(S), X1.shape[1]
+    check_magnitude(X1, "x1", features=C)
+    buffers = _TILE_BUFFERS + 4 * net.branch_states()  # 4 tile buffers per branch state (see _vector_kernel)
     pairs = net.pairs_before(False)
     m = P * P if pairs else P  # numbers per pair of inputs
     shaped = lambda G, nb: G.reshape(G.shape[:nb] + (S + S if pairs else S))
@@ -316,13 +365,15 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     if diag:
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode", "an array", "Call kernel(x1, diag=True).")
-        check_memory(8.0 * _TILE_BUFFERS * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
+        check_memory(8.0 * buffers * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
                      way_out)
         G = shaped(_self_grams(A1, pairs), 1)
         return _diag_kernel(net, KState(G, None, G, G, C, pairs=pairs, donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint)
     if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
         raise ValidationError("x2", f"inputs of shape {tuple(X1.shape[1:])} (as x1)", f"shape {tuple(X2.shape)}")
+    if x2 is not None:
+        check_magnitude(X2, "x2", features=C)
     n1, n2 = X1.shape[0], X2.shape[0]
     symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
     A2 = A1 if symmetric else X2.reshape(n2, C, P)
@@ -333,10 +384,10 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
     budget = memory_budget_bytes()
     if block_rows is None:  # shrink the tiles to the budget before refusing
-        while side > 1 and fixed + 8.0 * _TILE_BUFFERS * workers * side * side * m > budget:
+        while side > 1 and fixed + 8.0 * buffers * workers * side * side * m > budget:
             side //= 2
     br, tc = min(side, n1), min(side, n2)
-    check_memory(fixed + 8.0 * _TILE_BUFFERS * workers * br * tc * m,
+    check_memory(fixed + 8.0 * buffers * workers * br * tc * m,
                  f"the {n1}×{n2} kernels of a network on {S} positions "
                  f"({'all pairs of positions' if pairs else 'the diagonal of positions'}, tiles of {br}×{tc})",
                  way_out, budget)
