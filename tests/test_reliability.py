@@ -147,6 +147,26 @@ class TestMemoryRefusedUpFront:
         with pytest.raises(ks.MemoryBudgetError, match="history.*record_every=1.*larger record_every"):
             dynamics.path_kernel(model, X, np.sin(3 * X[:, 0]), X[:100], lr=0.01, steps=10**7, record_every=1)
 
+    def test_optim_iterations(self, budget):
+        budget(1e9)
+        with pytest.raises(ks.MemoryBudgetError, match="trajectory's 1000001×100000 iterates.*keep_points=False"):
+            optim.trajectory(lambda x: (x ** 2).sum(), np.ones(100_000), lr=1e-9, steps=10**6)
+        with pytest.raises(ks.MemoryBudgetError, match="stationary_point's 60000×60000 Hessian.*hessian_eigs"):
+            optim.stationary_point(lambda x: (x ** 2).sum(), np.ones(60_000))
+
+    def test_generated_data(self, budget):
+        budget(1e9)
+        with pytest.raises(ks.MemoryBudgetError, match="spiral arms of 1000000000 points.*smaller n_per_class"):
+            ks.data.spirals(10**9)
+        with pytest.raises(ks.MemoryBudgetError, match="points in 100000 dimensions"):
+            ks.data.sphere(10**6, 100_000)
+
+    def test_a_dense_solve_needs_a_copy_of_a(self, budget):
+        A = np.ones((2000, 1000))
+        budget(8 * A.size * 0.9)  # A exists; LAPACK's copy of it would not fit
+        with pytest.raises(ks.MemoryBudgetError, match="least-squares solve of a 2000×1000 system.*LinearOperator"):
+            linsys.solve(A, np.ones(2000))
+
     @pytest.mark.parametrize("argv", [["lazy", "--widths", "2000000000"], ["pathkernel", "--width", "200000000"],
                                       ["spiral", "--width", "1000000000", "--no-gif"]],
                              ids=["lazy", "pathkernel", "spiral"])
@@ -481,6 +501,14 @@ class TestArgumentsNamed:
     def test_optim(self, call, match):
         with pytest.raises(ks.ValidationError, match=match):
             call(self.f)
+
+    @pytest.mark.parametrize("f,match", [(lambda x: x, r"f: expected a function returning a scalar.*shape \(2,\)"),
+                                         (3, "f: expected a callable")], ids=["vector", "not-callable"])
+    def test_functions(self, f, match):
+        for call in (optim.gradient, optim.hessian, optim.hvp, lambda f, x: optim.hessian_eigs(f, x, k=1),
+                     optim.stationary_point, lambda f, x: optim.trajectory(f, x, lr=0.1)):
+            with pytest.raises(ks.ValidationError, match=match):
+                call(f, [1.0, 2.0])
 
     def test_model_loss(self):
         m = torch.nn.Linear(3, 3).double()

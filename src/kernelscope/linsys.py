@@ -258,6 +258,10 @@ def _dense_min_norm(A: np.ndarray, b: np.ndarray, cutoff: float) -> tuple[np.nda
     # estimators are accurate to a small factor); anything closer to the edge goes to the SVD. A cut-off above
     # 1e-6 (rcond=0.1, say) has no stricter cut-off below gelsy's reach: the SVD applies it exactly.
     rank = -1
+    k = 1 if b.ndim == 1 else b.shape[1]
+    check_memory(8.0 * (m * n + max(m, n) * k + 2 * max(m, n)), f"the least-squares solve of a {m}×{n} system "
+                 "(LAPACK overwrites a copy of A)", "Pass A as a scipy.sparse matrix or a LinearOperator (LSMR needs "
+                 "no copy), or use a smaller system.")
     if 0 < cutoff <= _QR_CUTOFF_LIMIT:
         try:
             x, _, rank, _ = sla.lstsq(A, b, cond=cutoff * 1e4, lapack_driver="gelsy", check_finite=False)

@@ -135,19 +135,38 @@ def model_loss(model: nn.Module, X: Any, y: Any, loss: str = "mse", *, reduction
 # Derivatives of f: R^P -> R
 # ---------------------------------------------------------------------------------------------------------------
 
-def _point(x: Any, name: str = "x") -> tuple[torch.Tensor, ArrayKind]:
+def _point(x: Any, name: str = "x", f: Any = None) -> tuple[torch.Tensor, ArrayKind]:
+    """The point x (P,) as a tensor (its kind, to give results back as such); with ``f``, also check that f is a
+    function of it returning a scalar tensor (evaluated once)."""
     kind = ArrayKind.of(x)
     t = as_tensor(x, name, dtype=x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() \
         else as_tensor(x, name)
     if t.ndim != 1:
         raise ValidationError(name, "a flat vector of shape (P,)", f"shape {tuple(t.shape)}",
                               "Flatten the point first (model weights: use model_loss, which returns θ₀ flat).")
+    if f is not None:
+        _check_function(f, t)
     return t, kind
+
+
+def _check_function(f: Any, t: torch.Tensor) -> None:
+    """f must map a tensor like t (P,) to a scalar tensor: checked by one call, so that a wrong f gets one line
+    naming it rather than an error from inside torch.func."""
+    if not callable(f):
+        raise ValidationError("f", "a callable f(x) of a flat tensor x (P,) returning a scalar tensor",
+                              type(f).__name__)
+    with torch.no_grad():
+        out = f(t)
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValidationError("f", "a function returning a scalar torch tensor (a 0-d tensor)", got,
+                              "Sum or reduce the output; write f with torch operations so that it can be "
+                              "differentiated.")
 
 
 def gradient(f: Function, x: Any) -> Any:
     """``∇f(x)`` of shape (P,) (reverse mode). NumPy in -> NumPy out; tensor in -> tensor out."""
-    t, kind = _point(x)
+    t, kind = _point(x, f=f)
     return kind.wrap(grad(f)(t).detach())
 
 
@@ -157,7 +176,7 @@ def hessian(f: Function, x: Any) -> Any:
     Needs P² numbers: refused up front when they would not fit the memory budget (use :func:`hvp` or
     :func:`hessian_eigs`, which never form the matrix).
     """
-    t, kind = _point(x)
+    t, kind = _point(x, f=f)
     P = t.numel()
     check_memory(P * P * t.element_size(), f"the {P}×{P} Hessian",
                  "Use optim.hvp (Hessian-vector products) or optim.hessian_eigs for its top eigenvalues.")
@@ -171,7 +190,7 @@ def hvp(f: Function, x: Any) -> Callable[[Any], Any]:
     The returned callable takes and returns the kind it is given (NumPy or tensor), so it plugs into
     :func:`kernelscope.linsys.power_iteration` and SciPy's ``LinearOperator`` as is.
     """
-    t, _ = _point(x)
+    t, _ = _point(x, f=f)
     g = grad(f)
 
     def matvec(v: Any) -> Any:
@@ -188,7 +207,7 @@ def hessian_operator(f: Function, x: Any):
     ``.calls``."""
     import scipy.sparse.linalg as spla
 
-    t, _ = _point(x)
+    t, _ = _point(x, f=f)
     P = t.numel()
     mv = hvp(f, t)
 
@@ -240,7 +259,7 @@ def hessian_eigs(f: Function, x: Any, k: int = 1, *, method: str = "lanczos", wh
     k = check_int(k, "k", minimum=1)
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
-    t, _ = _point(x)
+    t, _ = _point(x, f=f)
     P = t.numel()
     if k > P:
         raise ValidationError("k", f"at most {P} eigenpairs (the Hessian is {P}×{P})", repr(k))
@@ -330,10 +349,14 @@ def stationary_point(f: Function, x0: Any, *, tol: float = 1e-10, max_iter: int 
     and near 0 at a non-degenerate point, where it converges quadratically), and an eigenvalue whose curvature
     changes sign or by as much as itself within r says nothing (x³ at 0 is 'degenerate', not a minimum).
     """
-    x, _ = _point(x0, "x0")
+    x, _ = _point(x0, "x0", f=f)
     x = x.to(torch.float64)
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    P = x.numel()
+    check_memory(3 * 8.0 * P * P, f"stationary_point's {P}×{P} Hessian and its pseudoinverse",
+                 "Newton's method forms the Hessian: for many variables use hessian_eigs (Hessian-vector products) "
+                 "or trajectory (gradient descent).")
     converged, it = False, 0
     steps: list[float] = []  # ‖x_{k+1} − x_k‖
     for it in range(max_iter + 1):
@@ -413,14 +436,20 @@ def trajectory(f: Function, x0: Any, *, lr: float, momentum: float = 0.0, steps:
     ----------
     f : torch callable (P,) -> scalar ; x0 : start (P,) ; lr : η > 0 ; momentum : μ in [0, 1) ; steps : T.
     keep_points : store every iterate (T + 1, P) (for pictures); False keeps only the last (for models).
-    blowup : stop (``diverged_at``, with a warning) once |f| exceeds this or is not finite.
+    blowup : stop (``diverged_at``, with a warning) once |f| exceeds this (> 0; inf: only NaN/inf stop) or is not
+        finite.
 
     Returns :class:`Trajectory` (NumPy).
     """
     lr, momentum = _check_step(lr, momentum)
     steps = check_int(steps, "steps", minimum=0)
-    blowup = check_positive(blowup, "blowup")
-    x, _ = _point(x0, "x0")
+    if isinstance(blowup, bool) or not isinstance(blowup, (int, float, np.number)) or not blowup > 0:  # NaN too
+        raise ValidationError("blowup", "a positive number (inf: never stop)", repr(blowup))
+    blowup = float(blowup)
+    x, _ = _point(x0, "x0", f=f)
+    if keep_points:  # the iterates (T + 1, P), as a list and then as one array
+        check_memory(2 * 8.0 * (steps + 1) * x.numel(), f"trajectory's {steps + 1}×{x.numel()} iterates",
+                     "Use keep_points=False (only the last iterate) or fewer steps.")
     x = x.clone()
     v = torch.zeros_like(x)
     points, values, norms = [], [], []
