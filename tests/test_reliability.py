@@ -323,6 +323,17 @@ class TestFunctionSpace:
         with pytest.warns(ks.KernelscopeWarning, match=f"k_train is {what}"):
             predict.gradient_descent(K, np.ones(3), 5.0, momentum=0.9)
 
+    def test_large_kernels_are_checked_by_products(self, monkeypatch):
+        """Past PSD_CHOLESKY_BELOW rows the check is power iteration on cI − K: a Rayleigh quotient below −δ."""
+        monkeypatch.setattr(predict, "PSD_CHOLESKY_BELOW", 10)
+        X = np.random.default_rng(0).normal(size=(60, 3))
+        K = kernels.rbf(X)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ks.KernelscopeWarning)
+            predict.gradient_descent(K, np.ones(60), 1.0, momentum=0.5)
+        with pytest.warns(ks.KernelscopeWarning, match="k_train is not positive semi-definite .an eigenvalue at most"):
+            predict.gradient_descent(K - 0.5 * np.eye(60), np.ones(60), 1.0, momentum=0.5)
+
     def test_a_true_kernel_does_not_warn(self):
         X = np.random.default_rng(0).normal(size=(40, 3))
         K = kernels.rbf(X)  # PSD with many eigenvalues at rounding level
