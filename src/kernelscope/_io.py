@@ -105,6 +105,13 @@ def folder_lock(folder: str | os.PathLike, what: str = "kernelscope") -> Iterato
             holder = f.read().strip() or "another process"
             raise FolderInUseError(f"{folder} is in use by another {what} run ({holder}): wait for it to finish, "
                                    "or write into another folder.") from None
+        except OSError as exc:  # a file system without locks (some network mounts): run, and say so
+            import warnings
+
+            warnings.warn(f"{folder}: could not lock the folder ({exc}); another run into it would not be "
+                          "stopped.", stacklevel=3)
+            yield path
+            return
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}: {' '.join(sys.argv) or 'python'}\n")
