@@ -252,7 +252,7 @@ def test_kernel_has_its_own_option_and_regress_the_same_defaults(tmp_path, capsy
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), kernels.rbf(X, gamma=0.3), rtol=1e-13)
     code, _, err = run(["kernel", "--x", str(tmp_path / "x.npy"), "-a", "rbf", "--gamma", "0.3",
                         "--out", str(tmp_path / "r2.npy")], capsys)
-    assert code == 0 and err.startswith("note: --activation rbf is read as --kernel rbf")
+    assert code == 0 and err.startswith("kernelscope: note: --activation rbf is read as --kernel rbf")
     np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), np.load(tmp_path / "r.npy"))
     code, out, _ = run(["kernel", "--x", str(tmp_path / "x.npy"), "--kernel", "nngp",
                         "--out", str(tmp_path / "k.npy")], capsys)

@@ -344,7 +344,7 @@ def test_cli_pathkernel_adam_and_divergence(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["pathkernel", "--out", str(tmp_path), "--width", "16", "--steps", "40", "--lr", "5"])
     err = capsys.readouterr().err  # the library's warning reaches the user as a `note:` line (issue 24)
-    assert exc.value.code == 1 and "DIVERGED" in err and re.search(r"^note: .*diverged", err, re.M)
+    assert exc.value.code == 1 and "DIVERGED" in err and re.search(r"^kernelscope: note: .*diverged", err, re.M)
     assert json.loads((tmp_path / "pathkernel.json").read_text())["diverged"]
 
 

@@ -349,3 +349,170 @@ def test_checkpoints_that_do_not_read_back_are_computed_again(tmp_path):
         assert isinstance(checkpoint(name, lambda: None), _Piece)  # saved anew, read back now
     with pytest.raises(TypeError, match="torch.nn.modules.linear.Linear has no JSON form"):
         to_json(torch.nn.Linear(1, 1))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Signals, orphans, one run per folder, leftovers (issue 26)
+# ------------------------------------------------------------------------------------------------------------
+def _start_parallel_tour(out, log):
+    """``kernelscope tour --jobs 2`` into ``out`` with two chapters, its output into the file ``log``; returns the
+    process and its children (the workers and the resource tracker) once both workers run a chapter."""
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "kernelscope", "tour", "--quick", "--only", "lazy", "--only", "spirals",
+           "--jobs", "2", "--out", str(out)]
+    p = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and open(log).read().count("\n> ") + open(log).read().startswith("> ") < 2:
+        time.sleep(0.5)  # "> [i/2] title ..." once a worker starts its chapter
+    procs = _children(p.pid)
+    assert len(procs - _resource_trackers(procs)) >= 2, "the workers did not start:\n" + open(log).read()
+    time.sleep(3)  # both inside a chapter
+    return p, procs
+
+
+def _children(pid: int) -> set[int]:
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return {int(x) for x in out.split()}
+
+
+def _resource_trackers(pids: set[int]) -> set[int]:
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"resource_tracker" in f.read():
+                    found.add(pid)
+        except OSError:
+            pass
+    return found
+
+
+def _running(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:  # gone, or at most a zombie waiting to be reaped
+                if f.read().split()[2] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def _temporaries(folder) -> list:
+    from kernelscope._io import _TEMPORARY
+
+    return [p for p in folder.rglob(".*") if _TEMPORARY.match(p.name)]
+
+
+def test_sigterm_stops_the_tour_as_ctrl_c_does(tmp_path):
+    """SIGTERM to the tour's process alone (what `timeout`, `docker stop` or a cancelled CI job sends): exit status
+    143 with the resume command, the workers stopped (they went on writing chapters for minutes), no temporary
+    file left, the report written."""
+    import signal
+
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    p, procs = _start_parallel_tour(out, log)
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=60)
+    except BaseException:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+    output = log.read_text()
+    assert p.returncode == 143, output
+    assert "stopped by signal 15: run the same command again to resume" in output
+    deadline = time.monotonic() + 20
+    while _running(procs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _running(procs), "processes of the tour still running"
+    assert _temporaries(out) == []
+    assert (out / "index.html").exists() and (out / "results.json").exists()
+
+
+def test_workers_exit_when_the_tour_is_killed(tmp_path):
+    """SIGKILL to the tour's process (no chance to stop anything): the workers notice they were re-parented and
+    exit, removing their temporary files; the resource tracker follows them."""
+    import signal
+
+    out, log = tmp_path / "out", tmp_path / "log.txt"
+    p, procs = _start_parallel_tour(out, log)
+    p.kill()
+    p.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _running(procs) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _running(procs)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "orphaned processes still running"
+    assert _temporaries(out) == []
+
+
+def test_one_tour_per_folder(tmp_path, fake_chapters):
+    """A second tour into a folder in use is refused at once, naming the first one's pid; the lock goes with the
+    run (the operating system releases it however the run ends)."""
+    from kernelscope._io import FolderInUseError, folder_lock
+
+    with folder_lock(tmp_path, "kernelscope tour"):
+        with pytest.raises(FolderInUseError, match=rf"in use by another kernelscope tour run \(pid {os.getpid()}"):
+            T.run_tour(tmp_path, progress=False)
+        assert not (tmp_path / "results.json").exists()
+    assert T.run_tour(tmp_path, progress=False).done == ["a", "b"]
+    assert T.run_tour(tmp_path, progress=False).skipped == ["a", "b"]
+
+
+def test_two_tours_at_once_on_the_command_line(tmp_path, capsys):
+    """The second run says so in one line (exit 2) while the first holds the folder."""
+    import subprocess
+    import sys
+
+    from kernelscope.cli import main
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kernelscope._io import folder_lock\n"
+                               f"with folder_lock({str(tmp_path)!r}, 'kernelscope tour'):\n"
+                               "    print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SystemExit) as exc:
+            main(["tour", "--quick", "--only", "linsys", "--out", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"pid {holder.pid}" in err and "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_temporaries_of_a_killed_run_are_removed(tmp_path, fake_chapters):
+    left = [tmp_path / "figures" / "full-seed0" / ".a_curve.png.k3j_x9q2.tmp.png",
+            tmp_path / ".results.json.abcdefgh.tmp.json", tmp_path / "steps" / ".a-full-seed0.json.12345678.tmp.json"]
+    for f in left:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"half a file")
+    (tmp_path / "figures" / "notes.tmp.txt").write_text("a user's file")  # not one of ours
+    T.run_tour(tmp_path, progress=False)
+    assert not any(f.exists() for f in left)
+    assert (tmp_path / "figures" / "notes.tmp.txt").exists()
+
+
+def test_step_files_that_are_not_steps_are_computed_again(tmp_path, fake_chapters):
+    """A step file that parses but is not a step (a list, a result of the wrong shape) is computed again."""
+    T.run_tour(tmp_path, progress=False)
+    (tmp_path / "steps" / "a-full-seed0.json").write_text("[1, 2]")
+    (tmp_path / "steps" / "b-full-seed0.json").write_text('{"status": "done", "result": {"figures": [3]}}')
+    res = T.run_tour(tmp_path, progress=False)
+    assert res.done == ["a", "b"] and res.ok
+
+
+def test_sigterm_handler_is_restored(tmp_path, fake_chapters):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    T.run_tour(tmp_path, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before

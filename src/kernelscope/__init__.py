@@ -25,6 +25,7 @@ _NAMES = {
     "ValidationError": "_arrays",
     "MemoryBudgetError": "_arrays",
     "KernelscopeWarning": "_arrays",
+    "DivergenceWarning": "_arrays",
 }
 
 __all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])

@@ -24,15 +24,18 @@ __all__ = [
     "ValidationError",
     "MemoryBudgetError",
     "KernelscopeWarning",
+    "DivergenceWarning",
     "ArrayKind",
     "as_numpy",
     "as_tensor",
     "check_positive",
     "check_nonnegative",
+    "check_finite_number",
     "check_int",
     "check_choice",
     "check_same_rows",
     "check_memory",
+    "check_magnitude",
     "memory_budget_bytes",
     "format_bytes",
     "as_generator",
@@ -58,6 +61,11 @@ class KernelscopeWarning(UserWarning):
     """Numerical situations a user would want to know about (singular systems, non-convergence...)."""
 
 
+class DivergenceWarning(KernelscopeWarning):
+    """Training diverged, or steps too large broke what its result claims: the numbers describe a failed run (a
+    command-line run that sees one exits with status 1)."""
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -66,14 +74,58 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"  # pragma: no cover
 
 
+def _address_space_left() -> float:
+    """Bytes this process may still map under its address-space limit (``ulimit -v``, RLIMIT_AS): the limit less
+    the virtual size now (/proc/self/statm); inf without a limit or where neither can be read."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY or limit < 0:
+            return math.inf
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * resource.getpagesize()
+        return max(0.0, float(limit - size))
+    except (ImportError, OSError, ValueError):
+        return math.inf
+
+
+def _cgroup_memory_left() -> float:
+    """Bytes the process's cgroup (a container's memory limit) may still charge: ``memory.max − memory.current``
+    (cgroup v2) or ``limit_in_bytes − usage_in_bytes`` (v1); inf without a limit."""
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_file) as f:
+                text = f.read().strip()
+            if text == "max":
+                return math.inf
+            with open(usage_file) as f:
+                usage = int(f.read().strip())
+            limit = int(text)
+            if limit >= 1 << 60:  # cgroup v1 says "no limit" with a huge number
+                return math.inf
+            return max(0.0, float(limit - usage))
+        except (OSError, ValueError):
+            continue
+    return math.inf
+
+
 def memory_budget_bytes() -> int:
-    """Memory a single kernelscope allocation may take: half of the memory available now (psutil)."""
+    """Memory a single kernelscope allocation may take: half of the memory available now.
+
+    "Available" is the least of the machine's available memory (psutil), what the address-space limit still
+    allows (``ulimit -v``: a request past it fails in the allocator, whatever the machine has free) and what the
+    cgroup's memory limit still allows (a container: past it the kernel kills the process).
+    """
     try:
         import psutil
 
-        return int(psutil.virtual_memory().available * 0.5)
+        available = float(psutil.virtual_memory().available)
     except Exception:  # pragma: no cover - psutil is a dependency, but be robust
-        return 4 * 1024**3
+        available = 8.0 * 1024**3
+    return int(0.5 * min(available, _address_space_left(), _cgroup_memory_left()))
 
 
 def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = None) -> None:
@@ -83,6 +135,35 @@ def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = N
         raise MemoryBudgetError(
             f"{what} needs {format_bytes(n_bytes)} but the memory budget is {format_bytes(budget)}. {way_out}"
         )
+
+
+#: the largest |x| whose square is finite in float64 (divided by √d for d features in check_magnitude)
+_SQUARABLE = math.sqrt(np.finfo(np.float64).max)
+
+
+def check_magnitude(x: Any, name: str, *, features: int | None = None, fix: str | None = None) -> None:
+    """Refuse entries so large that inner products of rows overflow float64: ``max |x| ≤ √(float max / d)``
+    (d = ``features``, default the size of the last axis), i.e. every ``‖x‖²`` and ``x·x'`` is finite.
+
+    Kernels square their inputs (``‖x − x'‖²``, ``x·x'``); beyond this limit they would return inf − inf = NaN.
+    ``fix``: the way out named in the message (default: scale the inputs).
+    """
+    if isinstance(x, torch.Tensor):
+        if x.numel() == 0 or not x.is_floating_point():
+            return
+        big = float(x.detach().abs().max())
+    else:
+        arr = np.asarray(x)
+        if arr.size == 0 or arr.dtype.kind != "f":
+            return
+        big = float(np.abs(arr).max())
+    d = max(1, int(features if features is not None else (x.shape[-1] if len(x.shape) else 1)))
+    limit = _SQUARABLE / math.sqrt(d)
+    if big > limit:
+        raise ValidationError(name, f"entries whose squares, summed over {d}, are finite in float64 (|x| <= "
+                              f"{limit:.3g})", f"max |x| = {big:.3g}",
+                              fix or "Scale the inputs first (standardise the features): a kernel of such inputs "
+                              "would be inf − inf = NaN.")
 
 
 @dataclass(frozen=True)
@@ -225,6 +306,17 @@ def check_nonnegative(value: Any, name: str) -> float:
     return check_positive(value, name, allow_zero=True)
 
 
+def check_finite_number(value: Any, name: str) -> float:
+    """A real number of either sign; NaN and ±inf are refused."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(name, "a number", repr(value)) from None
+    if not math.isfinite(v):
+        raise ValidationError(name, "a finite number", repr(value))
+    return v
+
+
 def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValidationError(name, "an integer", repr(value))
@@ -253,5 +345,5 @@ def as_generator(seed: int | torch.Generator | None, device: torch.device | str 
     return g
 
 
-def warn(message: str) -> None:
-    warnings.warn(message, KernelscopeWarning, stacklevel=3)
+def warn(message: str, category: type[KernelscopeWarning] = KernelscopeWarning) -> None:
+    warnings.warn(message, category, stacklevel=3)

@@ -63,6 +63,69 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+#: the names :func:`atomic_path` gives its temporary files: ``.<name>.<8 random characters>.tmp<suffix>``
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp(\.[^./]+)?$")
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files :func:`atomic_path` left under ``folder`` (recursively) when its process was
+    killed before it could clean up (SIGKILL, a power cut). Only for a folder no other process writes into now
+    (the tour holds its folder's lock). Returns the paths removed."""
+    removed = []
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            if _TEMPORARY.match(name):
+                p = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "kernelscope") -> Iterator[Path]:
+    """Hold an exclusive advisory lock on ``folder/.lock`` (``fcntl.flock``) for the block, so that two runs never
+    write into one folder at once. The lock file says who holds it (pid, command); the operating system releases
+    the lock when the holder exits, however it exits (a stale file never blocks). Raises
+    :class:`FolderInUseError` naming the other run's pid when the folder is taken. Where ``fcntl`` does not exist
+    (Windows) the block runs unlocked."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield folder / ".lock"
+        return
+    path = folder / ".lock"
+    f = open(path, "a+")  # not truncated before the lock is ours: the holder's note stays readable
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise FolderInUseError(f"{folder} is in use by another {what} run ({holder}): wait for it to finish, "
+                                   "or write into another folder.") from None
+        except OSError as exc:  # a file system without locks (some network mounts): run, and say so
+            import warnings
+
+            warnings.warn(f"{folder}: could not lock the folder ({exc}); another run into it would not be "
+                          "stopped.", stacklevel=3)
+            yield path
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}: {' '.join(sys.argv) or 'python'}\n")
+        f.flush()
+        yield path
+    finally:
+        f.close()  # releases the lock
+
+
+class FolderInUseError(OSError):
+    """The folder is locked by another run (:func:`folder_lock`)."""
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,7 +33,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["free_cores", "single_threaded_worker", "thread_local_threads", "torch_threads"]
+__all__ = ["free_cores", "single_threaded_worker", "thread_local_threads", "torch_threads", "Cancelled", "cancellable",
+           "check_cancelled"]
 
 
 @contextmanager
@@ -160,3 +162,32 @@ def free_cores(window: float = 0.05) -> int:
         busy_t, total_t = second[0] - first[0], second[1] - first[1]
         busy = n_cpu * busy_t / total_t if total_t > 0 else 0.0
     return max(1, min(cores, round(cores - busy * cores / n_cpu)))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Stopping worker threads: only the main thread receives Ctrl-C, so a worker learns of it from an event its pool
+# sets, checked between pieces of work (a tile; a quadrature node of a slow activation).
+# --------------------------------------------------------------------------------------------------------------
+class Cancelled(Exception):
+    """Raised in a worker thread by :func:`check_cancelled` once its pool's ``stop`` event is set."""
+
+
+_local = threading.local()
+
+
+@contextmanager
+def cancellable(stop: threading.Event) -> Iterator[None]:
+    """Run the block (in a worker thread) under ``stop``: :func:`check_cancelled` inside it raises once it is set."""
+    before = getattr(_local, "stop", None)
+    _local.stop = stop
+    try:
+        yield
+    finally:
+        _local.stop = before
+
+
+def check_cancelled() -> None:
+    """Raise :class:`Cancelled` when the calling thread runs under a ``stop`` event that is set (costs a lookup)."""
+    stop = getattr(_local, "stop", None)
+    if stop is not None and stop.is_set():
+        raise Cancelled

@@ -14,10 +14,15 @@ import math
 
 import numpy as np
 
-from ._arrays import ValidationError, check_int, check_nonnegative
+from ._arrays import ValidationError, check_int, check_memory, check_nonnegative
 
 __all__ = ["spirals", "digits", "regression_1d", "regression_nd", "sphere", "one_hot_centred", "TARGETS_1D",
            "mnist1d", "MNIST1D_TEMPLATES"]
+
+
+def _check_size(numbers: float, what: str, way_out: str) -> None:
+    """A generated data set of ``numbers`` float64 values (with its temporaries, about 4 times as many) must fit."""
+    check_memory(4 * 8.0 * numbers, what, way_out)
 
 
 def spirals(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: int = 0,
@@ -36,6 +41,8 @@ def spirals(n_per_class: int = 100, classes: int = 3, noise: float = 0.2, seed: 
     n_per_class = check_int(n_per_class, "n_per_class", minimum=1)
     classes = check_int(classes, "classes", minimum=2)
     noise = check_nonnegative(noise, "noise")
+    _check_size(3.0 * n_per_class * classes, f"{classes} spiral arms of {n_per_class} points",
+                "Use a smaller n_per_class.")
     rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
     t = np.linspace(0.0, 1.0, n_per_class)
     xs, ys = [], []
@@ -94,6 +101,7 @@ def regression_1d(n: int = 20, *, noise: float = 0.05, seed: int = 0, target: st
         raise ValidationError("target", "one of " + ", ".join(TARGETS_1D), repr(target))
     if not high > low:
         raise ValidationError("high", f"a number greater than low={low}", repr(high))
+    _check_size(2.0 * n, f"{n} points", "Use a smaller n.")
     rng = np.random.default_rng(check_int(seed, "seed", minimum=0))
     x = np.sort(rng.uniform(low, high, n))
     y = TARGETS_1D[target](x) + noise * rng.standard_normal(n)
@@ -117,6 +125,7 @@ def regression_nd(n: int = 200, d: int = 8, *, noise: float = 0.05, decay: float
     noise = check_nonnegative(noise, "noise")
     decay = check_nonnegative(decay, "decay")
     seed = check_int(seed, "seed", minimum=0)
+    _check_size(n * (d + 1.0) + d * d, f"{n} points in {d} dimensions", "Use a smaller n or d.")
     rng = np.random.default_rng(seed)
     u, v = rng.standard_normal(d), rng.standard_normal(d)
     X = rng.standard_normal((n, d)) / math.sqrt(d)
@@ -132,6 +141,7 @@ def sphere(n: int, d: int, *, seed: int = 0) -> np.ndarray:
     """``n`` points uniform on the unit sphere in R^d: an ndarray of shape (n, d) with unit rows."""
     n = check_int(n, "n", minimum=1)
     d = check_int(d, "d", minimum=1)
+    _check_size(float(n) * d, f"{n} points in {d} dimensions", "Use a smaller n or d.")
     X = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal((n, d))
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 

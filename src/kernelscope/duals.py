@@ -31,6 +31,7 @@ import torch
 
 from . import _scratch
 from ._model import value_and_grad
+from ._threads import check_cancelled
 
 __all__ = [
     "abrelu_dual",
@@ -199,6 +200,7 @@ def _gh_rule(fn, d_fn, s11, s12, s22, shape, degree: int, dtype, device) -> tupl
     dot = torch.zeros(shape, dtype=dtype, device=device)
     chunk = 64  # inner nodes at a time: memory a few buffers of shape + (64,) whatever the degree
     for zi, wi in zip(z, w):
+        check_cancelled()  # a large tile at a high degree runs for minutes: obey an interrupt between nodes
         for j0 in range(0, degree, chunk):
             zj, wj = z[j0:j0 + chunk], w[j0:j0 + chunk]
             u = s11 * zi + s12 * zj  # (..., chunk): nodes (z_i, z_j)

@@ -46,7 +46,9 @@ from ._arrays import (
     ValidationError,
     as_generator,
     as_tensor,
+    check_finite_number,
     check_int,
+    check_magnitude,
     check_memory,
     check_nonnegative,
     check_positive,
@@ -147,12 +149,16 @@ class Kernel:
         if B.shape[1] != A.shape[1]:
             raise ValidationError("X2", f"{A.shape[1]} columns (as many features as X1)",
                                   f"shape {tuple(B.shape)}")
+        check_magnitude(A, "X1")
+        if X2 is not None:
+            check_magnitude(B, "X2")
         return kind.wrap(self.matrix(A, B))
 
     def diag(self, X: Any) -> Any:
         """``k(x_i, x_i)`` for every row of X (N, d): shape (N,), without forming the N×N matrix."""
         kind = ArrayKind.of(X)
         A = as_tensor(X, "X", ndim=2, shape_hint="(n_samples, n_features)")
+        check_magnitude(A, "X")
         return kind.wrap(self.formula(A, A, paired=True))
 
     # -- solvers, Dask tiles and the estimator: validated tensors, not checked again ----------------------------
@@ -437,7 +443,7 @@ class Polynomial(_GammaKernel):
     def __init__(self, degree: int = 3, gamma: float | None = None, coef0: float = 1.0):
         self.degree = check_int(degree, "degree", minimum=0)
         self.gamma = None if gamma is None else check_positive(gamma, "gamma")
-        self.coef0 = float(coef0)
+        self.coef0 = check_finite_number(coef0, "coef0")
 
     def params(self):
         return {"degree": self.degree, "gamma": self.gamma, "coef0": self.coef0}

@@ -27,7 +27,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from ._arrays import ArrayKind, ValidationError, as_numpy, check_int, check_positive, warn
+from ._arrays import ArrayKind, ValidationError, as_numpy, check_int, check_memory, check_positive, warn
 
 __all__ = ["SolveResult", "Subspaces", "PowerResult", "solve", "pinv", "subspaces", "decompose",
            "power_iteration", "default_rcond"]
@@ -72,7 +72,7 @@ class SolveResult:
 
     @property
     def residual_norm(self) -> float:
-        return float(np.linalg.norm(np.asarray(_to_np(self.residual))))
+        return float(sla.norm(np.asarray(_to_np(self.residual))))
 
     @property
     def nullity(self) -> int | None:
@@ -143,16 +143,26 @@ def _check_rhs(b: Any, m: int) -> np.ndarray:
     return b_np
 
 
+def _norms(M: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the columns of M (m, k) (of M itself for (m,)), as (k,): BLAS ``nrm2``, which scales as it
+    sums, so entries near 1e300 (whose squares overflow) or 1e-300 (whose squares underflow) keep their norm."""
+    M2 = M if M.ndim == 2 else M[:, None]
+    return np.array([sla.norm(M2[:, j], check_finite=False) for j in range(M2.shape[1])], dtype=np.float64)
+
+
 def _in_col_space(A_norm: float, x: np.ndarray, b: np.ndarray, r: np.ndarray, m: int, n: int,
                   rel: float = 0.0) -> np.ndarray:
     """Per right-hand side: is b in the column space, i.e. ``‖r‖ ≤ τ (‖A‖‖x‖ + ‖b‖)`` with
-    ``τ = max(100 eps max(m, n), rel)`` (rounding level for a direct solve; ``rel`` for an iterative one)?"""
-    x2 = x if x.ndim == 2 else x[:, None]
-    b2 = b if b.ndim == 2 else b[:, None]
-    r2 = r if r.ndim == 2 else r[:, None]
-    scale = A_norm * np.linalg.norm(x2, axis=0) + np.linalg.norm(b2, axis=0)
-    tol = max(100.0 * _EPS * max(m, n), rel) * np.maximum(scale, np.finfo(np.float64).tiny)
-    return np.linalg.norm(r2, axis=0) <= tol
+    ``τ = max(100 eps max(m, n), rel)`` (rounding level for a direct solve; ``rel`` for an iterative one)?
+
+    Every norm is divided by ``c = max(‖A‖, ‖b‖)`` first, so that ``‖A‖‖x‖`` does not overflow for a system scaled
+    by 1e300 (an infinite tolerance would call every such system consistent)."""
+    tiny = np.finfo(np.float64).tiny
+    xn, bn, rn = _norms(x), _norms(b), _norms(r)
+    c = max(float(A_norm), float(bn.max(initial=0.0)), tiny)
+    scale = (float(A_norm) / c) * xn + bn / c
+    tol = max(100.0 * _EPS * max(m, n), rel) * np.maximum(scale, tiny)
+    return rn / c <= tol
 
 
 def _kinds(square_full_rank: bool, has_null: bool, in_col: np.ndarray) -> tuple[str, ...]:
@@ -201,7 +211,7 @@ def solve(A: Any, b: Any, rcond: float | None = None, *, atol: float = 1e-12, bt
     x, rank, method, info = _dense_min_norm(A_np, b_np, cutoff)
     residual = _residual(A_np, x, b_np)
     A_norm = info.get("sigma_max") or (np.linalg.norm(A_np, 2) if min(m, n) <= 64
-                                       else np.sqrt(np.einsum("ij,ij->", A_np, A_np)))
+                                       else sla.norm(A_np, check_finite=False))
     in_col = _in_col_space(float(A_norm), x, b_np, residual, m, n)
     has_null = rank < n
     kinds = _kinds(m == n and rank == n, has_null, in_col)
@@ -236,34 +246,94 @@ def _residual(A: np.ndarray, x: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sla.blas.dgemm(-1.0, a, x, beta=1.0, c=np.asfortranarray(b), trans_a=trans)
 
 
+#: cut-offs above this go straight to the SVD: the QR fast path cannot tell singular values apart so coarsely
+_QR_CUTOFF_LIMIT = 1e-6
+
+
 def _dense_min_norm(A: np.ndarray, b: np.ndarray, cutoff: float) -> tuple[np.ndarray, int, str, dict]:
     """x = A⁺b. Fast path: LAPACK gelsy (QR with column pivoting) when A is clearly of full rank; else the SVD."""
     m, n = A.shape
     # gelsy declares full rank when its condition estimate of R is below 1/cond. We ask it with a cut-off 1e4
     # times stricter than ours, so that "full rank" there means full rank under the SVD rule too (condition
-    # estimators are accurate to a small factor); anything closer to the edge goes to the SVD.
-    strict = min(cutoff * 1e4, 1e-2)
-    try:
-        x, _, rank, _ = sla.lstsq(A, b, cond=strict, lapack_driver="gelsy", check_finite=False)
-    except (np.linalg.LinAlgError, ValueError):
-        rank = -1
-    if rank == min(m, n) and cutoff > 0:
-        return np.asarray(x), int(rank), "qr", {"rcond": cutoff}
-    try:
-        U, s, Vt = sla.svd(A, full_matrices=False, lapack_driver="gesdd", check_finite=False)
-    except np.linalg.LinAlgError:  # gesdd can fail to converge on nasty matrices; gesvd is slower but robust
-        U, s, Vt = sla.svd(A, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+    # estimators are accurate to a small factor); anything closer to the edge goes to the SVD. A cut-off above
+    # 1e-6 (rcond=0.1, say) has no stricter cut-off below gelsy's reach: the SVD applies it exactly.
+    rank = -1
+    k = 1 if b.ndim == 1 else b.shape[1]
+    check_memory(8.0 * (m * n + max(m, n) * k + 2 * max(m, n)), f"the least-squares solve of a {m}×{n} system "
+                 "(LAPACK overwrites a copy of A)", "Pass A as a scipy.sparse matrix or a LinearOperator (LSMR needs "
+                 "no copy), or use a smaller system.")
+    if 0 < cutoff <= _QR_CUTOFF_LIMIT:
+        try:
+            x, _, rank, _ = sla.lstsq(A, b, cond=cutoff * 1e4, lapack_driver="gelsy", check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            rank = -1
+    if rank == min(m, n):
+        x = np.asarray(x)
+        _check_solution_finite(x)
+        return x, int(rank), "qr", {"rcond": cutoff}
+    U, s, Vt = _svd(A, full=False)
     sigma_max = float(s[0]) if s.size else 0.0
     r = int(np.sum(s > cutoff * sigma_max)) if sigma_max > 0 else 0
+    _check_invertible(s[:r])
     coef = (U[:, :r].T @ b) / (s[:r, None] if b.ndim == 2 else s[:r])
     x = Vt[:r].T @ coef
+    _check_solution_finite(x)
     return x, r, "svd", {"rcond": cutoff, "sigma_max": sigma_max, "singular_values": s, "_V_r": Vt[:r].T}
+
+
+#: LAPACK's 32-bit indices: no matrix it forms may have 2³¹ or more entries
+_LAPACK_MAX_ENTRIES = 2**31 - 1
+
+
+def _svd(A: np.ndarray, *, full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SVD ``A = U Σ Vᵀ`` (thin, or ``full`` with square U (m, m) and V (n, n)), refused up front when its
+    factors would not fit the memory budget or LAPACK's 32-bit indices; gesdd, else the slower, robust gesvd."""
+    m, n = A.shape
+    k = min(m, n)
+    u_cols, v_rows = (m, n) if full else (k, k)
+    # A's copy, U, Vᵀ and gesdd's workspace (about 4k²)
+    need = 8.0 * (m * n + m * u_cols + v_rows * n + 4 * k * k + max(m, n))
+    what = (f"the full SVD of a {m}×{n} matrix (square bases U ({m}×{m}) and V ({n}×{n}))" if full
+            else f"the SVD of a {m}×{n} matrix")
+    check_memory(need, what, "The full bases (the null spaces) of a wide or tall matrix need n² numbers: ask "
+                 "linsys.solve or linsys.decompose (thin SVD) for what you need, or use a smaller matrix.")
+    if max(m * u_cols, v_rows * n, m * n) > _LAPACK_MAX_ENTRIES:
+        raise ValidationError("A", f"a matrix whose SVD factors have fewer than 2³¹ entries (LAPACK's 32-bit "
+                              f"indices){' for the full bases' if full else ''}", f"shape ({m}, {n})",
+                              "Use a smaller matrix, or the thin bases of linsys.solve / linsys.decompose.")
+    try:
+        return sla.svd(A, full_matrices=full, lapack_driver="gesdd", check_finite=False)
+    except np.linalg.LinAlgError:  # gesdd can fail to converge on nasty matrices; gesvd is slower but robust
+        return sla.svd(A, full_matrices=full, lapack_driver="gesvd", check_finite=False)
+
+
+#: the smallest singular value whose reciprocal is finite in float64
+_INVERTIBLE = 1.0 / np.finfo(np.float64).max
+
+
+def _check_invertible(s_kept: np.ndarray) -> None:
+    """The pseudoinverse divides by every kept singular value; one below 1/float-max (a subnormal) has no finite
+    reciprocal, and A⁺ would hold inf (NaN after the product)."""
+    if s_kept.size and float(s_kept[-1]) <= _INVERTIBLE:
+        raise ValidationError("A", f"kept singular values whose reciprocals are finite in float64 (σ > "
+                              f"{_INVERTIBLE:.3g})", f"σ = {float(s_kept[-1]):.3g}",
+                              "Scale A up (pinv(c·A) = pinv(A)/c), or raise rcond so that such values count as zero.")
+
+
+def _check_solution_finite(x: np.ndarray) -> None:
+    if not np.isfinite(x).all():
+        raise ValidationError("b", "a right-hand side whose solution is finite in float64",
+                              "a solution that overflows", "Scale b down (or A up) and scale the answer back.")
 
 
 def _solve_lsmr(A: Any, b: Any, *, atol: float, btol: float, max_iter: int | None) -> SolveResult:
     m, n = A.shape
     kind_of = ArrayKind.of(b)
     b_np = _check_rhs(b, m)
+    if sp.issparse(A) and A.dtype.kind in "fc" and not np.isfinite(A.data).all():
+        bad = int(np.flatnonzero(~np.isfinite(A.data))[0])
+        raise ValidationError("A", "finite values", f"{'NaN' if np.isnan(A.data[bad]) else 'inf'} among the "
+                              "stored entries", "Remove or impute non-finite entries first.")
     if max_iter is not None:
         max_iter = check_int(max_iter, "max_iter", minimum=1)
     B = b_np if b_np.ndim == 2 else b_np[:, None]
@@ -276,6 +346,9 @@ def _solve_lsmr(A: Any, b: Any, *, atol: float, btol: float, max_iter: int | Non
         norms.append(float(out[5]))  # LSMR's estimate of ‖A‖_F
     X = np.stack(xs, axis=1)
     R = B - np.column_stack([A @ X[:, j] for j in range(X.shape[1])])
+    if not (np.isfinite(X).all() and np.isfinite(R).all()):  # an operator's products held NaN/inf
+        raise ValidationError("A", "an operator whose products A @ v and A.T @ v are finite",
+                              "NaN or inf in them during LSMR", "Check the operator's matvec and rmatvec.")
     # The kind from the residual, as on the dense path, not from LSMR's stop code (which says 'least squares' or
     # 'iteration limit' for a consistent system solved to 1e-12): b is in the column space when
     # ‖r‖ ≤ τ(‖A‖‖x‖ + ‖b‖) with τ = 10 max(atol, btol), the accuracy LSMR was asked for.
@@ -304,11 +377,9 @@ def pinv(A: Any, rcond: float | None = None) -> Any:
     kind_of = ArrayKind.of(A)
     A_np = _check_matrix(A)
     cutoff = _check_rcond(rcond, A_np.shape)
-    try:
-        U, s, Vt = sla.svd(A_np, full_matrices=False, lapack_driver="gesdd", check_finite=False)
-    except np.linalg.LinAlgError:
-        U, s, Vt = sla.svd(A_np, full_matrices=False, lapack_driver="gesvd", check_finite=False)
+    U, s, Vt = _svd(A_np, full=False)
     r = int(np.sum(s > cutoff * s[0])) if s.size and s[0] > 0 else 0
+    _check_invertible(s[:r])
     P = (Vt[:r].T / s[:r]) @ U[:, :r].T
     return kind_of.wrap(P)
 
@@ -322,7 +393,7 @@ def subspaces(A: Any, rcond: float | None = None) -> Subspaces:
     kind_of = ArrayKind.of(A)
     A_np = _check_matrix(A)
     cutoff = _check_rcond(rcond, A_np.shape)
-    U, s, Vt = sla.svd(A_np, full_matrices=True, lapack_driver="gesdd", check_finite=False)
+    U, s, Vt = _svd(A_np, full=True)
     r = int(np.sum(s > cutoff * s[0])) if s.size and s[0] > 0 else 0
     V = Vt.T
     w = kind_of.wrap
@@ -340,9 +411,17 @@ def decompose(A: Any, x: Any, rcond: float | None = None) -> tuple[Any, Any]:
     x_np = as_numpy(x, "x", ndim=(1, 2))
     if x_np.shape[0] != A_np.shape[1]:
         raise ValidationError("x", f"{A_np.shape[1]} rows (as many as A has columns)", f"shape {x_np.shape}")
-    S = subspaces(A_np, rcond)
-    row = S.row @ (S.row.T @ x_np)
+    V_r = _row_basis(A_np, rcond)  # (n, r)
+    row = V_r @ (V_r.T @ x_np)
     return kind_of.wrap(row), kind_of.wrap(x_np - row)
+
+
+def _row_basis(A: np.ndarray, rcond: float | None) -> np.ndarray:
+    """V_r (n, r): an orthonormal basis of the row space, from the thin SVD (no n×n factor)."""
+    cutoff = _check_rcond(rcond, A.shape)
+    _, s, Vt = _svd(A, full=False)
+    r = int(np.sum(s > cutoff * s[0])) if s.size and s[0] > 0 else 0
+    return Vt[:r].T
 
 
 def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int = 1000, n: int | None = None,
@@ -390,7 +469,7 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
     else:
         n = check_int(n, "n", minimum=1)
         v = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal(n)
-    nv = np.linalg.norm(v)
+    nv = sla.norm(v)
     if nv == 0:
         raise ValidationError("v0", "a non-zero start vector", "the zero vector")
     v /= nv
@@ -398,13 +477,18 @@ def power_iteration(A: Any, *, seed: int = 0, tol: float = 1e-10, max_iter: int 
     history: list[float] = []
     for _ in range(max_iter):
         Av = matvec(v)
+        if not np.isfinite(Av).all():
+            raise ValidationError("A", "a matrix or operator whose products A @ v are finite",
+                                  f"NaN or inf in A @ v at iteration {len(history) + 1}",
+                                  "Check A for NaN/inf (or entries near the float64 limit, 1.8e308).")
         lam = float(v @ Av)
         history.append(lam)
-        res = float(np.linalg.norm(Av - lam * v))
+        # BLAS nrm2 scales as it sums: ‖Av‖ of entries near 1e300 does not overflow to inf (and v to 0)
+        res = float(sla.norm(Av - lam * v, check_finite=False))
         if res <= tol * max(abs(lam), np.finfo(np.float64).tiny):
             converged = True
             break
-        nAv = np.linalg.norm(Av)
+        nAv = sla.norm(Av, check_finite=False)
         if nAv == 0:  # v is in the null space: the dominant eigenvalue seen from here is 0
             converged = True
             lam, res = 0.0, 0.0
@@ -492,23 +576,27 @@ class MinNormResult:
     unique: bool | None = None
 
 
-def min_norm(A: Any, b: Any, p: float = 2, *, rcond: float | None = None) -> MinNormResult:
+def min_norm(A: Any, b: Any, p: float = 2, *, rcond: float | None = None, check_unique: bool = True,
+             progress: bool = False) -> MinNormResult:
     """The least-ℓp-norm solution of ``Ax = b`` (p = 1, 2 or inf), among all least-squares solutions.
 
     - p = 2: ``x = A⁺b`` (:func:`solve`): it lies in the row space of A.
-    - p = 1: the linear program ``min Σ_i t_i`` subject to ``−t ≤ x ≤ t``, ``x ∈ S``; its minimisers sit at
-      vertices, so the answer is *sparse* (at most rank(A) non-zeros): for ``3x + 4y = 12`` it is (0, 3), where
-      ℓ2 gives (36/25, 48/25). This is basis pursuit (Chen, Donoho & Saunders 1998), the noiseless lasso.
+    - p = 1: the linear program ``min Σ_i (u_i + v_i)`` over ``u, v ≥ 0`` with ``x = u − v ∈ S``; its minimisers
+      sit at vertices, so the answer is *sparse* (at most rank(A) non-zeros): for ``3x + 4y = 12`` it is (0, 3),
+      where ℓ2 gives (36/25, 48/25). This is basis pursuit (Chen, Donoho & Saunders 1998), the noiseless lasso.
     - p = inf: ``min t`` subject to ``−t ≤ x_i ≤ t``, ``x ∈ S``: the entries spread out to equal magnitudes.
 
-    ``S`` is the set of least-squares solutions ``{x : V_rᵀ x = V_rᵀ A⁺b}`` (``V_r`` the row-space basis of the
-    SVD), which is ``{Ax = b}`` when b is in the column space. Writing it with the orthonormal ``V_r`` keeps the
-    LP well conditioned and free of redundant rows. The LPs are solved by HiGHS (``scipy.optimize.linprog``).
+    ``S`` is the set of least-squares solutions ``{x : V_rᵀ x = V_rᵀ A⁺b}`` (``V_r`` (n, r) the row-space basis of
+    the thin SVD), which is ``{Ax = b}`` when b is in the column space. Writing it with the orthonormal ``V_r`` keeps
+    the LP well conditioned and free of redundant rows. The LPs are solved by HiGHS (``scipy.optimize.linprog``)
+    with sparse constraint matrices (the bound constraints of ℓ∞ are 2n rows of two entries each).
     By Hölder's inequality, for one equation ``aᵀx = β`` the minimum is ``|β| / ‖a‖_q`` with ``1/p + 1/q = 1``.
 
-    A : (m, n) dense ; b : (m,). NumPy in -> NumPy out; tensor in -> tensor out.
+    A : (m, n) dense ; b : (m,). ``check_unique`` (p = 1, inf): probe whether the minimiser is the only one (four
+    more LPs of the same size; ``unique`` is None without it). ``progress``: print HiGHS's log and one line per LP
+    (a 500×2000 ℓ1 problem takes tens of seconds). NumPy in -> NumPy out; tensor in -> tensor out.
     """
-    from scipy.optimize import linprog
+    import scipy.sparse as sparse
 
     p = _check_p(p)
     if p not in (1.0, 2.0, np.inf):
@@ -522,35 +610,55 @@ def min_norm(A: Any, b: Any, p: float = 2, *, rcond: float | None = None) -> Min
     base = _quiet_solve(A_np, b_np, rcond)
     if p == 2:
         x = base.x
-        return MinNormResult(x=kind_of.wrap(x), p=2.0, norm=float(np.linalg.norm(x)),
+        return MinNormResult(x=kind_of.wrap(x), p=2.0, norm=float(sla.norm(x)),
                              residual=kind_of.wrap(base.residual), kind=base.kind, method="svd", rank=int(base.rank))
-    S = subspaces(A_np, rcond)
-    Vr = np.asarray(S.row)  # (n, r)
+    Vr = _row_basis(A_np, rcond)  # (n, r)
     r = Vr.shape[1]
     c_eq = Vr.T @ base.x  # (r,)
+    # the equality rows are dense (r × n); in CSR with int32 indices 12 bytes an entry, HiGHS keeps a copy
+    check_memory(3 * 12.0 * 2 * r * n, f"the ℓ{'1' if p == 1 else '∞'} linear program ({r} equations, {n} unknowns)",
+                 "Use a smaller system, or p=2 (the SVD).")
     if p == 1:
-        # variables (x, t) in R^{2n}: min Σ t, x − t ≤ 0, −x − t ≤ 0, V_rᵀ x = c
-        c = np.concatenate([np.zeros(n), np.ones(n)])
-        eye = np.eye(n)
-        A_ub = np.block([[eye, -eye], [-eye, -eye]])
-        b_ub = np.zeros(2 * n)
-        A_eq = np.hstack([Vr.T, np.zeros((r, n))])
+        # variables z = (u, v) in R^{2n}, u, v ≥ 0, x = u − v: min Σ (u + v), V_rᵀ (u − v) = c. At an optimum
+        # u_i v_i = 0, so z is x's positive and negative parts and the LP's minimiser is unique iff x is.
+        c = np.ones(2 * n)
+        A_ub = b_ub = None
+        A_eq = sparse.csr_matrix(np.hstack([Vr.T, -Vr.T])) if r else None
+        bounds = (0, None)
     else:
         # variables (x, t) in R^{n+1}: min t, x_i − t ≤ 0, −x_i − t ≤ 0, V_rᵀ x = c
         c = np.concatenate([np.zeros(n), [1.0]])
-        ones = np.ones((n, 1))
-        A_ub = np.block([[np.eye(n), -ones], [-np.eye(n), -ones]])
+        eye = sparse.identity(n, format="csr")
+        ones = sparse.csr_matrix(np.ones((n, 1)))
+        A_ub = sparse.vstack([sparse.hstack([eye, -ones]), sparse.hstack([-eye, -ones])], format="csr")
         b_ub = np.zeros(2 * n)
-        A_eq = np.hstack([Vr.T, np.zeros((r, 1))])
-    bounds = [(None, None)] * n + [(0, None)] * (A_ub.shape[1] - n)
-    lp = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq if r else None, b_eq=c_eq if r else None, bounds=bounds,
-                 method="highs")
+        A_eq = sparse.csr_matrix(np.hstack([Vr.T, np.zeros((r, 1))])) if r else None
+        bounds = [(None, None)] * n + [(0, None)]
+    lp = _linprog(c, A_ub, b_ub, A_eq, c_eq if r else None, bounds, progress, "the minimiser")
     if lp.status != 0:  # pragma: no cover - the LP is always feasible and bounded
         raise RuntimeError(f"min_norm: linprog failed ({lp.message})")
-    x = lp.x[:n] + 0.0  # no negative zeros in the answer
+    x = (lp.x[:n] - lp.x[n:] if p == 1 else lp.x[:n]) + 0.0  # no negative zeros in the answer
+    unique = _lp_unique(c, A_ub, b_ub, A_eq, c_eq if r else None, bounds, lp, progress) if check_unique else None
     return MinNormResult(x=kind_of.wrap(x), p=float(p), norm=float(norm(x, p)), residual=kind_of.wrap(b_np - A_np @ x),
-                         kind=base.kind, method="linprog-highs", rank=int(base.rank),
-                         unique=_lp_unique(c, A_ub, b_ub, A_eq if r else None, c_eq if r else None, bounds, lp))
+                         kind=base.kind, method="linprog-highs", rank=int(base.rank), unique=unique)
+
+
+def _linprog(c, A_ub, b_ub, A_eq, b_eq, bounds, progress: bool, what: str):
+    """One HiGHS solve; with ``progress`` a line before it and HiGHS's own log."""
+    import sys
+    import time
+
+    from scipy.optimize import linprog
+
+    t0 = time.perf_counter()
+    if progress:
+        print(f"min_norm: solving the LP for {what} ({c.shape[0]} variables) ...", file=sys.stderr, flush=True)
+    lp = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs",
+                 options={"disp": bool(progress)})
+    if progress:
+        print(f"min_norm: {what}: {lp.message.strip()} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr,
+              flush=True)
+    return lp
 
 
 def _quiet_solve(A: np.ndarray, b: np.ndarray, rcond: float | None) -> SolveResult:
@@ -563,18 +671,19 @@ def _quiet_solve(A: np.ndarray, b: np.ndarray, rcond: float | None) -> SolveResu
         return solve(A, b, rcond=rcond)
 
 
-def _lp_unique(c, A_ub, b_ub, A_eq, b_eq, bounds, lp, tol: float = 1e-7) -> bool:
+def _lp_unique(c, A_ub, b_ub, A_eq, b_eq, bounds, lp, progress: bool = False, tol: float = 1e-7) -> bool:
     """Is the LP's minimiser the only one? Probe the optimal face {c·z = c·z*} in a few random directions: if the
     farthest point from z* stays at z* (up to tol), the face is a single point (a probe, not a proof)."""
-    from scipy.optimize import linprog
+    import scipy.sparse as sparse
 
-    A_eq2 = np.vstack([A_eq, c[None, :]]) if A_eq is not None else c[None, :]
+    row = sparse.csr_matrix(c[None, :])
+    A_eq2 = sparse.vstack([A_eq, row], format="csr") if A_eq is not None else row
     b_eq2 = np.concatenate([b_eq, [lp.fun]]) if b_eq is not None else np.array([lp.fun])
     rng = np.random.default_rng(0)
     scale = max(1.0, float(np.abs(lp.x).max()))
-    for _ in range(4):
+    for i in range(4):
         d = rng.standard_normal(c.shape[0])
-        probe = linprog(-d, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq2, b_eq=b_eq2, bounds=bounds, method="highs")
+        probe = _linprog(-d, A_ub, b_ub, A_eq2, b_eq2, bounds, progress, f"uniqueness probe {i + 1}/4")
         if probe.status == 0 and float(np.abs(probe.x - lp.x).max()) > tol * scale:
             return False
     return True

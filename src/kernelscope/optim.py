@@ -44,6 +44,7 @@ from torch.func import grad, jvp
 from ._arrays import (
     ArrayKind,
     ValidationError,
+    as_numpy,
     as_tensor,
     check_choice,
     check_int,
@@ -134,18 +135,38 @@ def model_loss(model: nn.Module, X: Any, y: Any, loss: str = "mse", *, reduction
 # Derivatives of f: R^P -> R
 # ---------------------------------------------------------------------------------------------------------------
 
-def _point(x: Any, name: str = "x") -> tuple[torch.Tensor, ArrayKind]:
+def _point(x: Any, name: str = "x", f: Any = None) -> tuple[torch.Tensor, ArrayKind]:
+    """The point x (P,) as a tensor (its kind, to give results back as such); with ``f``, also check that f is a
+    function of it returning a scalar tensor (evaluated once)."""
     kind = ArrayKind.of(x)
-    t = x.detach() if isinstance(x, torch.Tensor) and x.is_floating_point() else as_tensor(x, name)
+    t = as_tensor(x, name, dtype=x.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() \
+        else as_tensor(x, name)
     if t.ndim != 1:
         raise ValidationError(name, "a flat vector of shape (P,)", f"shape {tuple(t.shape)}",
                               "Flatten the point first (model weights: use model_loss, which returns θ₀ flat).")
+    if f is not None:
+        _check_function(f, t)
     return t, kind
+
+
+def _check_function(f: Any, t: torch.Tensor) -> None:
+    """f must map a tensor like t (P,) to a scalar tensor: checked by one call, so that a wrong f gets one line
+    naming it rather than an error from inside torch.func."""
+    if not callable(f):
+        raise ValidationError("f", "a callable f(x) of a flat tensor x (P,) returning a scalar tensor",
+                              type(f).__name__)
+    with torch.no_grad():
+        out = f(t)
+    if not isinstance(out, torch.Tensor) or out.numel() != 1:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValidationError("f", "a function returning a scalar torch tensor (a 0-d tensor)", got,
+                              "Sum or reduce the output; write f with torch operations so that it can be "
+                              "differentiated.")
 
 
 def gradient(f: Function, x: Any) -> Any:
     """``∇f(x)`` of shape (P,) (reverse mode). NumPy in -> NumPy out; tensor in -> tensor out."""
-    t, kind = _point(x)
+    t, kind = _point(x, f=f)
     return kind.wrap(grad(f)(t).detach())
 
 
@@ -155,7 +176,7 @@ def hessian(f: Function, x: Any) -> Any:
     Needs P² numbers: refused up front when they would not fit the memory budget (use :func:`hvp` or
     :func:`hessian_eigs`, which never form the matrix).
     """
-    t, kind = _point(x)
+    t, kind = _point(x, f=f)
     P = t.numel()
     check_memory(P * P * t.element_size(), f"the {P}×{P} Hessian",
                  "Use optim.hvp (Hessian-vector products) or optim.hessian_eigs for its top eigenvalues.")
@@ -169,7 +190,7 @@ def hvp(f: Function, x: Any) -> Callable[[Any], Any]:
     The returned callable takes and returns the kind it is given (NumPy or tensor), so it plugs into
     :func:`kernelscope.linsys.power_iteration` and SciPy's ``LinearOperator`` as is.
     """
-    t, _ = _point(x)
+    t, _ = _point(x, f=f)
     g = grad(f)
 
     def matvec(v: Any) -> Any:
@@ -186,7 +207,7 @@ def hessian_operator(f: Function, x: Any):
     ``.calls``."""
     import scipy.sparse.linalg as spla
 
-    t, _ = _point(x)
+    t, _ = _point(x, f=f)
     P = t.numel()
     mv = hvp(f, t)
 
@@ -237,8 +258,11 @@ def hessian_eigs(f: Function, x: Any, k: int = 1, *, method: str = "lanczos", wh
     which = check_choice(which, "which", ("LA", "SA", "LM"))
     k = check_int(k, "k", minimum=1)
     tol = check_positive(tol, "tol")
-    t, _ = _point(x)
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    t, _ = _point(x, f=f)
     P = t.numel()
+    if k > P:
+        raise ValidationError("k", f"at most {P} eigenpairs (the Hessian is {P}×{P})", repr(k))
     v0 = np.random.default_rng(check_int(seed, "seed", minimum=0)).standard_normal(P)
     if method == "power":
         if k != 1:
@@ -266,16 +290,37 @@ def classify(eigenvalues: Any, tol: float = 1e-8) -> str:
     """Kind of a stationary point from its Hessian's eigenvalues (the deck's rule, second-derivative test):
     'minimum' (all > tol·scale), 'maximum' (all < −tol·scale), 'saddle' (both signs), else 'degenerate'
     (a zero eigenvalue: the second derivatives do not decide). ``scale = max |λ|``."""
-    w = np.asarray(_to_np(eigenvalues), dtype=np.float64).ravel()
+    w = as_numpy(_to_np(eigenvalues), "eigenvalues", min_rows=0).ravel()
     if w.size == 0:
         raise ValidationError("eigenvalues", "at least one eigenvalue", "none")
     cut = check_nonnegative(tol, "tol") * max(float(np.abs(w).max()), np.finfo(np.float64).tiny)
-    pos, neg = bool((w > cut).any()), bool((w < -cut).any())
+    return _kind(w, np.abs(w) <= cut)
+
+
+def _kind(w: np.ndarray, zero: np.ndarray) -> str:
+    """The second-derivative test on eigenvalues ``w`` of which those marked ``zero`` do not count as non-zero."""
+    pos, neg = bool((~zero & (w > 0)).any()), bool((~zero & (w < 0)).any())
     if pos and neg:
         return "saddle"
-    if np.all(np.abs(w) > cut):
+    if not zero.any():
         return "minimum" if pos else "maximum"
     return "degenerate"
+
+
+def _unresolved(f: Function, x: torch.Tensor, w: np.ndarray, V: np.ndarray, radius: float) -> np.ndarray:
+    """Which eigenvalues of ∇²f(x) are zero as far as the test can tell, x being the critical point only to within
+    ``radius``: those whose curvature ``vᵀ∇²f(x ± radius·v)v`` along their eigenvector v changes sign, or changes by
+    as much as the eigenvalue itself, across that ball (a degenerate point, like 0 for x³ or x⁴, which Newton
+    approaches only linearly, so that it stops at a point whose small Hessian still has a clear sign)."""
+    g = grad(f)
+    out = np.zeros(w.shape, dtype=bool)
+    if radius == 0.0:
+        return out
+    for i in range(w.size):
+        v = torch.as_tensor(V[:, i], dtype=x.dtype, device=x.device)
+        c = [float(jvp(g, (x + sgn * radius * v,), (v,))[1] @ v) for sgn in (1.0, -1.0)]
+        out[i] = c[0] * w[i] <= 0 or c[1] * w[i] <= 0 or abs(c[0] - c[1]) >= abs(w[i])
+    return out
 
 
 @dataclass
@@ -298,28 +343,48 @@ def stationary_point(f: Function, x0: Any, *, tol: float = 1e-10, max_iter: int 
     attracted by minima, maxima and saddles alike), then its Hessian's eigenvalues and :func:`classify`.
 
     Stops when ``‖∇f‖ ≤ tol · max(1, |f|)``. For small P (the matrix is formed). NumPy out.
+
+    The kind is the second-derivative test, with an eigenvalue counted as zero when it is below ``1e-8 · max|λ|``
+    or when it is not resolved: x is the critical point only to within the distance Newton would still travel,
+    ``r = ‖H⁺∇f‖ / (1 − q)`` (q the ratio of the last two steps: about ½ for x³, where Newton converges linearly,
+    and near 0 at a non-degenerate point, where it converges quadratically), and an eigenvalue whose curvature
+    changes sign or by as much as itself within r says nothing (x³ at 0 is 'degenerate', not a minimum).
     """
-    x, _ = _point(x0, "x0")
+    x, _ = _point(x0, "x0", f=f)
     x = x.to(torch.float64)
     tol = check_positive(tol, "tol")
     max_iter = check_int(max_iter, "max_iter", minimum=1)
+    P = x.numel()
+    check_memory(3 * 8.0 * P * P, f"stationary_point's {P}×{P} Hessian and its pseudoinverse",
+                 "Newton's method forms the Hessian: for many variables use hessian_eigs (Hessian-vector products) "
+                 "or trajectory (gradient descent).")
     converged, it = False, 0
+    steps: list[float] = []  # ‖x_{k+1} − x_k‖
     for it in range(max_iter + 1):
         val, g = value_and_grad(f, x)
+        if not (math.isfinite(float(val)) and bool(torch.isfinite(g).all())):
+            raise ValidationError("f", "a function whose value and gradient are finite along Newton's iterates",
+                                  f"f = {float(val):.3g} at iteration {it}", "Start elsewhere (x0), or check f.")
         if float(g.norm()) <= tol * max(1.0, abs(float(val))):
             converged = True
             break
         if it == max_iter:
             break
         H = torch.autograd.functional.hessian(f, x)  # P is small here; 5x less overhead than torch.func (P = 2)
-        x = x - torch.linalg.pinv(H) @ g  # pinv: a singular Hessian (degenerate point) still gives a step
+        step = torch.linalg.pinv(H) @ g  # pinv: a singular Hessian (degenerate point) still gives a step
+        steps.append(float(step.norm()))
+        x = x - step
     if not converged:
         warn(f"stationary_point: Newton did not converge in {max_iter} iterations (‖∇f‖ = {float(g.norm()):.3e}); "
              "start closer to the critical point.")
     H = np.asarray(_to_np(hessian(f, x)))
-    w = np.linalg.eigvalsh(H)
+    w, V = np.linalg.eigh(H)
+    remaining = float(np.linalg.norm(np.linalg.pinv(H) @ _to_np(g)))  # the next Newton step
+    q = min(steps[-1] / steps[-2], 0.9) if len(steps) >= 2 and steps[-2] > 0 else 0.0
+    cut = 1e-8 * max(float(np.abs(w).max()), np.finfo(np.float64).tiny)
+    zero = (np.abs(w) <= cut) | _unresolved(f, x, w, V, remaining / (1.0 - q))
     return StationaryPoint(x=_to_np(x).copy(), value=float(val), gradient_norm=float(g.norm()), hessian=H,
-                           eigenvalues=w, kind=classify(w), iterations=it, converged=converged)
+                           eigenvalues=w, kind=_kind(w, zero), iterations=it, converged=converged)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,13 +437,20 @@ def trajectory(f: Function, x0: Any, *, lr: float, momentum: float = 0.0, steps:
     ----------
     f : torch callable (P,) -> scalar ; x0 : start (P,) ; lr : η > 0 ; momentum : μ in [0, 1) ; steps : T.
     keep_points : store every iterate (T + 1, P) (for pictures); False keeps only the last (for models).
-    blowup : stop (``diverged_at``, with a warning) once |f| exceeds this or is not finite.
+    blowup : stop (``diverged_at``, with a warning) once |f| exceeds this (> 0; inf: only NaN/inf stop) or is not
+        finite.
 
     Returns :class:`Trajectory` (NumPy).
     """
     lr, momentum = _check_step(lr, momentum)
     steps = check_int(steps, "steps", minimum=0)
-    x, _ = _point(x0, "x0")
+    if isinstance(blowup, bool) or not isinstance(blowup, (int, float, np.number)) or not blowup > 0:  # NaN too
+        raise ValidationError("blowup", "a positive number (inf: never stop)", repr(blowup))
+    blowup = float(blowup)
+    x, _ = _point(x0, "x0", f=f)
+    if keep_points:  # the iterates (T + 1, P), as a list and then as one array
+        check_memory(2 * 8.0 * (steps + 1) * x.numel(), f"trajectory's {steps + 1}×{x.numel()} iterates",
+                     "Use keep_points=False (only the last iterate) or fewer steps.")
     x = x.clone()
     v = torch.zeros_like(x)
     points, values, norms = [], [], []

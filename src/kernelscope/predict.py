@@ -25,7 +25,16 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_nonnegative, check_positive
+from ._arrays import (
+    ArrayKind,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+    warn,
+)
 from ._model import LOSSES, flat_kernel, lambda_max, loss_gradient, loss_hessian
 from ._rkc import power_radius, radius_estimate, rkc
 
@@ -72,6 +81,78 @@ def _jacobian_block(K: torch.Tensor, H: torch.Tensor, n_out: int) -> torch.Tenso
     else:
         J = torch.einsum("ijac,jcb->iajb", K, H)
     return J.reshape(K.shape[0] * n_out, -1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Checks of what the flows are given: a kernel (symmetric PSD), memory for the outputs over time
+# ------------------------------------------------------------------------------------------------------------
+#: relative tolerance of the kernel checks: asymmetry ‖K − Kᵀ‖_F ≤ tol ‖K‖_F, smallest eigenvalue ≥ −tol λ_max
+#: (a kernel computed in float64 misses both by ~1e-13; one in float32 by ~1e-6)
+KERNEL_TOL = 1e-5
+
+
+def _check_symmetric(K: torch.Tensor, name: str) -> None:
+    """Warn when K (N, N) is not symmetric to ``KERNEL_TOL``: a kernel matrix is (K_ij = k(x_i, x_j) = K_ji)."""
+    asym = float(torch.linalg.matrix_norm(K - K.T)) / max(float(torch.linalg.matrix_norm(K)), 1e-300)
+    if asym > KERNEL_TOL:
+        warn(f"{name} is not symmetric (‖K − Kᵀ‖/‖K‖ = {asym:.2g}): it is not a kernel matrix, and gradient flow "
+             "with it is not gradient descent on the loss; pass k(X, X) (or (K + Kᵀ)/2).")
+
+
+def _warn_not_psd(name: str, w_min: float, w_max: float, *, upper_bound: bool = False) -> None:
+    """Warn when the smallest eigenvalue is below ``−KERNEL_TOL · max|λ|``: along its eigenvector the flow grows
+    like e^{|λ_min| η t} instead of settling. ``upper_bound``: ``w_min`` is a Rayleigh quotient (λ_min is lower)
+    and ``w_max`` the largest diagonal entry (the scale)."""
+    if w_min < -KERNEL_TOL * max(abs(w_max), abs(w_min)):
+        what = (f"an eigenvalue at most {w_min:.3g}, largest diagonal entry {w_max:.3g}" if upper_bound
+                else f"smallest eigenvalue {w_min:.3g}, largest {w_max:.3g}")
+        warn(f"{name} is not positive semi-definite ({what}): along the negative directions the outputs grow "
+             "without bound instead of converging. A kernel matrix is PSD; check how it was computed.")
+
+
+#: up to this size the PSD check is one Cholesky factorisation (≤ 0.2 s, 134 MB); above, a few products with K
+PSD_CHOLESKY_BELOW = 4096
+
+
+def _check_psd(K: torch.Tensor, name: str) -> None:
+    """The PSD check without an eigendecomposition. Up to :data:`PSD_CHOLESKY_BELOW` rows one Cholesky
+    factorisation of ``K + δI`` with ``δ = KERNEL_TOL · max_i |K_ii|`` (≤ KERNEL_TOL · λ_max for a PSD K, since
+    λ_max ≥ every K_ii): it fails when K has an eigenvalue below −δ, and only then are the eigenvalues computed,
+    to name them in the warning. Larger kernels: 30 steps of power iteration on ``cI − K`` (c the Gershgorin
+    bound, so that its top eigenvector is K's bottom one), whose Rayleigh quotients ``vᵀKv`` bound λ_min from
+    above: one below −δ proves a negative eigenvalue (clearly negative ones show within a few steps; a slightly
+    negative one in a large kernel may go unseen)."""
+    d = float(K.diagonal().abs().max()) if K.numel() else 0.0
+    if d == 0.0:
+        return
+    n = K.shape[0]
+    if n <= PSD_CHOLESKY_BELOW:
+        sym = (K + K.T) / 2
+        _, info = torch.linalg.cholesky_ex(sym + KERNEL_TOL * d * torch.eye(n, dtype=K.dtype, device=K.device))
+        if int(info) != 0:
+            w = torch.linalg.eigvalsh(sym)
+            _warn_not_psd(name, float(w[0]), float(w[-1]))
+        return
+    c = float(K.abs().sum(1).max())  # every eigenvalue lies in [−c, c]
+    gen = torch.Generator(device=K.device).manual_seed(0)
+    v = torch.randn(n, generator=gen, dtype=K.dtype, device=K.device)
+    v /= torch.linalg.vector_norm(v)
+    bound = math.inf
+    for _ in range(30):
+        Kv = K @ v
+        bound = min(bound, float(v @ Kv))  # ≥ λ_min (a Rayleigh quotient)
+        if bound < -KERNEL_TOL * d:
+            _warn_not_psd(name, bound, d, upper_bound=True)
+            return
+        w = c * v - Kv
+        v = w / torch.linalg.vector_norm(w)
+
+
+def _check_output_memory(n_times: int, rows: int, n_out: int, what: str, extra: float = 0.0) -> None:
+    """The outputs at every time, (T, rows, O) float64, with their temporaries (two copies), plus ``extra``."""
+    need = 3 * 8.0 * n_times * rows * n_out + extra
+    check_memory(need, f"{what} at {n_times} times ({n_times}×{rows}×{n_out} numbers)",
+                 "Ask for fewer times t (call again for the next ones), or fewer test points.")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -147,6 +228,10 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
         raise ValidationError("t", "times >= 0 (inf allowed)", f"{t!r}")
     eta = check_positive(lr, "lr")
     lam = check_nonnegative(ridge, "ridge")
+    rcond = None if rcond is None else check_nonnegative(rcond, "rcond")
+    _check_output_memory(times.numel(), n + (0 if Kx is None else Kx.shape[0]), Y.shape[1], "gradient_flow's outputs",
+                         extra=8.0 * (3 * n * n + 2 * times.numel() * n))  # eigh's V and copies; (T, N) gains
+    _check_symmetric(Theta, "k_train")
     if lam > 0:
         Theta = Theta + lam * torch.eye(n, dtype=Theta.dtype, device=dev)
 
@@ -163,6 +248,14 @@ def gradient_flow(k_train: Any, k_test_train: Any, y_train: Any, t: Any, lr: flo
     F0x = None if Kx is None else initial(f0_test, "f0_test", Kx.shape[0])  # (M, O)
 
     w, V = torch.linalg.eigh((Theta + Theta.T) / 2)  # (N,), (N, N)
+    if n:
+        _warn_not_psd("k_train" + (" + ridge·I" if lam > 0 else ""), float(w[0]), float(w[-1]))
+    if discrete and n and eta * float(w[-1]) >= 2.0 and bool((times > 0).any()):
+        growth = abs(1.0 - eta * float(w[-1]))
+        warn(f"gradient descent diverges: lr = {eta:.4g} >= 2/λ_max = {2.0 / float(w[-1]):.4g} (λ_max of k_train"
+             f"{' + ridge·I' if lam > 0 else ''} = {float(w[-1]):.4g}), so the error along the top eigenvector is "
+             f"multiplied by {-growth if eta * float(w[-1]) > 2 else -1.0:.4g} at every step. Take lr < "
+             f"{2.0 / float(w[-1]):.4g} (stable_lr gives 1/λ_max).")
     cutoff = (rcond if rcond is not None else torch.finfo(torch.float64).eps * n) * float(w.abs().max())
     keep = w > cutoff
     w = torch.where(keep, w, torch.zeros_like(w))
@@ -283,6 +376,10 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
             n_out = Theta.shape[2]
         else:
             n_out = int(labels.max()) + 1
+            # the labels alone set the number of outputs: a stray huge label would ask for a huge one-hot matrix
+            check_memory(3 * 8.0 * n * n_out, f"y_train's one-hot targets ({n}×{n_out}: labels up to "
+                         f"{n_out - 1} mean {n_out} outputs)", "Class labels run from 0 to O − 1: relabel them, "
+                         "or fix O with f0_train of shape (N, O) or a kernel over outputs (N, N, O, O).")
         if int(labels.max()) >= n_out:
             raise ValidationError("y_train", f"labels below {n_out} (the number of outputs)",
                                   f"max {int(labels.max())}")
@@ -316,6 +413,23 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
     times = as_tensor(t, "t", ndim=(0, 1), finite=False)
     if bool(torch.isnan(times).any()) or bool((times < 0).any()):
         raise ValidationError("t", "times >= 0", f"{t!r}")
+    m = 0 if Kx is None else Kx.shape[0]
+    d = (n + m) * n_out  # the outputs integrated together
+    implicit = method in ("Radau", "BDF")
+    # Radau/BDF: the dense (d, d) Jacobian, its LU factors (Radau: one real, one complex) and torch's (R, O, N, O)
+    # blocks; the ODE path also keeps the state at every time (with momentum twice as long)
+    if implicit:
+        check_memory(6 * 8.0 * d * d, f"method={method!r}'s dense Jacobian ({d}×{d}: (N + M)·O = ({n} + {m})·"
+                     f"{n_out} outputs) and its factors", "Use method='auto' or 'RKC' (matrix-free), or fewer points.")
+    _check_output_memory(times.numel(), n + m, n_out * (1 if mu is None else 2), "gradient_descent's outputs",
+                         extra=(6 * 8.0 * d * d if implicit else 0.0))
+    if Theta.ndim == 2:
+        _check_symmetric(Theta, "k_train")
+        _check_psd(Theta, "k_train")
+    else:
+        flat = flat_kernel(Theta)
+        _check_symmetric(flat, "k_train")
+        _check_psd(flat, "k_train")
 
     def shape(f: torch.Tensor | None) -> Any:  # (T, R, O) -> the caller's shape and kind
         if f is None:
@@ -342,6 +456,12 @@ def gradient_descent(k_train: Any, y_train: Any, t: Any, *, loss: str | Callable
         raise ValidationError("t", "finite times for this loss (only mse without momentum has a closed form)",
                               f"{t!r}")
     grad = loss_gradient(loss, y_raw if callable(loss) else Y)
+    if callable(loss):
+        g0 = grad(F0)
+        if not bool(torch.isfinite(g0).all()):
+            raise ValidationError("loss", "a callable whose gradient is finite at the initial outputs f0_train",
+                                  "NaN or inf in ∇loss(f0_train, y_train)",
+                                  "Check the loss for log(0), 0/0 or NaN constants.")
     hess = (lambda F: loss_hessian(F, Y, loss)) if not callable(loss) and method in ("Radau", "BDF") and mu is None \
         else None
     radius = None  # (s, z) -> the Jacobian's spectral radius at a state, in the time s = ηt (None: callables)
@@ -389,6 +509,10 @@ def _flow_radius(velocity: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[
     return radius
 
 
+class _NotFinite(ArithmeticError):
+    """The flow's velocity stopped being finite (raised inside the ODE solvers, reported by :func:`_integrate`)."""
+
+
 def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu: float | None, method: str,
                rtol: float, atol: float, radius: Callable | None = None):
     """Integrate the joint state ``z = [f(X), f(x)]`` (and, with momentum, ``[df/ds]``) to the times ``times``.
@@ -396,8 +520,21 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
     Without momentum the ODE runs in ``s = η t`` (``dz/ds = −[Θ; Θ(x, X)] g``), with momentum in ``s = √η t``.
     ``radius``: ``(s, z) -> ρ``, the spectral radius of ``dz/ds``'s Jacobian at a state, for RKC and for 'auto''s
     checks (None: power iteration on finite differences of the flow, where they need it).
-    Returns (T, N, O), (T, M, O) or None, info.
+    Returns (T, N, O), (T, M, O) or None, info. A flow whose outputs or velocity stop being finite (a kernel that
+    is not PSD, a loss unbounded below or NaN somewhere) is a ``FloatingPointError`` naming the time.
     """
+    try:
+        return _integrate_unchecked(Theta, Kx, F0, F0x, grad, hess, times, eta, mu, method, rtol, atol, radius)
+    except _NotFinite as exc:
+        s = float(exc.args[0])
+        scale = math.sqrt(eta) if mu is not None else eta
+        raise FloatingPointError(
+            f"gradient_descent: the outputs or their velocity stopped being finite at t ≈ {s / scale:.4g}: the "
+            "flow blew up (is k_train positive semi-definite? is the loss bounded below and finite there?)") from None
+
+
+def _integrate_unchecked(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu: float | None,
+                         method: str, rtol: float, atol: float, radius: Callable | None = None):
     from scipy import integrate
 
 
@@ -407,15 +544,21 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
     scale = math.sqrt(eta) if mu is not None else eta
     damping = None if mu is None else (1.0 - mu) / math.sqrt(eta)  # γ of the heavy-ball ODE
 
+    clock = {"s": 0.0}  # the time of the last evaluation, for the message when the flow blows up
+
     def velocity(z_out: torch.Tensor) -> torch.Tensor:  # −[Θ; Θ(x, X)] ∇L(f(X)), flattened (d,)
         g = grad(z_out[:n * n_out].reshape(n, n_out))  # (N, O)
         parts = [_apply(Theta, g)] + ([] if Kx is None else [_apply(Kx, g)])
-        return -torch.cat(parts).reshape(-1)
+        v = -torch.cat(parts).reshape(-1)
+        if not bool(torch.isfinite(v).all()):
+            raise _NotFinite(clock["s"])
+        return v
 
     if radius is None and mu is None and method in ("auto", "RKC"):  # a callable loss
         radius = _flow_radius(velocity)
 
     def rhs(_s: float, z: np.ndarray) -> np.ndarray:
+        clock["s"] = _s
         zt = torch.from_numpy(z).to(dev)
         if mu is None:
             return velocity(zt).cpu().numpy()
@@ -455,7 +598,9 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
         while pending:
             message = solver.step()
             if solver.status == "failed":
-                raise RuntimeError(f"the ODE solver {scipy_method} failed at s = {solver.t:.4g}: {message}")
+                raise RuntimeError(f"the ODE solver {scipy_method} failed at t = {solver.t / scale:.4g}: {message} "
+                                   f"The outputs had reached {float(np.abs(solver.y).max()):.3g}: a flow that blows "
+                                   "up in finite time (a loss unbounded below, a kernel that is not PSD) ends so.")
             info["steps"] += 1
             dense = None
             while pending and s_eval[pending[0]] <= solver.t:
@@ -475,7 +620,11 @@ def _integrate(Theta, Kx, F0, F0x, grad, hess, times: np.ndarray, eta: float, mu
         info["nfev"] += solver.nfev
         info["njev"] = getattr(solver, "njev", 0)
     if pending:  # RKC: asked for, or taking over from 'auto'
-        zs, rk = rkc(lambda _s, z: velocity(z), torch.from_numpy(np.ascontiguousarray(z_now)).to(dev),
+        def rkc_rhs(_s: float, z: torch.Tensor) -> torch.Tensor:
+            clock["s"] = s_now + _s
+            return velocity(z)
+
+        zs, rk = rkc(rkc_rhs, torch.from_numpy(np.ascontiguousarray(z_now)).to(dev),
                      s_eval[pending] - s_now, rtol=rtol, atol=atol, spectral_radius=radius)
         out[pending] = zs.cpu().numpy()
         info["method"] = "RKC" if s_now == 0.0 else f"{info['method']} -> RKC at t = {s_now / scale:.4g}"
@@ -508,13 +657,20 @@ def ensemble(net: Any, X_train: Any, y_train: Any, X_test: Any, t: Any, *, kind:
     ``kind='nngp'`` trains only the readout layer: Θ is replaced by K, and ``Σ(t) = K(x, x') − K(x, X) K⁻¹
     (I − e^{−2ηKt}) K(X, x')``. At t = 0 this is the prior (mean 0, covariance K(x, x')); at t = ∞ it is kernel
     regression with the NTK (mean) and, for ``'nngp'``, the Gaussian-process posterior with kernel K. ``ridge`` λ:
-    Θ + λI (K + λI for 'nngp') on the training set, as in :func:`gradient_flow`; ``discrete=True``: t gradient-
-    descent steps of size ``lr`` instead of the flow.
+    Θ + λI (K + λI for 'nngp') on the training set, as in :func:`gradient_flow`, in neural-tangents' convention
+    (``gradient_descent_mse_ensemble`` with ``diag_reg=λ, diag_reg_absolute_scale=True``): for 'nngp'
+    ``Σ(t) = K(x, x') − K(x, X)(K + λI)⁻¹(I − e^{−2η(K+λI)t})K(X, x')``, at t = ∞ the Gaussian-process posterior
+    with noise variance λ (the middle K of the general formula is K + λI: the readout is fitted to targets seen
+    through that noise); for 'ntk' the general formula above with Θ + λI in A(t) and the prior K in the middle.
+    ``discrete=True``: t gradient-descent steps of size ``lr`` instead of the flow. neural-tangents' learning rate
+    is ours times the number of targets (its loss is the mean over them).
 
     Parameters
     ----------
     net : a ``kernelscope.nets`` network (anything whose ``.kernel(x1, x2)`` returns ``.nngp`` and ``.ntk``).
-    X_train : (N, d). y_train : (N,) or (N, O). X_test : (M, d). t : float or (T,) (``inf`` allowed).
+    X_train : (N, ...) - N inputs of any shape the network takes ((N, d) for dense networks, (N, H, W, C) for
+        convolutional ones). y_train : (N,) or (N, O). X_test : (M, ...) like X_train. t : float or (T,) (``inf``
+        allowed).
     kind : 'ntk' (every layer trained) or 'nngp' (only the readout).  cov : the full (M, M) covariance, or only
         the variances (M,).  lr : η.
 
@@ -527,26 +683,36 @@ def ensemble(net: Any, X_train: Any, y_train: Any, X_test: Any, t: Any, *, kind:
         raise ValidationError("net", "a kernelscope.nets network (with .kernel(x1, x2))", type(net).__name__)
     check_choice(kind, "kind", ("ntk", "nngp"))
     lam = check_nonnegative(ridge, "ridge")
+    cov = bool(cov)
     out_kind = ArrayKind.of(X_train, y_train, X_test, t)
-    X = as_tensor(X_train, "X_train", ndim=2)
-    Xs = as_tensor(X_test, "X_test", ndim=2)
-    if Xs.shape[1] != X.shape[1]:
-        raise ValidationError("X_test", f"{X.shape[1]} columns (as X_train)", f"shape {tuple(Xs.shape)}")
+    X = as_tensor(X_train, "X_train", ndim=(2, 3, 4), shape_hint="(N, d) or (N, H, W, C)")
+    Xs = as_tensor(X_test, "X_test", ndim=X.ndim, shape_hint=f"like X_train: (M, {', '.join(map(str, X.shape[1:]))})")
+    if Xs.shape[1:] != X.shape[1:]:
+        raise ValidationError("X_test", f"inputs of shape {tuple(X.shape[1:])} (as X_train)",
+                              f"shape {tuple(Xs.shape[1:])}")
     y = as_tensor(y_train, "y_train", ndim=(1, 2))
     if y.shape[0] != X.shape[0]:
         raise ValidationError("y_train", f"{X.shape[0]} rows (as X_train)", f"shape {tuple(y.shape)}")
-    n = X.shape[0]
+    times = as_tensor(t, "t", ndim=(0, 1), finite=False).reshape(-1)
+    n, m, n_t = X.shape[0], Xs.shape[0], times.numel()
+    # A(t), A K and a product's temporary, (T, M, N) each; with cov the (T, M, M) covariance and two more like it
+    need = 8.0 * n_t * m * (4 * n + (3 * m if cov else 2))
+    check_memory(need, f"the ensemble's {n_t}×{m}×{n} gains A(t)" + (f" and {n_t}×{m}×{m} covariances" if cov else ""),
+                 "Ask for fewer times t or fewer test points at once" + ("" if not cov else ", or cov=False for "
+                 "the variances only") + ".")
     k_tr, k_xt = net.kernel(X), net.kernel(Xs, X)
     K, Kx = k_tr.nngp, k_xt.nngp  # (N, N), (M, N)
     Th, Thx = (k_tr.ntk, k_xt.ntk) if kind == "ntk" else (K, Kx)
     eye = torch.eye(n, dtype=torch.float64)
     # A(t) = Θ(x, X) Θ⁻¹(I − e^{−ηΘt}): the test output of the flow with the identity as targets; (T, M, N)
-    A = gradient_flow(Th, Thx, eye, as_tensor(t, "t", ndim=(0, 1), finite=False).reshape(-1), lr=lr,
-                      discrete=discrete, ridge=lam).test
+    A = gradient_flow(Th, Thx, eye, times, lr=lr, discrete=discrete, ridge=lam).test
     mean = A @ y.reshape(n, -1)  # (T, M, O)
     if y.ndim == 1:
         mean = mean[..., 0]
-    AK = A @ K  # (T, M, N)
+    # the covariance of f₀ on the training set that A carries to the test points: K, or for 'nngp' with ridge the
+    # K + λI of neural-tangents' convention (Σ(∞) is then the GP posterior with noise variance λ)
+    K_mid = K + lam * torch.eye(n, dtype=K.dtype, device=K.device) if kind == "nngp" and lam > 0 else K
+    AK = A @ K_mid  # (T, M, N)
     if cov:
         cross = A @ Kx.T  # (T, M, M): A K(X, x')
         Sigma = net.kernel(Xs).nngp + AK @ A.transpose(1, 2) - cross - cross.transpose(1, 2)

@@ -283,7 +283,10 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
     Yt = as_tensor(y, "y", ndim=(1, 2), device=Xt.device).reshape(Xt.shape[0], -1)
     if Yt.shape[0] != Xt.shape[0]:
         raise ValidationError("y", f"{Xt.shape[0]} rows (as many as X)", f"shape {tuple(Yt.shape)}")
+    _arrays.check_magnitude(Yt.T, "y", fix="Scale y (divide it by its standard deviation) and the predictions "
+                            "back: the likelihood holds yᵀ(K + λI)⁻¹y.")
     lam0 = check_positive(ridge, "ridge")
+    max_iter = _arrays.check_int(max_iter, "max_iter", minimum=1)
     lo, hi = (np.log(check_positive(b, "bounds")) for b in bounds)
     best: HyperparameterFit | None = None
     initial, total_iter = None, 0
@@ -312,7 +315,7 @@ def fit_hyperparameters(kernel: Any, X: Any, y: Any, ridge: float = 1e-2, *, par
         if initial is None:
             initial = value0
         res = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=[(lo, hi)] * len(x0),
-                       options={"maxiter": check_positive(max_iter, "max_iter")})
+                       options={"maxiter": max_iter})
         total_iter += int(res.nit)
         z = res.x if -res.fun >= value0 else x0
         found = dict(zip(names, np.exp(z[:len(names)]).tolist()))
@@ -463,7 +466,7 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         budget = _arrays.memory_budget_bytes() if budget is None else int(budget)  # read once per fit
         if name == "auto":
             name = _solvers.choose(X.shape[0], d=X.shape[1], n_outputs=1 if y.ndim == 1 else y.shape[1],
-                                   budget=budget)
+                                   budget=budget, ridge=ridge)
         fit = _solvers.SOLVERS[name]
         if _solvers.takes_memory_budget(fit):
             options["memory_budget"] = budget
@@ -608,6 +611,13 @@ class KernelRegressor(RegressorMixin, _KernelModel):
         Xn = validate_data(self, X.detach().cpu() if kind.is_torch else X, reset=False, dtype=np.float64) \
             if fitted else np.asarray(as_tensor(X, "X", ndim=2).cpu())
         Xq = self._tensor(np.ascontiguousarray(Xn))
+        T, N = Xq.shape[0], (self._X_train.shape[0] if fitted else 0)
+        O = 1 if not fitted or self._y_ndim == 1 else int(np.shape(self._y_train)[1])
+        # k(X, X), its update and symmetrised copy, eigh's V and workspace, the root: about 6 T×T; with a fit K, its
+        # pseudoinverse (N×N each) and k(X, X_t), Ks P (T×N each); the normal draws, the mean and the result
+        need = 8.0 * (6 * T * T + 2 * N * N + 3 * T * N + 3 * T * O * n_samples)
+        _arrays.check_memory(need, f"sample_y's {T}×{T} covariance and {T}×{O * n_samples} draws",
+                             "Ask for fewer points X (the covariance is T×T) or fewer n_samples per call.")
         kernel = self.kernel_ if fitted else self._kernel_object()
         cov = kernel.matrix(Xq, Xq)  # (T, T)
         mean = torch.zeros(Xq.shape[0], 1, dtype=torch.float64)

@@ -14,23 +14,33 @@ Running the tour again skips the chapters finished in the same configuration (``
 chapter interrupted half way resumes from its checkpoints. A quick run and a full run into the same folder keep
 their pieces apart; the page shows the configuration asked for, and a chapter not run in it (``--only``) is shown
 from the latest other configuration that finished it, labelled as such.
+
+One tour at a time per folder: a run holds ``DIR/.lock`` (an advisory ``flock``, released by the operating system
+however the run ends) and a second run into the same folder is refused with the first one's pid. Locking rather
+than merging: two runs would not only race on ``results.json`` but also compute the same chapters, figures and
+checkpoints twice, and interleave them. While it runs, SIGTERM (``timeout``, ``docker stop``, a cancelled CI job)
+stops the tour as Ctrl-C does - the workers are stopped, what is finished is written - and the previous handler
+is restored afterwards; chapter processes exit on their own when the tour's process dies (even by SIGKILL).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ._io import atomic_write_json, atomic_write_text
+from ._io import atomic_write_json, atomic_write_text, folder_lock, remove_temporaries
 from ._threads import torch_threads
 from .story import Chapter, ChapterResult, Figure, Progress, StepContext, Table, config_id, config_label
 
@@ -71,13 +81,41 @@ class _Saved:
 
 
 def _read_step(path: Path) -> _Saved | None:
+    """A finished chapter's step file, or None when it is missing, cut short or not one (computed again)."""
     try:
         d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        if d.get("status") != "done" or "result" not in d:
+            return None
+        return _Saved(ChapterResult.from_json(d["result"]), bool(d.get("quick")), int(d.get("seed", 0)))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    if d.get("status") != "done" or "result" not in d:
-        return None
-    return _Saved(ChapterResult.from_json(d["result"]), bool(d.get("quick")), int(d.get("seed", 0)))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while the tour runs: handled as Ctrl-C (the workers stopped, what is finished written); ``signum``
+    says which signal, for the exit status ``128 + signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM raises :class:`Terminated`; the previous handler is put
+    back afterwards. Elsewhere (a worker thread) signals cannot be handled and the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _load(out: Path, ch: Chapter, quick: bool, seed: int) -> tuple[_Saved | None, _Saved | None]:
@@ -115,8 +153,7 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
     An interruption (Ctrl-C) loses nothing finished: the report is written with what is done, and running the
     same call again resumes.
     """
-    from ._arrays import ValidationError, check_nonnegative
-    from .report import render_report
+    from ._arrays import ValidationError, check_int, check_nonnegative
 
     out = Path(out)
     all_chapters = chapters()
@@ -128,7 +165,17 @@ def run_tour(out: str | Path, *, quick: bool = False, force: bool = False, only:
     if isinstance(jobs, bool) or not isinstance(jobs, int):
         raise ValidationError("jobs", "a whole number >= 0 (0: automatic)", repr(jobs))
     check_nonnegative(jobs, "jobs")
-    out.mkdir(parents=True, exist_ok=True)
+    seed = check_int(seed, "seed", minimum=0, maximum=2**32 - 1)  # every chapter's generators take it as it is
+    with folder_lock(out, "kernelscope tour"), _terminate_as_interrupt():
+        remove_temporaries(out)  # left by a run killed before it could clean up; no one else writes here now
+        return _run_locked(out, all_chapters, known, quick=quick, force=force, only=only, seed=seed,
+                           progress=progress, jobs=jobs)
+
+
+def _run_locked(out: Path, all_chapters: list[Chapter], known: list[str], *, quick: bool, force: bool,
+                only: Sequence[str] | None, seed: int, progress: bool, jobs: int) -> TourResult:
+    from .report import render_report
+
     selected = [c for c in all_chapters if not only or c.key in only]
 
     done: list[str] = []
@@ -236,21 +283,51 @@ class _QueuedProgress:
 
 
 _QUEUE = None
+#: seconds between a worker's checks that the tour's process is still its parent; and how long it lets the chapter
+#: unwind (temporary files removed) before it exits regardless
+_WATCH_EVERY, _UNWIND_GRACE = 0.5, 10.0
 
 
-def _worker_start(queue, threads: int) -> None:
-    import signal
+class _Stop(SystemExit):
+    """Raised in a worker's main thread by SIGTERM (sent by the tour to stop it, or by the watchdog when the tour's
+    process died): unwinds the chapter, so that ``atomic_path`` removes its temporary file, then the worker exits
+    (a SystemExit: a worker stopped between chapters exits quietly, with status 128 + SIGTERM)."""
 
+
+def _raise_stop(signum, _frame) -> None:
+    raise _Stop(128 + signum)
+
+
+def _watch_parent(parent: int) -> None:
+    """A worker's watchdog thread: once the tour's process is gone (the worker re-parented, e.g. after SIGKILL),
+    stop the chapter as SIGTERM would, and exit for good if it has not unwound within the grace period."""
+    import _thread
+
+    while os.getppid() == parent:
+        time.sleep(_WATCH_EVERY)
+    _thread.interrupt_main(signal.SIGTERM)
+    time.sleep(_UNWIND_GRACE)
+    os._exit(128 + signal.SIGTERM)
+
+
+def _worker_start(queue, threads: int, parent: int) -> None:
+    """A worker's start: the progress queue, signals, the watchdog on ``parent`` (the tour's pid, passed in: a
+    worker that starts slowly on a busy machine may find its parent already gone) and torch's thread count."""
     global _QUEUE
     _QUEUE = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    signal.signal(signal.SIGTERM, _raise_stop)  # the parent stops a worker with SIGTERM: unwind, then exit
+    threading.Thread(target=_watch_parent, args=(parent,), name="kernelscope-watchdog", daemon=True).start()
     torch.set_num_threads(threads)
 
 
 def _worker_run(out: str, key: str, quick: bool, seed: int, force: bool, threads: int) -> tuple:
     ch = {c.key: c for c in chapters()}[key]
     _QUEUE.put(("start", key))
-    return _execute(Path(out), ch, quick, seed, force, _QueuedProgress(_QUEUE), threads)
+    try:
+        return _execute(Path(out), ch, quick, seed, force, _QueuedProgress(_QUEUE), threads)
+    except _Stop:  # unwound (temporary files removed): leave at once, no result to send to a tour that stopped
+        os._exit(128 + signal.SIGTERM)
 
 
 def _run_parallel(todo: list[Chapter], n_jobs: int, out: Path, quick: bool, seed: int, force: bool,
@@ -286,7 +363,8 @@ def _run_parallel(todo: list[Chapter], n_jobs: int, out: Path, quick: bool, seed
 
     listener = threading.Thread(target=relay, name="kernelscope-tour-progress", daemon=True)
     listener.start()
-    pool = ProcessPoolExecutor(n_jobs, mp_context=mp, initializer=_worker_start, initargs=(queue, threads))
+    pool = ProcessPoolExecutor(n_jobs, mp_context=mp, initializer=_worker_start,
+                               initargs=(queue, threads, os.getpid()))
     try:
         bar.print(f"running {len(there)} chapters in {n_jobs} processes, {threads} torch thread(s) each")
         futures = {pool.submit(_worker_run, str(out), ch.key, quick, seed, force, threads): ch for ch in there}

@@ -3,12 +3,18 @@
 Every module of this package that defines ``register(app: typer.Typer)`` adds its subcommands; the command
 discovers them, so each chapter brings its own subcommand without touching the others.
 
-Errors from bad input (unreadable file, bad shape, NaN, a bad option value) are the library's own
-:class:`~kernelscope._arrays.ValidationError` (``<argument>: expected <what>, got <what came>.``), raised by the
-library or by a subcommand for its options; they print one line to stderr and exit with status 2, never a
-traceback. Warnings are `note: ...` lines on stderr. Ctrl-C exits with status 130 and no traceback; inside
-:func:`resumable` (a command that saves its finished pieces in a folder) it says how to resume: run the same
-command again.
+Exit statuses, each with one line on stderr and never a traceback:
+
+- 2: bad input (unreadable file, bad shape, NaN, a bad option value: the library's own
+  :class:`~kernelscope._arrays.ValidationError`, ``<argument>: expected <what>, got <what came>.``), a memory need
+  refused up front (``MemoryBudgetError``) or an allocation that failed anyway, a folder in use by another run;
+- 1: the run finished but failed: training diverged (a :class:`~kernelscope.DivergenceWarning`), or a command's
+  own check (a chapter of the tour) failed;
+- 130: Ctrl-C; 143: SIGTERM (the tour). Inside :func:`resumable` (a command that saves its finished pieces in a
+  folder) the line says how to resume: run the same command again.
+
+Warnings (the library's :class:`~kernelscope.KernelscopeWarning` and any other) print as ``kernelscope: note: ...``
+lines, without Python's file and line.
 
 Conventions shared by every subcommand (:mod:`kernelscope.cli._options`): a list option takes its values
 comma-separated or repeated (``--widths 16,64 --widths 256``); ``--depth`` counts hidden layers; a subcommand is
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -83,33 +90,59 @@ class Interrupted(BaseException):
     not an Exception, so no ``except Exception`` on the way swallows it.
     """
 
-    def __init__(self, saved_in: str | Path):
+    def __init__(self, saved_in: str | Path, signum: int | None = None):
         super().__init__(str(saved_in))
         self.saved_in = Path(saved_in)
+        self.signum = signum
 
 
 @contextmanager
 def resumable(saved_in: str | Path) -> Iterator[None]:
-    """Around the part of a command that checkpoints into ``saved_in``: Ctrl-C there makes :func:`main` say that
-    running the same command again resumes from the pieces saved in that folder."""
+    """Around the part of a command that checkpoints into ``saved_in``: Ctrl-C (or a SIGTERM the command turned
+    into an interrupt, as the tour does) there makes :func:`main` say that running the same command again resumes
+    from the pieces saved in that folder."""
     try:
         yield
-    except KeyboardInterrupt:
-        raise Interrupted(saved_in) from None
+    except KeyboardInterrupt as exc:
+        raise Interrupted(saved_in, getattr(exc, "signum", None)) from None
 
 
-def interrupted(argv: list[str] | None = None, saved_in: str | Path | None = None) -> None:
-    """Ctrl-C: exit with status 130, no traceback; say how to resume when the command saved finished pieces."""
+def interrupted(argv: list[str] | None = None, saved_in: str | Path | None = None, signum: int | None = None
+                ) -> None:
+    """Ctrl-C: exit with status 130 (a signal ``signum``: 128 + signum), no traceback; say how to resume when the
+    command saved finished pieces."""
+    what = "interrupted" if signum is None else f"stopped by signal {signum}"
     if saved_in is None:
-        print("kernelscope: interrupted", file=sys.stderr)
+        print(f"kernelscope: {what}", file=sys.stderr)
     else:
         command = shlex.join(["kernelscope", *(sys.argv[1:] if argv is None else argv)])
-        print(f"kernelscope: interrupted: run the same command again to resume (finished pieces are saved in "
+        print(f"kernelscope: {what}: run the same command again to resume (finished pieces are saved in "
               f"{saved_in}):\n  {command}", file=sys.stderr)
-    sys.exit(130)
+    sys.exit(130 if signum is None else 128 + signum)
 
 
 _CTRL_C = 130  # what typer returns (standalone_mode=False) for a KeyboardInterrupt inside a command
+
+#: torch's messages for an allocation that failed (CPU and CUDA), and the size they name
+_ALLOCATION_FAILED = re.compile(r"can't allocate memory|out of memory|Cannot allocate memory", re.IGNORECASE)
+_TRIED = re.compile(r"tried to allocate (\d+) bytes|Tried to allocate ([\d.]+ [KMGT]?i?B)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _allocation_message(exc: BaseException) -> str:
+    """One line for an allocation that failed in torch (a size no up-front check caught)."""
+    from .._arrays import format_bytes
+
+    found = _TRIED.search(str(exc))
+    size = ""
+    if found:
+        size = f" of {format_bytes(int(found.group(1)))}" if found.group(1) else f" of {found.group(2)}"
+    return (f"out of memory: an allocation{size} failed. Use smaller sizes (fewer points, a smaller width, fewer "
+            "steps).")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,25 +150,32 @@ def main(argv: list[str] | None = None) -> None:
     from ._options import notes_for_warnings
 
     try:
-        with notes_for_warnings():  # the library's warnings reach the user as `note:` lines, not Python warnings
+        with notes_for_warnings() as diverged:  # the library's warnings reach the user as `note:` lines
             rv = app(args=argv, prog_name="kernelscope", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        interrupted(argv, exc.saved_in)
+        interrupted(argv, exc.saved_in, exc.signum)
     except _cx.NoArgsIsHelpError as exc:
         exc.show()
         sys.exit(0)
     except _cx.ClickException as exc:
         exc.show()
         sys.exit(2)
-    except (KeyboardInterrupt, typer.Abort):
-        interrupted(argv)
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        interrupted(argv, signum=getattr(exc, "signum", None))
     except (ValueError, OSError, MemoryError) as exc:  # ValidationError is a ValueError
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"kernelscope: error: {msg}", file=sys.stderr)
+        print(f"kernelscope: error: {_first_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as exc:  # torch's allocator raises no MemoryError: one line, as a refusal up front would
+        if not _ALLOCATION_FAILED.search(str(exc)):
+            raise
+        print(f"kernelscope: error: {_allocation_message(exc)}", file=sys.stderr)
         sys.exit(2)
     if rv == _CTRL_C:
         interrupted(argv)
+    if diverged and rv in (0, None):
+        print("kernelscope: error: the run diverged (see the note above): the numbers it wrote describe a failed "
+              "run. Use a smaller --lr.", file=sys.stderr)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
-

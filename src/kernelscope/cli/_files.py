@@ -17,9 +17,21 @@ from .._arrays import ValidationError
 SUFFIXES = (".npy", ".csv", ".txt", ".tsv", ".mtx")
 
 
+def _is_header(line: str, delim: str | None) -> bool:
+    """A header line names the columns: none of its fields is a number (``x1,x2,y``). A line with some numbers
+    (``1,2,x``) or only numbers (``1,2`` above rows of three) is a malformed row of data, reported as such."""
+    for field in line.strip().split(delim):
+        try:
+            float(field)
+            return False
+        except ValueError:
+            continue
+    return bool(line.strip())
+
+
 def _load_text(p: Path, suffix: str) -> np.ndarray:
     """Numbers of a text file (``,`` for .csv, and for .txt whose first line has one; whitespace otherwise); one
-    header line is skipped when the file does not parse with it."""
+    header line (no field a number, :func:`_is_header`) is skipped."""
     with open(p) as f:
         first = f.readline()
     delim = "," if suffix == ".csv" or (suffix == ".txt" and "," in first) else None
@@ -28,6 +40,8 @@ def _load_text(p: Path, suffix: str) -> np.ndarray:
         try:
             arr = np.loadtxt(p, delimiter=delim, ndmin=1, dtype=np.float64)
         except ValueError:
+            if not _is_header(first, delim):  # a bad first row is data, not a header: report it
+                raise
             arr = np.loadtxt(p, delimiter=delim, ndmin=1, dtype=np.float64, skiprows=1)
             if arr.size == 0:  # nothing but a line that is not numbers: the first error is the one to report
                 raise

@@ -49,14 +49,24 @@ def int_list(values: Iterable[str] | str | None, option: str, *, minimum: int = 
 
 
 def note(message: str) -> None:
-    """One ``note: ...`` line on stderr."""
-    print(f"note: {message}", file=sys.stderr, flush=True)
+    """One ``kernelscope: note: ...`` line on stderr."""
+    print(f"kernelscope: note: {message}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
-def notes_for_warnings() -> Iterator[None]:
+def notes_for_warnings() -> Iterator[list[str]]:
     """Inside: every warning that the filters let through is shown as one ``note:`` line (its message only, not
-    the file and source line of Python's default display). The filters themselves are left as they are."""
+    the file and source line of Python's default display). The filters themselves are left as they are. Yields
+    the list of the :class:`~kernelscope.DivergenceWarning` messages shown, so the caller can fail the run."""
+    from .._arrays import DivergenceWarning
+
+    diverged: list[str] = []
+
+    def show(message, category, *args, **kwargs) -> None:
+        if issubclass(category, DivergenceWarning):
+            diverged.append(str(message).strip())
+        note(str(message).strip())
+
     with warnings.catch_warnings():
-        warnings.showwarning = lambda message, *args, **kwargs: note(str(message))
-        yield
+        warnings.showwarning = show
+        yield diverged

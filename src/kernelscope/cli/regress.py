@@ -61,6 +61,10 @@ def split_target(table: np.ndarray, col: int, what: str) -> tuple[np.ndarray, np
     return np.delete(table, col, axis=1), table[:, col]
 
 
+#: what write_predictions writes: NumPy's .npy, or comma-separated text
+PREDICTION_SUFFIXES = (".csv", ".npy", ".txt")
+
+
 def write_predictions(path: Path, mean: np.ndarray, std: np.ndarray | None) -> None:
     """Write ``mean`` (and ``std``) as columns, atomically: ``.npy`` (N, 1|2) or ``.csv`` with a header."""
     import io
@@ -120,6 +124,9 @@ def register(app: typer.Typer) -> None:
             raise ValidationError("--solver", f"one of {', '.join(['auto', *SOLVERS])}", f"{solver!r}")
         if not ridge >= 0:
             raise ValidationError("--ridge", "a number >= 0", f"{ridge}")
+        if out.suffix.lower() not in PREDICTION_SUFFIXES:
+            raise ValidationError("--out", "a file name ending in " + " or ".join(PREDICTION_SUFFIXES)
+                                  + " (the format of the predictions)", f"'{out.name}'")
         X, y = split_target(read_table(train, "--train"), target_col, "--train")
         T = read_table(test, "--test")
         y_test = None

@@ -76,6 +76,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"{state}: train accuracy {run.final_train_accuracy:.1%}, test accuracy "
                    f"{run.final_test_accuracy:.1%}, final loss {run.final_loss:.4g}")
         typer.echo(f"wrote {len(written)} figure(s) and results.json to {out}")
+        if run.diverged_at is not None:  # the files describe a failed run: say so in the exit status
+            typer.echo(f"kernelscope: error: training diverged at epoch {run.diverged_at}: use a smaller --lr.",
+                       err=True)
+            raise typer.Exit(1)
 
     app.command("spirals")(spirals)
     app.command("spiral", hidden=True, help="The same as `kernelscope spirals`.")(spirals)

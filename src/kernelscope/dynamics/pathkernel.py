@@ -65,7 +65,18 @@ import torch
 from torch import nn
 
 from .. import empirical
-from .._arrays import ArrayKind, ValidationError, as_tensor, check_choice, check_int, check_memory, check_positive, warn
+from .._arrays import (
+    ArrayKind,
+    DivergenceWarning,
+    KernelscopeWarning,
+    ValidationError,
+    as_tensor,
+    check_choice,
+    check_int,
+    check_memory,
+    check_positive,
+    warn,
+)
 from .._model import (
     LOSSES,
     Weights,
@@ -394,6 +405,13 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any = None, *, lr: flo
     if ntk_every:
         check_memory((options.steps // ntk_every + 2) * m * n * n_out * n_out * Xt.element_size(),
                      "the tangent kernel's path (steps / ntk_every + 2) · M·N·O²", "Use a larger ntk_every.")
+    if record_every:
+        # each record keeps K (M, N, O, O) and the contributions (M, N, O); stacked at the end (twice the size)
+        records = options.steps // record_every + 2
+        check_memory(2.0 * records * m * n * n_out * (n_out + 1) * Xt.element_size(),
+                     f"path_kernel's history ({records} records of the {m}×{n} kernel and contributions, "
+                     f"record_every={record_every})", "Record less often (a larger record_every), or fewer test "
+                     "points.")
 
     with torch.no_grad():
         b = net(Xs).reshape(m, n_out)  # (M, O) = f₀(X_test)
@@ -444,7 +462,8 @@ def path_kernel(model: nn.Module, X: Any, y: Any, X_test: Any = None, *, lr: flo
         warn(f"path_kernel: the kernel machine reproduces the trained model only to a relative error of {err:.3g} "
              f"(tol={tol:g}){rose}. Exact quadrature is exact to rounding for smooth activations; kinks (ReLU) "
              "crossed inside a step limit it. Use a smaller lr, more nodes, a smooth activation (tanh, GELU), or "
-             "a larger tol if this is the kink error you expect.")
+             "a larger tol if this is the kink error you expect.",
+             DivergenceWarning if res.loss_growth > 1 else KernelscopeWarning)  # a rising loss: steps too large
     return res
 
 

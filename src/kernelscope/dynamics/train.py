@@ -27,7 +27,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive, warn
+from .._arrays import (
+    DivergenceWarning,
+    ValidationError,
+    as_generator,
+    check_choice,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    warn,
+)
 from .._model import LOSSES, REDUCTIONS, check_module, loss_value, materialize, targets
 
 __all__ = ["train", "TrainOptions", "TrainResult", "loss_value", "LOSSES", "OPTIMIZERS", "diverged",
@@ -223,7 +232,8 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, options: TrainOpti
         if bad:
             diverged_at = step
             warn(f"{what} diverged: the loss became {lv:.4g} at step {step} (initial {losses[0]:.4g}, "
-                 f"lr={o.lr:.3g}); stopped there, what was recorded before is kept. Use a smaller lr.")
+                 f"lr={o.lr:.3g}); stopped there, what was recorded before is kept. Use a smaller lr.",
+                 DivergenceWarning)
             break
         if step == steps:
             break

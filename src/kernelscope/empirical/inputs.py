@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._arrays import ArrayKind, ValidationError, as_tensor
+from .._arrays import ArrayKind, ValidationError, as_tensor, check_magnitude
 from .._model import materialize, model_device, model_dtype
 
 __all__ = ["inputs"]
@@ -22,6 +22,9 @@ def inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tens
     t1 = as_tensor(x1, "x1", dtype=torch.int64 if integer else None)
     if t1.ndim == 0:
         raise ValidationError("x1", "an array of examples (N, ...)", "a scalar")
+    # the first layer's gradients hold the inputs: the NTK sums their products x·x' over an example's entries
+    features = int(np.prod(t1.shape[1:])) if t1.ndim > 1 else 1
+    check_magnitude(t1, "x1", features=features)
     materialize(model, t1)  # a lazily built model draws its parameters for these inputs
     dtype, device = (torch.int64 if integer else model_dtype(model)), model_device(model)
     t1 = t1.to(dtype=dtype, device=device)
@@ -31,6 +34,7 @@ def inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tens
         if tuple(t2.shape[1:]) != tuple(t1.shape[1:]):
             raise ValidationError("x2", f"examples of shape {tuple(t1.shape[1:])} (like x1)",
                                   f"shape {tuple(t2.shape)}")
+        check_magnitude(t2, "x2", features=features)
     return t1, t2, kind
 
 

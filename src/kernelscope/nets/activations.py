@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 
 from .. import duals as _dual
-from .._arrays import ValidationError, check_int, check_positive
+from .._arrays import ValidationError, check_finite_number, check_int, check_positive
 from .._model import value_and_grad
 from . import finite as _finite
 from .engine import Layer
@@ -72,8 +71,8 @@ class ABReLU(_Activation):
     """
 
     def __init__(self, a: float, b: float):
-        self.a = float(a)
-        self.b = float(b)
+        self.a = _finite_float(a, "a")
+        self.b = _finite_float(b, "b")
         if not (math.isfinite(self.a) and math.isfinite(self.b)):
             raise ValidationError("a, b", "finite slopes", f"a={a!r}, b={b!r}")
 
@@ -107,7 +106,7 @@ class LeakyReLU(ABReLU):
     """``φ(x) = x`` for x > 0 and ``slope·x`` otherwise."""
 
     def __init__(self, slope: float = 0.01):
-        super().__init__(slope, 1.0)
+        super().__init__(_finite_float(slope, "slope"), 1.0)
         self.slope = self.a
 
     def __repr__(self) -> str:
@@ -165,14 +164,7 @@ class Erf(_Activation):
         return nngp.mul_(self.a**2).add_(self.c**2), dot.mul_(self.a**2 * s)
 
 
-def _finite_float(v: Any, name: str) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValidationError(name, "a finite number", type(v).__name__) from None
-    if not math.isfinite(f):
-        raise ValidationError(name, "a finite number", repr(v))
-    return f
+_finite_float = check_finite_number  # the activations' parameters: finite numbers of either sign
 
 
 class GELU(_Activation):

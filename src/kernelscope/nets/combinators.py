@@ -68,6 +68,9 @@ class Serial(Layer):
     def dense_layers(self):
         return [d for l in self.layers for d in l.dense_layers()]
 
+    def branch_states(self) -> int:
+        return sum(l.branch_states() for l in self.layers)
+
     def pairs_before(self, after: bool) -> bool:
         for l in reversed(self.layers):
             after = l.pairs_before(after)
@@ -104,6 +107,9 @@ class Parallel(Layer):
 
     def dense_layers(self):
         return [d for l in self.layers for d in l.dense_layers()]
+
+    def branch_states(self) -> int:
+        return sum(l.branch_states() for l in self.layers)
 
     def _check(self, ks):
         if not isinstance(ks, list) or len(ks) != len(self.layers):
@@ -143,6 +149,9 @@ class FanOut(Layer):
 
     def __repr__(self) -> str:
         return f"FanOut({self.n})"
+
+    def branch_states(self) -> int:
+        return self.n
 
     def kernel_fn(self, k):
         k = k.materialized()  # pending multipliers applied once, before the branches part

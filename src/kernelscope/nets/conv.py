@@ -29,6 +29,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import torch
 
 from .. import _scratch
@@ -172,7 +173,13 @@ def shift_average(t: torch.Tensor, axes: tuple[int, ...], length: int, k: int, s
 
 
 def _tuple(v: Any, name: str) -> tuple[int, ...]:
-    vals = (v,) if isinstance(v, int) else tuple(v)
+    """An int (NumPy's too) or a tuple of 1 or 2 of them, each >= 1; a float (3.0 too) is refused by name."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        vals: tuple = (v,)
+    elif isinstance(v, (tuple, list)):
+        vals = tuple(v)
+    else:
+        raise ValidationError(name, "an int or a tuple of 1 or 2 ints (1-D or 2-D inputs)", repr(v))
     if not 1 <= len(vals) <= 2:
         raise ValidationError(name, "an int or a tuple of 1 or 2 ints (1-D or 2-D inputs)", repr(v))
     return tuple(check_int(x, name, minimum=1) for x in vals)

@@ -22,10 +22,11 @@ that every op, a convolution's shifts included, runs over long contiguous stretc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,12 @@ from .._arrays import (
     as_tensor,
     check_choice,
     check_int,
+    check_magnitude,
     check_memory,
     memory_budget_bytes,
 )
 from .._scratch import Workspace
-from .._threads import single_threaded_worker
+from .._threads import Cancelled, cancellable, check_cancelled, single_threaded_worker
 from . import finite as _finite
 from .params import Parameters
 from .state import KState
@@ -93,6 +95,11 @@ class Layer(Parameters):
         """The per-example shape the network declares for its inputs (a first :class:`~kernelscope.nets.Reshape`
         or ``serial(..., input_shape=...)``), or None: then inputs come in the shape the layers take."""
         return None
+
+    def branch_states(self) -> int:
+        """How many kernel states of branches (FanOut's copies) this layer may hold at once, an upper bound for
+        the memory estimates of :meth:`kernel` (0 for a layer without branches)."""
+        return 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -218,20 +225,35 @@ def _run_tiles(fn: Callable[[tuple[int, int, int, int]], None], tiles: list[tupl
     Why single-threaded workers: a torch op on several threads ends on a barrier, so on a machine whose cores
     other processes keep busy every op waits for its slowest thread, and workers that each fan out into torch's
     threads oversubscribe the cores (2 workers × 2 threads on 2 cores). Independent tiles on one thread each
-    wait on nobody until the last tile. Measured with ``benchmarks/bench_nets.py --busy``."""
+    wait on nobody until the last tile. Measured with ``benchmarks/bench_nets.py --busy``.
+
+    On an error in a tile or an interrupt (Ctrl-C), ``stop`` is set: the tiles not started yet are dropped and
+    the running ones stop at their next :func:`~kernelscope._threads.check_cancelled` (a tile, a quadrature node
+    of a slow activation), so an interrupt is obeyed within a tile, not after every queued one."""
     if device.type != "cpu" or threads <= 1 or len(tiles) == 1:
         for tile in tiles:
             fn(tile)
         return
-    with ThreadPoolExecutor(max_workers=min(threads, len(tiles)), initializer=single_threaded_worker) as pool:
-        futures = [pool.submit(fn, tile) for tile in tiles]
-        try:
-            for f in futures:
-                f.result()
-        except BaseException:  # an error in a tile, or Ctrl-C: the tiles not started yet are dropped
-            for f in futures:
-                f.cancel()
-            raise
+    stop = threading.Event()
+
+    def task(tile: tuple[int, int, int, int]) -> None:
+        with cancellable(stop), contextlib.suppress(Cancelled):  # the caller was interrupted: leave
+            check_cancelled()
+            fn(tile)
+
+    pool = ThreadPoolExecutor(max_workers=min(threads, len(tiles)), initializer=single_threaded_worker,
+                              thread_name_prefix="kernelscope-tiles")
+    try:
+        pending = {pool.submit(task, tile) for tile in tiles}
+        while pending:  # short waits: the main thread returns to Python often enough to see Ctrl-C at once
+            done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            for f in done:
+                f.result()  # a tile's exception, raised here
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # the running tiles stop at their next check
+        raise
+    pool.shutdown(wait=True)
 
 
 def _transposed(tile: torch.Tensor) -> torch.Tensor:
@@ -320,21 +342,30 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     """:meth:`Layer.kernel` for inputs of shape (N, d)."""
     device = kind.device if kind.is_torch else None
     X1 = as_tensor(x1, "x1", ndim=2, device=device, shape_hint="(n_samples, n_features)", dtype=dtype)
+    check_magnitude(X1, "x1")
+    # tile buffers per branch state: its NNGP and NTK, and the new ones its layers make before the old are freed
+    # (measured peaks: FanOut(32), N = 4000, 0.92 of the estimate; FanOut(128), N = 2000, 0.83)
+    branches = 4 * net.branch_states()
     if diag:
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode (diag computes k(x, x) for the rows of x1)",
                                   f"an array of shape {tuple(np.shape(x2))}", "Call kernel(x1, diag=True).")
+        check_memory(8.0 * (8 + branches) * X1.shape[0], f"the diagonal kernels of {X1.shape[0]} inputs",
+                     "Use fewer points at once (diag is computed row by row).")
         sq = (X1 * X1).sum(1) / X1.shape[1]  # (N,)
         return _diag_kernel(net, KState(sq, None, sq, sq, X1.shape[1], donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device, dtype=dtype,
                                          shape_hint="(n_samples, n_features)")
     if X2.shape[1] != X1.shape[1]:
         raise ValidationError("x2", f"{X1.shape[1]} columns (as many as x1)", f"shape {tuple(X2.shape)}")
+    if x2 is not None:
+        check_magnitude(X2, "x2")
     n1, n2, d = X1.shape[0], X2.shape[0], X1.shape[1]
     # k(X, X): compute the tiles on and above the diagonal only, mirror each one while it is in cache, and
     # pair each point with itself exactly.
     symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
     side = _TILE_CPU if X1.device.type == "cpu" else _TILE_GPU
+    auto_tiles = block_rows is None
     if block_rows is None:
         block_rows = side if n2 >= side else max(8, min(n1, side * side // max(n2, 1)))
         if symmetric and threads > 1 and X1.device.type == "cpu":  # two rows of tiles per worker, 256² at least
@@ -344,8 +375,18 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
     else:
         block_rows = check_int(block_rows, "block_rows", minimum=1)
         tc = min(block_rows, n2)
-    check_memory(8.0 * (2 * n1 * n2 + 8 * block_rows * tc),
-                 f"the {n1}×{n2} NNGP and NTK matrices", "Use fewer points, diag=True, or a blocked solver.")
+    workers = min(threads, -(-n1 // block_rows)) if X1.device.type == "cpu" else 1
+
+    def need(br: int, cols: int) -> float:  # the two outputs, and each worker's tile buffers (branches included)
+        return 8.0 * (2 * n1 * n2 + (8 + branches) * workers * br * cols)
+
+    if auto_tiles:  # shrink the tiles to the budget before refusing (many FanOut branches)
+        budget = memory_budget_bytes()
+        while block_rows > 8 and need(block_rows, tc) > budget:
+            block_rows, tc = max(8, block_rows // 2), max(1, tc // 2)
+    check_memory(need(block_rows, tc), f"the {n1}×{n2} NNGP and NTK matrices (tiles of {block_rows}×{tc}"
+                 + (f", {branches // 4} branch states" if branches else "") + ")",
+                 "Use fewer points, diag=True, or a blocked solver.")
     sq1 = (X1 * X1).sum(1) / d  # (N1,)
     X2 = X1 if symmetric else X2
     sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
@@ -406,6 +447,8 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     X1 = as_tensor(x1, "x1", ndim=(3, 4), device=device, shape_hint=hint, dtype=dtype)
     S = tuple(X1.shape[2:])
     P, C = math.prod(S), X1.shape[1]
+    check_magnitude(X1, "x1", features=C)
+    buffers = _TILE_BUFFERS + 4 * net.branch_states()  # 4 tile buffers per branch state (see _vector_kernel)
     pairs = net.pairs_before(False)
     m = P * P if pairs else P  # numbers per pair of inputs
     shaped = lambda G, nb: G.reshape(G.shape[:nb] + (S + S if pairs else S))
@@ -415,13 +458,15 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     if diag:
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode", "an array", "Call kernel(x1, diag=True).")
-        check_memory(8.0 * _TILE_BUFFERS * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
+        check_memory(8.0 * buffers * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
                      way_out)
         G = shaped(_self_grams(A1, pairs), 1)
         return _diag_kernel(net, KState(G, None, G, G, C, pairs=pairs, donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint, dtype=dtype)
     if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
         raise ValidationError("x2", f"inputs of shape {tuple(X1.shape[1:])} (as x1)", f"shape {tuple(X2.shape)}")
+    if x2 is not None:
+        check_magnitude(X2, "x2", features=C)
     n1, n2 = X1.shape[0], X2.shape[0]
     symmetric = x2 is None or (X2.shape == X1.shape and bool(torch.equal(X1, X2)))
     A2 = A1 if symmetric else X2.reshape(n2, C, P)
@@ -434,10 +479,10 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
     budget = memory_budget_bytes()
     if block_rows is None:  # shrink the tiles to the budget before refusing
-        while side > 1 and fixed + 8.0 * _TILE_BUFFERS * workers * side * side * m > budget:
+        while side > 1 and fixed + 8.0 * buffers * workers * side * side * m > budget:
             side //= 2
     br, tc = min(side, n1), min(side, n2)
-    check_memory(fixed + 8.0 * _TILE_BUFFERS * workers * br * tc * m,
+    check_memory(fixed + 8.0 * buffers * workers * br * tc * m,
                  f"the {n1}×{n2} kernels of a network on {S} positions "
                  f"({'all pairs of positions' if pairs else 'the diagonal of positions'}, tiles of {br}×{tc})",
                  way_out, budget)

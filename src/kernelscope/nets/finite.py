@@ -37,7 +37,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._arrays import ValidationError, as_generator, check_choice, check_int, check_nonnegative, check_positive
+from .._arrays import (
+    ValidationError,
+    as_generator,
+    check_choice,
+    check_int,
+    check_memory,
+    check_nonnegative,
+    check_positive,
+)
 
 __all__ = ["DenseModule", "ActivationModule", "FanOutModule", "ParallelModule", "FanInSumModule",
            "LazyNetwork", "PARAMETERIZATIONS", "FINITE_PARAMETERIZATIONS", "POSITIONS", "ACTIVATIONS", "activation",
@@ -75,6 +83,10 @@ class DenseModule(nn.Module):
         super().__init__()
         check_choice(parameterization, "parameterization", FINITE_PARAMETERIZATIONS)
         check_choice(position, "position", POSITIONS)
+        # the weights, their draw and scaled copy, and in training their gradient and an optimiser's two moments
+        check_memory(6.0 * n_in * n_out * torch.finfo(dtype).bits / 8,
+                     f"a Dense layer of {n_out}×{n_in} weights (with their draw, gradient and optimiser state)",
+                     "Use a smaller width.")
         self.parameterization = parameterization
         has_bias = parameterization == "standard" or b_std > 0
         self.linear = nn.Linear(n_in, n_out, bias=has_bias, dtype=dtype)

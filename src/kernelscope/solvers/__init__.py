@@ -45,24 +45,24 @@ from . import dense  # noqa: F401
 from . import cg, nystrom  # noqa: F401
 # isort: on
 
-__all__ = ["SolverResult", "FitFunction", "SOLVERS", "register", "choose", "cholesky_bytes", "check_xy",
-           "takes_memory_budget", "numpy_view"]
+__all__ = ["SolverResult", "FitFunction", "SOLVERS", "register", "choose", "cholesky_bytes", "pinv_bytes",
+           "check_xy", "takes_memory_budget", "numpy_view"]
 
 
-def cholesky_bytes(n: int) -> float:
-    """Memory of the dense path: the N×N float64 matrix, factorised in place, plus slack for one more copy."""
-    return 2 * 8.0 * n * n
+cholesky_bytes, pinv_bytes = dense.cholesky_bytes, dense.pinv_bytes
 
 
-def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | None = None) -> str:
+def choose(n: int, *, d: int | None = None, n_outputs: int = 1, budget: int | None = None,
+           ridge: float | None = None) -> str:
     """The solver ``solver='auto'`` uses for N training points.
 
-    ``'cholesky'`` when the dense N×N system fits the memory budget (:func:`cholesky_bytes`); otherwise a
-    :class:`~kernelscope.MemoryBudgetError` naming the memory needed and the way out.
+    ``'cholesky'`` when the dense N×N system fits the memory budget (:func:`cholesky_bytes`; with ``ridge=0`` the
+    pseudoinverse's :func:`pinv_bytes`); otherwise a scale-out solver, or a :class:`~kernelscope.MemoryBudgetError`
+    naming the memory needed and the way out.
     """
     n = check_int(n, "n", minimum=1)
     budget = _arrays.memory_budget_bytes() if budget is None else int(budget)  # looked up now (patchable)
-    need = cholesky_bytes(n)
+    need = pinv_bytes(n) if ridge == 0 else cholesky_bytes(n)  # looked up here: patchable, as the budget
     if need <= budget:
         return "cholesky"
     if "nystrom" in SOLVERS:  # the scale-out solvers (cg.py, nystrom.py) never form the N×N matrix

@@ -73,6 +73,13 @@ def conjugate_gradient(matvec: Callable[[np.ndarray], np.ndarray], B: np.ndarray
     """
     B = np.asarray(B, dtype=np.float64)
     B2 = B[:, None] if B.ndim == 1 else B
+    # A X = B is linear in B: solve for B / s (entries of order 1) and scale back, so that ‖r‖² and rᵀz stay finite
+    # for targets near 1e155 (their squares overflow: the residual would read inf, the step 0 and the answer 0)
+    s = float(np.abs(B2).max()) if B2.size else 0.0
+    if s > 0 and not 1e-100 < s < 1e100:
+        inner = conjugate_gradient(matvec, B2 / s, precond=precond, tol=tol, max_iter=max_iter, callback=callback)
+        x = inner.x * s
+        return CGResult(x if B.ndim == 2 else x[:, 0], inner.n_iter, inner.residual, inner.converged, inner.history)
     norm_b = np.linalg.norm(B2, axis=0)
     norm_b = np.where(norm_b > 0, norm_b, 1.0)  # a zero column is solved by x = 0 at once
     x = np.zeros_like(B2)
