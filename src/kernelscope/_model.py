@@ -447,7 +447,10 @@ class _Counter(TorchFunctionMode):
         out = func(*args, **(kwargs or {}))
         for t in (out if isinstance(out, (tuple, list)) else (out,)):
             if isinstance(t, torch.Tensor) and t.numel():
-                key = t.untyped_storage().data_ptr()
+                try:
+                    key = t.untyped_storage().data_ptr()
+                except NotImplementedError:  # a functorch wrapper (inside jvp/vmap) has no storage of its own
+                    key = id(t)
                 if key not in self.seen:
                     self.seen[key] = t
                     self.total += tensor_bytes(t)

@@ -15,6 +15,10 @@ __all__ = ["inputs"]
 
 
 def inputs(model: nn.Module, x1: Any, x2: Any) -> tuple[torch.Tensor, torch.Tensor | None, ArrayKind]:
+    """``x1`` and ``x2`` (or None) as tensors in ``model``'s dtype and on its device (integer token ids stay
+    integers), checked to hold examples of one shape whose squares cannot overflow; a lazily built model draws its
+    parameters here. Also returns how the caller gave them (:class:`~kernelscope._arrays.ArrayKind`: NumPy in,
+    NumPy out)."""
     kind = ArrayKind.of(x1, x2)
     # Integer inputs (token ids of an nn.Embedding) stay integers: the NTK differentiates with respect to the
     # parameters, never the inputs. Everything else goes to the model's floating dtype.
