@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import data, nets
 from .._arrays import ValidationError, check_int, check_positive
+from .._threads import free_cores
 from ..regression import KernelClassifier
 from .architectures import compared_networks
 
@@ -61,26 +62,28 @@ class KernelPanel:
     seconds: float
 
 
-def _panel(net: nets.Layer, part: str, start: int, stop: int, X_train: np.ndarray, X_test: np.ndarray
-           ) -> KernelPanel:
+def _panel(net: nets.Layer, part: str, start: int, stop: int, X_train: np.ndarray, X_test: np.ndarray,
+           threads: int | None) -> KernelPanel:
     t0 = time.perf_counter()
+    threads = free_cores() if threads is None else threads  # the cores other work leaves now (a tour's other chapter)
     if part == "train":  # rows start:stop against columns 0:stop: the rectangle before the diagonal, the square on it
         rows = X_train[start:stop]
-        square = net.kernel(rows)
+        square = net.kernel(rows, threads=threads)
         if start > 0:
-            rect = net.kernel(rows, X_train[:start])
+            rect = net.kernel(rows, X_train[:start], threads=threads)
             nngp, ntk = (np.concatenate([getattr(rect, k), getattr(square, k)], 1) for k in ("nngp", "ntk"))
         else:
             nngp, ntk = square.nngp, square.ntk
     else:
-        k = net.kernel(X_test[start:stop], X_train)
+        k = net.kernel(X_test[start:stop], X_train, threads=threads)
         nngp, ntk = k.nngp, k.ntk
     return KernelPanel(part, start, stop, np.asarray(nngp), np.asarray(ntk), time.perf_counter() - t0)
 
 
 def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, block: int = 1000,
                   panels: Callable[[str, Callable[[], Any]], Any] | None = None,
-                  track: Callable[[Iterable, str], Iterable] | None = None) -> dict[str, Any]:
+                  track: Callable[[Iterable, str], Iterable] | None = None, threads: int | None = None
+                  ) -> dict[str, Any]:
     """The kernels of ``net`` between the training signals (N, N) and between the test and the training signals
     (T, N), NNGP and NTK, from one pass: in panels of ``block`` rows (for train × train the lower triangle only,
     mirrored: about N²/2 + T·N pairs of signals in all).
@@ -92,6 +95,9 @@ def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, b
     panels : ``panels(name, compute)`` returns a saved :class:`KernelPanel` or computes and saves it (the tour's
         checkpoints), so an interrupted computation resumes; None computes them all.
     track : ``track(iterable, description)`` wraps the loop over panels (progress).
+    threads : the engine's tile workers for each panel; None: the cores that other work leaves free when the panel
+        starts (:func:`kernelscope._threads.free_cores`), so a panel of a tour that runs chapters side by side takes
+        both cores once the other chapters are done.
 
     Returns
     -------
@@ -99,13 +105,14 @@ def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, b
     over the panels, as computed: a resumed run reports the time of the run that computed each panel).
     """
     block = check_int(block, "block", minimum=1)
+    threads = None if threads is None else check_int(threads, "threads", minimum=1)
     n, t = X_train.shape[0], X_test.shape[0]
     jobs = [("train", r, min(n, r + block)) for r in range(0, n, block)] + \
            [("test", r, min(t, r + block)) for r in range(0, t, block)]
     out = {"train_nngp": np.empty((n, n)), "train_ntk": np.empty((n, n)),
            "test_nngp": np.empty((t, n)), "test_ntk": np.empty((t, n)), "seconds": 0.0}
     for part, r0, r1 in (track(jobs, "kernel panels") if track is not None else jobs):
-        compute = lambda part=part, r0=r0, r1=r1: _panel(net, part, r0, r1, X_train, X_test)  # noqa: E731
+        compute = lambda part=part, r0=r0, r1=r1: _panel(net, part, r0, r1, X_train, X_test, threads)  # noqa: E731
         p = panels(f"{part}-{r0}-{r1}", compute) if panels is not None else compute()
         for kind in ("nngp", "ntk"):
             values = getattr(p, kind)
