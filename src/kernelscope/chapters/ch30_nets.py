@@ -56,7 +56,7 @@ def run(ctx: StepContext) -> ChapterResult:
     dg = ctx.checkpoint("digits", lambda: digits_experiment(
         300 if q else 1000, 300 if q else 797, depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))
     cv = ctx.checkpoint("conv", lambda: conv_digits(
-        100 if q else 200, 100 if q else 200, widths=(8, 32, 128) if q else (8, 32, 128, 512),
+        70 if q else 200, 70 if q else 200, widths=(8, 32, 128) if q else (8, 32, 128, 512),
         seeds=2 if q else 4, seed=ctx.seed))
 
     fig = new_figure((11, 4.2))
