@@ -7,16 +7,6 @@ from __future__ import annotations
 
 import math
 
-from ..experiments.conv import conv_digits
-from ..experiments.nets import (
-    ANGLE_ACTIVATIONS,
-    B_STD,
-    W_STD,
-    angle_experiment,
-    digits_experiment,
-    random_features_experiment,
-    width_experiment,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 __all__ = ["CHAPTER"]
@@ -41,6 +31,16 @@ position interact, while pooling mixes every pair of positions and so sees trans
 # The tour step
 # ------------------------------------------------------------------------------------------------------------
 def run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.conv import conv_digits
+    from ..experiments.nets import (
+        ANGLE_ACTIVATIONS,
+        B_STD,
+        W_STD,
+        angle_experiment,
+        digits_experiment,
+        random_features_experiment,
+        width_experiment,
+    )
     from ..plots import nets as P
     from ..plots import new_figure
 

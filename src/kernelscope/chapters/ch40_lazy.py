@@ -16,18 +16,14 @@ Text and figures of three experiments (:mod:`kernelscope.experiments.lazy`), eac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..dynamics.lazy import LazySweep
-from ..experiments.lazy import (
-    alpha_study,
-    classifier_sweep,
-    curvature_sweep,
-    digits_ntk_convergence,
-    ensemble_bands,
-    lazy_sweep,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
+
+if TYPE_CHECKING:  # the experiments are imported when the chapter runs: the tour's processes start faster
+    from ..dynamics.lazy import LazySweep
 
 __all__ = ["CHAPTER", "WIDTHS"]
 
@@ -82,6 +78,7 @@ CURVATURE = {"quick": dict(widths=[16, 128, 1024], n_points=1),
              "full": dict(widths=[16, 64, 256, 1024, 4096], n_points=5)}
 
 def _run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.lazy import classifier_sweep, digits_ntk_convergence, ensemble_bands, lazy_sweep
     from ..plots import dynamics as P
     from ..plots import new_figure
 
@@ -247,6 +244,7 @@ def _bend(sweep, key: str, own: str) -> str:
 def _lazy_rich(ctx: StepContext, mode: str, ntk: LazySweep, res: ChapterResult) -> tuple[dict, list[str]]:
     """Section 6: its figures and tables (appended to ``res``); returns its numbers and findings. ``ntk``: the
     chapter's NTK width sweep on the 1-D set, which μP's sweep repeats."""
+    from ..experiments.lazy import alpha_study, curvature_sweep, lazy_sweep
     from ..plots import lazy as PL
     from ..plots import new_figure
 

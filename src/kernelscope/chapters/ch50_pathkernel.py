@@ -16,16 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments.pathkernel import (
-    agreement_1d,
-    digits_explained,
-    domingos_critiques,
-    examine_1d,
-    examine_spiral,
-    narrow_vs_wide,
-    pathkernel_1d_problem,
-    step_size_study_1d,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER"]
@@ -58,6 +48,14 @@ along training, whose time integral the path kernel is.</p>
 """
 
 def _run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.pathkernel import (
+        agreement_1d,
+        digits_explained,
+        domingos_critiques,
+        narrow_vs_wide,
+        pathkernel_1d_problem,
+        step_size_study_1d,
+    )
     from ..plots import dynamics as P
     from ..plots import new_figure
 
@@ -195,6 +193,7 @@ def _run(ctx: StepContext) -> ChapterResult:
 
 def _examine(ctx: StepContext, agree, sk, res: ChapterResult) -> list[str]:
     """Section 6: Domingos' kernel examined as a kernel (figures, tables, numbers; returns the findings)."""
+    from ..experiments.pathkernel import examine_1d, examine_spiral
     from ..plots import new_figure
     from ..plots import pathkernel as PP
 
