@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments.linsys import check_least_norm, hilbert_study, power_iteration_study, rank_deficient_example
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 INTRO = """
@@ -25,6 +24,7 @@ subspaces.</p>
 
 
 def run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.linsys import check_least_norm, hilbert_study, power_iteration_study, rank_deficient_example
     from ..plots import linsys as P
     from ..plots import new_figure
 

@@ -58,8 +58,8 @@ def _per_update(runs: dict) -> str:
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
         return dict(paths=dict(n_path=25), model_steps=dict(steps=100, factors=(0.5, 1.1, 2.0)),
-                    link=dict(widths=(16, 256), max_steps=1500), gn=dict(max_steps=1500),
-                    batches=dict(epochs=8), spiral=dict(epochs=8, resolution=70, n_per_class=60))
+                    link=dict(widths=(16, 256), max_steps=1000), gn=dict(max_steps=1000),
+                    batches=dict(epochs=6), spiral=dict(epochs=6, resolution=70, n_per_class=60))
     return dict(paths=dict(n_path=50), model_steps=dict(steps=200, factors=(0.5, 0.9, 1.1, 2.0)),
                 link=dict(widths=(16, 128, 1024), max_steps=3000), gn=dict(max_steps=3000),
                 batches=dict(epochs=25), spiral=dict(epochs=30, resolution=120, n_per_class=100))

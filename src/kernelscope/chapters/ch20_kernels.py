@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import TARGETS_1D, regression_1d
-from ..experiments.kernels import feature_map_vs_kernel, gp_band, random_features_sweep, ridge_path
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER"]
@@ -33,6 +31,8 @@ kernel machine.</p>
 # The tour step
 # ------------------------------------------------------------------------------------------------------------
 def run(ctx: StepContext) -> ChapterResult:
+    from ..data import TARGETS_1D, regression_1d
+    from ..experiments.kernels import feature_map_vs_kernel, gp_band, random_features_sweep, ridge_path
     from ..plots import kernels as P
     from ..plots import new_figure
 

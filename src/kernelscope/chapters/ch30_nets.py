@@ -7,16 +7,6 @@ from __future__ import annotations
 
 import math
 
-from ..experiments.conv import conv_digits
-from ..experiments.nets import (
-    ANGLE_ACTIVATIONS,
-    B_STD,
-    W_STD,
-    angle_experiment,
-    digits_experiment,
-    random_features_experiment,
-    width_experiment,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
 
 __all__ = ["CHAPTER"]
@@ -41,6 +31,16 @@ position interact, while pooling mixes every pair of positions and so sees trans
 # The tour step
 # ------------------------------------------------------------------------------------------------------------
 def run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.conv import conv_digits
+    from ..experiments.nets import (
+        ANGLE_ACTIVATIONS,
+        B_STD,
+        W_STD,
+        angle_experiment,
+        digits_experiment,
+        random_features_experiment,
+        width_experiment,
+    )
     from ..plots import nets as P
     from ..plots import new_figure
 
@@ -56,7 +56,7 @@ def run(ctx: StepContext) -> ChapterResult:
     dg = ctx.checkpoint("digits", lambda: digits_experiment(
         300 if q else 1000, 300 if q else 797, depths=(1, 3) if q else (1, 2, 3, 4, 5), seed=ctx.seed))
     cv = ctx.checkpoint("conv", lambda: conv_digits(
-        100 if q else 200, 100 if q else 200, widths=(8, 32, 128) if q else (8, 32, 128, 512),
+        70 if q else 200, 70 if q else 200, widths=(8, 32, 128) if q else (8, 32, 128, 512),
         seeds=2 if q else 4, seed=ctx.seed))
 
     fig = new_figure((11, 4.2))

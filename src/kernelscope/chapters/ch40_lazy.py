@@ -16,18 +16,14 @@ Text and figures of three experiments (:mod:`kernelscope.experiments.lazy`), eac
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..dynamics.lazy import LazySweep
-from ..experiments.lazy import (
-    alpha_study,
-    classifier_sweep,
-    curvature_sweep,
-    digits_ntk_convergence,
-    ensemble_bands,
-    lazy_sweep,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table, fmt
+
+if TYPE_CHECKING:  # the experiments are imported when the chapter runs: the tour's processes start faster
+    from ..dynamics.lazy import LazySweep
 
 __all__ = ["CHAPTER", "WIDTHS"]
 
@@ -73,15 +69,16 @@ WIDTHS = {
     "ntk": {"quick": [16, 128, 1024], "full": [16, 64, 256, 1024, 4096]},
 }
 ENSEMBLE = {"quick": dict(n_nets=24, width=512, steps=30), "full": dict(n_nets=64, width=512, steps=30)}
-CLASSIFIER = {"quick": dict(widths=[64, 256, 1024], steps=200, n_train=200, n_test=200),
+CLASSIFIER = {"quick": dict(widths=[64, 256, 1024], steps=120, n_train=150, n_test=150),
               "full": dict(widths=[64, 256, 1024, 4096], steps=400, n_train=300, n_test=300)}
 #: lazy ↔ rich: output scales at one width, and the curvature ratio's widths and inputs
-ALPHA = {"quick": dict(alphas=[0.125, 0.5, 2.0, 8.0, 32.0], width=128, steps=60, records=2),
+ALPHA = {"quick": dict(alphas=[0.125, 0.5, 2.0, 8.0, 32.0], width=128, steps=40, records=2),
          "full": dict(alphas=[0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0], width=256, steps=300)}
 CURVATURE = {"quick": dict(widths=[16, 128, 1024], n_points=1),
              "full": dict(widths=[16, 64, 256, 1024, 4096], n_points=5)}
 
 def _run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.lazy import classifier_sweep, digits_ntk_convergence, ensemble_bands, lazy_sweep
     from ..plots import dynamics as P
     from ..plots import new_figure
 
@@ -89,7 +86,7 @@ def _run(ctx: StepContext) -> ChapterResult:
     res = ChapterResult()
     one_d = lazy_sweep("1d", WIDTHS["1d"][mode], steps=100 if ctx.quick else 300, seed=ctx.seed,
                        checkpoint=ctx.checkpoint, track=ctx.track)
-    digits = lazy_sweep("digits", WIDTHS["digits"][mode], steps=40 if ctx.quick else 120, seed=ctx.seed,
+    digits = lazy_sweep("digits", WIDTHS["digits"][mode], steps=30 if ctx.quick else 120, seed=ctx.seed,
                         checkpoint=ctx.checkpoint, track=ctx.track)
     s1, sd = one_d.sweep, digits.sweep
     X, y, Xs = one_d.X, one_d.y, one_d.X_test
@@ -247,6 +244,7 @@ def _bend(sweep, key: str, own: str) -> str:
 def _lazy_rich(ctx: StepContext, mode: str, ntk: LazySweep, res: ChapterResult) -> tuple[dict, list[str]]:
     """Section 6: its figures and tables (appended to ``res``); returns its numbers and findings. ``ntk``: the
     chapter's NTK width sweep on the 1-D set, which μP's sweep repeats."""
+    from ..experiments.lazy import alpha_study, curvature_sweep, lazy_sweep
     from ..plots import lazy as PL
     from ..plots import new_figure
 

@@ -16,16 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments.pathkernel import (
-    agreement_1d,
-    digits_explained,
-    domingos_critiques,
-    examine_1d,
-    examine_spiral,
-    narrow_vs_wide,
-    pathkernel_1d_problem,
-    step_size_study_1d,
-)
 from ..story import Chapter, ChapterResult, StepContext, Table
 
 __all__ = ["CHAPTER"]
@@ -58,6 +48,14 @@ along training, whose time integral the path kernel is.</p>
 """
 
 def _run(ctx: StepContext) -> ChapterResult:
+    from ..experiments.pathkernel import (
+        agreement_1d,
+        digits_explained,
+        domingos_critiques,
+        narrow_vs_wide,
+        pathkernel_1d_problem,
+        step_size_study_1d,
+    )
     from ..plots import dynamics as P
     from ..plots import new_figure
 
@@ -78,8 +76,9 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "quadrature (left) and Domingos' left-endpoint sum (right)."))
 
     # 2. left-endpoint error against the step size at fixed T
+    # quick: the same step sizes over half the training time T
     study = ctx.checkpoint("step_size", lambda: step_size_study_1d(
-        ctx.seed, [20, 40, 80, 160] if q else [20, 40, 80, 160, 320, 640]))
+        ctx.seed, [10, 20, 40, 80] if q else [20, 40, 80, 160, 320, 640], stable_steps=20 if q else 40))
     ax = P.plot_step_error(study)
     res.figures.append(ctx.savefig(ax.figure, "step_error.png", "Error of the kernel machine at fixed training time "
                                    "T as the step size shrinks: Domingos' left-endpoint sum is first order, the "
@@ -96,7 +95,7 @@ def _run(ctx: StepContext) -> ChapterResult:
                                    "images with the largest contribution a_i K(x, x_i) to the predicted class score."))
 
     # 4. narrow vs wide: path kernel vs T·Θ₀ and T·Θ_T (left-endpoint sums: the comparison needs no 1e-15)
-    nvw = narrow_vs_wide(ctx.seed, lr=lr, steps=200 if q else 600, widths=(4, 1024))
+    nvw = narrow_vs_wide(ctx.seed, lr=lr, steps=120 if q else 600, widths=(4, 1024))
     names = {m: f"{kind} m={m}" for kind, m in zip(("narrow", "wide"), nvw.widths)}
     dist = {names[m]: nvw.distances[m] for m in nvw.widths}
     fig = new_figure((10.5, 4.6))
@@ -194,6 +193,7 @@ def _run(ctx: StepContext) -> ChapterResult:
 
 def _examine(ctx: StepContext, agree, sk, res: ChapterResult) -> list[str]:
     """Section 6: Domingos' kernel examined as a kernel (figures, tables, numbers; returns the findings)."""
+    from ..experiments.pathkernel import examine_1d, examine_spiral
     from ..plots import new_figure
     from ..plots import pathkernel as PP
 

@@ -32,10 +32,10 @@ NTK moving during training, towards the labels.</p>
 
 def _settings(quick: bool) -> dict[str, Any]:
     if quick:
-        return dict(main=dict(classes=5, n_per_class=200, epochs=600, lr=1e-2, snapshots=20),
-                    sweep=dict(classes=5, n_per_class=200, epochs=600, lr=1e-2),
-                    fold=dict(depth=4, classes=3, n_per_class=150, epochs=1000, lr=1e-2, restarts=2),
-                    regime=dict(widths=(16, 256, 4096), classes=5, n_per_class=40, n_test_per_class=100,
+        return dict(main=dict(classes=5, n_per_class=120, epochs=400, lr=1e-2, snapshots=12),
+                    sweep=dict(classes=5, n_per_class=120, epochs=400, lr=1e-2),
+                    fold=dict(depth=4, classes=3, n_per_class=150, epochs=600, lr=1e-2, restarts=2),
+                    regime=dict(widths=(16, 128, 2048), classes=5, n_per_class=40, n_test_per_class=100,
                                 steps=300))
     # the course's setting: 1000 points per arm, Adam lr 1e-3, weight decay 1e-5, 2000 full-batch epochs
     return dict(main=dict(classes=5, n_per_class=1000, epochs=2000, lr=1e-3, snapshots=40),
@@ -73,7 +73,7 @@ def run(ctx: StepContext) -> ChapterResult:
                                    "The trained map pulling the input plane (a = 0) into the embedding (a = 1): "
                                    "points and grid lines at (1 - a) x + a c e(x), where the constant c rescales the "
                                    "embedding to the size of the input box so that both fit one frame."))
-    gif = ps.animate_interpolation(run_, ctx.figure_path("interpolation.gif"), frames=13 if ctx.quick else 21)
+    gif = ps.animate_interpolation(run_, ctx.figure_path("interpolation.gif"), frames=9 if ctx.quick else 21)
     res.figures.append(ctx.figure(gif, "The interpolation from input plane to embedding, as a loop."))
     axes = ps.plot_training_curves(run_)
     res.figures.append(ctx.savefig(axes[0].figure, "curves.png", "Loss and training accuracy of the lecture's net."))

@@ -304,7 +304,7 @@ def domingos_critiques(seed: int = 0, quick: bool = True, track=None, with_train
     net = mlp(1, 64, seed=seed, **PK_1D)
     runs, spread, dist, path = {}, {}, {}, {}
     for opt, lr in (("sgd", 0.05), ("adam", 0.01)):
-        steps = 100 if quick else 200
+        steps = 60 if quick else 200
         runs[opt] = path_kernel(net, X, y, Xs, lr=lr, steps=steps, optimizer=opt)
         spread[opt] = coefficient_spread(runs[opt])
         dist[opt] = kernel_distance(runs[opt])

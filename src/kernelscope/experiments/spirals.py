@@ -486,8 +486,10 @@ def count_linear_pieces(layers: Params, lims: Sequence[float], resolution: int =
         h = np.where(z > 0, z, slope * z)
     if not patterns:
         return 1
-    bits = np.concatenate(patterns, axis=1)
-    return int(len(np.unique(np.packbits(bits, axis=1), axis=0)))
+    bits = np.packbits(np.concatenate(patterns, axis=1), axis=1)  # (resolution², bytes)
+    # one opaque row per point: np.unique sorts it by memcmp, 3-4x faster than axis=0 (compares field by field)
+    rows = np.ascontiguousarray(bits).view(np.dtype((np.void, bits.shape[1]))).ravel()
+    return int(len(np.unique(rows)))
 
 
 @dataclass
