@@ -28,7 +28,7 @@ from .._threads import free_cores
 from ..regression import KernelClassifier
 from .architectures import compared_networks
 
-__all__ = ["PAPER_ACCURACY", "RELATIVE_RIDGE", "mnist1d_networks", "KernelPanel", "kernel_panels",
+__all__ = ["PRECISION", "PAPER_ACCURACY", "RELATIVE_RIDGE", "mnist1d_networks", "KernelPanel", "kernel_panels",
            "ArchitectureResult", "classify_architecture", "ShiftResult", "shift_experiment", "signal_examples"]
 
 #: the ridge as a fraction of the mean of the kernel's diagonal (so NNGP and NTK, whose scales differ, get the
@@ -37,6 +37,11 @@ RELATIVE_RIDGE = 1e-5
 #: test accuracy of the trained networks, 4000 training and 1000 test signals (Greydanus & Kobak 2024, Table 1
 #: and the mnist1d README): quoted, not computed here
 PAPER_ACCURACY = {"logistic regression": 0.32, "MLP": 0.68, "CNN": 0.94, "GRU": 0.91}
+
+#: the arithmetic of each architecture's kernel in the story: the pooled CNN's (its position pairs make it ~100×
+#: the cost of the others) in float32, half the CPU time; on all of MNIST-1D its largest difference to float64 is 2.4e-7
+#: of the largest entry and the test accuracies are the same (``benchmarks/bench_conv.py --full``)
+PRECISION = {"MLP": "float64", "CNN + Flatten": "float64", "CNN + GlobalAvgPool": "float32"}
 
 
 def mnist1d_networks(width: int = 64) -> dict[str, nets.Layer]:
@@ -63,27 +68,27 @@ class KernelPanel:
 
 
 def _panel(net: nets.Layer, part: str, start: int, stop: int, X_train: np.ndarray, X_test: np.ndarray,
-           threads: int | None) -> KernelPanel:
+           threads: int | None, precision: str) -> KernelPanel:
     t0 = time.perf_counter()
     threads = free_cores() if threads is None else threads  # the cores other work leaves now (a tour's other chapter)
     if part == "train":  # rows start:stop against columns 0:stop: the rectangle before the diagonal, the square on it
         rows = X_train[start:stop]
-        square = net.kernel(rows, threads=threads)
+        square = net.kernel(rows, threads=threads, precision=precision)
         if start > 0:
-            rect = net.kernel(rows, X_train[:start], threads=threads)
+            rect = net.kernel(rows, X_train[:start], threads=threads, precision=precision)
             nngp, ntk = (np.concatenate([getattr(rect, k), getattr(square, k)], 1) for k in ("nngp", "ntk"))
         else:
             nngp, ntk = square.nngp, square.ntk
     else:
-        k = net.kernel(X_test[start:stop], X_train, threads=threads)
+        k = net.kernel(X_test[start:stop], X_train, threads=threads, precision=precision)
         nngp, ntk = k.nngp, k.ntk
     return KernelPanel(part, start, stop, np.asarray(nngp), np.asarray(ntk), time.perf_counter() - t0)
 
 
 def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, block: int = 1000,
                   panels: Callable[[str, Callable[[], Any]], Any] | None = None,
-                  track: Callable[[Iterable, str], Iterable] | None = None, threads: int | None = None
-                  ) -> dict[str, Any]:
+                  track: Callable[[Iterable, str], Iterable] | None = None, threads: int | None = None,
+                  precision: str = "float64") -> dict[str, Any]:
     """The kernels of ``net`` between the training signals (N, N) and between the test and the training signals
     (T, N), NNGP and NTK, from one pass: in panels of ``block`` rows (for train × train the lower triangle only,
     mirrored: about N²/2 + T·N pairs of signals in all).
@@ -98,6 +103,8 @@ def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, b
     threads : the engine's tile workers for each panel; None: the cores that other work leaves free when the panel
         starts (:func:`kernelscope._threads.free_cores`), so a panel of a tour that runs chapters side by side takes
         both cores once the other chapters are done.
+    precision : the arithmetic of the recursion, ``'float64'`` or ``'float32'`` (float32 runs 2–3× faster for
+        pooled CNNs; its error: :meth:`kernelscope.nets.Layer.kernel`).
 
     Returns
     -------
@@ -112,7 +119,8 @@ def kernel_panels(net: nets.Layer, X_train: np.ndarray, X_test: np.ndarray, *, b
     out = {"train_nngp": np.empty((n, n)), "train_ntk": np.empty((n, n)),
            "test_nngp": np.empty((t, n)), "test_ntk": np.empty((t, n)), "seconds": 0.0}
     for part, r0, r1 in (track(jobs, "kernel panels") if track is not None else jobs):
-        compute = lambda part=part, r0=r0, r1=r1: _panel(net, part, r0, r1, X_train, X_test, threads)  # noqa: E731
+        compute = lambda part=part, r0=r0, r1=r1: _panel(  # noqa: E731
+            net, part, r0, r1, X_train, X_test, threads, precision)
         p = panels(f"{part}-{r0}-{r1}", compute) if panels is not None else compute()
         for kind in ("nngp", "ntk"):
             values = getattr(p, kind)
