@@ -141,4 +141,4 @@ def run(ctx: StepContext) -> ChapterResult:
     return res
 
 
-CHAPTER = Chapter("mnist1d", 35, "4b. Real data: MNIST-1D against its paper", INTRO, run, seconds=420)
+CHAPTER = Chapter("mnist1d", 35, "4b. Real data: MNIST-1D against its paper", INTRO, run, seconds=480)
