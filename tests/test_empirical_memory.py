@@ -30,7 +30,7 @@ PROBE = textwrap.dedent('''
     from kernelscope import _arrays, empirical, nets
 
     kind, budget = sys.argv[1], float(sys.argv[2])
-    _arrays.memory_budget_bytes = lambda: int(budget)  # the budget every chunk is sized against
+    _arrays.memory_budget_bytes = lambda device=None: int(budget)  # the budget every chunk is sized against
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
     if kind == "mlp":
@@ -81,7 +81,7 @@ def test_measured_peak_within_the_estimate_and_the_budget(tmp_path, kind):
 @pytest.fixture
 def small_budget(monkeypatch):
     def set_budget(nbytes):
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: int(nbytes))
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda device=None: int(nbytes))
     return set_budget
 
 

@@ -300,7 +300,7 @@ class TestValidationAndMemory:
             K.Polynomial(2.5)
 
     def test_output_that_does_not_fit_is_refused_up_front(self, monkeypatch):
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: 10_000)
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda device=None: 10_000)
         with pytest.raises(MemoryBudgetError, match=r"200×100 float64 kernel matrix needs 160.0 KB"):
             K.rbf(np.ones((200, 2)), np.ones((100, 2)))
 

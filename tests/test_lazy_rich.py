@@ -222,7 +222,7 @@ class TestCurvatureRatio:
         # the Rayleigh quotient of H² is off by about the square of the residual: tol 1e-6 gives ~1e-12
         np.testing.assert_allclose(curvature_ratio(erf, X, method="power", tol=1e-6).hessian_norm,
                                    curvature_ratio(erf, X).hessian_norm, rtol=1e-8)
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: 1000)  # Lanczos: 20·192 weights·8 bytes
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda device=None: 1000)  # Lanczos: 20·192 weights·8 bytes
         with pytest.raises(_arrays.MemoryBudgetError, match="method='power'"):
             curvature_ratio(relu, X)
         with pytest.raises(ValidationError, match="method"):

@@ -200,7 +200,7 @@ def test_empirical_ntk_of_finite_cnn_converges_like_inverse_sqrt_width():
 def test_memory_is_checked_up_front_and_flatten_needs_only_the_diagonal(monkeypatch):
     from kernelscope.nets import engine
 
-    monkeypatch.setattr(engine, "memory_budget_bytes", lambda: 50_000_000)
+    monkeypatch.setattr(engine, "memory_budget_bytes", lambda device=None: 50_000_000)
     X = np.zeros((64, 1, 16, 16))
     pool = nets.serial(nets.Conv(4, 3, padding="same"), nets.ReLU(), nets.GlobalAvgPool(), nets.Dense(1))
     with pytest.raises(MemoryBudgetError, match=r"all pairs of positions.*needs \d+\.\d MB.*Flatten"):

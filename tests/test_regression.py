@@ -217,7 +217,7 @@ class TestSolversAndErrors:
         X, y, _ = reg_data
         for other in set(solvers.SOLVERS) - {"cholesky"}:
             monkeypatch.delitem(solvers.SOLVERS, other)
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: 1000)
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda device=None: 1000)
         with pytest.raises(MemoryBudgetError, match="dense Cholesky solver for N=60"):
             KernelRegressor().fit(X, y)
 
@@ -261,7 +261,7 @@ class TestValidateOnce:
                 return fn(*args, **kwargs)
             return wrapper
 
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", counted("budget", lambda: 10**12))
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", counted("budget", lambda device=None: 10**12))
         monkeypatch.setattr(regression, "validate_data", counted("validate_data", regression.validate_data))
         for mod in (regression, scale, cg, nystrom):
             monkeypatch.setattr(mod, "check_nonnegative", counted("ridge", mod.check_nonnegative,

@@ -25,7 +25,7 @@ from kernelscope.cli import main
 def budget(monkeypatch):
     """Set the memory budget of every check_memory to ``bytes``."""
     def set_budget(n_bytes: float) -> None:
-        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda: int(n_bytes))
+        monkeypatch.setattr(_arrays, "memory_budget_bytes", lambda device=None: int(n_bytes))
     return set_budget
 
 

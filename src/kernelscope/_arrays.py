@@ -112,13 +112,16 @@ def _cgroup_memory_left() -> float:
     return math.inf
 
 
-def memory_budget_bytes() -> int:
-    """Memory a single kernelscope allocation may take: half of the memory available now.
+def memory_budget_bytes(device: Any = None) -> int:
+    """Memory a single kernelscope allocation may take: half of the memory available now - on ``device`` when it
+    is a CUDA device (half of its free memory), else in RAM.
 
     "Available" is the least of the machine's available memory (psutil), what the address-space limit still
     allows (``ulimit -v``: a request past it fails in the allocator, whatever the machine has free) and what the
     cgroup's memory limit still allows (a container: past it the kernel kills the process).
     """
+    if device is not None and torch.device(device).type == "cuda":
+        return int(0.5 * torch.cuda.mem_get_info(torch.device(device))[0])
     try:
         import psutil
 
@@ -128,9 +131,10 @@ def memory_budget_bytes() -> int:
     return int(0.5 * min(available, _address_space_left(), _cgroup_memory_left()))
 
 
-def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = None) -> None:
-    """Refuse up front an allocation of ``n_bytes`` that exceeds ``budget`` (default: :func:`memory_budget_bytes`)."""
-    budget = memory_budget_bytes() if budget is None else int(budget)
+def check_memory(n_bytes: float, what: str, way_out: str, budget: int | None = None, *, device: Any = None) -> None:
+    """Refuse up front an allocation of ``n_bytes`` that exceeds ``budget`` (default: :func:`memory_budget_bytes`
+    of ``device``, None for RAM)."""
+    budget = memory_budget_bytes(device) if budget is None else int(budget)
     if n_bytes > budget:
         raise MemoryBudgetError(
             f"{what} needs {format_bytes(n_bytes)} but the memory budget is {format_bytes(budget)}. {way_out}"

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import _arrays
 from .._arrays import check_choice, check_int
 from .._model import check_fixed_function, check_module, forward_profile, output_dim, trainable_parameters
 from .autodiff import ntk_jacobian, ntk_ntvp
@@ -16,7 +17,6 @@ from .capture import Plan, StructuredUnsupported, plan
 from .inputs import inputs
 from .memory import (
     Footprint,
-    budget,
     choose_chunk,
     jacobian_bytes,
     ntvp_bytes,
@@ -44,7 +44,7 @@ def _decide(model: nn.Module, t1: torch.Tensor, t2: torch.Tensor | None, n_out: 
     n1 = t1.shape[0]
     n2 = n1 if t2 is None else t2.shape[0]
     item = next(iter(params.values())).element_size()
-    limit = budget(next(iter(params.values())).device)
+    limit = _arrays.memory_budget_bytes(next(iter(params.values())).device)  # RAM, or the CUDA device's
     trace = trace or n_out == 1
     refuse_kernel(n1, n2, n_out, item, trace, limit)
     prof = forward_profile(model, t1, params)

@@ -27,15 +27,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
-from .. import _arrays
 from .._arrays import MemoryBudgetError, format_bytes
 from .._model import ForwardProfile
 from .capture import Plan
 from .features import feature_sizes
 
-__all__ = ["Footprint", "MAX_CHUNK", "budget", "choose_chunk", "jacobian_bytes", "ntvp_bytes", "structured_bytes",
+__all__ = ["Footprint", "MAX_CHUNK", "choose_chunk", "jacobian_bytes", "ntvp_bytes", "structured_bytes",
            "refuse_kernel"]
 
 #: The largest chunk chosen automatically: larger ones gain nothing on the GEMMs and hold more memory.
@@ -58,14 +55,6 @@ class Footprint:
     peak_bytes: float
     budget_bytes: int
     keep: bool
-
-
-def budget(device: torch.device) -> int:
-    """The memory budget: :func:`kernelscope._arrays.memory_budget_bytes` (half of the free RAM), or half of the free
-    memory of a CUDA device."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0] * 0.5)
-    return _arrays.memory_budget_bytes()
 
 
 def _largest(bytes_at: Callable[[int], float], hi: int, limit: float) -> int:

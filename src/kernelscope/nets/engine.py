@@ -351,7 +351,7 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
             raise ValidationError("x2", "None in diag mode (diag computes k(x, x) for the rows of x1)",
                                   f"an array of shape {tuple(np.shape(x2))}", "Call kernel(x1, diag=True).")
         check_memory(8.0 * (8 + branches) * X1.shape[0], f"the diagonal kernels of {X1.shape[0]} inputs",
-                     "Use fewer points at once (diag is computed row by row).")
+                     "Use fewer points at once (diag is computed row by row).", device=X1.device)
         sq = (X1 * X1).sum(1) / X1.shape[1]  # (N,)
         return _diag_kernel(net, KState(sq, None, sq, sq, X1.shape[1], donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=2, device=X1.device, dtype=dtype,
@@ -381,12 +381,12 @@ def _vector_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | N
         return 8.0 * (2 * n1 * n2 + (8 + branches) * workers * br * cols)
 
     if auto_tiles:  # shrink the tiles to the budget before refusing (many FanOut branches)
-        budget = memory_budget_bytes()
+        budget = memory_budget_bytes(X1.device)
         while block_rows > 8 and need(block_rows, tc) > budget:
             block_rows, tc = max(8, block_rows // 2), max(1, tc // 2)
     check_memory(need(block_rows, tc), f"the {n1}×{n2} NNGP and NTK matrices (tiles of {block_rows}×{tc}"
                  + (f", {branches // 4} branch states" if branches else "") + ")",
-                 "Use fewer points, diag=True, or a blocked solver.")
+                 "Use fewer points, diag=True, or a blocked solver.", device=X1.device)
     sq1 = (X1 * X1).sum(1) / d  # (N1,)
     X2 = X1 if symmetric else X2
     sq2 = sq1 if symmetric else (X2 * X2).sum(1) / d  # (N2,)
@@ -459,7 +459,7 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
         if x2 is not None:
             raise ValidationError("x2", "None in diag mode", "an array", "Call kernel(x1, diag=True).")
         check_memory(8.0 * buffers * X1.shape[0] * m, f"the per-point kernels of {X1.shape[0]} inputs",
-                     way_out)
+                     way_out, device=X1.device)
         G = shaped(_self_grams(A1, pairs), 1)
         return _diag_kernel(net, KState(G, None, G, G, C, pairs=pairs, donated=True), kind)
     X2 = X1 if x2 is None else as_tensor(x2, "x2", ndim=X1.ndim, device=X1.device, shape_hint=hint, dtype=dtype)
@@ -477,7 +477,7 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
         side = max(min(side, -(-n1 // (2 * threads))), math.isqrt(max(1, target // 4 // m)), 1)
     workers = threads if X1.device.type == "cpu" else 1
     fixed = 8.0 * (2 * n1 * n2 + (n1 + n2) * m)
-    budget = memory_budget_bytes()
+    budget = memory_budget_bytes(X1.device)
     if block_rows is None:  # shrink the tiles to the budget before refusing
         while side > 1 and fixed + 8.0 * buffers * workers * side * side * m > budget:
             side //= 2
