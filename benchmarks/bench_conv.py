@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer import PeakRSS, busy, peer_python, run_peer, timed  # noqa: E402
+from peer import PeakCUDA, PeakRSS, busy, peer_python, run_peer, timed  # noqa: E402
 
 from kernelscope import data, nets  # noqa: E402
 
@@ -135,22 +135,30 @@ def accuracy(k_train: np.ndarray, k_test: np.ndarray, y: np.ndarray, y_test: np.
 def full(args) -> None:
     x, y, x_test, y_test = load_mnist1d()
     net = mnist1d_network()
-    print(f"MNIST-1D, all of it: train × train {len(x)}² and test × train {len(x_test)} × {len(x)}, "
+    print(f"MNIST-1D, all of it, on {args.device or 'cpu'}: train × train {len(x)}² and test × train "
+          f"{len(x_test)} × {len(x)}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print(f"{'precision':<11}{'train×train s':>14}{'test×train s':>14}{'total s':>9}{'CPU s':>8}{'peak RSS':>10}"
           f"{'NNGP acc':>10}{'NTK acc':>9}")
     kernels = {}
+    device = args.device or "cpu"
+    cuda = device.startswith("cuda")
+    xd, xd_test = (torch.as_tensor(a, device=device) for a in (x, x_test)) if cuda else (x, x_test)
     for prec in args.precision:
-        with PeakRSS(0.01) as m:
+        with PeakRSS(0.01) if not cuda else PeakCUDA() as m:
             t0, c0 = time.perf_counter(), time.process_time()
-            k_tr = net.kernel(x, precision=prec)
+            k_tr = net.kernel(xd, precision=prec)
             t1 = time.perf_counter()
-            k_te = net.kernel(x_test, x, precision=prec)
+            k_te = net.kernel(xd_test, xd, precision=prec)
+            if cuda:
+                torch.cuda.synchronize()
+                k_tr, k_te = (type(k)(k.nngp.cpu().numpy(), k.ntk.cpu().numpy()) for k in (k_tr, k_te))
             t2, cpu = time.perf_counter(), time.process_time() - c0
         acc = [accuracy(getattr(k_tr, w), getattr(k_te, w), y, y_test) for w in ("nngp", "ntk")]
         kernels[prec] = (k_tr, k_te)
         print(f"{prec:<11}{t1 - t0:>14.1f}{t2 - t1:>14.1f}{t2 - t0:>9.1f}{cpu:>8.0f}{m.peak / 1e9:>8.2f} GB"
-              f"{acc[0]:>10.3f}{acc[1]:>9.3f}   (load average {os.getloadavg()[0]:.1f})")
+              + (" (GPU)" if cuda else "")
+              + f"{acc[0]:>10.3f}{acc[1]:>9.3f}   (load average {os.getloadavg()[0]:.1f})")
     if {"float64", "float32"} <= set(kernels):
         worst = max(float(np.abs(getattr(a, w) - getattr(b, w)).max() / np.abs(getattr(b, w)).max())
                     for a, b in zip(kernels["float32"], kernels["float64"]) for w in ("nngp", "ntk"))

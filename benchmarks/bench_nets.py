@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer import PeakRSS, busy, peer_python, run_peer  # noqa: E402
+from peer import PeakCUDA, PeakRSS, busy, peer_python, run_peer  # noqa: E402
 
 from kernelscope import nets  # noqa: E402
 
@@ -85,20 +85,6 @@ def floor(X: torch.Tensor):
     for _ in range(2 * DEPTH):
         K.mul_(1.0)
     return K
-
-
-class PeakCUDA:
-    """Peak CUDA memory allocated by torch above the level at entry."""
-
-    def __enter__(self):
-        torch.cuda.synchronize()
-        self.base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        return self
-
-    def __exit__(self, *exc):
-        torch.cuda.synchronize()
-        self.delta = torch.cuda.max_memory_allocated() - self.base
 
 
 def measure(fn, X, repeats):

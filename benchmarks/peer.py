@@ -166,3 +166,22 @@ result["seconds"] = seconds
 result["ntk00"] = float(k[0, 0])
 ''', {"x": np.random.default_rng(0).standard_normal((64, 8))})
         print(res, file=sys.stdout)
+
+
+class PeakCUDA:
+    """Peak CUDA memory torch allocated during the block: ``.peak`` in bytes, ``.delta`` above the level at entry."""
+
+    def __enter__(self) -> PeakCUDA:
+        import torch
+
+        torch.cuda.synchronize()
+        self.base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        self.peak = torch.cuda.max_memory_allocated()
+        self.delta = self.peak - self.base
