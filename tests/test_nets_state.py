@@ -157,3 +157,57 @@ def test_kernelscope_nets_has_no_import_cycle():
     assert graph["state"] == set() and graph["params"] == set()
     assert graph["engine"] <= {"state", "params", "finite"}
     assert all("__init__" not in deps for m, deps in graph.items() if m != "__init__")
+
+
+# -- the variances' memo ---------------------------------------------------------------------------------------
+def test_the_memo_maps_each_block_of_a_held_tensor_once_and_anything_else_afresh():
+    from kernelscope.nets.state import VarMemo
+
+    V = _t(10, 3)
+    memo, calls = VarMemo(V), []
+
+    def fn(v):
+        calls.append(v.shape[0])
+        return v * 2.0
+
+    a = memo.map("double", V[0:4], fn)
+    b = memo.map("double", V[0:4], fn)  # a new view of the same rows: the same result object
+    assert b is a and calls == [4]
+    torch.testing.assert_close(a, V[0:4] * 2.0)
+    memo.map("double", V[4:8], fn)  # other rows, another key: computed
+    memo.map("triple", V[0:4], lambda v: v * 3.0)
+    c = memo.map("double", a, fn)  # a kept result is held in turn: chains are memoised too
+    assert memo.map("double", a, fn) is c and calls == [4, 4, 4]
+    loose = V[0:4] + 0.0  # not held: the same place in memory may later hold something else
+    memo.map("double", loose, fn)
+    memo.map("double", loose, fn)
+    assert calls == [4, 4, 4, 4, 4]
+
+
+def test_past_its_limit_the_memo_keeps_nothing_and_still_maps():
+    from kernelscope.nets.state import VarMemo
+
+    V = _t(10, 3)
+    memo = VarMemo(V, limit_bytes=0)
+    a, b = memo.map("double", V[:5], lambda v: v * 2.0), memo.map("double", V[:5], lambda v: v * 2.0)
+    assert a is not b and memo.nbytes == 0
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_cnn_kernel_is_the_same_with_and_without_the_memo(monkeypatch, threads):
+    """Tiles that share rows share their variances' chain; with the memo off (its limit 0) nothing changes."""
+    from kernelscope.nets import engine, state
+
+    net = nets.serial(nets.Conv(8, 3, padding="circular", w_std=1.4, b_std=0.1), nets.ReLU(),
+                      nets.Conv(8, 3, padding="same", w_std=1.4, b_std=0.1), nets.Erf(), nets.AvgPool(2),
+                      nets.LayerNorm(axis=(1, 2)), nets.Conv(8, 3, w_std=1.4), nets.ReLU(), nets.GlobalAvgPool(),
+                      nets.Dense(1))
+    X = np.random.default_rng(0).standard_normal((23, 2, 12))
+    Y = X[:7] * 0.7 + 0.1
+    with_memo = [net.kernel(X, block_rows=5, threads=threads), net.kernel(Y, X, block_rows=4, threads=threads)]
+    monkeypatch.setattr(engine, "VarMemo", lambda *held, limit_bytes: state.VarMemo(*held, limit_bytes=0))
+    without = [net.kernel(X, block_rows=5, threads=threads), net.kernel(Y, X, block_rows=4, threads=threads)]
+    for a, b in zip(with_memo, without):
+        np.testing.assert_array_equal(a.nngp, b.nngp)
+        np.testing.assert_array_equal(a.ntk, b.ntk)

@@ -86,6 +86,17 @@ def empty(shape: Sequence[int], *, dtype: torch.dtype = torch.float64, device: t
     return ws.take(shape, dtype, device)
 
 
+@contextmanager
+def outside() -> Iterator[None]:
+    """Fresh memory for the block, not the workspace's: for tensors that must outlive the round (a cache)."""
+    previous = getattr(_local, "workspace", None)
+    _local.workspace = None
+    try:
+        yield
+    finally:
+        _local.workspace = previous
+
+
 def release(*ts: torch.Tensor | None) -> None:
     """Hand buffers back to the calling thread's workspace before the round ends, so that the rest of the round
     reuses them while they are still in cache (no-op outside a round, or for tensors not from the workspace).

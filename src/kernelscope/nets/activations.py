@@ -53,8 +53,7 @@ class _Activation(Layer):
             k = k.writable()
             return k.replace(nngp=nngp, ntk=k.ntk.mul_(dot))
         k = k.materialized()
-        v1 = self.kernel_fn(k.self_state(k.var1)).nngp  # Σ'(x, x): (B,) (+ positions)
-        v2 = v1 if k.var2 is k.var1 else self.kernel_fn(k.self_state(k.var2)).nngp
+        v1, v2 = k.map_vars(("activation", id(self)), lambda v: self.kernel_fn(k.self_state(v)).nngp)  # Σ'(x, x)
         nngp, dot, s1, s2, t = self.dual_lazy(k.nngp, k.a_view(), k.b_view(), same=k.same())  # (B, T) + P
         # Θ' = Σ̇ Θ, left pending so that a following Dense fuses it into Θ'' = Σ'' + w² Σ̇ Θ
         pending = None if s1 is None and k.ntk is None else Pending(s1, s2, None if k.ntk is None else dot, t)

@@ -250,8 +250,7 @@ class Conv(_Spatial):
         if k.diag:
             k = k.replace(nngp=nngp, ntk=ntk)
         else:
-            v1 = filter_sum(k.var1, 1)
-            v2 = v1 if k.var2 is k.var1 else filter_sum(k.var2, 1)
+            v1, v2 = k.map_vars(("conv", tuple(dims), circ, k.pairs), lambda v: filter_sum(v, 1))
             k = k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
         return affine_kernel(k, self.w_std, self.b_std, self.parameterization, self.out, k.width * size, 1.0 / size)
 
@@ -300,8 +299,7 @@ class AvgPool(_Spatial):
         ntk = None if k.ntk is None else pool(k.ntk, nb)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk)
-        v1 = pool(k.var1, 1)
-        v2 = v1 if k.var2 is k.var1 else pool(k.var2, 1)
+        v1, v2 = k.map_vars(("avgpool", tuple(dims), circ), lambda v: pool(v, 1))
         return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
 
     def build(self, in_width, gen, hidden, readout, dtype):
@@ -333,8 +331,7 @@ class GlobalAvgPool(Layer):
             _scratch.release(k.nngp, k.ntk)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk, pairs=False)
-        v1 = mean(k.var1, 1)
-        v2 = v1 if k.var2 is k.var1 else mean(k.var2, 1)
+        v1, v2 = k.map_vars(("globalavgpool", ns), lambda v: mean(v, 1))
         return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2, pairs=False)
 
     def build(self, in_width, gen, hidden, readout, dtype):
@@ -367,8 +364,7 @@ class Flatten(Layer):
         width = k.width * math.prod(k.spatial)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk, width=width, pairs=False)
-        v1 = mean(k.var1, 1)
-        v2 = v1 if k.var2 is k.var1 else mean(k.var2, 1)
+        v1, v2 = k.map_vars(("flatten", ns, k.pairs), lambda v: mean(v, 1))
         return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2, width=width, pairs=False)
 
     def build(self, in_width, gen, hidden, readout, dtype):

@@ -58,8 +58,7 @@ def affine_kernel(k: KState, w_std: float, b_std: float, parameterization: str, 
             ntk = torch.add(nngp, k.ntk, alpha=w2, out=k.ntk)
     if k.diag:
         return k.replace(nngp=nngp, ntk=ntk, width=out, pending=None)
-    v1 = k.var1 * w2 + b2
-    v2 = v1 if k.var2 is k.var1 else k.var2 * w2 + b2
+    v1, v2 = k.map_vars(("affine", w2, b2), lambda v: v * w2 + b2)
     return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2, width=out, pending=None)
 
 

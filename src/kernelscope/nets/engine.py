@@ -49,7 +49,7 @@ from .._scratch import Workspace
 from .._threads import Cancelled, cancellable, check_cancelled, single_threaded_worker
 from . import finite as _finite
 from .params import Parameters
-from .state import KState
+from .state import KState, VarMemo
 
 __all__ = ["Layer", "NetKernel"]
 
@@ -488,10 +488,12 @@ def _spatial_kernel(net: Layer, x1: Any, x2: Any, diag: bool, block_rows: int | 
                  way_out, budget)
     V1 = shaped(_self_grams(A1, pairs), 1)
     V2 = V1 if symmetric else shaped(_self_grams(A2, pairs), 1)
+    # each layer's variances of each block of rows, once for all tiles, in what the budget leaves
+    memo = VarMemo(V1, V2, limit_bytes=budget - fixed - 8.0 * buffers * workers * br * tc * m)
 
     def state(r0: int, r1: int, j0: int, j1: int, diagonal: bool) -> KState:
         G = shaped(_grams(A1[r0:r1], A2[j0:j1], pairs), 2)
-        return KState(G, None, V1[r0:r1], V2[j0:j1], C, self_block=diagonal, pairs=pairs, donated=True)
+        return KState(G, None, V1[r0:r1], V2[j0:j1], C, self_block=diagonal, pairs=pairs, donated=True, memo=memo)
 
     nngp, ntk = _fill_tiles(net, state, n1, n2, br, tc, symmetric, X1.device, threads)
     return NetKernel(kind.wrap(nngp), kind.wrap(ntk))

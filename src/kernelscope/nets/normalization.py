@@ -56,15 +56,13 @@ class LayerNorm(Layer):
 
     def kernel_fn(self, k: KState) -> KState:
         k = k.materialized()
-        r1 = self._norms(k, k.var1)
-        r2 = r1 if k.var2 is k.var1 else self._norms(k, k.var2)
+        r1, r2 = k.map_vars(("layernorm-scale", id(self)), lambda v: self._norms(k, v))
         s = k.var_view(r1, True) * k.var_view(r2, False)
         nngp = k.nngp.mul_(s)
         ntk = None if k.ntk is None else k.ntk.mul_(s)
         if k.diag:
             return k.replace(nngp=nngp, ntk=ntk)
-        v1 = self.kernel_fn(k.self_state(k.var1)).nngp  # Σ'(x, x): (B,) (+ positions)
-        v2 = v1 if k.var2 is k.var1 else self.kernel_fn(k.self_state(k.var2)).nngp
+        v1, v2 = k.map_vars(("layernorm", id(self)), lambda v: self.kernel_fn(k.self_state(v)).nngp)  # Σ'(x, x)
         return k.replace(nngp=nngp, ntk=ntk, var1=v1, var2=v2)
 
     def build(self, in_width, gen, hidden, readout, dtype):
