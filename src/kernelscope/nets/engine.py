@@ -16,8 +16,10 @@ bytes named.
 Near the hardware (issue 25): the tiles are independent tasks for worker threads that each run their torch ops
 on one thread (:mod:`kernelscope._threads`), so no op waits at a barrier for a thread another process holds
 the core of; each worker's tile buffers come from a workspace reused from tile to tile (:mod:`kernelscope._scratch`:
-fresh memory costs a page fault per 4 KB); and pair-of-positions tiles are laid out positions first in memory, so
-that every op, a convolution's shifts included, runs over long contiguous stretches.
+fresh memory costs a page fault per 4 KB); pair-of-positions tiles are laid out positions first in memory, so
+that every op, a convolution's shifts included, runs over long contiguous stretches; and the per-point variances
+each layer needs go through the network once per block of rows, shared by the tiles (:class:`~.state.VarMemo`),
+not once per tile.
 """
 
 from __future__ import annotations
