@@ -87,6 +87,7 @@ from .._model import (
     model_dtype,
     output_dim,
     targets,
+    trainable_parameters,
 )
 from .train import OPTIMIZERS, TrainOptions, train
 
@@ -207,6 +208,7 @@ class _Machine:
             self.G, self.H, self.Dbuf = z(n, O, P), z(n, P), z(P)  # history buffers: kernel, contributions, decay
             self.v = z(P)  # Adam's second moment
         self.pending = None
+        self.plan = None  # the structured features' plan (empirical.plan), from the first call
         self.history: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self.ntk_every, self.ntk_method = ntk_every, ntk_method
         self.ntk_history: list[tuple[int, torch.Tensor]] = []
@@ -221,7 +223,10 @@ class _Machine:
         return empirical.jacobian(self.net, x, self.O, None if w_flat is None else self.at(w_flat))
 
     def feats(self, x, w_flat=None):
-        return empirical.layer_features(self.net, x, self.O, None if w_flat is None else self.at(w_flat))
+        params = trainable_parameters(self.net) if w_flat is None else self.at(w_flat)
+        if self.plan is None:  # how the model uses its weights, read once: along the path their values change, not that
+            self.plan = empirical.plan(self.net, x, params)
+        return empirical.layer_features(self.net, x, self.O, params, the_plan=self.plan)
 
     def __call__(self, step: int, value: float, out: torch.Tensor, bad: bool) -> None:
         if self.pending is not None:
