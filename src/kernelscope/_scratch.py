@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
+
+from ._threads import thread_value
 
 __all__ = ["Workspace", "empty", "empty_like", "release"]
 
@@ -39,12 +41,10 @@ class Workspace:
     @contextmanager
     def round(self) -> Iterator[Workspace]:
         """Serve this thread's :func:`empty` calls from the workspace for the block; take all back after it."""
-        previous = getattr(_local, "workspace", None)
-        _local.workspace = self
         try:
-            yield self
+            with thread_value(_local, "workspace", self):
+                yield self
         finally:
-            _local.workspace = previous
             self._free.extend(self._used)
             self._used.clear()
 
@@ -86,15 +86,9 @@ def empty(shape: Sequence[int], *, dtype: torch.dtype = torch.float64, device: t
     return ws.take(shape, dtype, device)
 
 
-@contextmanager
-def outside() -> Iterator[None]:
+def outside() -> AbstractContextManager[None]:
     """Fresh memory for the block, not the workspace's: for tensors that must outlive the round (a cache)."""
-    previous = getattr(_local, "workspace", None)
-    _local.workspace = None
-    try:
-        yield
-    finally:
-        _local.workspace = previous
+    return thread_value(_local, "workspace", None)
 
 
 def release(*ts: torch.Tensor | None) -> None:

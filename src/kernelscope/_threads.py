@@ -34,7 +34,19 @@ from pathlib import Path
 import torch
 
 __all__ = ["free_cores", "single_threaded_worker", "thread_local_threads", "torch_threads", "Cancelled", "cancellable",
-           "check_cancelled"]
+           "check_cancelled", "thread_value"]
+
+
+@contextmanager
+def thread_value(local: threading.local, name: str, value) -> Iterator[None]:
+    """``local.<name>`` set to ``value`` in the calling thread for the block, and what was there (or nothing) put
+    back after: the one way the library binds a per-thread setting (a stop event, a scratch workspace)."""
+    before = getattr(local, name, None)
+    setattr(local, name, value)
+    try:
+        yield
+    finally:
+        setattr(local, name, before)
 
 
 @contextmanager
@@ -178,12 +190,8 @@ _local = threading.local()
 @contextmanager
 def cancellable(stop: threading.Event) -> Iterator[None]:
     """Run the block (in a worker thread) under ``stop``: :func:`check_cancelled` inside it raises once it is set."""
-    before = getattr(_local, "stop", None)
-    _local.stop = stop
-    try:
+    with thread_value(_local, "stop", stop):
         yield
-    finally:
-        _local.stop = before
 
 
 def check_cancelled() -> None:
