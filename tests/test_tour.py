@@ -516,3 +516,24 @@ def test_sigterm_handler_is_restored(tmp_path, fake_chapters):
     before = signal.getsignal(signal.SIGTERM)
     T.run_tour(tmp_path, progress=False)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_worker_leaves_without_teardown_after_the_handlers_registered_later(tmp_path):
+    """A parallel tour's worker registers tour._exit_now at its start: the exit handlers that libraries register
+    later still run, buffered output is flushed, and the exit status is 0."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "later-handler-ran"
+    code = textwrap.dedent(f"""
+        import atexit, sys
+        from kernelscope import tour
+        atexit.register(tour._exit_now)
+        atexit.register(lambda: open({str(marker)!r}, "w").close())  # a library's handler, registered later
+        sys.stdout.write("buffered, no newline")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "buffered, no newline"
+    assert marker.exists()
