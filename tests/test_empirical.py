@@ -173,6 +173,28 @@ def test_nngp_is_readout_feature_kernel_and_converges():
         empirical.nngp(model, X, layer="nope")
 
 
+def test_linearized_model_composes_with_torch_func_transforms():
+    """The linearised model is a model like any other: its eNTK by every method (ntvp runs it under
+    torch.func.jvp and vjp), and vmap and jvp over it, give what the plain calls give."""
+    from torch.func import jvp, vmap
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    lin = empirical.linearize(model)
+    with torch.no_grad():
+        for p in lin.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(7, 3, **F64)
+    ref = empirical.ntk(lin, x, method="jacobian")
+    for method in ("ntvp", "structured", "auto"):
+        torch.testing.assert_close(empirical.ntk(lin, x, method=method), ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(vmap(lambda xi: lin(xi[None])[0])(x), lin(x), rtol=1e-12, atol=1e-14)
+    v = torch.randn_like(x)
+    h = 1e-6
+    _, tangent = jvp(lin, (x,), (v,))
+    torch.testing.assert_close(tangent, (lin(x + h * v) - lin(x - h * v)) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
 def test_linearize_first_order_and_trainable():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 10), nn.Tanh(), nn.Linear(10, 2)).double()
