@@ -31,6 +31,7 @@ Without the peer (``KERNELSCOPE_PEER_PYTHON`` unset and no ``.venv-nt``) it says
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import resource
@@ -38,7 +39,7 @@ import statistics
 import time
 
 import numpy as np
-from peer import busy, peer_python, run_peer
+from peer import PeakCUDA, busy, peer_python, run_peer
 
 PEER = '''
 import re, resource
@@ -160,17 +161,15 @@ def _ours(row: str, width: int, n: int, trace: bool, method: str, repeats: int, 
     empirical.ntk(model, x[:4], method=method, trace=trace)  # warm-up: libraries, kernels, lazy modules
     cuda = x.device.type == "cuda"
     fp = empirical.footprint(model, x, method=method, trace=trace)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
     before, times = _rss(), []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        K = empirical.ntk(model, x, method=method, trace=trace)
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with PeakCUDA() if cuda else contextlib.nullcontext() as m:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            K = empirical.ntk(model, x, method=method, trace=trace)
+            if cuda:
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+    peak = m.peak if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     K = K.reshape(n, n, -1)
     q.put({"seconds": statistics.median(times), "peak_mb": (peak - (0 if cuda else before)) / 1e6,
            "estimate_mb": fp.peak_bytes / 1e6, "chunk": fp.chunk_size, "method": fp.method,

@@ -315,7 +315,8 @@ def _exit_now() -> None:
     """A worker's last exit handler: leave without tearing the interpreter down. Every chapter's results are
     written and sent by then; the teardown of torch (with ``torch._dynamo``, which torch's first optimiser
     imports) and matplotlib took 0.7–1.3 s per worker, all of it added to the tour's wall time, since the tour
-    waits for its workers to exit."""
+    waits for its workers to exit. The status is 0: the tour reads its workers' results (and notices a worker
+    that died), never their exit status; a worker stopped by SIGTERM leaves earlier, with 143."""
     import sys
 
     for stream in (sys.stdout, sys.stderr):
