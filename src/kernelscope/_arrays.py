@@ -155,12 +155,13 @@ def check_magnitude(x: Any, name: str, *, features: int | None = None, fix: str 
     if isinstance(x, torch.Tensor):
         if x.numel() == 0 or not x.is_floating_point():
             return
-        big = float(x.detach().abs().max())
+        lo, hi = _extremes(x.detach())
     else:
         arr = np.asarray(x)
         if arr.size == 0 or arr.dtype.kind != "f":
             return
-        big = float(np.abs(arr).max())
+        lo, hi = _extremes(arr)
+    big = max(-lo, hi)  # NaN (a NaN entry) passes here: the finiteness checks name it
     d = max(1, int(features if features is not None else (x.shape[-1] if len(x.shape) else 1)))
     limit = _SQUARABLE / math.sqrt(d)
     if big > limit:
@@ -232,8 +233,25 @@ def _check_shape(arr: np.ndarray, name: str, ndim: int | Sequence[int] | None, m
         raise ValidationError(name, "a non-empty array", f"shape {tuple(arr.shape)}")
 
 
+def _extremes(x: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """The smallest and largest entry of a non-empty float array (NaN if one is NaN): one pass over it, and no
+    temporary of its size (``isfinite(x).all()`` and ``abs(x).max()`` cost 5–15× more on large inputs)."""
+    if isinstance(x, torch.Tensor):
+        lo, hi = torch.aminmax(x)
+        return float(lo), float(hi)
+    return float(x.min()), float(x.max())
+
+
+def _all_finite(x: np.ndarray | torch.Tensor) -> bool:
+    """Whether every entry of a float array is finite (empty: True)."""
+    if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
+        return True
+    lo, hi = _extremes(x)
+    return math.isfinite(lo) and math.isfinite(hi)
+
+
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not _all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         what = "NaN" if np.isnan(arr[tuple(bad)]) else "inf"
         raise ValidationError(name, "finite values", f"{what} at index {tuple(int(i) for i in bad)}",
@@ -274,7 +292,7 @@ def as_tensor(x: Any, name: str, *, ndim: int | Sequence[int] | None = None, min
             t = t.to(dtype)
         if device is not None:
             t = t.to(device)
-        if finite and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        if finite and t.is_floating_point() and not _all_finite(t):
             _check_finite(t.cpu().numpy(), name)
         return t
     arr = as_numpy(x, name, ndim=ndim, min_rows=min_rows, dtype=None, finite=False, shape_hint=shape_hint)

@@ -29,7 +29,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from . import _scratch
+from . import _jit, _scratch
 from ._model import value_and_grad
 from ._threads import check_cancelled
 
@@ -134,24 +134,29 @@ def abrelu_dual(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float 
     # derivative kernel needs no pass of its own (its factor jump is left to the caller when not scaled).
     n = (torch.mul(c, ra, out=c) if inplace else c * ra).mul_(rb.neg_())
     theta_snap, cos_snap = _SNAPS.get(n.dtype, (_THETA_SNAP, _COS_SNAP))
-    # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly
-    torch.nn.functional.threshold(n, -cos_snap, -1.0, inplace=True)
-    n.clamp_(max=1.0)  # a cosine below −1 (rounding): −1
-    if same is not None:  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input)
-        dg = self_entries(n, same)
+    if same is not None:  # each point with itself: cos θ = 1 exactly (0 for a zero-norm input); the snaps below
+        dg = self_entries(n, same)  # leave −1 and 0 as they are
         dg.copy_((dg != 0).to(n.dtype).neg_())
-    phi = torch.acos(n, out=_scratch.empty_like(n))  # π − θ
-    # sin θ = √(1 − cos²θ) (a temporary)
-    sin = torch.addcmul(_ONE.to(n.device), n, n, value=-1.0, out=_scratch.empty_like(n)).sqrt_()
     shift = alpha * beta / jump
-    if shift != 0.0:
-        phi.add_(shift)  # E[φ'φ'] / jump
-    # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab)), into n's buffer
-    nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)
-    _scratch.release(sin)
-    # θ within √(128 ε) of π is rounding of opposite inputs (x and −x): π − θ = 0 exactly, so E[φ'φ'] = αβ exactly
-    # (E[φφ] above needs no snap: its terms in π − θ vanish like (π − θ)³ and (π − θ)²·αβ there)
-    torch.nn.functional.threshold(phi, shift + theta_snap, shift, inplace=True)
+    phi = _scratch.empty_like(n)
+    if _jit.usable(n, phi):  # the same steps in one compiled pass (kernelscope._jit)
+        _jit.abrelu_(n, phi, shift, theta_snap, cos_snap)
+        nngp = n
+    else:
+        # θ below √(128 ε) is rounding of θ = 0 (so is a cosine above 1): cos θ = 1 exactly
+        torch.nn.functional.threshold(n, -cos_snap, -1.0, inplace=True)
+        n.clamp_(max=1.0)  # a cosine below −1 (rounding): −1
+        torch.acos(n, out=phi)  # π − θ
+        # sin θ = √(1 − cos²θ) (a temporary)
+        sin = torch.addcmul(_ONE.to(n.device), n, n, value=-1.0, out=_scratch.empty_like(n)).sqrt_()
+        if shift != 0.0:
+            phi.add_(shift)  # E[φ'φ'] / jump
+        # sin θ + cos θ·E[φ'φ']/jump = E[φφ]/(jump·√(ab)), into n's buffer
+        nngp = torch.addcmul(sin, n, phi, value=-1.0, out=n)
+        _scratch.release(sin)
+        # θ within √(128 ε) of π is rounding of opposite inputs (x and −x): π − θ = 0 exactly, so E[φ'φ'] = αβ
+        # exactly (E[φφ] above needs no snap: its terms in π − θ vanish like (π − θ)³ and (π − θ)²·αβ there)
+        torch.nn.functional.threshold(phi, shift + theta_snap, shift, inplace=True)
     if not scaled:
         return nngp, phi, s1, s2, jump
     return nngp.mul_(s1).mul_(s2), phi.mul_(jump)
