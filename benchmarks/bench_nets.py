@@ -9,7 +9,8 @@ calls after a warm-up; the table shows the median over rounds):
   its own environment (``benchmarks/peer.py``); without it the table says so and shows our side;
 - the floor: one N×N×d float64 GEMM (torch, all threads) plus 6 in-place passes over an N×N float64 buffer (one
   per kernel per hidden layer) — what any implementation must at least do;
-- kernelscope's engine as the library runs it (tiles on single-threaded workers), and the same call with one
+- kernelscope's engine as the library runs it (tiles on single-threaded workers); the same call with the
+  arc-cosine dual as torch operations instead of its compiled loop (:mod:`kernelscope._jit`); and with one
   worker whose ops use torch's intra-op threads (``threads=1``): the scheme that collapses on a busy machine.
 ``--busy`` runs everything with two busy-loop processes on the machine (``peer.busy(2)``): both sides measured
 on the same loaded machine. Where a CUDA device is present the table also has rows for it (``--device cuda``
@@ -35,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer import PeakCUDA, PeakRSS, busy, peer_python, run_peer  # noqa: E402
 
-from kernelscope import nets  # noqa: E402
+from kernelscope import _jit, nets  # noqa: E402
 
 W, B, DEPTH = 1.5, 0.05, 3
 
@@ -78,6 +79,12 @@ def naive(X: torch.Tensor):
         S = W**2 * E + B**2
         T = S + W**2 * Ed * T
     return S, T
+
+
+def torch_ops(X: torch.Tensor):
+    """The same call with the arc-cosine dual as torch operations, not the compiled loop (kernelscope._jit)."""
+    with _jit.disabled():
+        return network().kernel(X)
 
 
 def floor(X: torch.Tensor):
@@ -125,7 +132,7 @@ def main():
               f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
               + (" (with 2 busy-loop processes started by --busy)" if args.busy else "")
               + ("" if have_peer else "; neural-tangents: not found (set KERNELSCOPE_PEER_PYTHON, see peer.py)"))
-        print(f"{'device':>6} {'d':>4} {'method':<40} {'median s':>9} {'÷ floor':>8} {'÷ NT':>6} {'CPU s':>7} "
+        print(f"{'device':>6} {'d':>4} {'method':<42} {'median s':>9} {'÷ floor':>8} {'÷ NT':>6} {'CPU s':>7} "
               f"{'÷ NT':>6} {'peak mem':>9}")
         for device in devices:
             for d in args.dims:
@@ -134,6 +141,7 @@ def main():
                 sides = {"floor (GEMM + 6 passes over N×N)": lambda A: floor(A),
                          "kernelscope.nets (tile workers)": lambda A: net.kernel(A)}
                 if device == "cpu":
+                    sides["kernelscope.nets, torch ops for the dual"] = torch_ops
                     sides["kernelscope.nets, threads=1 (intra-op)"] = lambda A: net.kernel(A, threads=1)
                 if args.naive:
                     sides["naive torch (whole N×N)"] = naive
@@ -155,10 +163,10 @@ def main():
                     peak = max(v[2] for v in vals)
                     ratio = f"{t / t_nt:6.2f}" if t_nt else f"{'–':>6}"
                     cratio = f"{cpu / c_nt:6.2f}" if c_nt else f"{'–':>6}"
-                    print(f"{device:>6} {d:>4} {name:<40} {t:>9.3f} {t / t_floor:>8.2f} {ratio} {cpu:>7.2f} "
+                    print(f"{device:>6} {d:>4} {name:<42} {t:>9.3f} {t / t_floor:>8.2f} {ratio} {cpu:>7.2f} "
                           f"{cratio} {peak / buf:>6.1f} N²")
                 if t_nt:
-                    print(f"{'cpu':>6} {d:>4} {'neural-tangents 0.6.5 (jit, CPU)':<40} {t_nt:>9.3f} "
+                    print(f"{'cpu':>6} {d:>4} {'neural-tangents 0.6.5 (jit, CPU)':<42} {t_nt:>9.3f} "
                           f"{t_nt / t_floor:>8.2f} {1.0:>6.2f} {c_nt:>7.2f} {1.0:>6.2f}")
                     k = outs["kernelscope.nets (tile workers)"]
                     diff = float(np.abs(k.ntk[:8, :8].cpu().numpy() - peer_ntk).max() / np.abs(peer_ntk).max())
