@@ -4,6 +4,8 @@ replaces, and the networks' kernels unchanged with the loops on and off."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,3 +118,23 @@ def test_network_kernels_the_same_with_the_loops_on_and_off(precision):
         for g_, w_ in ((got.nngp, want.nngp), (got.ntk, want.ntk), (gotsym.nngp, wantsym.nngp),
                        (gotsym.ntk, wantsym.ntk)):
             assert torch.allclose(g_, w_, rtol=tol, atol=tol * float(w_.abs().max()))
+
+
+def test_loops_compile_where_numba_finds_no_cache_location():
+    """A read-only install without a user cache: numba refuses cache=True, and the loops compile uncached."""
+    code = """
+import numba, numpy as np
+real = numba.njit
+def njit(*args, **kwargs):
+    if kwargs.get("cache"):
+        raise RuntimeError("cannot cache function 'abrelu': no locator available for file '...'")
+    return real(*args, **kwargs)
+numba.njit = njit
+from kernelscope import _jit_loops
+x = np.linspace(-1, 1, 101); out = np.empty_like(x)
+_jit_loops.acos_array(x, out)
+assert np.allclose(out, np.arccos(x), rtol=1e-15, atol=0)
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -13,7 +13,14 @@ Q1, Q2, Q3, Q4 = (-2.40339491173441421878e+00, 2.02094576023350569471e+00, -6.88
                   7.70381505559019352791e-02)
 HALF_PI = 0.5 * math.pi
 
-_jit = numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)
+
+def _jit(fn):
+    """Compiled without the GIL, cached on disk where numba finds a writable place (next to this file, or the
+    user's cache); compiled afresh in each process where it finds none (a read-only install)."""
+    try:
+        return numba.njit(nogil=True, cache=True, error_model="numpy", fastmath=False)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True, cache=False, error_model="numpy", fastmath=False)(fn)
 
 
 @numba.njit(inline="always", error_model="numpy", fastmath=False)
