@@ -86,7 +86,10 @@ def abrelu_(n: torch.Tensor, phi: torch.Tensor, shift: float, theta_snap: float,
     where ``φ <= theta_snap``. First ``n`` itself is snapped: ``−1`` at or below ``−cos_snap`` and clamped to 1
     above. ``usable(n, phi)`` must hold.
     """
-    _loops().abrelu(_flat(n), _flat(phi), float(shift), float(theta_snap), float(cos_snap))
+    flat = _flat(n)
+    t = flat.dtype.type  # the scalars in the arrays' precision, as the constants (float32 stays float32)
+    loops = _loops()
+    loops.abrelu(flat, _flat(phi), t(shift), t(theta_snap), t(cos_snap), loops.constants(flat.dtype))
 
 
 @cache
