@@ -9,7 +9,8 @@ implementation must do. Here one loop does the snaps, ``acos``, ``sqrt`` and bot
 approximation of fdlibm's ``asin`` on [0, 1/2] and ``acos(x) = 2 asin(√((1 − |x|)/2))`` beyond; ≈ 1.1 ns per
 entry, within 1 ulp of the exact value on 20 000 points checked against mpmath (``tests/test_jit.py`` holds it
 within 2 ulps of libm's ``acos`` everywhere the formulas change). Measured on the analytic NNGP+NTK of a 3-layer
-ReLU MLP at N = 4000 (``benchmarks/bench_nets.py``): see the README.
+ReLU MLP at N = 4000 (``benchmarks/bench_nets.py``): see the README. A float32 block is computed in float32 (the
+constants go in with the arrays, in their precision: twice the vector lanes), its ``acos`` within 1.3 float32 ulps.
 
 The loops are compiled on first use (≈ 1 s) and cached on disk by numba (next to this file, or in the user's
 cache when that is not writable); a later process loads them in ≈ 0.5 s. They run where they apply — CPU
