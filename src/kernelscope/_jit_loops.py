@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba
@@ -14,6 +15,7 @@ _Q = (-2.40339491173441421878e+00, 2.02094576023350569471e+00, -6.88283971605453
       7.70381505559019352791e-02)
 
 
+@functools.cache
 def constants(dtype) -> tuple:
     """The loops' constants as numbers of ``dtype`` (NumPy's float32 or float64), passed in with the arrays: the
     arithmetic then stays in the arrays' precision (a Python float would turn float32 work into float64)."""
